@@ -1,0 +1,36 @@
+# Everything runs inside .venv, built from python3 on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test lint type pytest bench check clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## run: set up, then run the demo
+run: setup
+	$(BIN)/python -m examples.quickstart
+
+## test: set up, then lint, type-check and run every test
+test: setup lint type pytest
+
+lint: setup
+	$(BIN)/ruff format --check macp tests examples
+	$(BIN)/ruff check macp tests examples
+
+type: setup
+	$(BIN)/mypy macp tests examples
+
+pytest: setup
+	$(BIN)/pytest
+
+check: test
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Runnable examples: topologies in YAML and the agents they use."""

@@ -1,0 +1,92 @@
+"""macp: supervised Pykka actors that exchange msgpack envelopes, in one process or across hosts.
+
+The public API is what this module exports; everything else is internal.
+"""
+
+from __future__ import annotations
+
+from macp.actors.agent import Agent as Agent
+from macp.actors.agent import Context as Context
+from macp.actors.agent import handler as handler
+from macp.actors.control import AgentState as AgentState
+from macp.actors.control import Command as Command
+from macp.address import Address as Address
+from macp.envelope import Envelope as Envelope
+from macp.envelope import Kind as Kind
+from macp.envelope import Priority as Priority
+from macp.envelope import Wire as Wire
+from macp.envelope import decode as decode
+from macp.envelope import encode as encode
+from macp.errors import ActorNotFound as ActorNotFound
+from macp.errors import AgentError as AgentError
+from macp.errors import AskTimeout as AskTimeout
+from macp.errors import ConfigError as ConfigError
+from macp.errors import DeadlockError as DeadlockError
+from macp.errors import EnvelopeError as EnvelopeError
+from macp.errors import InsufficientResources as InsufficientResources
+from macp.errors import InternalError as InternalError
+from macp.errors import InvalidParams as InvalidParams
+from macp.errors import MacpError as MacpError
+from macp.errors import NodeDown as NodeDown
+from macp.errors import PeerBroken as PeerBroken
+from macp.errors import PeerClosed as PeerClosed
+from macp.errors import PoisonMessage as PoisonMessage
+from macp.errors import ProtocolError as ProtocolError
+from macp.errors import ResourceUnavailable as ResourceUnavailable
+from macp.errors import SupervisorEscalation as SupervisorEscalation
+from macp.errors import TransportError as TransportError
+from macp.errors import Unauthorized as Unauthorized
+from macp.errors import UnknownMessageType as UnknownMessageType
+from macp.node import AskFuture as AskFuture
+from macp.node import Node as Node
+from macp.node import Ref as Ref
+from macp.settings import Settings as Settings
+from macp.supervisor import ChildSpec as ChildSpec
+from macp.supervisor import Restart as Restart
+from macp.supervisor import Strategy as Strategy
+from macp.supervisor import SupervisorSpec as SupervisorSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActorNotFound",
+    "Address",
+    "Agent",
+    "AgentError",
+    "AgentState",
+    "AskFuture",
+    "AskTimeout",
+    "ChildSpec",
+    "Command",
+    "ConfigError",
+    "Context",
+    "DeadlockError",
+    "Envelope",
+    "EnvelopeError",
+    "InsufficientResources",
+    "InternalError",
+    "InvalidParams",
+    "Kind",
+    "MacpError",
+    "Node",
+    "NodeDown",
+    "PeerBroken",
+    "PeerClosed",
+    "PoisonMessage",
+    "Priority",
+    "ProtocolError",
+    "Ref",
+    "ResourceUnavailable",
+    "Restart",
+    "Settings",
+    "Strategy",
+    "SupervisorEscalation",
+    "SupervisorSpec",
+    "TransportError",
+    "Unauthorized",
+    "UnknownMessageType",
+    "Wire",
+    "decode",
+    "encode",
+    "handler",
+]

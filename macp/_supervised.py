@@ -1,0 +1,175 @@
+"""The base of every actor a supervisor can own: agents and supervisors themselves.
+
+Pykka has no links or monitors, so the actor reports its own end: whatever way its thread ends
+(a normal stop, a crash in ``on_start``, a handler or ``on_stop``), the last thing it does is
+tell its parent :class:`ChildExited` with the reason. A supervisor also watches the thread, in
+case that report never comes.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import pykka
+import structlog
+
+from macp._inbox import PriorityInbox
+from macp.envelope import Envelope
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from macp._inbox import PriorityInbox as _Inbox
+    from macp.node import Node
+
+__all__ = ["ChildExited", "Supervised", "answer_foreign"]
+
+_log: structlog.stdlib.BoundLogger = structlog.get_logger("macp.actor")
+
+
+class ChildExited(NamedTuple):
+    """Told to the parent by a child whose thread is ending.
+
+    Attributes:
+        name: the child's name.
+        urn: the child's actor URN, to tell one incarnation of a name from the next.
+        reason: the exception that ended it, or ``None`` for a normal stop.
+    """
+
+    name: str
+    urn: str
+    reason: BaseException | None
+
+
+def answer_foreign(items: list[Any], name: str) -> None:
+    """Settle Pykka's own queued messages (stop requests, proxy calls) of a gone actor."""
+    for item in items:
+        if item.reply_to is None or type(item.message) is Envelope:
+            continue
+        if isinstance(item.message, pykka.messages._ActorStop):
+            item.reply_to.set(None)
+        else:
+            dead = pykka.ActorDeadError(f"{name} stopped before handling the message")
+            item.reply_to.set_exception(exc_info=(type(dead), dead, None))
+
+
+class Supervised(pykka.ThreadingActor):
+    """A Pykka actor with a name, a node, a parent, and an exit report.
+
+    Threading: ``__init__`` runs in the creator's thread; ``on_start``, handlers, ``on_stop`` and
+    ``on_failure`` in the actor's own thread. Actor threads are daemon threads, so an actor stuck
+    in a handler cannot keep the process alive after its node has stopped.
+    """
+
+    use_daemon_thread = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.name = ""
+        self._parent: pykka.ActorRef[Any] | None = None
+        self._ready = threading.Event()
+        self._exit_reason: BaseException | None = None
+        self._exit_reported = False
+        self._thread: threading.Thread | None = None
+        self._crash_expected = False
+        self.log: structlog.stdlib.BoundLogger = _log
+
+    @staticmethod
+    def _create_actor_inbox() -> _Inbox:
+        return PriorityInbox()
+
+    @property
+    def inbox(self) -> PriorityInbox:
+        """This actor's inbox (for its depth)."""
+        inbox = self.actor_inbox
+        assert isinstance(inbox, PriorityInbox)
+        return inbox
+
+    def _bind(
+        self,
+        name: str,
+        node: Node,
+        parent: pykka.ActorRef[Any] | None,
+        inbox: PriorityInbox | None = None,
+    ) -> None:
+        """Give the actor its place before its thread starts (runs in the supervisor's thread).
+
+        ``inbox`` is the mailbox of the incarnation this one replaces, taken over with what
+        is queued in it.
+        """
+        self.name = name
+        self.node = node
+        self._parent = parent
+        self.log = _log.bind(node=node.name, actor=name)
+        if inbox is not None:
+            self.actor_inbox = inbox
+            self._actor_ref = pykka.ActorRef(self)
+
+    def _start_actor_loop(self) -> None:
+        self._thread = threading.Thread(
+            target=self._actor_loop, name=f"macp-{self.node.name}-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _wait_started(self, timeout_s: float) -> bool:
+        """Wait until ``on_start`` has finished; ``False`` if the actor died starting or hung."""
+        return self._ready.wait(timeout_s) and not self.actor_stopped.is_set()
+
+    def _thread_ended(self) -> bool:
+        """Whether the thread has ended without reporting its exit (the watchdog's question)."""
+        thread = self._thread
+        return thread is not None and not thread.is_alive() and not self._exit_reported
+
+    def _actor_loop(self) -> None:
+        try:
+            self._actor_loop_setup()
+            self._ready.set()
+            self._actor_loop_running()
+        finally:
+            try:
+                self._actor_loop_teardown()
+                self._on_exit()
+            finally:
+                self._ready.set()
+                self._report_exit()
+
+    def _actor_loop_teardown(self) -> None:
+        # Unlike Pykka's, this leaves the envelopes queued: they belong to the name, and the
+        # next incarnation handles them (or the supervisor refuses them if the name is gone).
+        answer_foreign(self.inbox.take_foreign(), self.name)
+
+    def _on_exit(self) -> None:
+        """Runs in the actor's thread after its last message, before the exit report."""
+
+    def _report_exit(self) -> None:
+        reason = self._exit_reason
+        self._exit_reported = True
+        if self._parent is None:
+            self.node._on_root_exit(reason)
+            return
+        try:
+            self._parent.tell(ChildExited(self.name, self.actor_urn, reason))
+        except pykka.ActorDeadError:
+            if reason is not None:  # a parent that is stopping needs no report of a clean exit
+                self.log.warning("actor.orphaned", reason=repr(reason))
+
+    def _handle_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # Replaces Pykka's: same effect (the actor stops), logged through structlog, and the
+        # first reason kept for the exit report.
+        if self._exit_reason is None:
+            self._exit_reason = exception_value or (exception_type or RuntimeError)()
+        if self._crash_expected:  # "let it crash": the reason is enough, no traceback
+            self.log.warning("actor.crashed", error=repr(exception_value))
+        else:
+            self.log.error(
+                "actor.crashed",
+                error=repr(exception_value),
+                exc_info=(exception_type, exception_value, traceback),
+            )
+        self.actor_stopped.set()

@@ -1,0 +1,1 @@
+"""Actors: the Agent base class and the control-plane actors."""

@@ -1,0 +1,283 @@
+"""The Agent base class: handlers, messaging, lifecycle and control commands.
+
+Write an agent by subclassing :class:`Agent` and marking methods with :func:`handler`::
+
+    class Summarizer(Agent):
+        capabilities = ("summarize",)
+
+        @handler("summarize")
+        def summarize(self, body: dict, ctx: Context) -> dict:
+            return {"summary": body["text"][:200]}
+
+A handler takes the message body (and, if it declares a second parameter, a :class:`Context`);
+what it returns is the reply to an ``ask``. A handler that raises answers the asker with an
+``error`` envelope and the agent lives on, unless the class sets ``crash_on_error = True``
+(Erlang's "let it crash"): then the agent dies and its supervisor restarts it with fresh state.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import deque
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
+
+from macp._supervised import Supervised
+from macp.actors.control import COMMAND_PREFIX, AgentState, Controls
+from macp.envelope import Envelope, Kind, Priority, Wire, now_ms
+from macp.errors import (
+    ConfigError,
+    DeadlockError,
+    MacpError,
+    ResourceUnavailable,
+    UnknownMessageType,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from macp._inbox import PriorityInbox
+    from macp.node import AskFuture, Node
+
+__all__ = ["Agent", "Context", "handler"]
+
+_F = TypeVar("_F", bound="Callable[..., Any]")
+_HANDLES = "__macp_handles__"
+_MEDIUM = int(Priority.MEDIUM)
+_WITH_CONTEXT = 3  # (self, body, ctx)
+
+
+def handler(type: str) -> Callable[[_F], _F]:
+    """Declare the decorated method the handler of messages of ``type``.
+
+    Raises:
+        ConfigError: ``type`` is empty, not a string, or in the reserved ``control.`` space.
+    """
+    if not isinstance(type, str) or not type or type.startswith(COMMAND_PREFIX):
+        raise ConfigError(
+            f"@handler needs a non-empty message type outside 'control.*', not {type!r}"
+        )
+
+    def mark(fn: _F) -> _F:
+        setattr(fn, _HANDLES, type)
+        return fn
+
+    return mark
+
+
+class _Handler(NamedTuple):
+    fn: Callable[..., Wire]
+    wants_ctx: bool
+
+
+def _wants_ctx(fn: Callable[..., Any]) -> bool:
+    params = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(params) >= _WITH_CONTEXT
+
+
+class Context:
+    """What a handler knows about the message it is handling.
+
+    Attributes:
+        agent: the agent handling the message.
+        envelope: the message itself.
+    """
+
+    __slots__ = ("agent", "envelope")
+
+    def __init__(self, agent: Agent, envelope: Envelope) -> None:
+        self.agent = agent
+        self.envelope = envelope
+
+    @property
+    def sender(self) -> str:
+        """The sender's address."""
+        return self.envelope.src
+
+    @property
+    def msg_id(self) -> str:
+        return self.envelope.id
+
+    @property
+    def node(self) -> Node:
+        return self.agent.node
+
+
+class Agent(Controls, Supervised):
+    """Base class of every agent: a supervised Pykka actor that speaks envelopes.
+
+    Class attributes:
+        capabilities: what the agent can do; the registry finds agents by them.
+        role: a free-form role name (``"worker"``, ``"lead"``, ...).
+        crash_on_error: die on a handler error, to be restarted fresh by the supervisor.
+
+    Threading: ``__init__`` runs in the creator's thread, before the agent has a name or a node;
+    ``on_start``, handlers, ``on_configure``, ``on_reset`` and ``on_stop`` run in the agent's
+    own thread, where ``self.name``, ``self.address``, ``self.node`` and ``self.config`` are set.
+    """
+
+    capabilities: ClassVar[tuple[str, ...]] = ()
+    role: ClassVar[str | None] = None
+    crash_on_error: ClassVar[bool] = False
+    _handlers: ClassVar[dict[str, _Handler]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table: dict[str, _Handler] = {}
+        for klass in reversed(cls.__mro__):
+            seen: dict[str, str] = {}
+            for attr, value in vars(klass).items():
+                type_ = getattr(value, _HANDLES, None)
+                if type_ is None:
+                    continue
+                if type_ in seen:
+                    raise ConfigError(
+                        f"{klass.__qualname__} declares two handlers for {type_!r} "
+                        f"({seen[type_]} and {attr}); keep one"
+                    )
+                seen[type_] = attr
+                fn = getattr(cls, attr)
+                table[type_] = _Handler(fn, _wants_ctx(fn))
+        cls._handlers = table
+
+    def __init__(self, config: Mapping[str, Wire] | None = None) -> None:
+        super().__init__()
+        self.config: dict[str, Wire] = dict(config or {})
+        self.address = ""
+        self.state = AgentState.STARTING
+        self._current: Envelope | None = None
+        self._held: deque[Envelope] = deque()
+        self._init_controls()
+
+    # -- messaging ----------------------------------------------------------------------------
+
+    def tell(self, address: str, type: str, body: Wire = None, *, prio: int = _MEDIUM) -> None:
+        """Send a one-way message: at-most-once, FIFO per sender/receiver pair."""
+        self.node.send(Envelope.new(Kind.TELL, type, self.address, address, body, prio=prio))
+
+    def ask(
+        self,
+        address: str,
+        type: str,
+        body: Wire = None,
+        *,
+        timeout_s: float | None = None,
+        prio: int = _MEDIUM,
+    ) -> AskFuture:
+        """Send a request; ``.get()`` on the result waits for the reply (or raises its error).
+
+        Raises:
+            DeadlockError: at once, if the target is this agent or already waits on this call.
+        """
+        target = self.node.resolve(address)
+        current = self._current
+        chain = current.chain if current is not None and current.answered else ()
+        if target == self.address or target in chain:
+            raise DeadlockError(
+                f"{self.address} asking {target} for {type!r} would deadlock: "
+                f"{' -> '.join((*chain, self.address, target))}"
+            )
+        return self.node.ask(
+            target,
+            type,
+            body,
+            timeout_s=timeout_s,
+            prio=prio,
+            src=self.address,
+            chain=(*chain, self.address),
+        )
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    def on_configure(self, params: dict[str, Wire]) -> None:
+        """Called by CONFIGURE after ``params`` are merged into ``self.config``."""
+
+    def on_reset(self) -> None:
+        """Called by RESET: return the agent's own state to how it started."""
+
+    # -- dispatch (the agent's thread) --------------------------------------------------------
+
+    def _bind(self, name: str, node: Node, parent: Any, inbox: PriorityInbox | None = None) -> None:
+        super()._bind(name, node, parent, inbox)
+        self.address = f"{name}@{node.name}"
+
+    def _actor_loop_setup(self) -> None:
+        self.state = AgentState.RUNNING
+        super()._actor_loop_setup()
+
+    def _handle_receive(self, message: Any) -> Any:
+        if type(message) is not Envelope:
+            return super()._handle_receive(message)
+        if message.kind == Kind.CONTROL:
+            return self._on_control(message)
+        if message.deadline is not None and message.deadline < now_ms():
+            self.counters["expired"] += 1
+            return None
+        if self.state is AgentState.RUNNING:
+            return self._handle_work(message)
+        if self.state is AgentState.PAUSED:
+            self._held.append(message)
+            return None
+        self._refuse(message, ResourceUnavailable(f"agent {self.address} is stopped; START it"))
+        return None
+
+    def _handle_work(self, env: Envelope) -> None:
+        counters = self.counters
+        counters["received"] += 1
+        entry = self._handlers.get(env.type)
+        if entry is None:
+            counters["failed"] += 1
+            known = ", ".join(sorted(self._handlers)) or "none"
+            self._refuse(
+                env,
+                UnknownMessageType(
+                    f"agent {self.address} has no handler for {env.type!r} (it handles: {known})"
+                ),
+            )
+            return
+        self._current = env
+        try:
+            if entry.wants_ctx:
+                result = entry.fn(self, env.body, Context(self, env))
+            else:
+                result = entry.fn(self, env.body)
+        except Exception as exc:
+            counters["failed"] += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._refuse(env, exc)
+            if self.crash_on_error:
+                self._crash_expected = True
+                raise
+            return
+        finally:
+            self._current = None
+        counters["handled"] += 1
+        if env.answered:
+            self._answer(env, env.reply(result, self.address))
+
+    def _answer(self, env: Envelope, answer: Envelope) -> None:
+        try:
+            self.node.send(answer)
+        except MacpError as exc:  # e.g. a reply the strict setting cannot encode
+            if answer.kind == Kind.ERROR:
+                self.log.warning("reply.undeliverable", msg_id=env.id, error=str(exc))
+            else:
+                self._answer(env, env.error(exc, self.address))
+
+    def _refuse(self, env: Envelope, exc: BaseException) -> None:
+        """Answer ``env`` with an error if its sender waits; else log the refusal."""
+        if env.answered:
+            self._answer(env, env.error(exc, self.address))
+        else:
+            self.log.warning(
+                "message.failed", msg_id=env.id, type=env.type, src=env.src, error=repr(exc)
+            )
+
+    def _actor_loop_teardown(self) -> None:
+        # Work held by PAUSE goes back to the head of the mailbox, for the next incarnation.
+        held, self._held = self._held, deque()
+        self.inbox.push_front(held)
+        super()._actor_loop_teardown()

@@ -1,0 +1,163 @@
+"""Control commands every agent obeys, whatever it is doing.
+
+A control command is an envelope of kind ``control`` and type ``control.<command>``, sent at
+CRITICAL priority so it overtakes queued work. Every command is answered with a reply (its
+result) or an error, and recorded in a bounded history that STATUS returns.
+
+=========  =========================================================================
+START      accept work again after STOP (or PAUSE); held work is then handled.
+STOP       refuse work: queued, held and new work is answered with
+           ``ResourceUnavailable``. The actor stays alive, ready for START; ending
+           the actor is its supervisor's job (``Node.terminate``).
+PAUSE      hold incoming work, in order, without losing any.
+RESUME     handle the held work in arrival order, then carry on.
+CONFIGURE  call ``on_configure(params)``; if it returns, merge ``params`` into
+           ``self.config``. Returns the new config.
+STATUS     return state, counters, queue depth, held count, last error and the last
+           commands.
+RESET      call ``on_reset()``, zero the counters and forget the last error.
+=========  =========================================================================
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from enum import StrEnum
+from typing import TYPE_CHECKING, ClassVar, Final
+
+from macp.errors import InvalidParams, UnknownMessageType
+
+if TYPE_CHECKING:
+    from macp._inbox import PriorityInbox
+    from macp.envelope import Envelope, Wire
+
+__all__ = ["COMMAND_PREFIX", "AgentState", "Command", "Controls"]
+
+COMMAND_PREFIX: Final = "control."
+_HISTORY: Final = 32
+
+
+class Command(StrEnum):
+    """The control commands; the envelope type is ``control.<value>``."""
+
+    START = "start"
+    STOP = "stop"
+    PAUSE = "pause"
+    RESUME = "resume"
+    CONFIGURE = "configure"
+    STATUS = "status"
+    RESET = "reset"
+
+    @property
+    def type(self) -> str:
+        return COMMAND_PREFIX + self.value
+
+
+class AgentState(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+class Controls:
+    """The control half of :class:`~macp.actors.agent.Agent` (runs in the agent's thread)."""
+
+    if TYPE_CHECKING:
+        name: str
+        address: str
+        state: AgentState
+        config: dict[str, Wire]
+        capabilities: ClassVar[tuple[str, ...]]
+        role: ClassVar[str | None]
+        _held: deque[Envelope]
+
+        @property
+        def inbox(self) -> PriorityInbox: ...
+        def _handle_receive(self, message: object) -> object: ...
+        def _answer(self, env: Envelope, answer: Envelope) -> None: ...
+        def _refuse(self, env: Envelope, exc: BaseException) -> None: ...
+        def on_configure(self, params: dict[str, Wire]) -> None: ...
+        def on_reset(self) -> None: ...
+
+    def _init_controls(self) -> None:
+        self.counters: Counter[str] = Counter()
+        self.last_error: str | None = None
+        self.commands: deque[dict[str, Wire]] = deque(maxlen=_HISTORY)
+
+    def status(self) -> dict[str, Wire]:
+        """What STATUS returns."""
+        return {
+            "name": self.name,
+            "address": self.address,
+            "state": self.state.value,
+            "capabilities": list(self.capabilities),
+            "role": self.role,
+            "queue_depth": self.inbox.depth(),
+            "held": len(self._held),
+            "counters": dict(self.counters),
+            "last_error": self.last_error,
+            "last_commands": list(self.commands),
+        }
+
+    def _on_control(self, env: Envelope) -> None:
+        try:
+            command = Command(env.type.removeprefix(COMMAND_PREFIX))
+        except ValueError:
+            known = ", ".join(c.value for c in Command)
+            self._refuse(
+                env, UnknownMessageType(f"unknown control command {env.type!r}; known: {known}")
+            )
+            return
+        params = {} if env.body is None else env.body
+        entry: dict[str, Wire] = {"command": command.value, "src": env.src, "ts": env.ts}
+        try:
+            result = self._run_command(command, params)
+        except Exception as exc:  # noqa: BLE001 - a failed command is answered, never fatal
+            entry.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+            self.commands.append(entry)
+            self._refuse(env, exc)
+            return
+        entry["ok"] = True
+        self.commands.append(entry)
+        self._answer(env, env.reply(result, self.address))
+        if self.state is AgentState.RUNNING:
+            while self._held and self.state is AgentState.RUNNING:
+                self._handle_receive(self._held.popleft())
+
+    def _run_command(self, command: Command, params: Wire) -> Wire:
+        if not isinstance(params, dict):
+            raise InvalidParams(f"control.{command} takes a map of params, not {params!r:.80}")
+        result: Wire = getattr(self, f"_control_{command.value}")(params)
+        return result
+
+    def _control_start(self, _params: dict[str, Wire]) -> Wire:
+        self.state = AgentState.RUNNING
+        return {"state": self.state.value}
+
+    _control_resume = _control_start
+
+    def _control_stop(self, _params: dict[str, Wire]) -> Wire:
+        self.state = AgentState.STOPPED
+        held, self._held = self._held, deque()
+        for env in held:
+            self._handle_receive(env)  # refused now that the agent is stopped
+        return {"state": self.state.value}
+
+    def _control_pause(self, _params: dict[str, Wire]) -> Wire:
+        self.state = AgentState.PAUSED
+        return {"state": self.state.value}
+
+    def _control_configure(self, params: dict[str, Wire]) -> Wire:
+        self.on_configure(params)
+        self.config.update(params)
+        return {"config": self.config}
+
+    def _control_status(self, _params: dict[str, Wire]) -> Wire:
+        return self.status()
+
+    def _control_reset(self, _params: dict[str, Wire]) -> Wire:
+        self.on_reset()
+        self.counters.clear()
+        self.last_error = None
+        return self.status()

@@ -1,0 +1,61 @@
+"""Runtime settings of a node: timeouts, limits and the strict setting.
+
+Every value has a unit in its name; a bad value raises :class:`ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+
+from macp.envelope import DEFAULT_MAX_BYTES
+from macp.errors import ConfigError
+
+__all__ = ["Settings"]
+
+
+def _strict_from_env() -> bool:
+    return os.environ.get("MACP_STRICT", "").lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How one node behaves.
+
+    Attributes:
+        strict: round-trip every local message through msgpack, so a payload that could not
+            cross nodes fails in tests, not in production (like Akka's ``serialize-messages``).
+            Defaults to the ``MACP_STRICT`` environment variable.
+        max_message_bytes: the largest frame accepted or sent.
+        ask_timeout_s: the default time an ``ask`` waits for its reply.
+        shutdown_timeout_s: the default time a child gets to stop before it is abandoned.
+        supervisor_check_interval_s: how often supervisors look for children whose thread died.
+        heartbeat_interval_s: how often nodes tell each other they are alive.
+        heartbeat_misses: missed intervals after which a silent peer is down.
+        acceptable_pause_s: extra silence tolerated before a peer is down (a busy host's pause).
+        send_hwm: queued outbound messages per peer before sends block (ZeroMQ SNDHWM).
+        recv_hwm: queued inbound messages before the peer is slowed (ZeroMQ RCVHWM).
+    """
+
+    strict: bool = field(default_factory=_strict_from_env)
+    max_message_bytes: int = DEFAULT_MAX_BYTES
+    ask_timeout_s: float = 5.0
+    shutdown_timeout_s: float = 5.0
+    supervisor_check_interval_s: float = 1.0
+    heartbeat_interval_s: float = 1.0
+    heartbeat_misses: int = 3
+    acceptable_pause_s: float = 1.0
+    send_hwm: int = 100_000
+    recv_hwm: int = 100_000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "strict":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"settings.strict must be true or false, not {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(
+                    f"settings.{f.name} must be a positive number, not {value!r}; "
+                    f"use a value such as {f.default!r}"
+                )

@@ -1,0 +1,1 @@
+"""Topologies declared in YAML: schema, placement and wiring."""

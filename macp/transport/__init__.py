@@ -1,0 +1,1 @@
+"""Transport between nodes: ZeroMQ ROUTER/DEALER sockets owned by one I/O thread."""

@@ -1,0 +1,54 @@
+"""Shared fixtures: every test runs with the strict setting, and leaves no macp thread behind."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING
+
+import pytest
+
+os.environ["MACP_STRICT"] = "1"
+
+from macp import Node, Settings, SupervisorSpec
+from macp.testing import wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+FAST = Settings(strict=True, supervisor_check_interval_s=0.05, ask_timeout_s=5.0)
+
+
+def _macp_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("macp-") and t.is_alive()]
+
+
+@pytest.fixture(autouse=True)
+def _no_threads_left() -> Iterator[None]:
+    yield
+    wait_until(lambda: not _macp_threads(), 5.0, "macp threads left running")
+
+
+@pytest.fixture
+def make_node() -> Iterator[Callable[..., Node]]:
+    """Build and start nodes; every one is stopped when the test ends."""
+    nodes: list[Node] = []
+
+    def make(
+        name: str = "test",
+        *,
+        settings: Settings = FAST,
+        supervision: SupervisorSpec | None = None,
+    ) -> Node:
+        node = Node(name, settings=settings, supervision=supervision).start()
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        node.stop()
+
+
+@pytest.fixture
+def node(make_node: Callable[..., Node]) -> Node:
+    return make_node()

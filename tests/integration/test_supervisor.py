@@ -1,0 +1,215 @@
+"""Supervision with real actors that really crash: strategies, restart policies, intensity."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+import macp
+from macp import Agent, ChildSpec, Restart, Strategy, SupervisorSpec, handler
+from macp.testing import Recorder, wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from macp import Node
+
+pytestmark = pytest.mark.integration
+
+RECORDER = Recorder()
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> None:
+    RECORDER.clear()
+
+
+class Worker(Agent):
+    crash_on_error = True
+
+    def on_start(self) -> None:
+        RECORDER.record(("start", self.name))
+
+    def on_stop(self) -> None:
+        RECORDER.record(("stop", self.name))
+
+    @handler("crash")
+    def crash(self, _body: macp.Wire) -> None:
+        raise RuntimeError(f"{self.name} crashed on purpose")
+
+    @handler("quit")
+    def quit(self, _body: macp.Wire) -> None:
+        self.stop()  # a normal exit
+
+    @handler("ping")
+    def ping(self, _body: macp.Wire) -> macp.Wire:
+        return self.name
+
+
+class SilentWorker(Worker):
+    """Dies without reporting its exit, so only the supervisor's watchdog can notice."""
+
+    def _report_exit(self) -> None:
+        self._exit_reported = False
+
+
+def _starts(name: str) -> Callable[[list[object]], bool]:
+    return lambda events: events.count(("start", name)) >= 2
+
+
+def _children(*names: str, restart: Restart = Restart.PERMANENT) -> list[ChildSpec]:
+    return [ChildSpec(Worker, n, restart=restart) for n in names]
+
+
+def _tree(node: Node, strategy: Strategy, **kw: object) -> None:
+    node.start_child(SupervisorSpec("workers", _children("a", "b", "c"), strategy=strategy, **kw))  # type: ignore[arg-type]
+    RECORDER.wait_count(3)
+    RECORDER.clear()
+
+
+def test_one_for_one_restarts_only_the_crashed_child(node: Node) -> None:
+    _tree(node, Strategy.ONE_FOR_ONE)
+    node.tell("b", "crash")
+    RECORDER.wait_for(lambda events: ("start", "b") in events)
+    assert node.ref("b").ask("ping").get() == "b"
+    assert RECORDER.events == [("start", "b")]
+    assert [c["restarts"] for c in node.children("workers")] == [0, 1, 0]
+
+
+def test_one_for_all_stops_the_others_in_reverse_order_then_restarts_all_in_order(
+    node: Node,
+) -> None:
+    _tree(node, Strategy.ONE_FOR_ALL)
+    node.tell("b", "crash")
+    events = RECORDER.wait_for(lambda ev: ev[-1:] == [("start", "c")])
+    assert events == [("stop", "c"), ("stop", "a"), ("start", "a"), ("start", "b"), ("start", "c")]
+    assert [node.ref(n).ask("ping").get() for n in "abc"] == ["a", "b", "c"]
+
+
+def test_rest_for_one_restarts_the_crashed_child_and_those_started_after_it(node: Node) -> None:
+    _tree(node, Strategy.REST_FOR_ONE)
+    node.tell("b", "crash")
+    events = RECORDER.wait_for(lambda ev: ev[-1:] == [("start", "c")])
+    assert events == [("stop", "c"), ("start", "b"), ("start", "c")]
+    assert [c["restarts"] for c in node.children("workers")] == [0, 1, 1]
+
+
+def test_a_permanent_child_is_restarted_even_after_a_normal_exit(node: Node) -> None:
+    node.start_child(ChildSpec(Worker, "w", restart=Restart.PERMANENT))
+    node.tell("w", "quit")
+    RECORDER.wait_for(_starts("w"))
+    assert node.ref("w").ask("ping").get() == "w"
+
+
+def test_a_transient_child_is_restarted_after_a_crash_but_not_after_a_normal_exit(
+    node: Node,
+) -> None:
+    node.start_child(ChildSpec(Worker, "w", restart=Restart.TRANSIENT))
+    node.tell("w", "crash")
+    RECORDER.wait_for(_starts("w"))
+    node.tell("w", "quit")
+    RECORDER.wait_for(lambda ev: ev.count(("stop", "w")) == 1)
+    with pytest.raises(macp.ActorNotFound):
+        node.ask("w", "ping").get(timeout_s=2)
+    assert node.children() == []
+
+
+def test_a_temporary_child_is_never_restarted(node: Node) -> None:
+    node.start_child(ChildSpec(Worker, "w", restart=Restart.TEMPORARY))
+    node.tell("w", "crash")
+    wait_until(lambda: node.children() == [], message="the temporary child was not removed")
+    with pytest.raises(macp.ActorNotFound):
+        node.ask("w", "ping").get(timeout_s=2)
+    assert RECORDER.events == [("start", "w")]
+
+
+def test_exceeding_the_restart_intensity_escalates_to_the_parent(node: Node) -> None:
+    spec = SupervisorSpec("workers", _children("a", "b"), max_restarts=2, within_s=30)
+    node.start_child(spec)
+    RECORDER.wait_count(2)
+    for expected_starts in (2, 3):
+        node.tell("b", "crash")
+        RECORDER.wait_for(lambda ev: ev.count(("start", "b")) == expected_starts)  # noqa: B023
+    node.tell("b", "crash")  # the third restart within 30 s: "workers" gives up
+    # The root restarts "workers", which starts both children afresh.
+    events = RECORDER.wait_for(
+        lambda ev: ev.count(("start", "a")) == 2 and ev.count(("start", "b")) == 4
+    )
+    assert events[-2:] == [("start", "a"), ("start", "b")]
+    assert node.children()[0]["restarts"] == 1
+    assert [c["restarts"] for c in node.children("workers")] == [0, 0]
+
+
+def test_a_root_supervisor_that_gives_up_ends_the_node_with_exit_code_1(
+    make_node: Callable[..., Node],
+) -> None:
+    node = make_node("fragile", supervision=SupervisorSpec("root", max_restarts=0))
+    node.start_child(ChildSpec(Worker, "w"))
+    node.tell("w", "crash")
+    assert node.wait(5) == 1
+    assert RECORDER.events[-1] == ("start", "w")
+
+
+def test_a_restarted_child_keeps_its_name_and_address(node: Node) -> None:
+    ref = node.spawn(Worker, "w")
+    ref.tell("crash")
+    RECORDER.wait_for(_starts("w"))
+    assert ref.address == "w@test"
+    assert ref.ask("ping").get() == "w"
+
+
+def test_the_watchdog_restarts_a_child_whose_thread_died_without_a_report(node: Node) -> None:
+    node.start_child(ChildSpec(SilentWorker, "silent"))
+    node.tell("silent", "crash")
+    RECORDER.wait_for(_starts("silent"))
+    assert node.ref("silent").ask("ping").get() == "silent"
+
+
+def test_nested_supervisors_stop_their_children_in_reverse_order(
+    make_node: Callable[..., Node],
+) -> None:
+    node = make_node("nested")
+    node.start_child(SupervisorSpec("outer", [
+        ChildSpec(Worker, "a"),
+        SupervisorSpec("inner", _children("b", "c")),
+        ChildSpec(Worker, "d"),
+    ]))  # fmt: skip
+    RECORDER.wait_count(4)
+    RECORDER.clear()
+    node.stop()
+    assert RECORDER.events == [("stop", "d"), ("stop", "c"), ("stop", "b"), ("stop", "a")]
+    assert node.wait(1) == 0
+
+
+def test_a_duplicate_name_on_a_node_is_refused(node: Node) -> None:
+    node.spawn(Worker, "w")
+    with pytest.raises(macp.ConfigError, match="already has a child named 'w'"):
+        node.spawn(Worker, "w")
+    node.start_child(SupervisorSpec("other"))
+    with pytest.raises(macp.ConfigError, match="already has an actor named 'w'"):
+        node.spawn(Worker, "w", supervisor="other")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"strategy": "one_for_some"}, "strategy is one of one_for_one"),
+        ({"max_restarts": -1}, "max_restarts must be an integer >= 0"),
+        ({"within_s": 0}, "within_s must be a positive number"),
+        ({"name": "a b"}, "supervisor name 'a b' is invalid"),
+    ],
+)
+def test_a_bad_supervisor_spec_names_the_field(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(macp.ConfigError, match=message):
+        SupervisorSpec(**{"name": "s", **kwargs})  # type: ignore[arg-type]
+
+
+def test_messages_queued_behind_a_crash_are_handled_by_the_next_incarnation(node: Node) -> None:
+    ref = node.spawn(Worker, "w")
+    ref.control("pause").get()  # queue everything first, then let it all run
+    ref.tell("crash")
+    pings = [ref.ask("ping", timeout_s=10) for _ in range(20)]
+    ref.control("resume").get()
+    assert [p.get() for p in pings] == ["w"] * 20
+    assert RECORDER.events.count(("start", "w")) == 2
