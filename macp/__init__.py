@@ -37,14 +37,14 @@ from macp.errors import SupervisorEscalation as SupervisorEscalation
 from macp.errors import TransportError as TransportError
 from macp.errors import Unauthorized as Unauthorized
 from macp.errors import UnknownMessageType as UnknownMessageType
-from macp.node import AskFuture as AskFuture
 from macp.node import Node as Node
-from macp.node import Ref as Ref
 from macp.settings import Settings as Settings
 from macp.supervisor import ChildSpec as ChildSpec
 from macp.supervisor import Restart as Restart
 from macp.supervisor import Strategy as Strategy
 from macp.supervisor import SupervisorSpec as SupervisorSpec
+from macp.transport.refs import AskFuture as AskFuture
+from macp.transport.refs import Ref as Ref
 
 __version__ = "0.1.0"
 

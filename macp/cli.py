@@ -1,10 +1,30 @@
-"""The ``macp`` command."""
+"""The ``macp`` command.
+
+Every bad flag or file gets one sentence naming it and the fix, and a non-zero exit (2 for bad
+input, 1 for a failure at run time). Logs go to standard error: a console renderer on a
+terminal, JSON lines otherwise or with ``--log-json``; results go to standard output.
+"""
 
 from __future__ import annotations
 
+import json
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import structlog
 import typer
 
 import macp
+from macp.errors import ConfigError, MacpError
+from macp.log import configure_logging
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 __all__ = ["app", "main"]
 
@@ -15,6 +35,35 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+node_app = typer.Typer(help="Run or query one node.", no_args_is_help=True)
+keys_app = typer.Typer(help="Make CURVE key pairs for nodes.", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+app.add_typer(keys_app, name="keys")
+
+LogJson = Annotated[bool, typer.Option("--log-json", help="Log JSON lines even on a terminal.")]
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` to standard error and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            fail(f"{flag} {value!r} must be NAME=VALUE, e.g. {flag} worker=tcp://10.0.0.2:5555")
+        result[name] = rest
+    return result
+
+
+def _logging(log_json: bool, log_level: str) -> None:
+    if log_level.lower() not in {"debug", "info", "warning", "error"}:
+        fail(f"--log-level {log_level!r} is not one of debug, info, warning, error")
+    configure_logging(json=True if log_json else None, level=log_level)
 
 
 @app.callback()
@@ -26,6 +75,158 @@ def _root() -> None:
 def version() -> None:
     """Print the macp version."""
     typer.echo(macp.__version__)
+
+
+@node_app.command("start")
+def node_start(
+    name: Annotated[str, typer.Option(help="This node's name, unique in the cluster.")],
+    listen: Annotated[str, typer.Option(help="Address to listen on, tcp://HOST:PORT.")],
+    join: Annotated[
+        str | None, typer.Option(help="Address (or NAME=ADDRESS) of any cluster member.")
+    ] = None,
+    peer: Annotated[
+        list[str] | None, typer.Option(help="A peer as NAME=ADDRESS; repeatable.")
+    ] = None,
+    agent: Annotated[
+        list[str] | None,
+        typer.Option(help="An agent to run, NAME=package.module:Class; repeatable."),
+    ] = None,
+    keys: Annotated[
+        Path | None, typer.Option(help="Keys directory: CURVE encryption and allow-list.")
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Allow plaintext on a non-loopback address.")
+    ] = False,
+    heartbeat_s: Annotated[float, typer.Option(help="Heartbeat interval, seconds.")] = 1.0,
+    acceptable_pause_s: Annotated[
+        float, typer.Option(help="Extra silence tolerated before a peer is down.")
+    ] = 1.0,
+    max_message_bytes: Annotated[
+        int, typer.Option(help="Largest frame accepted or sent, bytes.")
+    ] = macp.Settings().max_message_bytes,
+    log_json: LogJson = False,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run one node in the foreground until SIGINT or SIGTERM.
+
+    Prints one JSON line {"event": "node.ready", "name", "address"} on standard output once the
+    node listens; exits 0 after a clean stop, 1 if its root supervisor gave up.
+    """
+    _logging(log_json, log_level)
+    from macp._loader import load_class  # noqa: PLC0415
+
+    try:
+        settings = macp.Settings(
+            heartbeat_interval_s=heartbeat_s,
+            acceptable_pause_s=acceptable_pause_s,
+            max_message_bytes=max_message_bytes,
+        )
+        agents = {
+            n: load_class(p, f"--agent {n}") for n, p in _pairs(agent or [], "--agent").items()
+        }
+        node = macp.Node(
+            name,
+            listen=listen,
+            peers=_pairs(peer or [], "--peer"),
+            join=join,
+            keys=keys,
+            insecure=insecure,
+            settings=settings,
+        )
+        node.start()
+    except ConfigError as e:
+        fail(e.message)
+    try:
+        for agent_name, cls in agents.items():
+            node.spawn(cls, agent_name)
+    except MacpError as e:
+        node.stop()
+        fail(e.message)
+    typer.echo(json.dumps({"event": "node.ready", "name": node.name, "address": node.address}))
+    sys.stdout.flush()
+    raise typer.Exit(_serve(node))
+
+
+def _serve(node: macp.Node) -> int:
+    """Run ``node`` until a signal or its root supervisor gives up; its exit code."""
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop.wait(0.2):
+        if node.wait(0) is not None:
+            break
+    node.stop()
+    left = _macp_threads(deadline=time.monotonic() + 2.0)
+    if left:
+        structlog.get_logger("macp.cli").warning("node.threads_left", threads=left)
+    return node.exit_code or 0
+
+
+def _macp_threads(deadline: float) -> list[str]:
+    """The macp threads still running once ``deadline`` passes (or none, as soon as none)."""
+    while True:
+        left = [
+            t.name for t in threading.enumerate() if t.name.startswith("macp-") and t.is_alive()
+        ]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.02)
+
+
+@node_app.command("ping")
+def node_ping(
+    address: Annotated[str, typer.Argument(help="The node's address (NAME=ADDRESS with --keys).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    keys: Annotated[
+        Path | None, typer.Option(help="Keys directory holding a 'client' key pair.")
+    ] = None,
+    timeout_s: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 3.0,
+) -> None:
+    """Ask a node for its name, uptime, peers and actors."""
+    configure_logging(level="warning")
+    try:
+        client = macp.Node.client(address, keys=keys).start()
+    except ConfigError as e:
+        fail(e.message)
+    try:
+        info = client.ask_node("*", "node.info", timeout_s=timeout_s).get()
+    except macp.AskTimeout:
+        fail(f"no answer from {address} within {timeout_s:g} s; is the node running there?", 1)
+    except MacpError as e:
+        fail(f"{address} answered with an error: {e.message}", 1)
+    finally:
+        client.stop()
+    if as_json:
+        typer.echo(json.dumps(info, sort_keys=True))
+        return
+    typer.echo(f"node     {info['name']} at {info['address']}")
+    typer.echo(f"uptime   {info['uptime_s']:.1f} s")
+    peers = info.get("peers") or {}
+    for peer_name, peer in sorted(peers.items()):
+        typer.echo(f"peer     {peer_name:<16} {peer['state']:<8} {peer['address']}")
+    typer.echo(f"actors   {', '.join(info.get('actors') or []) or '(none)'}")
+
+
+@keys_app.command("generate")
+def keys_generate(
+    directory: Annotated[Path, typer.Argument(help="Directory to write the key pair into.")],
+    name: Annotated[
+        str | None, typer.Option(help="Node name for the key (default: this host's name).")
+    ] = None,
+) -> None:
+    """Write NAME.key (public, copy to every node) and NAME.key_secret (keep on this host)."""
+    from macp.transport.security import generate_keys  # noqa: PLC0415
+
+    key_name = name or socket.gethostname().split(".")[0]
+    try:
+        public, secret = generate_keys(directory, key_name)
+    except ConfigError as e:
+        fail(e.message)
+    typer.echo(f"public key: {public}\nsecret key: {secret}")
 
 
 def main() -> None:

@@ -1,22 +1,23 @@
 """The node: one process's runtime, the root of its supervision tree.
 
-A :class:`Node` owns its actors' directory (``name -> actor``; never Pykka's process-global
-registry, so several nodes can share one process), the table of asks waiting for replies, a
-timer thread, and its root supervisor. Every envelope, local or remote, is routed by
-:meth:`Node.send`.
+A :class:`Node` owns its actors' directory (``name -> mailbox``; never Pykka's process-global
+registry, so several nodes can share one process), the asks waiting for replies, a timer
+thread, its root supervisor and, when it listens or has peers, its transport. Every envelope,
+local or remote, is routed by :meth:`Node.send`.
 
 Messaging guarantees (the same locally and across nodes):
 
 - ``tell`` is at-most-once; messages from one sender to one receiver arrive in send order
   (within one priority: a CRITICAL control command overtakes queued lower priorities).
-- ``ask`` returns an :class:`AskFuture`; ``get()`` returns the reply's body, raises the
-  receiver's error as the same :class:`~macp.errors.MacpError` class, or raises
+- ``ask`` returns an :class:`~macp.transport.refs.AskFuture`; ``get()`` returns the reply's
+  body, raises the receiver's error as the same :class:`~macp.errors.MacpError` class, raises
+  :class:`~macp.errors.NodeDown` at once if the receiver's node goes down, and
   :class:`~macp.errors.AskTimeout` once the ask's timeout has passed.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import os
 import threading
 import time
 from collections import Counter
@@ -25,21 +26,14 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import structlog
 from pykka._envelope import Envelope as PykkaEnvelope
 
+from macp._directory import Directory
 from macp._inbox import InboxClosed, PriorityInbox
 from macp._supervised import answer_foreign
 from macp._timers import Scheduler
 from macp.actors.control import Command
 from macp.address import check_name
 from macp.envelope import VERSION, Envelope, Kind, Priority, Wire, new_id, now_ms, round_trip
-from macp.errors import (
-    ActorNotFound,
-    AskTimeout,
-    ConfigError,
-    MacpError,
-    NodeDown,
-    PeerClosed,
-    error_from_body,
-)
+from macp.errors import ActorNotFound, ConfigError, MacpError, NodeDown, PeerClosed, error_from_body
 from macp.settings import Settings
 from macp.supervisor import (
     ChildSpec,
@@ -51,16 +45,19 @@ from macp.supervisor import (
     WhichChildren,
     node_supervisor,
 )
+from macp.transport._system import SYSTEM
+from macp.transport.refs import AskFuture, PendingAsks, Ref
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from types import TracebackType
 
-    import pykka
-
     from macp._supervised import Supervised
+    from macp.transport.liveness import PeerEvent
+    from macp.transport.router import Router
+    from macp.transport.security import Keys
 
-__all__ = ["AskFuture", "Node", "Ref"]
+__all__ = ["Node"]
 
 _log: structlog.stdlib.BoundLogger = structlog.get_logger("macp.node")
 
@@ -74,76 +71,6 @@ _ANSWERS: Final = frozenset({_REPLY, _ERROR})
 _SWEEP_INTERVAL_S: Final = 0.5
 
 
-class AskFuture(concurrent.futures.Future[Any]):
-    """The pending reply to an ask.
-
-    ``get()`` waits at most until the ask's own deadline; the future also fails by itself with
-    :class:`AskTimeout` shortly after that deadline, so callbacks always run.
-    """
-
-    def __init__(self, dst: str, type: str, timeout_s: float) -> None:
-        super().__init__()
-        self.dst = dst
-        self.type = type
-        self.timeout_s = timeout_s
-        self.deadline = time.monotonic() + timeout_s
-        self.node = dst.partition("@")[2]
-
-    def get(self, timeout_s: float | None = None) -> Any:
-        """The reply's body.
-
-        Args:
-            timeout_s: wait at most this long; by default until the ask's deadline.
-
-        Raises:
-            AskTimeout: no reply in time.
-            MacpError: the receiver answered with an error (raised as its own class).
-        """
-        wait_s = max(0.0, self.deadline - time.monotonic()) if timeout_s is None else timeout_s
-        try:
-            return self.result(wait_s)
-        except concurrent.futures.TimeoutError:
-            raise self._timeout() from None
-
-    def _timeout(self) -> AskTimeout:
-        return AskTimeout(f"no reply from {self.dst} to {self.type!r} within {self.timeout_s:g} s")
-
-    def _settle(self, value: Any = None, exc: BaseException | None = None) -> None:
-        try:
-            if exc is None:
-                self.set_result(value)
-            else:
-                self.set_exception(exc)
-        except concurrent.futures.InvalidStateError:
-            pass  # cancelled by its owner, or settled by the sweeper a moment before
-
-
-class Ref:
-    """A handle on an actor by address, local or remote: ``tell``, ``ask`` and ``control``."""
-
-    __slots__ = ("_node", "address")
-
-    def __init__(self, node: Node, address: str) -> None:
-        self._node = node
-        self.address = address
-
-    def __repr__(self) -> str:
-        return f"Ref({self.address!r})"
-
-    def tell(self, type: str, body: Wire = None, *, prio: int = _MEDIUM) -> None:
-        self._node.tell(self.address, type, body, prio=prio)
-
-    def ask(
-        self, type: str, body: Wire = None, *, timeout_s: float | None = None, prio: int = _MEDIUM
-    ) -> AskFuture:
-        return self._node.ask(self.address, type, body, timeout_s=timeout_s, prio=prio)
-
-    def control(
-        self, command: str, params: Wire = None, *, timeout_s: float | None = None
-    ) -> AskFuture:
-        return self._node.control(self.address, command, params, timeout_s=timeout_s)
-
-
 class Node:
     """One node: build it, :meth:`start` it, spawn agents, talk to them, :meth:`stop` it.
 
@@ -151,45 +78,107 @@ class Node:
 
     Args:
         name: the node's name, unique in a cluster; addresses are ``actor@name``.
+        listen: the address other nodes reach this one on (``tcp://HOST:PORT``, port 0 picks
+            a free one); ``None`` for a node of one process only.
+        peers: nodes to connect to, ``name -> address``.
+        join: the address (``tcp://...`` or ``NAME=tcp://...``) of any member of a cluster.
+        keys: a keys directory (``macp keys generate``): CURVE encryption and an allow-list.
+        insecure: allow a plaintext listen address that is not loopback.
         settings: timeouts, limits and the strict setting.
         supervision: the root supervisor's strategy and restart intensity (its children are
             what :meth:`spawn` and :meth:`start_child` add).
+
+    Raises:
+        ConfigError: a bad name, address, or keys directory.
     """
 
     def __init__(
         self,
         name: str = "local",
         *,
+        listen: str | None = None,
+        peers: Mapping[str, str] | None = None,
+        join: str | None = None,
+        keys: str | os.PathLike[str] | None = None,
+        insecure: bool = False,
         settings: Settings | None = None,
         supervision: SupervisorSpec | None = None,
+        _gateway: str | None = None,
     ) -> None:
-        self.name = check_name(name, "node")
+        self.name = name if _gateway is not None else check_name(name, "node")
         self.settings = settings or Settings()
         self._supervision = supervision or SupervisorSpec(name="root")
         self.scheduler = Scheduler(name)
         self.counters: Counter[str] = Counter()
         self._strict = self.settings.strict
         self._client = f"{CLIENT}@{name}"
-        self._directory: dict[str, PriorityInbox] = {}
-        self._supervisors: dict[str, pykka.ActorRef[Any]] = {}
-        self._lock = threading.Lock()
-        self._pending: dict[str, AskFuture] = {}
-        self._root: pykka.ActorRef[Supervisor] | None = None
+        self._names = Directory(name)
+        self._directory = self._names.mailboxes  # the hot path reads it directly
+        self._pending = PendingAsks()
+        self._root: Any = None
         self._ended = threading.Event()
         self.exit_code: int | None = None
+        self.started_at = time.time()
         self._log = _log.bind(node=name)
+        self.router: Router | None = None
+        for peer in peers or {}:
+            check_name(peer, "peer")
+        if listen is not None or peers or join or _gateway:
+            from macp.transport.router import Router  # noqa: PLC0415 - zmq only when used
+            from macp.transport.security import Keys, check_bind  # noqa: PLC0415
+
+            key_name = "client" if _gateway is not None else name
+            loaded: Keys | None = Keys.load(keys, key_name) if keys is not None else None
+            if listen is not None:
+                check_bind(listen, keys=loaded, insecure=insecure)
+            self.router = Router(
+                self,
+                listen,
+                peers=peers,
+                join=join,
+                keys=loaded,
+                keys_dir=None if keys is None else os.fspath(keys),
+                gateway=_gateway,
+            )
+
+    @classmethod
+    def client(
+        cls,
+        gateway: str,
+        *,
+        keys: str | os.PathLike[str] | None = None,
+        settings: Settings | None = None,
+    ) -> Node:
+        """A node with no actors or address of its own, that reaches a cluster through one member.
+
+        Args:
+            gateway: the member's address (``NAME=tcp://...`` when ``keys`` is given).
+            keys: a keys directory holding a key pair named ``client`` and the member's key.
+        """
+        return cls(f"~{new_id()}", keys=keys, settings=settings, _gateway=gateway)
+
+    @property
+    def address(self) -> str | None:
+        """The address this node listens on (its real port once started), if any."""
+        return self.router.address if self.router is not None else None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> Self:
-        """Start the timer thread and the root supervisor with its children."""
+        """Start the timer thread, the transport, and the root supervisor with its children."""
         if self._root is not None:
             raise ConfigError(f"node {self.name!r} is already started")
         self.scheduler.start()
-        self.scheduler.call_every(_SWEEP_INTERVAL_S, self._expire_asks)
+        self.scheduler.call_every(_SWEEP_INTERVAL_S, self._pending.expire)
+        if self.router is not None:
+            try:
+                self.router.start()
+            except BaseException:
+                self.scheduler.stop()
+                raise
         self._root = node_supervisor(self, self._supervision)
-        self._supervisors[self._supervision.name] = self._root
-        self._log.info("node.started")
+        self._names.supervisors[self._supervision.name] = self._root
+        self._log.info("node.started", address=self.address)
         return self
 
     def stop(self, timeout_s: float | None = None) -> None:
@@ -197,10 +186,11 @@ class Node:
         root = self._root
         if root is not None and root.is_alive():
             root.stop(block=True, timeout=timeout_s)
+        if self.router is not None:
+            self.router.stop()
         self.scheduler.stop()
         closed = PeerClosed(f"node {self.name!r} stopped")
-        for future in self._take_pending(lambda _f: True):
-            future._settle(exc=closed)
+        self._pending.fail(lambda _f: True, lambda _f: closed)
         self._log.info("node.stopped", exit_code=self.exit_code)
 
     def wait(self, timeout_s: float | None = None) -> int | None:
@@ -221,6 +211,21 @@ class Node:
         if reason is not None:
             self._log.error("node.gave_up", reason=str(reason))
         self._ended.set()
+
+    def info(self) -> dict[str, Any]:
+        """Name, address, uptime, peers, actors and counters (what ``macp node ping`` shows)."""
+        if self.router is not None:
+            from macp.transport._system import info  # noqa: PLC0415
+
+            return info(self.router)
+        return {
+            "name": self.name,
+            "address": None,
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "peers": {},
+            "actors": sorted(self.agents()),
+            "counters": dict(self.counters),
+        }
 
     # -- actors -------------------------------------------------------------------------------
 
@@ -260,38 +265,52 @@ class Node:
         """Names of the agents on this node (one that is restarting included)."""
         return list(self._directory)
 
-    def _supervisor(self, name: str | None) -> pykka.ActorRef[Any]:
-        key = name or self._supervision.name
-        ref = self._supervisors.get(key)
-        if ref is None or not ref.is_alive():
-            raise ConfigError(f"node {self.name!r} has no running supervisor {key!r}")
-        return ref
+    def _supervisor(self, name: str | None) -> Any:
+        return self._names.supervisor(name or self._supervision.name)
 
     def _register(self, name: str, actor: Supervised) -> None:
-        with self._lock:
-            if name in self._directory or (
-                name in self._supervisors and self._supervisors[name].is_alive()
-            ):
-                raise ConfigError(
-                    f"node {self.name!r} already has an actor named {name!r}; pick another name"
-                )
-            if isinstance(actor, Supervisor):
-                self._supervisors[name] = actor.actor_ref
-            else:
-                self._directory[name] = actor.inbox
+        self._names.register(name, actor, supervisor=isinstance(actor, Supervisor))
 
     def _close_mailbox(self, name: str, inbox: PriorityInbox) -> None:
         """The name is gone for good: refuse what is queued for it, and what comes later."""
-        with self._lock:
-            if self._directory.get(name) is inbox:
-                del self._directory[name]
-        queued = inbox.close()
+        queued = self._names.release(name, inbox)
         answer_foreign(queued, name)
         gone = ActorNotFound(f"agent {name}@{self.name} stopped before handling the message")
         for item in queued:
             env = item.message
             if type(env) is Envelope and env.answered:
                 self.send(env.error(gone, env.dst))
+
+    # -- events -------------------------------------------------------------------------------
+
+    def subscribe(self, address: str, *events: str) -> None:
+        """Tell ``address`` an ``event`` envelope on each of ``events`` (``node.up``,
+        ``node.down``); the body is ``{"node": name, "reason": ...}``."""
+        self._names.subscribe(self.resolve(address), events)
+
+    def unsubscribe(self, address: str, *events: str) -> None:
+        self._names.unsubscribe(self.resolve(address), events)
+
+    def _on_peer_event(self, event: PeerEvent) -> None:
+        """A peer went up or down (called on the I/O thread)."""
+        if event.kind == "node.down":
+            failed = self._pending.node_down(event.node, event.reason)
+            self.counters["asks_failed_node_down"] += failed
+        self.publish(event.kind, {"node": event.node, "reason": event.reason})
+
+    def publish(self, event: str, body: Wire) -> None:
+        """Tell every subscriber of ``event`` about it (at-most-once, like any tell)."""
+        for address in self._names.subscribers(event):
+            try:
+                self.send(Envelope.new(Kind.EVENT, event, f"{SYSTEM}@{self.name}", address, body))
+            except MacpError as e:
+                self._log.warning(
+                    "event.undeliverable", event_type=event, dst=address, error=str(e)
+                )
+
+    def peers(self) -> dict[str, dict[str, Any]]:
+        """The known peers: address, state (``joining``, ``up``, ``down``), last heard."""
+        return self.router.peers() if self.router is not None else {}
 
     # -- messaging ----------------------------------------------------------------------------
 
@@ -334,6 +353,12 @@ class Node:
             Kind.CONTROL, dst, type_, params, timeout_s, Priority.CRITICAL, None, ()
         )
 
+    def ask_node(
+        self, node: str, type: str, body: Wire = None, *, timeout_s: float | None = None
+    ) -> AskFuture:
+        """Ask a node itself (``node.info``, ...); ``node`` ``"*"`` is the gateway of a client."""
+        return self.ask(f"{SYSTEM}@{node}", type, body, timeout_s=timeout_s, prio=Priority.HIGH)
+
     def _request(  # noqa: PLR0917 - private; its callers name every argument
         self,
         kind: Kind,
@@ -354,11 +379,11 @@ class Node:
             now + int(timeout * 1000), chain, body,
         )  # fmt: skip
         future = AskFuture(dst, type, timeout)
-        self._pending[env.id] = future
+        self._pending.add(env.id, future)
         try:
             self.send(env)
         except BaseException:
-            self._pending.pop(env.id, None)
+            self._pending.pop(env.id)
             raise
         return future
 
@@ -370,12 +395,25 @@ class Node:
         """
         name, _, node = env.dst.partition("@")
         if node and node != self.name:
-            self._send_remote(env, node)
+            if self.router is None:
+                self._undeliverable(
+                    env, NodeDown(f"node {self.name!r} has no transport to {node!r}")
+                )
+            else:
+                self.router.send(env, node)
             return
-        if self._strict:
-            env = round_trip(env)
+        self._deliver(round_trip(env) if self._strict else env, name)
+
+    def _deliver(self, env: Envelope, name: str) -> None:
+        """Deliver ``env``, addressed to this node, to actor ``name`` or a waiting ask."""
         if env.kind in _ANSWERS:
-            self._resolve(env)
+            future = self._pending.pop(env.corr)
+            if future is None:
+                self.counters["late_replies"] += 1
+            elif env.kind == _REPLY:
+                future.settle(env.body)
+            else:
+                future.settle(exc=error_from_body(env.body))
             return
         inbox = self._directory.get(name)
         if inbox is not None:
@@ -387,34 +425,9 @@ class Node:
                 return
         self._undeliverable(env, ActorNotFound(f"no actor named {name!r} on node {self.name!r}"))
 
-    def _send_remote(self, env: Envelope, node: str) -> None:
-        self._undeliverable(env, NodeDown(f"node {node!r} is not connected to {self.name!r}"))
-
     def _undeliverable(self, env: Envelope, exc: MacpError) -> None:
         self.counters["undeliverable"] += 1
         if env.answered:
             self.send(env.error(exc, env.dst))
         elif env.kind not in _ANSWERS:
             self._log.info("envelope.undeliverable", msg_id=env.id, type=env.type, dst=env.dst)
-
-    def _resolve(self, env: Envelope) -> None:
-        future = self._pending.pop(env.corr, None) if env.corr is not None else None
-        if future is None:
-            self.counters["late_replies"] += 1
-            return
-        if env.kind == _REPLY:
-            future._settle(env.body)
-        else:
-            future._settle(exc=error_from_body(env.body))
-
-    def _take_pending(self, match: Any) -> list[AskFuture]:
-        taken = []
-        for msg_id, future in list(self._pending.items()):
-            if match(future) and self._pending.pop(msg_id, None) is not None:
-                taken.append(future)
-        return taken
-
-    def _expire_asks(self) -> None:
-        now = time.monotonic()
-        for future in self._take_pending(lambda f: f.deadline < now):
-            future._settle(exc=future._timeout())

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 os.environ["MACP_STRICT"] = "1"
+sys.path.insert(0, str(Path(__file__).parent))  # tests/agents.py and tests/procs.py
+
+from procs import NodeProcess
 
 from macp import Node, Settings, SupervisorSpec
 from macp.testing import wait_until
@@ -39,8 +44,9 @@ def make_node() -> Iterator[Callable[..., Node]]:
         *,
         settings: Settings = FAST,
         supervision: SupervisorSpec | None = None,
+        **transport: Any,
     ) -> Node:
-        node = Node(name, settings=settings, supervision=supervision).start()
+        node = Node(name, settings=settings, supervision=supervision, **transport).start()
         nodes.append(node)
         return node
 
@@ -52,3 +58,18 @@ def make_node() -> Iterator[Callable[..., Node]]:
 @pytest.fixture
 def node(make_node: Callable[..., Node]) -> Node:
     return make_node()
+
+
+@pytest.fixture
+def procs() -> Iterator[Callable[..., NodeProcess]]:
+    """Start ``macp node start`` processes; every one is killed when the test ends."""
+    started: list[NodeProcess] = []
+
+    def start(name: str, *args: str, listen: str = "tcp://127.0.0.1:0") -> NodeProcess:
+        proc = NodeProcess(name, *args, listen=listen).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()

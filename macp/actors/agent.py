@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from macp._inbox import PriorityInbox
-    from macp.node import AskFuture, Node
+    from macp.node import Node
+    from macp.transport.refs import AskFuture
 
 __all__ = ["Agent", "Context", "handler"]
 
@@ -189,6 +190,11 @@ class Agent(Controls, Supervised):
             src=self.address,
             chain=(*chain, self.address),
         )
+
+    def subscribe(self, *events: str) -> None:
+        """Receive ``events`` (``node.up``, ``node.down``) as ``event`` envelopes, handled by the
+        handlers of those types; the subscription outlives restarts (it is by address)."""
+        self.node.subscribe(self.address, *events)
 
     # -- hooks --------------------------------------------------------------------------------
 

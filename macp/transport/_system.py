@@ -1,0 +1,163 @@
+"""The messages nodes exchange about themselves, handled on the I/O thread.
+
+They are addressed to ``$node@NODE`` (``$node@*`` means "the node that receives this"):
+
+===============  =====  ========================================================================
+node.hello       tell   ``{name, address, incarnation}``: I exist, reach me there (sent first
+                        on every new link, and again whenever the peer comes up)
+node.heartbeat   beat   ``{incarnation}``: still alive (only when nothing else was sent)
+node.join        ask    ``{name, address, incarnation}``: answered with ``{members: {name: addr}}``
+node.bye         tell   a clean shutdown: the peer is down at once
+node.info        ask    answered with name, address, uptime, peers, actors, counters
+===============  =====  ========================================================================
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from macp.envelope import VERSION, Envelope, Kind, Priority, new_id, now_ms
+from macp.errors import ConfigError, InvalidParams, UnknownMessageType
+from macp.transport.liveness import PeerState
+
+if TYPE_CHECKING:
+    from macp.transport.frames import Link
+    from macp.transport.router import Router
+
+__all__ = ["BYE", "HEARTBEAT", "HELLO", "INFO", "JOIN", "SYSTEM", "handle"]
+
+SYSTEM: Final = "$node"
+ANY_NODE: Final = "*"
+HELLO: Final = "node.hello"
+HEARTBEAT: Final = "node.heartbeat"
+JOIN: Final = "node.join"
+BYE: Final = "node.bye"
+INFO: Final = "node.info"
+JOIN_PREFIX: Final = "$join:"
+
+
+def _announcement(body: Any) -> tuple[str, str, str | None]:
+    if not isinstance(body, dict):
+        raise InvalidParams("a node announcement is a map with name and address")
+    name, address, incarnation = body.get("name"), body.get("address"), body.get("incarnation")
+    if not isinstance(name, str) or not isinstance(address, str):
+        raise InvalidParams("a node announcement needs a string name and address")
+    return name, address, incarnation if isinstance(incarnation, str) else None
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def handle(router: Router, env: Envelope, peer: str) -> None:
+    """Handle one system message from ``peer`` (on the I/O thread)."""
+    try:
+        _handle(router, env, peer)
+    except InvalidParams as e:
+        router.counters["bad_system"] += 1
+        router._log.warning("transport.bad_system_message", peer=peer, type=env.type, error=str(e))
+        if env.answered:
+            _answer(router, env, e)
+
+
+def _handle(router: Router, env: Envelope, peer: str) -> None:
+    now = time.monotonic()
+    body = env.body
+    if env.kind == Kind.HEARTBEAT:
+        incarnation = body.get("incarnation") if isinstance(body, dict) else None
+        router._apply(router._liveness.seen(peer, now, _str_or_none(incarnation)))
+    elif env.kind == Kind.REPLY and env.corr == getattr(router, "_join_id", None):
+        _joined(router, body, peer)
+    elif env.type == HELLO:
+        name, address, incarnation = _announcement(body)
+        if name != router._name:
+            router._connect(name, address)
+            router._apply(router._liveness.seen(name, now, incarnation))
+    elif env.type == JOIN:
+        name, address, incarnation = _announcement(body)
+        router._connect(name, address)
+        router._apply(router._liveness.seen(name, now, incarnation))
+        members = {n: p.address for n, p in router._peers.items() if not n.startswith("$")}
+        members[router._name] = router.address or ""
+        _answer(router, env, {"members": members})
+    elif env.type == BYE:
+        router._apply(router._liveness.left(peer))
+    elif env.type == INFO:
+        _answer(router, env, info(router))
+    elif env.answered:
+        _answer(router, env, UnknownMessageType(f"nodes do not handle {env.type!r}"))
+
+
+def envelope(router: Router, kind: Kind, type: str, node: str, body: Any) -> Envelope:
+    """A system message from this node to node ``node``."""
+    return Envelope(
+        VERSION, new_id(), kind, type, f"{SYSTEM}@{router._name}", f"{SYSTEM}@{node}", None,
+        Priority.CRITICAL, now_ms(), None, (), body,
+    )  # fmt: skip
+
+
+def _hello_body(router: Router) -> dict[str, Any]:
+    return {"name": router._name, "address": router.address, "incarnation": router.incarnation}
+
+
+def say_hello(router: Router, link: Link) -> None:
+    """Tell the peer at the end of ``link`` who and where this node is."""
+    router._emit(link, [envelope(router, Kind.TELL, HELLO, link.name, _hello_body(router))])
+
+
+def start_join(router: Router, spec: str) -> None:
+    """Ask the member at ``spec`` (``ADDRESS`` or ``NAME=ADDRESS``) for the members."""
+    name, sep, address = spec.partition("=")
+    if not sep:
+        if router._keys is not None:
+            raise ConfigError(
+                f"--join {spec}: with keys, name the member (NAME=ADDRESS) so its key is known"
+            )
+        name, address = f"{JOIN_PREFIX}{spec}", spec
+    link = router._connect(name, address, hello=False)
+    if name.startswith(JOIN_PREFIX):
+        router._liveness.remove(name)
+    join = envelope(router, Kind.ASK, JOIN, ANY_NODE, _hello_body(router))
+    router._join_id = join.id
+    router._emit(link, [join])
+
+
+def goodbye(router: Router) -> None:
+    """Tell every peer that is up that this node is leaving."""
+    for link in list(router._peers.values()):
+        if router._liveness.state(link.name) is PeerState.UP:
+            router._emit(link, [envelope(router, Kind.TELL, BYE, link.name, None)])
+
+
+def _answer(router: Router, env: Envelope, result: Any) -> None:
+    src = f"{SYSTEM}@{router._name}"
+    answer = env.error(result, src) if isinstance(result, Exception) else env.reply(result, src)
+    node = env.src.partition("@")[2]
+    router._route(node, [answer])
+
+
+def _joined(router: Router, body: Any, via: str) -> None:
+    members = body.get("members") if isinstance(body, dict) else None
+    if not isinstance(members, dict):
+        raise InvalidParams("a join answer needs a map of members")
+    for name, address in members.items():
+        if name != router._name and isinstance(address, str):
+            router._connect(name, address)
+    for temp in [p for n, p in router._peers.items() if n.startswith(JOIN_PREFIX)]:
+        router._disconnect(temp)
+    router._log.info("node.joined", via=via, members=sorted(members))
+
+
+def info(router: Router) -> dict[str, Any]:
+    """What ``node.info`` answers."""
+    node = router._node
+    return {
+        "name": router._name,
+        "address": router.address,
+        "incarnation": router.incarnation,
+        "uptime_s": round(time.time() - router.started_at, 3),
+        "peers": router.peers(),
+        "actors": sorted(node.agents()),
+        "counters": dict(router.counters + node.counters),
+    }

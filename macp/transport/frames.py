@@ -1,0 +1,150 @@
+"""Frames on the wire, and the links that carry them to one peer.
+
+A frame is one or more msgpack envelopes back to back: the I/O thread packs everything queued
+for one peer into as few frames as it can (batching), and unpacks every envelope of a frame it
+receives. A :class:`Link` is the DEALER to one peer, with a backlog for when ZeroMQ's queue to
+that peer is full: frames wait there (in order) until the socket is writable again, so a slow
+peer slows its senders' I/O thread down instead of losing messages.
+
+Only the I/O thread uses these.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from typing import TYPE_CHECKING, Any, Final
+
+import msgpack
+import zmq
+
+from macp.envelope import VERSION, Envelope, Kind, Priority, from_wire, new_id, now_ms
+from macp.errors import EnvelopeError, error_body
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["BATCH_BYTES", "Link", "pack_frames", "refusal", "unpack_frame"]
+
+BATCH_BYTES: Final = 256 * 1024
+_BACKLOG_FRAMES: Final = 10_000
+
+
+def _refuse_ext(code: int, _data: bytes) -> object:
+    raise EnvelopeError(f"extension type {code} is not allowed in an envelope")
+
+
+def pack_frames(
+    envs: list[Envelope], packer: msgpack.Packer, batch_bytes: int = BATCH_BYTES
+) -> tuple[list[bytes], list[tuple[Envelope, EnvelopeError]]]:
+    """Pack ``envs`` into frames of about ``batch_bytes``; also the envelopes refused, and why.
+
+    ``packer`` must belong to the calling thread (packers are not thread-safe).
+    """
+    frames: list[bytes] = []
+    refused: list[tuple[Envelope, EnvelopeError]] = []
+    parts: list[bytes] = []
+    size = 0
+    for env in envs:
+        try:
+            data = packer.pack(env)
+        except (TypeError, ValueError, OverflowError) as e:
+            packer.reset()
+            refused.append((env, EnvelopeError(f"cannot encode {env.type!r}: {e}")))
+            continue
+        if size + len(data) > batch_bytes and parts:
+            frames.append(b"".join(parts))
+            parts, size = [], 0
+        parts.append(data)
+        size += len(data)
+    if parts:
+        frames.append(parts[0] if len(parts) == 1 else b"".join(parts))
+    return frames, refused
+
+
+def unpack_frame(payload: bytes, max_bytes: int) -> Iterator[Envelope]:
+    """The envelopes of one frame, in order.
+
+    Raises:
+        EnvelopeError: the frame is empty, too large, not msgpack, truncated, or holds something
+            that is not a valid envelope (those before it have been yielded). When the bad
+            envelope still names its id and sender, ``data`` carries them (``id``, ``src``) so
+            the sender can be answered.
+    """
+    if not payload:
+        raise EnvelopeError("empty frame")
+    if len(payload) > max_bytes:
+        raise EnvelopeError(f"frame of {len(payload)} bytes exceeds the limit of {max_bytes}")
+    unpacker = msgpack.Unpacker(
+        raw=False, strict_map_key=True, ext_hook=_refuse_ext, max_buffer_size=max_bytes
+    )
+    unpacker.feed(payload)
+    obj: Any = None
+    try:
+        for obj in unpacker:
+            yield from_wire(obj)
+    except EnvelopeError as e:
+        raise EnvelopeError(e.message, data=_reply_to(obj)) from e
+    except Exception as e:
+        raise EnvelopeError(f"not msgpack ({type(e).__name__}: {e})") from e
+    if unpacker.tell() != len(payload):
+        raise EnvelopeError("truncated frame")
+
+
+def refusal(error: EnvelopeError, src: str) -> Envelope | None:
+    """The ``error`` envelope answering a bad envelope that still named its id and sender."""
+    msg_id, dst = error.data.get("id"), error.data.get("src")
+    if not isinstance(msg_id, str) or not isinstance(dst, str):
+        return None
+    body = error_body(EnvelopeError(error.message))
+    return Envelope(
+        VERSION, new_id(), Kind.ERROR, "error", src, dst, msg_id, Priority.HIGH, now_ms(), None,
+        (), body,
+    )  # fmt: skip
+
+
+def _reply_to(obj: object) -> dict[str, Any] | None:
+    if type(obj) is list and len(obj) > 4 and type(obj[1]) is str and type(obj[4]) is str:  # noqa: PLR2004
+        return {"id": obj[1][:128], "src": obj[4][:512]}
+    return None
+
+
+class Link:
+    """The DEALER to one peer, and the frames waiting for it."""
+
+    __slots__ = ("address", "backlog", "last_sent", "name", "socket")
+
+    def __init__(self, name: str, address: str, socket: zmq.Socket[bytes]) -> None:
+        self.name = name
+        self.address = address
+        self.socket = socket
+        self.backlog: deque[bytes] = deque()
+        self.last_sent = 0.0
+
+    def send(self, frames: list[bytes], poller: zmq.Poller, counters: Counter[str]) -> None:
+        """Send ``frames`` in order, keeping what the socket cannot take yet."""
+        for frame in frames:
+            if not self.backlog:
+                try:
+                    self.socket.send(frame, zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
+                else:
+                    counters["frames_out"] += 1
+                    continue
+            if len(self.backlog) >= _BACKLOG_FRAMES:
+                counters["dropped_backlog"] += 1
+                continue
+            if not self.backlog:
+                poller.modify(self.socket, zmq.POLLIN | zmq.POLLOUT)
+            self.backlog.append(frame)
+
+    def flush(self, poller: zmq.Poller, counters: Counter[str]) -> None:
+        """Send the backlog while the socket takes it (when the poller said writable)."""
+        while self.backlog:
+            try:
+                self.socket.send(self.backlog[0], zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.backlog.popleft()
+            counters["frames_out"] += 1
+        poller.modify(self.socket, zmq.POLLIN)

@@ -1,0 +1,145 @@
+"""Refs and replies: the caller's side of messaging, the same for local and remote actors.
+
+A :class:`Ref` names an actor by address (``name@node``) and routes through its node, so the
+actor may live in this process or on another host. An ``ask`` returns an :class:`AskFuture`,
+kept in the node's :class:`PendingAsks` until the reply, an error, the deadline, or the
+target node going down settles it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from typing import TYPE_CHECKING, Any
+
+from macp.envelope import Priority, Wire
+from macp.errors import AskTimeout, MacpError, NodeDown
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from macp.node import Node
+
+__all__ = ["AskFuture", "PendingAsks", "Ref"]
+
+_MEDIUM = int(Priority.MEDIUM)
+
+
+class AskFuture(concurrent.futures.Future[Any]):
+    """The pending reply to an ask.
+
+    ``get()`` waits at most until the ask's own deadline; the future also fails by itself with
+    :class:`AskTimeout` shortly after that deadline, so callbacks always run.
+    """
+
+    def __init__(self, dst: str, type: str, timeout_s: float) -> None:
+        super().__init__()
+        self.dst = dst
+        self.type = type
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+        self.node = dst.partition("@")[2]
+
+    def get(self, timeout_s: float | None = None) -> Any:
+        """The reply's body.
+
+        Args:
+            timeout_s: wait at most this long; by default until the ask's deadline.
+
+        Raises:
+            AskTimeout: no reply in time.
+            MacpError: the receiver answered with an error (raised as its own class), or the
+                receiver's node went down (:class:`NodeDown`).
+        """
+        wait_s = max(0.0, self.deadline - time.monotonic()) if timeout_s is None else timeout_s
+        try:
+            return self.result(wait_s)
+        except concurrent.futures.TimeoutError:
+            raise self.timeout_error() from None
+
+    def timeout_error(self) -> AskTimeout:
+        return AskTimeout(f"no reply from {self.dst} to {self.type!r} within {self.timeout_s:g} s")
+
+    def settle(self, value: Any = None, exc: BaseException | None = None) -> None:
+        """Set the result (or ``exc``); a second settlement is ignored."""
+        try:
+            if exc is None:
+                self.set_result(value)
+            else:
+                self.set_exception(exc)
+        except concurrent.futures.InvalidStateError:
+            pass  # cancelled by its owner, or settled by another path a moment before
+
+
+class PendingAsks:
+    """The asks of one node that wait for a reply, by message id (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._futures: dict[str, AskFuture] = {}
+
+    def __len__(self) -> int:
+        return len(self._futures)
+
+    def add(self, msg_id: str, future: AskFuture) -> None:
+        self._futures[msg_id] = future
+
+    def pop(self, msg_id: str | None) -> AskFuture | None:
+        return self._futures.pop(msg_id, None) if msg_id is not None else None
+
+    def fail(
+        self, match: Callable[[AskFuture], bool], error: Callable[[AskFuture], MacpError]
+    ) -> int:
+        """Fail every pending ask that ``match`` selects with ``error(future)``; how many."""
+        count = 0
+        for msg_id, future in list(self._futures.items()):
+            if match(future) and self._futures.pop(msg_id, None) is not None:
+                future.settle(exc=error(future))
+                count += 1
+        return count
+
+    def expire(self) -> int:
+        """Fail the asks whose deadline has passed with :class:`AskTimeout`."""
+        now = time.monotonic()
+        return self.fail(lambda f: f.deadline < now, AskFuture.timeout_error)
+
+    def node_down(self, node: str, reason: str) -> int:
+        """Fail the asks addressed to ``node`` with :class:`NodeDown`."""
+        return self.fail(
+            lambda f: f.node == node,
+            lambda f: NodeDown(f"node {node!r} went down ({reason}) before {f.dst} answered"),
+        )
+
+
+class Ref:
+    """A handle on an actor by address, local or remote: ``tell``, ``ask`` and ``control``."""
+
+    __slots__ = ("_node", "address")
+
+    def __init__(self, node: Node, address: str) -> None:
+        self._node = node
+        self.address = address
+
+    def __repr__(self) -> str:
+        return f"Ref({self.address!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ref) and other.address == self.address
+
+    def __hash__(self) -> int:
+        return hash(self.address)
+
+    def tell(self, type: str, body: Wire = None, *, prio: int = _MEDIUM) -> None:
+        """Send a one-way message (at-most-once)."""
+        self._node.tell(self.address, type, body, prio=prio)
+
+    def ask(
+        self, type: str, body: Wire = None, *, timeout_s: float | None = None, prio: int = _MEDIUM
+    ) -> AskFuture:
+        """Send a request; ``.get()`` on the result waits for the reply."""
+        return self._node.ask(self.address, type, body, timeout_s=timeout_s, prio=prio)
+
+    def control(
+        self, command: str, params: Wire = None, *, timeout_s: float | None = None
+    ) -> AskFuture:
+        """Send a control command (start, stop, pause, resume, configure, status, reset)."""
+        return self._node.control(self.address, command, params, timeout_s=timeout_s)

@@ -1,0 +1,411 @@
+"""The node's I/O thread: the only thread that touches its ZeroMQ sockets.
+
+One ROUTER, bound on the node's address, receives; one DEALER per peer node (identity: this
+node's name) sends. Other threads hand envelopes over with :meth:`Router.send`: a thread-safe
+queue plus a wake-up byte on a ``socketpair`` in the poller (many writers may share it; a zmq
+socket may not be shared). The loop drains the queue and sends each peer one frame per batch
+(a frame is one or more msgpack envelopes back to back), receives until the sockets are empty,
+decodes, and delivers. Heartbeats and failure detection run here too, so no workload can starve
+them. Clients that are not nodes (``macp node ping``, ``macp.connect``) have names starting
+with ``~``; they are answered through the ROUTER, to the identity they came from.
+
+Sockets are created inside the thread and closed there with an explicit linger.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Final
+
+import msgpack
+import structlog
+import zmq
+
+from macp.envelope import Envelope, Kind, new_id
+from macp.errors import ConfigError, EnvelopeError, MacpError, NodeDown
+from macp.transport import _system
+from macp.transport.frames import Link, pack_frames, refusal, unpack_frame
+from macp.transport.liveness import Liveness, PeerEvent, PeerState
+from macp.transport.outbox import Outbox
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from macp.node import Node
+    from macp.transport.security import Keys
+
+__all__ = ["SYSTEM", "Router"]
+
+SYSTEM: Final = _system.SYSTEM
+_MAX_DRAIN: Final = 20_000
+_MAX_RECV: Final = 2_000
+_LINGER_MS: Final = 500
+_GATEWAY: Final = "$gateway"
+
+_log: structlog.stdlib.BoundLogger = structlog.get_logger("macp.transport")
+
+
+class Router:
+    """The transport of one node. Build it, :meth:`start` it, :meth:`send` from any thread.
+
+    Args:
+        node: the node it delivers to.
+        listen: the address to bind (``tcp://HOST:PORT``; port 0 picks a free one), or
+            ``None`` for a client that only talks through ``gateway``.
+        peers: known peers, ``name -> address``.
+        join: ``address`` (or ``name=address``) of any member, which answers with the members.
+        keys: CURVE keys (and ``keys_dir``, the allow-list), or ``None`` for plaintext.
+        gateway: for a client, the address of the node that carries all its traffic.
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        listen: str | None,
+        *,
+        peers: Mapping[str, str] | None = None,
+        join: str | None = None,
+        keys: Keys | None = None,
+        keys_dir: str | None = None,
+        gateway: str | None = None,
+    ) -> None:
+        """``gateway`` (and ``join``) may be ``NAME=ADDRESS``; with keys, they must be."""
+        self._node = node
+        self._name = node.name
+        self._settings = node.settings
+        self._listen = listen
+        self._initial_peers = dict(peers or {})
+        self._join = join
+        self._keys = keys
+        self._keys_dir = keys_dir
+        self._gateway = gateway
+        self.incarnation = new_id()
+        self.counters: Counter[str] = Counter()
+        self.address: str | None = None
+        self.started_at = time.time()
+        self._outbox: Outbox[tuple[str, Envelope]] = Outbox()
+        self._stopping = False
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._peers: dict[str, Link] = {}
+        self._routes: dict[str, str] = {}  # client node -> the peer (or ROUTER) it came through
+        self._snapshot: dict[str, dict[str, Any]] = {}
+        self._join_id: str | None = None
+        s = self._settings
+        self._liveness = Liveness(s.heartbeat_interval_s, s.heartbeat_misses, s.acceptable_pause_s)
+        self._log = _log.bind(node=node.name)
+
+    # -- any thread ---------------------------------------------------------------------------
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Start the I/O thread; return once it listens (or raise why it could not)."""
+        self._thread = threading.Thread(target=self._run, name=f"macp-io-{self._name}", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout_s):
+            raise ConfigError(f"node {self._name!r}: the transport did not start in {timeout_s} s")
+        if self._error is not None:
+            raise self._error
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Say goodbye to the peers, close the sockets, end the thread."""
+        self._stopping = True
+        self._outbox.wake()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self._outbox.close()
+
+    def send(self, env: Envelope, node: str) -> None:
+        """Queue ``env`` for node ``node`` (thread-safe, never blocks)."""
+        self._outbox.put((node, env))
+
+    def peers(self) -> dict[str, dict[str, Any]]:
+        """A snapshot of the peers: address, state, seconds since last heard."""
+        return dict(self._snapshot)
+
+    # -- the I/O thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self._auth: Any = None
+        try:
+            self._setup()
+        except BaseException as e:  # noqa: BLE001 - reported to start()'s caller
+            self._error = (
+                e
+                if isinstance(e, MacpError)
+                else ConfigError(f"node {self._name!r} cannot listen on {self._listen}: {e}")
+            )
+            self._close()
+            self._started.set()
+            return
+        self._started.set()
+        try:
+            self._loop()
+        except Exception:  # noqa: BLE001 - the last resort: log, then close cleanly
+            self._log.exception("transport.failed")
+        finally:
+            _system.goodbye(self)
+            self._close()
+
+    def _setup(self) -> None:
+        from macp.transport.security import start_authenticator  # noqa: PLC0415
+
+        self._packer = msgpack.Packer()
+        self._poller = zmq.Poller()
+        self._poller.register(self._outbox.fileno(), zmq.POLLIN)
+        self._router: zmq.Socket[bytes] | None = None
+        if self._keys is not None and self._keys_dir is not None and self._listen is not None:
+            self._auth = start_authenticator(self._context, self._keys, self._keys_dir)
+        if self._listen is not None:
+            sock = self._socket(zmq.ROUTER)
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            if self._keys is not None:
+                self._keys.server(sock)
+            listen = self._listen
+            if listen.startswith("tcp://") and listen.endswith(":0"):
+                listen = listen[:-1] + "*"
+            sock.bind(listen)
+            self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            self._router = sock
+            self._poller.register(sock, zmq.POLLIN)
+        if self._gateway is not None:
+            server, sep, address = self._gateway.partition("=")
+            self._connect(_GATEWAY, address if sep else server, hello=False, server=server)
+        for name, address in self._initial_peers.items():
+            self._connect(name, address)
+        if self._join is not None:
+            _system.start_join(self, self._join)
+        self._refresh_snapshot(time.monotonic())
+
+    def _socket(self, kind: int) -> zmq.Socket[bytes]:
+        s = self._settings
+        sock = self._context.socket(kind)
+        sock.setsockopt(zmq.LINGER, _LINGER_MS)
+        sock.setsockopt(zmq.SNDHWM, s.send_hwm)
+        sock.setsockopt(zmq.RCVHWM, s.recv_hwm)
+        # zmq drops a link that sends more than this; a little above our own limit, so that a
+        # frame slightly too large still reaches decode() and is counted and answered.
+        sock.setsockopt(zmq.MAXMSGSIZE, s.max_message_bytes + 65536)
+        return sock
+
+    def _connect(
+        self, name: str, address: str, *, hello: bool = True, server: str | None = None
+    ) -> Link:
+        """A DEALER to peer ``name`` (replacing one to an old address)."""
+        old = self._peers.get(name)
+        if old is not None:
+            if old.address == address:
+                return old
+            self._disconnect(old)
+        sock = self._socket(zmq.DEALER)
+        sock.setsockopt_string(zmq.IDENTITY, self._name)
+        if self._keys is not None:
+            self._keys.client(sock, server or name)
+        sock.connect(address)
+        peer = Link(name, address, sock)
+        self._peers[name] = peer
+        self._poller.register(sock, zmq.POLLIN)
+        if name != _GATEWAY:
+            self._liveness.add(name)
+        if hello:
+            _system.say_hello(self, peer)
+        return peer
+
+    def _disconnect(self, peer: Link) -> None:
+        self._poller.unregister(peer.socket)
+        peer.socket.close(0)
+        self._peers.pop(peer.name, None)
+
+    def _close(self) -> None:
+        for peer in list(self._peers.values()):
+            peer.socket.close(_LINGER_MS)
+        self._peers.clear()
+        if getattr(self, "_router", None) is not None:
+            self._router.close(_LINGER_MS)  # type: ignore[union-attr]
+        if self._auth is not None:
+            self._auth.stop()
+        self._context.term()
+
+    def _loop(self) -> None:
+        interval = self._settings.heartbeat_interval_s
+        tick_s = min(interval / 4, 0.25)
+        next_tick = time.monotonic() + tick_s
+        while not self._stopping:
+            timeout_ms = max(0.0, next_tick - time.monotonic()) * 1000
+            events = dict(self._poller.poll(int(timeout_ms)))
+            if self._router is not None and self._router in events:
+                self._receive(self._router, None)
+            for peer in list(self._peers.values()):
+                flags = events.get(peer.socket, 0)
+                if flags & zmq.POLLIN:
+                    self._receive(peer.socket, peer.name)
+                if flags & zmq.POLLOUT:
+                    peer.flush(self._poller, self.counters)
+            self._drain_outbox()
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + tick_s
+                self._tick(now)
+        self._drain_outbox()
+
+    # -- outbound -----------------------------------------------------------------------------
+
+    def _drain_outbox(self) -> None:
+        batches: dict[str, list[Envelope]] = {}
+        for node, env in self._outbox.take(_MAX_DRAIN):
+            batch = batches.get(node)
+            if batch is None:
+                batches[node] = [env]
+            else:
+                batch.append(env)
+        for node, envs in batches.items():
+            self._route(node, envs)
+
+    def _route(self, node: str, envs: list[Envelope]) -> None:
+        if self._gateway is not None:
+            self._emit(self._peers[_GATEWAY], envs)
+            return
+        peer = self._peers.get(node)
+        if peer is None:
+            via = self._routes.get(node)
+            if via is not None and via in self._peers:
+                peer = self._peers[via]
+            elif via is not None:  # a client of ours: answer through the ROUTER
+                self._emit_router(via.encode(), envs)
+                return
+        if peer is None:
+            self._unroutable(envs, NodeDown(f"node {node!r} is not a known peer of {self._name!r}"))
+        elif self._liveness.state(peer.name) is PeerState.DOWN:
+            self._unroutable(envs, NodeDown(f"node {node!r} is down"))
+        else:
+            self._emit(peer, envs)
+
+    def _frames(self, envs: list[Envelope]) -> list[bytes]:
+        frames, refused = pack_frames(envs, self._packer)
+        for env, error in refused:
+            self._unroutable([env], error)
+        self.counters["envelopes_out"] += len(envs)
+        return frames
+
+    def _emit(self, peer: Link, envs: list[Envelope]) -> None:
+        peer.last_sent = time.monotonic()
+        peer.send(self._frames(envs), self._poller, self.counters)
+
+    def _emit_router(self, identity: bytes, envs: list[Envelope]) -> None:
+        assert self._router is not None
+        for frame in self._frames(envs):
+            try:
+                self._router.send_multipart([identity, frame], zmq.NOBLOCK)
+                self.counters["frames_out"] += 1
+            except zmq.ZMQError as e:  # EHOSTUNREACH (ROUTER_MANDATORY): the client is gone
+                self.counters["unroutable"] += 1
+                self._log.info(
+                    "transport.client_gone", client=identity.decode(errors="replace"), error=str(e)
+                )
+
+    def _unroutable(self, envs: list[Envelope], exc: MacpError) -> None:
+        for env in envs:
+            self.counters["unroutable"] += 1
+            if env.answered:
+                self._node.send(env.error(exc, env.dst))
+
+    # -- inbound ------------------------------------------------------------------------------
+
+    def _receive(self, sock: zmq.Socket[bytes], peer: str | None) -> None:
+        secure = self._keys is not None and peer is None
+        for _ in range(_MAX_RECV):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=not secure)
+            except zmq.Again:
+                return
+            if peer is not None:  # a DEALER: the answers of a peer's ROUTER, one frame each
+                if len(frames) != 1:
+                    self._bad(peer, None, EnvelopeError("wrong multipart shape"))
+                    continue
+                self._payload(_GATEWAY if peer == _GATEWAY else peer, _bytes(frames[0]), None)
+            elif len(frames) != 2:  # noqa: PLR2004 - identity and payload
+                shape = EnvelopeError(f"wrong multipart shape ({len(frames)} frames)")
+                self._bad(_ident(frames[0]), None, shape)
+            else:
+                identity = _bytes(frames[0])
+                claimed = identity.decode(errors="replace")
+                if secure and not self._authentic(claimed, frames[1]):
+                    continue
+                self._payload(claimed, _bytes(frames[1]), identity)
+
+    def _authentic(self, claimed: str, frame: Any) -> bool:
+        user = frame.get("User-Id")
+        if user == claimed or (claimed.startswith("~") and user not in {None, "?"}):
+            return True
+        self.counters["impersonations"] += 1
+        self._log.warning("transport.impersonation", claimed=claimed, key_of=user)
+        return False
+
+    def _payload(self, peer: str, payload: bytes, identity: bytes | None) -> None:
+        self.counters["frames_in"] += 1
+        if peer in self._peers and peer != _GATEWAY:  # strangers are not tracked
+            self._apply(self._liveness.seen(peer, time.monotonic()))
+        try:
+            for env in unpack_frame(payload, self._settings.max_message_bytes):
+                self._inbound(env, peer, identity)
+        except EnvelopeError as e:  # the network boundary: count, answer, carry on
+            self._bad(peer, identity, e)
+
+    def _bad(self, peer: str, identity: bytes | None, error: EnvelopeError) -> None:
+        self.counters["bad_frames"] += 1
+        self._log.warning("envelope.rejected", peer=peer, reason=error.message)
+        answer = refusal(error, f"{SYSTEM}@{self._name}")
+        if answer is not None and identity is not None and self._router is not None:
+            self._emit_router(identity, [answer])
+
+    def _inbound(self, env: Envelope, peer: str, identity: bytes | None) -> None:
+        self.counters["envelopes_in"] += 1
+        src_node = env.src.partition("@")[2]
+        if src_node.startswith("~") and src_node != self._name:
+            self._routes[src_node] = peer if peer in self._peers else (identity or b"").decode()
+        name, _, node = env.dst.partition("@")
+        if name == SYSTEM and node in {"", _system.ANY_NODE, self._name}:
+            _system.handle(self, env, peer)
+        elif env.kind != Kind.HEARTBEAT:
+            self._node.send(env) if node and node != self._name else self._node._deliver(env, name)
+
+    # -- liveness -----------------------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        interval = self._settings.heartbeat_interval_s
+        for peer in list(self._peers.values()):
+            if peer.name == _GATEWAY or self._liveness.state(peer.name) is PeerState.DOWN:
+                continue
+            if now - peer.last_sent >= interval:
+                body = {"incarnation": self.incarnation}
+                self._emit(
+                    peer,
+                    [_system.envelope(self, Kind.HEARTBEAT, _system.HEARTBEAT, peer.name, body)],
+                )
+        self._apply(self._liveness.check(now))
+        self._refresh_snapshot(now)
+
+    def _apply(self, events: list[PeerEvent]) -> None:
+        for event in events:
+            level = self._log.warning if event.kind == "node.down" else self._log.info
+            level(event.kind, peer=event.node, reason=event.reason)
+            if event.kind == "node.up" and event.node in self._peers:
+                _system.say_hello(self, self._peers[event.node])
+            self._node._on_peer_event(event)
+        if events:
+            self._refresh_snapshot(time.monotonic())
+
+    def _refresh_snapshot(self, now: float) -> None:
+        addresses = {name: link.address for name, link in self._peers.items()}
+        self._snapshot = self._liveness.snapshot(now, addresses)
+
+
+def _bytes(frame: Any) -> bytes:
+    return frame if isinstance(frame, bytes) else frame.bytes
+
+
+def _ident(frame: Any) -> str:
+    return _bytes(frame).decode(errors="replace")

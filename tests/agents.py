@@ -1,0 +1,62 @@
+"""Agents the tests run in node processes (importable as ``agents:Name`` there)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import macp
+from macp import Agent, Context, handler
+
+
+class Echo(Agent):
+    @handler("echo")
+    def echo(self, body: macp.Wire, ctx: Context) -> macp.Wire:
+        return {"echo": body, "sender": ctx.sender, "me": self.address}
+
+    @handler("fail")
+    def fail(self, body: macp.Wire) -> macp.Wire:
+        raise ValueError(f"cannot handle {body!r}")
+
+    @handler("refuse")
+    def refuse(self, _body: macp.Wire) -> macp.Wire:
+        raise macp.InvalidParams("text is required")
+
+    @handler("hang")
+    def hang(self, _body: macp.Wire) -> None:
+        threading.Event().wait(60)  # never answers in time: for node-down tests
+
+
+class Relay(Agent):
+    """Asks or tells other agents on request: drives agent-to-agent traffic across nodes."""
+
+    @handler("relay")
+    def relay(self, body: dict[str, Any]) -> macp.Wire:
+        reply: macp.Wire = self.ask(body["to"], body["type"], body.get("body")).get()
+        return reply
+
+    @handler("blast")
+    def blast(self, body: dict[str, Any]) -> int:
+        for i in range(body["n"]):
+            self.tell(body["to"], "seq", {"from": self.address, "i": i})
+        return int(body["n"])
+
+
+class Sequencer(Agent):
+    """Counts ``seq`` messages per sender and whether each sender's arrived in order."""
+
+    def on_start(self) -> None:
+        self.seen: dict[str, dict[str, Any]] = {}
+
+    @handler("seq")
+    def seq(self, body: dict[str, Any], ctx: Context) -> None:
+        sender = str(body.get("from", ctx.sender))
+        record = self.seen.setdefault(sender, {"count": 0, "last": -1, "in_order": True})
+        record["count"] += 1
+        if body["i"] != record["last"] + 1:
+            record["in_order"] = False
+        record["last"] = body["i"]
+
+    @handler("report")
+    def report(self, _body: macp.Wire) -> macp.Wire:
+        return {k: {"count": v["count"], "in_order": v["in_order"]} for k, v in self.seen.items()}
