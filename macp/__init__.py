@@ -6,11 +6,16 @@ The public API is what this module exports; everything else is internal.
 from __future__ import annotations
 
 from macp.actors.agent import Agent as Agent
-from macp.actors.agent import Context as Context
 from macp.actors.agent import handler as handler
+from macp.actors.context import Context as Context
+from macp.actors.context import Deferred as Deferred
 from macp.actors.control import AgentState as AgentState
 from macp.actors.control import Command as Command
 from macp.address import Address as Address
+from macp.cluster import Cluster as Cluster
+from macp.cluster import Task as Task
+from macp.cluster import connect as connect
+from macp.cluster import start_control_plane as start_control_plane
 from macp.envelope import Envelope as Envelope
 from macp.envelope import Kind as Kind
 from macp.envelope import Priority as Priority
@@ -20,6 +25,7 @@ from macp.envelope import encode as encode
 from macp.errors import ActorNotFound as ActorNotFound
 from macp.errors import AgentError as AgentError
 from macp.errors import AskTimeout as AskTimeout
+from macp.errors import Cancelled as Cancelled
 from macp.errors import ConfigError as ConfigError
 from macp.errors import DeadlockError as DeadlockError
 from macp.errors import EnvelopeError as EnvelopeError
@@ -56,11 +62,14 @@ __all__ = [
     "AgentState",
     "AskFuture",
     "AskTimeout",
+    "Cancelled",
     "ChildSpec",
+    "Cluster",
     "Command",
     "ConfigError",
     "Context",
     "DeadlockError",
+    "Deferred",
     "Envelope",
     "EnvelopeError",
     "InsufficientResources",
@@ -82,11 +91,14 @@ __all__ = [
     "Strategy",
     "SupervisorEscalation",
     "SupervisorSpec",
+    "Task",
     "TransportError",
     "Unauthorized",
     "UnknownMessageType",
     "Wire",
+    "connect",
     "decode",
     "encode",
     "handler",
+    "start_control_plane",
 ]

@@ -8,13 +8,15 @@ case that report never comes.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pykka
 import structlog
+from pykka._envelope import Envelope as PykkaEnvelope
 
-from macp._inbox import PriorityInbox
+from macp._inbox import InboxClosed, PriorityInbox
 from macp.envelope import Envelope
 
 if TYPE_CHECKING:
@@ -111,6 +113,12 @@ class Supervised(pykka.ThreadingActor):
             target=self._actor_loop, name=f"macp-{self.node.name}-{self.name}", daemon=True
         )
         self._thread.start()
+
+    def _tell_self(self, message: Any) -> None:
+        """Queue a local message to this actor's name, whichever incarnation will handle it
+        (safe from any thread; dropped once the name is gone)."""
+        with contextlib.suppress(InboxClosed):
+            self.inbox.put(PykkaEnvelope(message))
 
     def _wait_started(self, timeout_s: float) -> bool:
         """Wait until ``on_start`` has finished; ``False`` if the actor died starting or hung."""

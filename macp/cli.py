@@ -97,6 +97,15 @@ def node_start(
     insecure: Annotated[
         bool, typer.Option(help="Allow plaintext on a non-loopback address.")
     ] = False,
+    head: Annotated[
+        str | None, typer.Option(help="The node hosting the control plane (register there).")
+    ] = None,
+    control_plane: Annotated[
+        bool, typer.Option(help="Run the control plane (registry, coordinator, ...) here.")
+    ] = False,
+    journal: Annotated[
+        Path | None, typer.Option(help="The control plane's SQLite journal (with --control-plane).")
+    ] = None,
     heartbeat_s: Annotated[float, typer.Option(help="Heartbeat interval, seconds.")] = 1.0,
     acceptable_pause_s: Annotated[
         float, typer.Option(help="Extra silence tolerated before a peer is down.")
@@ -113,6 +122,7 @@ def node_start(
     node listens; exits 0 after a clean stop, 1 if its root supervisor gave up.
     """
     _logging(log_json, log_level)
+    stop = _stop_on_signals()  # before anything starts, so no signal finds it half-made
     from macp._loader import load_class  # noqa: PLC0415
 
     try:
@@ -131,12 +141,15 @@ def node_start(
             join=join,
             keys=keys,
             insecure=insecure,
+            head=head,
             settings=settings,
         )
         node.start()
     except ConfigError as e:
         fail(e.message)
     try:
+        if control_plane:
+            macp.start_control_plane(node, journal=journal)
         for agent_name, cls in agents.items():
             node.spawn(cls, agent_name)
     except MacpError as e:
@@ -144,11 +157,11 @@ def node_start(
         fail(e.message)
     typer.echo(json.dumps({"event": "node.ready", "name": node.name, "address": node.address}))
     sys.stdout.flush()
-    raise typer.Exit(_serve(node))
+    raise typer.Exit(_serve(node, stop))
 
 
-def _serve(node: macp.Node) -> int:
-    """Run ``node`` until a signal or its root supervisor gives up; its exit code."""
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM."""
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -156,6 +169,11 @@ def _serve(node: macp.Node) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    return stop
+
+
+def _serve(node: macp.Node, stop: threading.Event) -> int:
+    """Run ``node`` until ``stop`` (a signal) or its root supervisor gives up; its exit code."""
     while not stop.wait(0.2):
         if node.wait(0) is not None:
             break

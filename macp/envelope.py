@@ -17,11 +17,14 @@ import os
 import secrets
 import time
 from enum import IntEnum
-from typing import Final, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Final, NamedTuple, TypeAlias
 
 import msgpack
 
 from macp.errors import EnvelopeError, InvalidParams, error_body
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -37,9 +40,7 @@ __all__ = [
     "round_trip",
 ]
 
-Wire: TypeAlias = (
-    "bool | int | float | str | bytes | list[Wire] | tuple[Wire, ...] | dict[str, Wire] | None"
-)
+Wire: TypeAlias = "bool | int | float | str | bytes | Sequence[Wire] | Mapping[str, Wire] | None"
 """Data that crosses nodes unchanged: what msgpack writes natively."""
 
 VERSION: Final = 1

@@ -19,6 +19,7 @@ __all__ = [
     "ActorNotFound",
     "AgentError",
     "AskTimeout",
+    "Cancelled",
     "ConfigError",
     "DeadlockError",
     "EnvelopeError",
@@ -132,6 +133,12 @@ class Unauthorized(MacpError):
     code = -32006
 
 
+class Cancelled(MacpError):
+    """The task was cancelled before it finished (code -32007, an addition to the design's)."""
+
+    code = -32007
+
+
 class InternalError(MacpError):
     """A failure inside macp itself; a bug worth reporting."""
 
@@ -179,6 +186,7 @@ _BY_CODE: dict[int, type[MacpError]] = {
     -32004: AskTimeout,
     -32005: DeadlockError,
     -32006: Unauthorized,
+    -32007: Cancelled,
 }
 
 

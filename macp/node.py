@@ -28,6 +28,7 @@ from pykka._envelope import Envelope as PykkaEnvelope
 
 from macp._directory import Directory
 from macp._inbox import InboxClosed, PriorityInbox
+from macp._registrar import Registrar
 from macp._supervised import answer_foreign
 from macp._timers import Scheduler
 from macp.actors.control import Command
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from macp._supervised import Supervised
+    from macp.actors.agent import Agent
     from macp.transport.liveness import PeerEvent
     from macp.transport.router import Router
     from macp.transport.security import Keys
@@ -84,6 +86,8 @@ class Node:
         join: the address (``tcp://...`` or ``NAME=tcp://...``) of any member of a cluster.
         keys: a keys directory (``macp keys generate``): CURVE encryption and an allow-list.
         insecure: allow a plaintext listen address that is not loopback.
+        head: the node hosting the control plane (registry, coordinator, ...); when set, this
+            node registers its agents there and resolves bare names through it.
         settings: timeouts, limits and the strict setting.
         supervision: the root supervisor's strategy and restart intensity (its children are
             what :meth:`spawn` and :meth:`start_child` add).
@@ -101,6 +105,7 @@ class Node:
         join: str | None = None,
         keys: str | os.PathLike[str] | None = None,
         insecure: bool = False,
+        head: str | None = None,
         settings: Settings | None = None,
         supervision: SupervisorSpec | None = None,
         _gateway: str | None = None,
@@ -119,6 +124,11 @@ class Node:
         self._ended = threading.Event()
         self.exit_code: int | None = None
         self.started_at = time.time()
+        self.incarnation = new_id()
+        self._stopping = False
+        self.registrar: Registrar | None = None
+        if head is not None:
+            self.set_head(head)
         self._log = _log.bind(node=name)
         self.router: Router | None = None
         for peer in peers or {}:
@@ -157,6 +167,22 @@ class Node:
         """
         return cls(f"~{new_id()}", keys=keys, settings=settings, _gateway=gateway)
 
+    def set_head(self, head: str) -> None:
+        """Name the node hosting the control plane (before or after :meth:`start`)."""
+        check_name(head, "head")
+        if self.registrar is not None and self.registrar.head == head:
+            return
+        if self.registrar is not None:
+            self.registrar.stop()
+        self.registrar = Registrar(self, head)
+        if self._root is not None:
+            self.registrar.start()
+
+    @property
+    def head(self) -> str | None:
+        """The node hosting the control plane, if known."""
+        return self.registrar.head if self.registrar is not None else None
+
     @property
     def address(self) -> str | None:
         """The address this node listens on (its real port once started), if any."""
@@ -178,11 +204,16 @@ class Node:
                 raise
         self._root = node_supervisor(self, self._supervision)
         self._names.supervisors[self._supervision.name] = self._root
+        if self.registrar is not None:
+            self.registrar.start()
         self._log.info("node.started", address=self.address)
         return self
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Stop every actor (children in reverse start order), then the node's threads."""
+        self._stopping = True
+        if self.registrar is not None:
+            self.registrar.stop()
         root = self._root
         if root is not None and root.is_alive():
             root.stop(block=True, timeout=timeout_s)
@@ -223,6 +254,7 @@ class Node:
             "address": None,
             "uptime_s": round(time.time() - self.started_at, 3),
             "peers": {},
+            "head": self.head,
             "actors": sorted(self.agents()),
             "counters": dict(self.counters),
         }
@@ -238,9 +270,13 @@ class Node:
         restart: Restart | str = Restart.PERMANENT,
         shutdown_s: float | None = None,
         supervisor: str | None = None,
+        **agent: Any,
     ) -> Ref:
-        """Start an agent under a supervisor (the root by default) and return its ref."""
-        kwargs = {"config": config} if config is not None else {}
+        """Start an agent under a supervisor (the root by default) and return its ref.
+
+        Extra keyword arguments (``capabilities``, ``role``, ``group``) go to the agent.
+        """
+        kwargs = {"config": config, **agent} if config is not None else agent
         spec = ChildSpec(
             actor, name, kwargs=kwargs, restart=Restart(restart), shutdown_s=shutdown_s
         )
@@ -271,8 +307,15 @@ class Node:
     def _register(self, name: str, actor: Supervised) -> None:
         self._names.register(name, actor, supervisor=isinstance(actor, Supervisor))
 
+    def _agent_started(self, agent: Agent) -> None:
+        """An agent's ``on_start`` returned (called on its thread): register it."""
+        if self.registrar is not None:
+            self.registrar.agent_started(agent)
+
     def _close_mailbox(self, name: str, inbox: PriorityInbox) -> None:
         """The name is gone for good: refuse what is queued for it, and what comes later."""
+        if self.registrar is not None:
+            self.registrar.agent_gone(name)
         queued = self._names.release(name, inbox)
         answer_foreign(queued, name)
         gone = ActorNotFound(f"agent {name}@{self.name} stopped before handling the message")
@@ -296,6 +339,8 @@ class Node:
         if event.kind == "node.down":
             failed = self._pending.node_down(event.node, event.reason)
             self.counters["asks_failed_node_down"] += failed
+            if self.registrar is not None:
+                self.registrar.forget_node(event.node)
         self.publish(event.kind, {"node": event.node, "reason": event.reason})
 
     def publish(self, event: str, body: Wire) -> None:
@@ -319,12 +364,17 @@ class Node:
         return Ref(self, self.resolve(address))
 
     def resolve(self, address: str) -> str:
-        """The canonical ``name@node`` form of ``address``."""
-        return address if "@" in address else f"{address}@{self.name}"
+        """The canonical ``name@node`` form of ``address``: a bare name is this node's agent of
+        that name, else the one the registry knows (if this node has a head), else local."""
+        if "@" in address:
+            return address
+        if address in self._directory or self.registrar is None:
+            return f"{address}@{self.name}"
+        return self.registrar.resolve(address) or f"{address}@{self.name}"
 
     def tell(self, dst: str, type: str, body: Wire = None, *, prio: int = _MEDIUM) -> None:
         """Send a one-way message from outside any actor (at-most-once)."""
-        self.send(Envelope.new(Kind.TELL, type, self._client, dst, body, prio=prio))
+        self.send(Envelope.new(Kind.TELL, type, self._client, self.resolve(dst), body, prio=prio))
 
     def ask(
         self,
@@ -338,7 +388,7 @@ class Node:
         chain: tuple[str, ...] = (),
     ) -> AskFuture:
         """Send a request; the returned future settles with the reply or the error."""
-        return self._request(Kind.ASK, dst, type, body, timeout_s, prio, src, chain)
+        return self._request(Kind.ASK, self.resolve(dst), type, body, timeout_s, prio, src, chain)
 
     def control(
         self, dst: str, command: str, params: Wire = None, *, timeout_s: float | None = None
@@ -350,7 +400,7 @@ class Node:
             known = ", ".join(Command)
             raise ConfigError(f"unknown control command {command!r}; use one of: {known}") from None
         return self._request(
-            Kind.CONTROL, dst, type_, params, timeout_s, Priority.CRITICAL, None, ()
+            Kind.CONTROL, self.resolve(dst), type_, params, timeout_s, Priority.CRITICAL, None, ()
         )
 
     def ask_node(
@@ -429,5 +479,5 @@ class Node:
         self.counters["undeliverable"] += 1
         if env.answered:
             self.send(env.error(exc, env.dst))
-        elif env.kind not in _ANSWERS:
+        elif env.kind not in _ANSWERS and not self._stopping:
             self._log.info("envelope.undeliverable", msg_id=env.id, type=env.type, dst=env.dst)

@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import pykka
+
 from macp._supervised import ChildExited, Supervised, answer_foreign
 from macp.address import check_name
 from macp.errors import ConfigError, SupervisorEscalation
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-
-    import pykka
 
     from macp._inbox import PriorityInbox
     from macp.node import Node
@@ -213,7 +213,9 @@ class Supervisor(Supervised):
             timeout_s = child.spec.shutdown_s or self.node.settings.shutdown_timeout_s
             if isinstance(child.spec, SupervisorSpec) and child.spec.shutdown_s is None:
                 timeout_s = _FOREVER_S  # a supervisor waits for its children's own timeouts
-            if not actor.actor_ref.stop(block=True, timeout=timeout_s):
+            try:
+                actor.actor_ref.stop(block=True, timeout=timeout_s)
+            except pykka.Timeout:  # Python threads cannot be killed: it is abandoned
                 self.log.warning("child.stop_timed_out", child=child.spec.name, timeout_s=timeout_s)
         if close:
             inbox, child.inbox = child.inbox, None

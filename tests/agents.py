@@ -60,3 +60,25 @@ class Sequencer(Agent):
     @handler("report")
     def report(self, _body: macp.Wire) -> macp.Wire:
         return {k: {"count": v["count"], "in_order": v["in_order"]} for k, v in self.seen.items()}
+
+
+class Squarer(Agent):
+    """A task handler with a capability and a role: squares ``body["x"]``."""
+
+    capabilities = ("square",)
+    role = "squarer"
+
+    @handler("square")
+    def square(self, body: dict[str, Any]) -> macp.Wire:
+        return {"square": int(body["x"]) ** 2, "by": self.address}
+
+
+class Cruncher(Agent):
+    """Real work for fault tests: a few milliseconds of arithmetic per task."""
+
+    capabilities = ("crunch",)
+
+    @handler("crunch")
+    def crunch(self, body: dict[str, Any]) -> macp.Wire:
+        total = sum(i * i for i in range(int(body.get("n", 20_000))))
+        return {"x": body["x"], "y": 2 * int(body["x"]), "check": total % 997, "by": self.address}

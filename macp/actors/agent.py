@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import inspect
 from collections import deque
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, TypeVar
 
 from macp._supervised import Supervised
+from macp.actors.context import Context, Deferred
 from macp.actors.control import COMMAND_PREFIX, AgentState, Controls
 from macp.envelope import Envelope, Kind, Priority, Wire, now_ms
 from macp.errors import (
     ConfigError,
     DeadlockError,
+    InvalidParams,
     MacpError,
     ResourceUnavailable,
     UnknownMessageType,
@@ -39,7 +41,11 @@ if TYPE_CHECKING:
     from macp.node import Node
     from macp.transport.refs import AskFuture
 
-__all__ = ["Agent", "Context", "handler"]
+__all__ = ["TASK_ACK", "TASK_RUN", "Agent", "handler"]
+
+TASK_RUN: Final = "task.run"
+"""A coordinator's assignment ``{task_id, attempt, type, body}``; the reply is the result."""
+TASK_ACK: Final = "task.ack"
 
 _F = TypeVar("_F", bound="Callable[..., Any]")
 _HANDLES = "__macp_handles__"
@@ -53,11 +59,21 @@ def handler(type: str) -> Callable[[_F], _F]:
     Raises:
         ConfigError: ``type`` is empty, not a string, or in the reserved ``control.`` space.
     """
-    if not isinstance(type, str) or not type or type.startswith(COMMAND_PREFIX):
+    if (
+        not isinstance(type, str)
+        or not type
+        or type.startswith(COMMAND_PREFIX)
+        or type == "task.run"
+    ):
         raise ConfigError(
-            f"@handler needs a non-empty message type outside 'control.*', not {type!r}"
+            f"@handler needs a non-empty message type outside 'control.*' and 'task.run', "
+            f"not {type!r}"
         )
 
+    return _mark(type)
+
+
+def _mark(type: str) -> Callable[[_F], _F]:
     def mark(fn: _F) -> _F:
         setattr(fn, _HANDLES, type)
         return fn
@@ -66,7 +82,7 @@ def handler(type: str) -> Callable[[_F], _F]:
 
 
 class _Handler(NamedTuple):
-    fn: Callable[..., Wire]
+    fn: Callable[..., Any]
     wants_ctx: bool
 
 
@@ -77,34 +93,6 @@ def _wants_ctx(fn: Callable[..., Any]) -> bool:
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
     return len(params) >= _WITH_CONTEXT
-
-
-class Context:
-    """What a handler knows about the message it is handling.
-
-    Attributes:
-        agent: the agent handling the message.
-        envelope: the message itself.
-    """
-
-    __slots__ = ("agent", "envelope")
-
-    def __init__(self, agent: Agent, envelope: Envelope) -> None:
-        self.agent = agent
-        self.envelope = envelope
-
-    @property
-    def sender(self) -> str:
-        """The sender's address."""
-        return self.envelope.src
-
-    @property
-    def msg_id(self) -> str:
-        return self.envelope.id
-
-    @property
-    def node(self) -> Node:
-        return self.agent.node
 
 
 class Agent(Controls, Supervised):
@@ -122,8 +110,11 @@ class Agent(Controls, Supervised):
 
     capabilities: ClassVar[tuple[str, ...]] = ()
     role: ClassVar[str | None] = None
+    group: ClassVar[str | None] = None
+    model: ClassVar[dict[str, Wire] | None] = None
     crash_on_error: ClassVar[bool] = False
     _handlers: ClassVar[dict[str, _Handler]] = {}
+    _has_idle_hook: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -143,10 +134,26 @@ class Agent(Controls, Supervised):
                 fn = getattr(cls, attr)
                 table[type_] = _Handler(fn, _wants_ctx(fn))
         cls._handlers = table
+        cls._has_idle_hook = cls.on_idle is not Agent.on_idle
 
-    def __init__(self, config: Mapping[str, Wire] | None = None) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Wire] | None = None,
+        *,
+        capabilities: tuple[str, ...] | list[str] | None = None,
+        role: str | None = None,
+        group: str | None = None,
+    ) -> None:
+        """Args: ``config`` for the agent's own use; ``capabilities``, ``role`` and ``group``
+        override the class's for this instance (a topology file sets them per agent)."""
         super().__init__()
         self.config: dict[str, Wire] = dict(config or {})
+        if capabilities is not None:
+            self.capabilities = tuple(capabilities)  # type: ignore[misc]
+        if role is not None:
+            self.role = role  # type: ignore[misc]
+        if group is not None:
+            self.group = group  # type: ignore[misc]
         self.address = ""
         self.state = AgentState.STARTING
         self._current: Envelope | None = None
@@ -157,7 +164,8 @@ class Agent(Controls, Supervised):
 
     def tell(self, address: str, type: str, body: Wire = None, *, prio: int = _MEDIUM) -> None:
         """Send a one-way message: at-most-once, FIFO per sender/receiver pair."""
-        self.node.send(Envelope.new(Kind.TELL, type, self.address, address, body, prio=prio))
+        dst = self.node.resolve(address)
+        self.node.send(Envelope.new(Kind.TELL, type, self.address, dst, body, prio=prio))
 
     def ask(
         self,
@@ -196,6 +204,34 @@ class Agent(Controls, Supervised):
         handlers of those types; the subscription outlives restarts (it is by address)."""
         self.node.subscribe(self.address, *events)
 
+    def record(self) -> dict[str, Wire]:
+        """What the registry knows about this agent."""
+        return {
+            "address": self.address,
+            "name": self.name,
+            "node": self.node.name,
+            "role": self.role,
+            "group": self.group,
+            "capabilities": sorted(self.capabilities),
+            "handles": sorted(t for t in self._handlers if t != TASK_RUN),
+            "model": self.model,
+            "metadata": {"class": f"{type(self).__module__}:{type(self).__qualname__}"},
+        }
+
+    def load(self) -> tuple[str, int]:
+        """The registry status (``available``, ``busy``, ``paused``, ``offline``, ``error``) and
+        the load (messages queued or in hand). Read from other threads: values may be a moment
+        old."""
+        if self.actor_stopped.is_set():
+            return "error", 0
+        load = self.inbox.depth() + (self._current is not None)
+        state = self.state
+        if state is AgentState.RUNNING:
+            return ("busy" if load else "available"), load
+        if state is AgentState.PAUSED:
+            return "paused", load
+        return ("offline" if state is AgentState.STOPPED else "error"), load
+
     # -- hooks --------------------------------------------------------------------------------
 
     def on_configure(self, params: dict[str, Wire]) -> None:
@@ -203,6 +239,33 @@ class Agent(Controls, Supervised):
 
     def on_reset(self) -> None:
         """Called by RESET: return the agent's own state to how it started."""
+
+    def on_idle(self) -> None:
+        """Called when the mailbox has just become empty (e.g. to commit a batch of writes)."""
+
+    @_mark(TASK_RUN)
+    def _run_task(self, body: Wire, ctx: Context) -> Any:
+        """Run a task the coordinator assigned: acknowledge it, then run its type's handler."""
+        if not isinstance(body, dict):
+            raise InvalidParams("task.run needs a map with the task's type and body")
+        task_id, attempt, type_ = body.get("task_id"), body.get("attempt"), body.get("type")
+        if (
+            not isinstance(task_id, str)
+            or not isinstance(attempt, int)
+            or not isinstance(type_, str)
+        ):
+            raise InvalidParams("task.run needs a string task_id and type, and an integer attempt")
+        self.tell(ctx.sender, TASK_ACK, {"task_id": task_id, "attempt": attempt})
+        entry = self._handlers.get(type_)
+        if entry is None or type_ == TASK_RUN:
+            known = ", ".join(sorted(t for t in self._handlers if t != TASK_RUN)) or "none"
+            raise UnknownMessageType(
+                f"agent {self.address} has no handler for {type_!r} (it handles: {known})"
+            )
+        ctx.task_id, ctx.attempt = task_id, attempt
+        if entry.wants_ctx:
+            return entry.fn(self, body.get("body"), ctx)
+        return entry.fn(self, body.get("body"))
 
     # -- dispatch (the agent's thread) --------------------------------------------------------
 
@@ -213,8 +276,16 @@ class Agent(Controls, Supervised):
     def _actor_loop_setup(self) -> None:
         self.state = AgentState.RUNNING
         super()._actor_loop_setup()
+        if not self.actor_stopped.is_set():
+            self.node._agent_started(self)
 
     def _handle_receive(self, message: Any) -> Any:
+        result = self._receive(message)
+        if self._has_idle_hook and self.inbox.depth() == 0:
+            self.on_idle()
+        return result
+
+    def _receive(self, message: Any) -> Any:
         if type(message) is not Envelope:
             return super()._handle_receive(message)
         if message.kind == Kind.CONTROL:
@@ -261,7 +332,7 @@ class Agent(Controls, Supervised):
         finally:
             self._current = None
         counters["handled"] += 1
-        if env.answered:
+        if env.answered and type(result) is not Deferred:
             self._answer(env, env.reply(result, self.address))
 
     def _answer(self, env: Envelope, answer: Envelope) -> None:
@@ -287,3 +358,6 @@ class Agent(Controls, Supervised):
         held, self._held = self._held, deque()
         self.inbox.push_front(held)
         super()._actor_loop_teardown()
+
+
+Agent._handlers = {TASK_RUN: _Handler(Agent._run_task, _wants_ctx(Agent._run_task))}

@@ -158,6 +158,7 @@ def info(router: Router) -> dict[str, Any]:
         "incarnation": router.incarnation,
         "uptime_s": round(time.time() - router.started_at, 3),
         "peers": router.peers(),
+        "head": node.head,
         "actors": sorted(node.agents()),
         "counters": dict(router.counters + node.counters),
     }

@@ -23,7 +23,7 @@ import msgpack
 import structlog
 import zmq
 
-from macp.envelope import Envelope, Kind, new_id
+from macp.envelope import Envelope, Kind
 from macp.errors import ConfigError, EnvelopeError, MacpError, NodeDown
 from macp.transport import _system
 from macp.transport.frames import Link, pack_frames, refusal, unpack_frame
@@ -81,7 +81,7 @@ class Router:
         self._keys = keys
         self._keys_dir = keys_dir
         self._gateway = gateway
-        self.incarnation = new_id()
+        self.incarnation = node.incarnation
         self.counters: Counter[str] = Counter()
         self.address: str | None = None
         self.started_at = time.time()
@@ -202,6 +202,9 @@ class Router:
             self._disconnect(old)
         sock = self._socket(zmq.DEALER)
         sock.setsockopt_string(zmq.IDENTITY, self._name)
+        # Queue only on a live connection: what cannot be sent waits in the link's backlog,
+        # where it is visible (and bounded) rather than inside ZeroMQ.
+        sock.setsockopt(zmq.IMMEDIATE, 1)
         if self._keys is not None:
             self._keys.client(sock, server or name)
         sock.connect(address)
@@ -377,9 +380,14 @@ class Router:
     def _tick(self, now: float) -> None:
         interval = self._settings.heartbeat_interval_s
         for peer in list(self._peers.values()):
-            if peer.name == _GATEWAY or self._liveness.state(peer.name) is PeerState.DOWN:
+            if peer.name == _GATEWAY or now - peer.last_sent < interval:
                 continue
-            if now - peer.last_sent >= interval:
+            if self._liveness.state(peer.name) is PeerState.DOWN:
+                # A peer that comes back (on the same address) may not know this node: one
+                # hello waits in the backlog for the link to come back, and tells it.
+                if not peer.backlog:
+                    _system.say_hello(self, peer)
+            else:
                 body = {"incarnation": self.incarnation}
                 self._emit(
                     peer,

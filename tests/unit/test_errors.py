@@ -33,6 +33,7 @@ def test_codes_follow_the_design() -> None:
         "AgentError": -32001,
         "ResourceUnavailable": -32003,
         "AskTimeout": -32004,
+        "Cancelled": -32007,
         "DeadlockError": -32005,
         "Unauthorized": -32006,
         "InternalError": -32603,

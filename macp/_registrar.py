@@ -1,0 +1,143 @@
+"""A node's side of the registry: it announces the node's agents and keeps their status fresh.
+
+Every heartbeat interval the node asks the registry ``registry.heartbeat`` with each local
+agent's status and load, and the ``version`` of its set of agents. The full records ride along
+only when that set changed (an agent started, restarted or went) or when the registry asks for
+them (it restarted and lost them, or never had them): so an agent registers on start and after
+every restart, and a registry that comes back is whole again within one interval.
+
+Bare names (``summarizer`` rather than ``summarizer@n2``) that are not local are looked up in
+the registry and cached; the cache is dropped when the registry's ``generation`` moves on
+(reported with every heartbeat) and for a node that goes down.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Final
+
+import structlog
+
+from macp.errors import MacpError
+
+if TYPE_CHECKING:
+    import concurrent.futures
+
+    from macp.actors.agent import Agent
+    from macp.envelope import Wire
+    from macp.node import Node
+
+__all__ = ["REGISTRY", "Registrar"]
+
+REGISTRY: Final = "registry"
+HEARTBEAT: Final = "registry.heartbeat"
+LOOKUP: Final = "registry.lookup"
+
+_log: structlog.stdlib.BoundLogger = structlog.get_logger("macp.registrar")
+
+
+class Registrar:
+    """Announces one node's agents to the registry on node ``head``."""
+
+    def __init__(self, node: Node, head: str) -> None:
+        self._node = node
+        self.head = head
+        self.registry = f"{REGISTRY}@{head}"
+        self._lock = threading.Lock()
+        self._agents: dict[str, Agent] = {}
+        self._version = 0
+        self._synced = -1  # the version the registry last accepted the records of
+        self._in_flight = False
+        self._generation: int | None = None
+        self._cache: dict[str, str] = {}
+        self._timer: Any = None
+
+    def start(self) -> None:
+        interval = self._node.settings.heartbeat_interval_s
+        self._timer = self._node.scheduler.call_every(interval, self.beat)
+        self._node.scheduler.call_later(0, self.beat)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def agent_started(self, agent: Agent) -> None:
+        """A local agent (or a new incarnation of one) is up: register it now."""
+        with self._lock:
+            self._agents[agent.name] = agent
+            self._version += 1
+        self._node.scheduler.call_later(0, self.beat)
+
+    def agent_gone(self, name: str) -> None:
+        """A local agent's name went for good: deregister it now."""
+        with self._lock:
+            if self._agents.pop(name, None) is None:
+                return
+            self._version += 1
+        self._node.scheduler.call_later(0, self.beat)
+
+    def beat(self) -> None:
+        """Send one heartbeat (on the timer thread); at most one is in flight."""
+        with self._lock:
+            if self._in_flight:
+                return
+            self._in_flight = True
+            version = self._version
+            agents = list(self._agents.values())
+            with_records = self._synced != version
+        body: dict[str, Wire] = {
+            "node": self._node.name,
+            "incarnation": self._node.incarnation,
+            "version": version,
+            "agents": {a.name: list(a.load()) for a in agents},
+        }
+        if with_records:
+            body["records"] = [a.record() for a in agents]
+        try:
+            timeout_s = max(1.0, 2 * self._node.settings.heartbeat_interval_s)
+            future = self._node.ask(self.registry, HEARTBEAT, body, timeout_s=timeout_s)
+        except MacpError as e:
+            self._in_flight = False
+            _log.debug("registrar.unreachable", node=self._node.name, error=str(e))
+            return
+        future.add_done_callback(lambda f: self._answered(f, version, with_records=with_records))
+
+    def _answered(
+        self, future: concurrent.futures.Future[Any], version: int, *, with_records: bool
+    ) -> None:
+        self._in_flight = False
+        if future.exception() is not None:
+            return  # the registry is unreachable: the records go again with the next beat
+        reply = future.result()
+        if not isinstance(reply, dict):
+            return
+        with self._lock:
+            if reply.get("resync"):
+                self._synced = -1
+            elif with_records:
+                self._synced = version
+            generation = reply.get("generation")
+            if generation != self._generation:
+                self._generation = generation if isinstance(generation, int) else None
+                self._cache.clear()
+
+    def resolve(self, name: str) -> str | None:
+        """The address of an agent called ``name`` somewhere in the cluster, if the registry
+        knows one (blocking: at most one short ask)."""
+        cached = self._cache.get(name)
+        if cached is not None:
+            return cached
+        try:
+            found = self._node.ask(self.registry, LOOKUP, {"name": name}, timeout_s=2.0).get()
+        except MacpError:
+            return None
+        if isinstance(found, str):
+            self._cache[name] = found
+            return found
+        return None
+
+    def forget_node(self, node: str) -> None:
+        """Drop cached addresses on ``node`` (it went down)."""
+        for name, address in list(self._cache.items()):
+            if address.endswith(f"@{node}"):
+                self._cache.pop(name, None)

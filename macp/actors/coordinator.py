@@ -1,0 +1,357 @@
+"""The Coordinator actor: tasks routed to agents, at least once, completed exactly once.
+
+A task (type, body, required capabilities, priority, timeout, retries with exponential backoff,
+an optional idempotency key) is journaled before ``submit`` answers. It goes to the least
+loaded routable agent with the capabilities (higher priorities first, FIFO within one), as a
+``task.run`` ask that the agent acknowledges on receipt. A failure or timeout is retried after a
+backoff; after ``max_retries`` retries the task fails as a :class:`PoisonMessage`. A task whose
+agent or node dies is re-dispatched; the first completion wins and later ones are ignored, so
+none counts twice. With no capable agent, a task waits (``status`` says why) up to its timeout.
+Every state change is journaled (grouped: one transaction per burst of messages), and a
+restarted coordinator resumes from the journal: finished tasks stay finished, the others are
+dispatched again.
+
+Messages (body -> reply): ``coordinator.submit`` task spec -> ``{task_id, state, duplicate}``;
+``coordinator.status`` ``{task_id}`` -> the record; ``coordinator.result`` ``{task_id}`` -> the
+result once finished (or its error); ``coordinator.cancel`` ``{task_id}``; ``coordinator.tasks``
+``{states?}``; ``coordinator.scatter`` and ``coordinator.control`` (see :mod:`.fanout`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from functools import partial
+from typing import Any, Final, NamedTuple
+
+from macp.actors.agent import TASK_ACK, Agent, handler
+from macp.actors.context import TASK_PROGRESS, Context, Deferred, Reply
+from macp.actors.fanout import FanOut
+from macp.actors.registry import CONTROL_PLANE
+from macp.actors.routing import AttemptDue, Outcome, Routing
+from macp.actors.tasks import ACTIVE, FINAL, AgentView, backoff_s, log, new_record
+from macp.envelope import Wire, new_id, now_ms
+from macp.errors import (
+    AskTimeout,
+    Cancelled,
+    InvalidParams,
+    NodeDown,
+    PoisonMessage,
+    ResourceUnavailable,
+    error_body,
+    error_from_body,
+)
+from macp.store import open_journal
+
+__all__ = ["CANCEL", "RESULT", "STATUS", "SUBMIT", "TASKS", "Coordinator"]
+
+SUBMIT: Final = "coordinator.submit"
+STATUS: Final = "coordinator.status"
+RESULT: Final = "coordinator.result"
+CANCEL: Final = "coordinator.cancel"
+TASKS: Final = "coordinator.tasks"
+TASK_DONE: Final = "task.done"
+_FLUSH_AT: Final = 256
+_NOT_RETRIED: Final = (InvalidParams, Cancelled)
+
+
+class _Due(NamedTuple):
+    task_id: str
+
+
+class _Tick(NamedTuple):
+    pass
+
+
+class Coordinator(Routing, FanOut, Agent):
+    """Routes tasks to agents (one per cluster, on the head node, named ``coordinator``).
+
+    Config: ``journal`` (path), ``max_in_flight`` tasks per agent (4), ``breaker_failures`` (3),
+    ``breaker_cooldown_s`` (10), ``registry`` (address, default ``registry`` on this node).
+    """
+
+    capabilities = ("coordinator",)
+    group = CONTROL_PLANE
+
+    def on_start(self) -> None:
+        cfg = self.config
+        self.max_in_flight = int(cfg.get("max_in_flight", 4))  # type: ignore[arg-type]
+        self.breaker_failures = int(cfg.get("breaker_failures", 3))  # type: ignore[arg-type]
+        self.breaker_cooldown_s = float(cfg.get("breaker_cooldown_s", 10.0))  # type: ignore[arg-type]
+        self.registry = str(cfg.get("registry") or f"registry@{self.node.name}")
+        self.journal = open_journal(cfg.get("journal"), self.node.name)
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.keys: dict[str, str] = {}
+        self.agents: dict[str, AgentView] = {}
+        self.queues: dict[tuple[str, ...], list[tuple[int, int, str]]] = {}
+        self.waiters: dict[str, list[Deferred]] = {}
+        self.seq = itertools.count()
+        self.dirty: dict[str, dict[str, Any]] = {}
+        self.after_commit: list[Any] = []
+        self.subscribed = False
+        self._init_fanout()
+        self._replay()
+        self._subscribe()
+        self.timer = self.node.scheduler.call_every(0.25, self._tell_self, _Tick())
+
+    def on_stop(self) -> None:
+        self.timer.cancel()
+        self._flush()
+        self.journal.close()
+
+    def on_failure(self, *_exc: object) -> None:
+        self.timer.cancel()
+        self.journal.close()
+
+    # -- journal ------------------------------------------------------------------------------
+
+    def _replay(self) -> None:
+        recovered = 0
+        for record in self.journal.tasks():
+            task: dict[str, Any] = dict(record)
+            self.tasks[task["id"]] = task
+            if task.get("idempotency_key"):
+                self.keys[task["idempotency_key"]] = task["id"]
+            if task["state"] not in FINAL:
+                task.update(state="pending", agent=None, queued_ms=now_ms())
+                log(task, "recovered", note="the coordinator restarted")
+                self._save(task)
+                if task["kind"] == "task":
+                    self._enqueue(task)
+                recovered += 1
+        self.log.info("coordinator.replayed", tasks=len(self.tasks), recovered=recovered)
+        self._rerun_scatters()
+
+    def _save(self, task: dict[str, Any]) -> None:
+        task["updated_ms"] = now_ms()
+        self.dirty[task["id"]] = task
+        if len(self.dirty) >= _FLUSH_AT:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Commit every change since the last flush, then send the answers that waited on it."""
+        if self.dirty:
+            with self.journal.transaction():
+                for task_id, task in self.dirty.items():
+                    self.journal.put_task(task_id, task)
+            self.dirty.clear()
+        after, self.after_commit = self.after_commit, []
+        for action in after:
+            action()
+
+    def on_idle(self) -> None:
+        self._pump()
+        self._flush()
+
+    def _receive(self, message: Any) -> Any:
+        if isinstance(message, Outcome):
+            return self._on_outcome(message)
+        if isinstance(message, AttemptDue):
+            return self._on_attempt_due(message)
+        if isinstance(message, _Due):
+            return self._on_due(message.task_id)
+        if isinstance(message, _Tick):
+            return self._on_tick()
+        if self._on_fanout_message(message):
+            return None
+        return super()._receive(message)
+
+    # -- the API ------------------------------------------------------------------------------
+
+    @handler(SUBMIT)
+    def submit(self, body: Wire, ctx: Context) -> Reply:
+        key = body.get("idempotency_key") if isinstance(body, dict) else None
+        if isinstance(key, str) and key in self.keys:
+            task = self.tasks[self.keys[key]]
+            return {"task_id": task["id"], "state": task["state"], "duplicate": True}
+        task = new_record(new_id(), body)
+        self.tasks[task["id"]] = task
+        if key:
+            self.keys[key] = task["id"]
+        self._save(task)
+        self._enqueue(task)
+        reply = ctx.defer()
+        self.after_commit.append(
+            partial(reply.resolve, {"task_id": task["id"], "state": "pending", "duplicate": False})
+        )
+        return reply
+
+    @handler(STATUS)
+    def status_of(self, body: Wire) -> Wire:
+        task = self._task(body)
+        result = {k: v for k, v in task.items() if k != "body"}
+        if task["state"] == "pending":
+            result["wait_reason"] = self._wait_reason(task)
+        return result
+
+    @handler(RESULT)
+    def result_of(self, body: Wire, ctx: Context) -> Reply:
+        task = self._task(body)
+        if task["state"] in FINAL:
+            return self._answer_of(task)
+        reply = ctx.defer()
+        self.waiters.setdefault(task["id"], []).append(reply)
+        return reply
+
+    @handler(CANCEL)
+    def cancel(self, body: Wire) -> Wire:
+        task = self._task(body)
+        if task["state"] in FINAL:
+            return {"cancelled": False, "state": task["state"]}
+        self._finish(task, "cancelled", error=Cancelled(f"task {task['id']} was cancelled"))
+        return {"cancelled": True, "state": "cancelled"}
+
+    @handler(TASKS)
+    def list_tasks(self, body: Wire) -> Wire:
+        states = body.get("states") if isinstance(body, dict) else None
+        return [
+            {k: t[k] for k in ("id", "type", "state", "attempts", "agent", "progress")}
+            for t in self.tasks.values()
+            if states is None or t["state"] in states
+        ]
+
+    def _task(self, body: Wire) -> dict[str, Any]:
+        task_id = body.get("task_id") if isinstance(body, dict) else None
+        if not isinstance(task_id, str):
+            raise InvalidParams("'task_id' must be the string that submit returned")
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise InvalidParams(f"no task {task_id!r}; check the id submit returned")
+        return task
+
+    def _answer_of(self, task: dict[str, Any]) -> Wire:
+        if task["state"] == "succeeded":
+            return task["result"]  # type: ignore[no-any-return]
+        raise error_from_body(task["error"])
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    @handler(TASK_ACK)
+    def _acked(self, body: dict[str, Any]) -> None:
+        task = self.tasks.get(body.get("task_id", ""))
+        if (
+            task is not None
+            and task["state"] == "assigned"
+            and task["attempts"] == body.get("attempt")
+        ):
+            task.update(state="running", started_ms=now_ms())
+            self._save(task)
+
+    @handler(TASK_PROGRESS)
+    def _progressed(self, body: dict[str, Any]) -> None:
+        task = self.tasks.get(body.get("task_id", ""))
+        if task is not None and task["state"] in ACTIVE and task["attempts"] == body.get("attempt"):
+            task["progress"] = float(body.get("progress", 0.0))
+            task["progress_message"] = str(body.get("message", ""))[:500]
+
+    def _on_outcome(self, outcome: Outcome) -> None:
+        task = self.tasks.get(outcome.task_id)
+        if task is None:
+            return
+        if task["kind"] == "scatter":
+            self._scatter_answer(task, outcome.agent, outcome.ok, outcome.value)
+            return
+        view = self.agents.get(outcome.agent)
+        if view is not None and outcome.task_id in view.tasks:
+            view.tasks.discard(outcome.task_id)
+            view.in_flight -= 1
+        if task["state"] in FINAL:
+            log(task, "duplicate_ignored", agent=outcome.agent, attempt=outcome.attempt)
+            return
+        if outcome.ok:
+            if view is not None:
+                view.breaker.success()
+            self._finish(task, "succeeded", result=outcome.value)
+            return
+        if outcome.attempt == task["attempts"] and task["state"] in ACTIVE:
+            if view is not None and not isinstance(outcome.value, NodeDown):
+                view.breaker.failure(time.monotonic())
+            self._failed_attempt(task, outcome.agent, outcome.value)
+        # else an attempt that already timed out failed late: the current one decides
+
+    def _on_attempt_due(self, due: AttemptDue) -> None:
+        task = self.tasks.get(due.task_id)
+        if task is None or task["attempts"] != due.attempt or task["state"] not in ACTIVE:
+            return
+        view = self.agents.get(task["agent"])
+        if view is not None:
+            view.breaker.failure(time.monotonic())
+        timeout = AskTimeout(
+            f"no result from {task['agent']} for {task['type']!r} within {task['timeout_s']:g} s"
+        )
+        self._failed_attempt(task, task["agent"], timeout)
+
+    def _failed_attempt(self, task: dict[str, Any], agent: str, error: BaseException) -> None:
+        """Retry after a backoff, or give up: a poison message after ``max_retries`` retries."""
+        log(task, "failed_attempt", agent=agent, error=f"{type(error).__name__}: {error}")
+        if isinstance(error, _NOT_RETRIED):
+            self._finish(task, "failed", error=error)
+        elif task["attempts"] > task["max_retries"]:
+            poison = PoisonMessage(
+                f"task {task['id']} ({task['type']}) failed {task['attempts']} times; last: "
+                f"{type(error).__name__}: {error}",
+                data={"last_error": error_body(error)},
+            )
+            self._finish(task, "failed", error=poison)
+        else:
+            delay = 0.0 if isinstance(error, NodeDown) else backoff_s(task)
+            task.update(state="retrying", agent=None, error=error_body(error))
+            self._save(task)
+            self.node.scheduler.call_later(delay, self._tell_self, _Due(task["id"]))
+
+    def _on_due(self, task_id: str) -> None:
+        task = self.tasks.get(task_id)
+        if task is not None and task["state"] == "retrying":
+            task.update(state="pending", queued_ms=now_ms())
+            self._save(task)
+            self._enqueue(task)
+            self._pump()
+
+    def _finish(
+        self,
+        task: dict[str, Any],
+        state: str,
+        *,
+        result: Any = None,
+        error: BaseException | None = None,
+    ) -> None:
+        task.update(state=state, finished_ms=now_ms(), result=result)
+        task["error"] = error_body(error) if error is not None else None
+        if state == "succeeded":
+            task["progress"] = 1.0
+        log(task, state, agent=task["agent"])
+        self._save(task)
+        waiters = self.waiters.pop(task["id"], [])
+        notify = task.get("notify")
+
+        def announce() -> None:
+            for waiter in waiters:
+                if error is None:
+                    waiter.resolve(result)
+                else:
+                    waiter.fail(error)
+            if notify:
+                done = {
+                    "task_id": task["id"],
+                    "state": state,
+                    "result": result,
+                    "error": task["error"],
+                }
+                self.tell(notify, TASK_DONE, done)
+
+        self.after_commit.append(announce)
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def _on_tick(self) -> None:
+        if not self.subscribed:
+            self._subscribe()
+        now = now_ms()
+        for task in self.tasks.values():
+            if task["state"] == "pending" and now - task["queued_ms"] > task["timeout_s"] * 1000:
+                reason = self._wait_reason(task)
+                if reason.startswith("no agent"):
+                    self._finish(task, "failed", error=ResourceUnavailable(
+                        f"task {task['id']} waited {task['timeout_s']:g} s: {reason}"
+                    ))  # fmt: skip
+        self._pump()

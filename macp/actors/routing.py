@@ -1,0 +1,189 @@
+"""The coordinator's routing: its view of the agents, the task queues, and assignment.
+
+The view comes from the registry (a ``registry.changed`` subscription) plus the coordinator's
+own count of tasks in flight per agent, which is what "least loaded" means here. Queued tasks
+wait in one priority queue per set of required capabilities; an agent takes at most
+``max_in_flight`` tasks at once, so priorities keep deciding while work queues.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from macp.actors.agent import TASK_RUN, handler
+from macp.actors.registry import CHANGED, GONE, ROUTABLE, SUBSCRIBE
+from macp.actors.tasks import AgentView, Breaker, describe, log, requirement
+from macp.envelope import now_ms
+from macp.errors import MacpError
+
+if TYPE_CHECKING:
+    import concurrent.futures
+    import itertools
+
+__all__ = ["AttemptDue", "Outcome", "Routing"]
+
+
+class Outcome(NamedTuple):
+    """How one attempt ended, handed from the thread that settled it to the coordinator."""
+
+    task_id: str
+    attempt: int
+    agent: str
+    ok: bool
+    value: Any
+
+
+class AttemptDue(NamedTuple):
+    """An attempt's time is up (whether or not its agent will still answer)."""
+
+    task_id: str
+    attempt: int
+
+
+class Routing:
+    """The routing half of :class:`~macp.actors.coordinator.Coordinator`."""
+
+    if TYPE_CHECKING:
+        address: str
+        node: Any
+        log: Any
+        registry: str
+        subscribed: bool
+        max_in_flight: int
+        breaker_failures: int
+        breaker_cooldown_s: float
+        tasks: dict[str, dict[str, Any]]
+        agents: dict[str, AgentView]
+        queues: dict[tuple[str, ...], list[tuple[int, int, str]]]
+        seq: itertools.count[int]
+
+        def _tell_self(self, message: Any) -> None: ...
+        def _save(self, task: dict[str, Any]) -> None: ...
+
+    # -- agents, from the registry ------------------------------------------------------------
+
+    def _subscribe(self) -> None:
+        try:
+            records = self.node.ask(self.registry, SUBSCRIBE, {"address": self.address}).get()
+        except MacpError as e:
+            self.log.info("coordinator.registry_unreachable", error=str(e))
+            return
+        self.subscribed = True
+        for record in records:
+            self._agent_changed(record)
+
+    @handler(CHANGED)
+    def _agent_changed(self, record: dict[str, Any]) -> None:
+        address = record["address"]
+        view = self.agents.get(address)
+        if record["status"] == GONE:
+            if view is not None:
+                del self.agents[address]
+            return
+        if view is None:
+            view = AgentView(
+                address, record["node"], frozenset(record["capabilities"]),
+                frozenset(record.get("handles") or ()), record["status"],
+                record.get("group"), record.get("role"),
+                Breaker(self.breaker_failures, self.breaker_cooldown_s),
+            )  # fmt: skip
+            self.agents[address] = view
+        view.status = record["status"]
+        view.capabilities = frozenset(record["capabilities"])
+        view.handles = frozenset(record.get("handles") or ())
+        view.group, view.role = record.get("group"), record.get("role")
+        self._pump()
+
+    # -- dispatch -----------------------------------------------------------------------------
+
+    def _enqueue(self, task: dict[str, Any]) -> None:
+        key = requirement(task)
+        heapq.heappush(
+            self.queues.setdefault(key, []), (-task["priority"], next(self.seq), task["id"])
+        )
+
+    def _candidates(self, need: tuple[str, ...], now: float) -> list[AgentView]:
+        return [
+            v
+            for v in self.agents.values()
+            if v.status in ROUTABLE
+            and v.in_flight < self.max_in_flight
+            and v.meets(need)
+            and v.breaker.allows(now)
+        ]
+
+    def _pump(self) -> None:
+        """Assign queued tasks to free capable agents, highest priority first."""
+        now = time.monotonic()
+        order = sorted((q[0], key) for key, q in self.queues.items() if q)
+        for _, key in order:
+            queue = self.queues[key]
+            while queue:
+                task = self.tasks.get(queue[0][2])
+                if task is None or task["state"] != "pending":
+                    heapq.heappop(queue)
+                    continue
+                free = self._candidates(key, now)
+                if not free:
+                    break
+                heapq.heappop(queue)
+                agent = min(free, key=lambda v: (v.in_flight, v.last_assigned))
+                self._assign(task, agent)
+
+    def _assign(self, task: dict[str, Any], agent: AgentView) -> None:
+        task["attempts"] += 1
+        task.update(state="assigned", agent=agent.address, assigned_ms=now_ms(), started_ms=None)
+        log(task, "assigned", agent=agent.address, attempt=task["attempts"])
+        self._save(task)
+        agent.in_flight += 1
+        agent.last_assigned = next(self.seq)
+        agent.tasks.add(task["id"])
+        self._send_run(task, agent.address, task["attempts"])
+
+    def _send_run(self, task: dict[str, Any], address: str, attempt: int) -> None:
+        body = {
+            "task_id": task["id"],
+            "attempt": attempt,
+            "type": task["type"],
+            "body": task["body"],
+        }
+        # The attempt times out at the task's timeout (a timer), but its reply is awaited for
+        # longer: a late success still completes the task if nothing else has.
+        timeout_s = task["timeout_s"]
+        self.node.scheduler.call_later(timeout_s, self._tell_self, AttemptDue(task["id"], attempt))
+        try:
+            future = self.node.ask(
+                address, TASK_RUN, body, timeout_s=2 * timeout_s + 1, prio=task["priority"],
+                src=self.address,
+            )  # fmt: skip
+        except MacpError as e:
+            self._tell_self(Outcome(task["id"], attempt, address, ok=False, value=e))
+            return
+        future.add_done_callback(partial(self._settled, task["id"], attempt, address))
+
+    def _settled(
+        self, task_id: str, attempt: int, agent: str, future: concurrent.futures.Future[Any]
+    ) -> None:
+        """On whichever thread settled the ask: hand the outcome to the coordinator."""
+        error = future.exception()
+        value = future.result() if error is None else error
+        self._tell_self(Outcome(task_id, attempt, agent, ok=error is None, value=value))
+
+    def _wait_reason(self, task: dict[str, Any]) -> str:
+        need = requirement(task)
+        capable = [v for v in self.agents.values() if v.meets(need)]
+        if not capable:
+            return f"{describe(need)} is registered"
+        routable = [v for v in capable if v.status in ROUTABLE]
+        if not routable:
+            states = ", ".join(sorted({v.status for v in capable}))
+            return f"{describe(need)} is available ({len(capable)} are {states})"
+        open_ = [v.address for v in routable if v.breaker.state == "open"]
+        if len(open_) == len(routable):
+            return f"the circuit breaker is open for every capable agent: {', '.join(open_)}"
+        return (
+            f"all {len(routable)} capable agents are busy (at most {self.max_in_flight} tasks each)"
+        )

@@ -1,0 +1,186 @@
+"""Tasks as the coordinator keeps them: the submitted spec, the record, and the policies
+(retry backoff, circuit breaker) that decide what happens next.
+
+A task record is a plain msgpack-native dict, so it goes to the journal and to callers as is.
+States: ``pending`` (waiting for an agent), ``assigned`` (sent), ``running`` (the agent
+acknowledged it), ``retrying`` (waiting out a backoff), and the final ``succeeded``, ``failed``,
+``cancelled``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from macp.envelope import Priority, Wire, now_ms
+from macp.errors import InvalidParams
+
+__all__ = [
+    "ACTIVE",
+    "FINAL",
+    "AgentView",
+    "Breaker",
+    "backoff_s",
+    "describe",
+    "log",
+    "new_record",
+    "requirement",
+]
+
+FINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
+ACTIVE: Final = frozenset({"assigned", "running"})
+_LOG_LIMIT: Final = 20
+_DEFAULTS: Final[dict[str, Any]] = {
+    "priority": int(Priority.MEDIUM),
+    "timeout_s": 30.0,
+    "max_retries": 3,
+    "backoff_s": 0.1,
+    "backoff_max_s": 10.0,
+}
+
+
+def _number(spec: dict[str, Any], name: str, *, minimum: float, integer: bool = False) -> Any:
+    value = spec.get(name, _DEFAULTS[name])
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
+        what = "an integer" if integer else "a number"
+        raise InvalidParams(f"task field {name!r} must be {what} >= {minimum}, not {value!r}")
+    return value
+
+
+def new_record(task_id: str, spec: Wire, *, kind: str = "task") -> dict[str, Any]:
+    """A fresh ``pending`` record from a submitted spec.
+
+    Raises:
+        InvalidParams: a field is missing or of the wrong type (the message names it).
+    """
+    if not isinstance(spec, dict):
+        raise InvalidParams("a task is a map with at least a 'type'")
+    type_ = spec.get("type")
+    if not isinstance(type_, str) or not type_:
+        raise InvalidParams("task field 'type' must be a non-empty string, e.g. 'summarize'")
+    capabilities = spec.get("capabilities") or []
+    if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
+        raise InvalidParams("task field 'capabilities' must be a list of strings")
+    for name in ("idempotency_key", "notify"):
+        if spec.get(name) is not None and not isinstance(spec.get(name), str):
+            raise InvalidParams(f"task field {name!r} must be a string")
+    priority = _number(spec, "priority", minimum=0, integer=True)
+    if priority > Priority.CRITICAL:
+        raise InvalidParams(f"task field 'priority' must be 0 to 3, not {priority}")
+    now = now_ms()
+    return {
+        "id": task_id,
+        "kind": kind,
+        "type": type_,
+        "body": spec.get("body"),
+        "capabilities": sorted(set(capabilities)),
+        "priority": priority,
+        "timeout_s": _number(spec, "timeout_s", minimum=0.001),
+        "max_retries": _number(spec, "max_retries", minimum=0, integer=True),
+        "backoff_s": _number(spec, "backoff_s", minimum=0),
+        "backoff_max_s": _number(spec, "backoff_max_s", minimum=0),
+        "idempotency_key": spec.get("idempotency_key"),
+        "notify": spec.get("notify"),
+        "state": "pending",
+        "attempts": 0,
+        "agent": None,
+        "result": None,
+        "error": None,
+        "progress": 0.0,
+        "progress_message": "",
+        "created_ms": now,
+        "queued_ms": now,
+        "assigned_ms": None,
+        "started_ms": None,
+        "finished_ms": None,
+        "updated_ms": now,
+        "log": [{"ts": now, "event": "submitted"}],
+    }
+
+
+def log(record: dict[str, Any], event: str, **fields: Wire) -> None:
+    """Append to the record's bounded log."""
+    entries = record["log"]
+    entries.append({"ts": now_ms(), "event": event, **fields})
+    if len(entries) > _LOG_LIMIT:
+        del entries[: len(entries) - _LOG_LIMIT]
+
+
+def backoff_s(record: dict[str, Any]) -> float:
+    """The wait before the next attempt: exponential in the attempts so far, capped."""
+    attempts = max(1, int(record["attempts"]))
+    return float(min(record["backoff_s"] * 2 ** (attempts - 1), record["backoff_max_s"]))
+
+
+@dataclass
+class Breaker:
+    """A per-agent circuit breaker: after ``threshold`` consecutive failures the agent gets no
+    new work for ``cooldown_s``; then one trial task decides (success closes, failure reopens).
+    """
+
+    threshold: int
+    cooldown_s: float
+    failures: int = 0
+    open_until: float = 0.0
+    trial: bool = False
+
+    def allows(self, now: float) -> bool:
+        if self.failures < self.threshold:
+            return True
+        if now < self.open_until or self.trial:
+            return False
+        self.trial = True  # half-open: let one task through
+        return True
+
+    def success(self) -> None:
+        self.failures, self.trial = 0, False
+
+    def failure(self, now: float) -> None:
+        self.failures += 1
+        self.trial = False
+        if self.failures >= self.threshold:
+            self.open_until = now + self.cooldown_s
+
+    @property
+    def state(self) -> str:
+        if self.failures < self.threshold:
+            return "closed"
+        return "half-open" if self.trial else "open"
+
+
+@dataclass
+class AgentView:
+    """What the coordinator knows of one agent: from the registry, plus its own in-flight count."""
+
+    address: str
+    node: str
+    capabilities: frozenset[str]
+    handles: frozenset[str]
+    status: str
+    group: str | None
+    role: str | None
+    breaker: Breaker
+    in_flight: int = 0
+    last_assigned: int = 0
+    tasks: set[str] = field(default_factory=set)
+
+    def meets(self, need: tuple[str, ...]) -> bool:
+        """Whether this agent can run work that needs ``need`` (see :func:`requirement`)."""
+        if need[0] == "type":
+            return need[1] in self.handles
+        return set(need[1:]) <= self.capabilities
+
+
+def requirement(task: dict[str, Any]) -> tuple[str, ...]:
+    """What an agent needs to run ``task``: its capabilities, or else a handler for its type."""
+    if task["capabilities"]:
+        return ("capabilities", *task["capabilities"])
+    return ("type", task["type"])
+
+
+def describe(need: tuple[str, ...]) -> str:
+    """``need`` in words, for a task's wait reason."""
+    if need[0] == "type":
+        return f"no agent that handles {need[1]!r}"
+    return f"no agent with capabilities [{', '.join(need[1:])}]"

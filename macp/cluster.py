@@ -1,0 +1,250 @@
+"""The control plane, started on a head node, and the Python API that uses it from anywhere.
+
+On the head: ``start_control_plane(node, journal=...)`` starts the registry, the resource
+manager, the memory store and the coordinator under one supervisor, and makes the node its own
+head. Anywhere else: ``Cluster(node)`` (from a node whose ``head`` is set, or from an agent as
+``Cluster(self.node)``), or ``macp.connect("tcp://head:5555")`` from a script, submits tasks and
+reads results without knowing which node hosts what::
+
+    with macp.connect("tcp://10.0.0.1:5555") as cluster:
+        task = cluster.submit("summarize", {"text": "..."})
+        print(task.result(timeout_s=30))
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Self
+
+from macp.actors.coordinator import CANCEL, RESULT, STATUS, SUBMIT, TASKS, Coordinator
+from macp.actors.fanout import CONTROL, SCATTER
+from macp.actors.memory import MemoryStore
+from macp.actors.registry import FIND, LIST, Registry
+from macp.actors.resources import ResourceManager
+from macp.envelope import Priority, Wire
+from macp.errors import ConfigError
+from macp.node import Node
+from macp.supervisor import ChildSpec, SupervisorSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from types import TracebackType
+
+__all__ = ["Cluster", "Task", "connect", "start_control_plane"]
+
+
+def start_control_plane(
+    node: Node,
+    *,
+    journal: str | os.PathLike[str] | None = None,
+    pools: Mapping[str, float] | None = None,
+    coordinator: Mapping[str, Wire] | None = None,
+) -> None:
+    """Start the control-plane actors on ``node`` and make it the head.
+
+    Args:
+        node: a started node.
+        journal: the SQLite journal's path (default: a data directory per node).
+        pools: resource pools and their capacities.
+        coordinator: coordinator settings (``max_in_flight``, ``breaker_failures``, ...).
+    """
+    path = None if journal is None else os.fspath(journal)
+    base: dict[str, Wire] = {"journal": path}
+    node.set_head(node.name)
+    node.start_child(
+        SupervisorSpec(
+            "control",
+            [
+                ChildSpec(Registry, "registry"),
+                ChildSpec(
+                    ResourceManager,
+                    "resources",
+                    kwargs={"config": {**base, "pools": dict(pools or {})}},
+                ),
+                ChildSpec(MemoryStore, "memory", kwargs={"config": base}),
+                ChildSpec(
+                    Coordinator, "coordinator", kwargs={"config": {**base, **(coordinator or {})}}
+                ),
+            ],
+            max_restarts=5,
+            within_s=10,
+        )
+    )
+
+
+class Task:
+    """A submitted task: its id, and ways to follow it."""
+
+    __slots__ = ("_cluster", "id")
+
+    def __init__(self, cluster: Cluster, task_id: str) -> None:
+        self._cluster = cluster
+        self.id = task_id
+
+    def __repr__(self) -> str:
+        return f"Task({self.id!r})"
+
+    def result(self, timeout_s: float = 60.0) -> Any:
+        """Wait for the task to finish; its result, or its error raised as its own class."""
+        return self._cluster.result(self.id, timeout_s=timeout_s)
+
+    def status(self) -> dict[str, Any]:
+        """State, progress, attempts, agent, timings, the log, and why it waits (if it does)."""
+        return self._cluster.status(self.id)
+
+    def cancel(self) -> bool:
+        return self._cluster.cancel(self.id)
+
+
+class Cluster:
+    """The control plane as seen from one node (or from a client of one).
+
+    Args:
+        node: a started node; its ``head`` (or, for a client, its gateway's) hosts the
+            control plane.
+        timeout_s: how long each request waits for the control plane to answer.
+    """
+
+    def __init__(self, node: Node, *, timeout_s: float = 10.0, owns_node: bool = False) -> None:
+        self.node = node
+        self.timeout_s = timeout_s
+        self._owns_node = owns_node
+        head = node.head
+        if head is None and node.router is not None and node.router._gateway is not None:
+            head = node.ask_node("*", "node.info", timeout_s=timeout_s).get().get("head")
+        if head is None:
+            raise ConfigError(
+                f"node {node.name!r} knows no head: pass head= to Node, or connect to a node "
+                "of a cluster whose control plane is running"
+            )
+        self.head = head
+
+    def _ask(self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None) -> Any:
+        return self.node.ask(
+            f"{actor}@{self.head}", type, body, timeout_s=timeout_s or self.timeout_s
+        ).get()
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        type: str,
+        body: Wire = None,
+        *,
+        capabilities: Sequence[str] = (),
+        priority: int = Priority.MEDIUM,
+        timeout_s: float = 30.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.1,
+        backoff_max_s: float = 10.0,
+        idempotency_key: str | None = None,
+        notify: str | None = None,
+    ) -> Task:
+        """Submit a task; it is journaled before this returns.
+
+        Args:
+            type: the handler type the agent runs.
+            body: its input.
+            capabilities: what the agent must have (default: ``[type]``).
+            priority: 0 (low) to 3 (critical); higher goes first.
+            timeout_s: per attempt, and how long to wait for a capable agent.
+            max_retries: retries after the first attempt before the task is a poison message.
+            backoff_s: the first retry's delay, doubled each time, at most ``backoff_max_s``.
+            idempotency_key: submitting the same key again returns the first task.
+            notify: an address told ``task.done`` when the task finishes.
+        """
+        spec = {
+            "type": type, "body": body, "capabilities": list(capabilities),
+            "priority": int(priority), "timeout_s": timeout_s, "max_retries": max_retries,
+            "backoff_s": backoff_s, "backoff_max_s": backoff_max_s,
+            "idempotency_key": idempotency_key, "notify": notify,
+        }  # fmt: skip
+        return Task(self, self._ask("coordinator", SUBMIT, spec)["task_id"])
+
+    def task(self, task_id: str) -> Task:
+        return Task(self, task_id)
+
+    def result(self, task_id: str, *, timeout_s: float = 60.0) -> Any:
+        return self._ask("coordinator", RESULT, {"task_id": task_id}, timeout_s=timeout_s)
+
+    def status(self, task_id: str) -> dict[str, Any]:
+        return dict(self._ask("coordinator", STATUS, {"task_id": task_id}))
+
+    def cancel(self, task_id: str) -> bool:
+        return bool(self._ask("coordinator", CANCEL, {"task_id": task_id})["cancelled"])
+
+    def tasks(self, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        return list(self._ask("coordinator", TASKS, {"states": list(states) if states else None}))
+
+    def scatter(
+        self,
+        type: str,
+        body: Wire = None,
+        *,
+        capabilities: Sequence[str] = (),
+        agents: Sequence[str] | None = None,
+        count: int | None = None,
+        aggregation: str = "all",
+        quorum: int | None = None,
+        failure_threshold: int | None = None,
+        timeout_s: float = 30.0,
+    ) -> Task:
+        """Send one task to many agents and aggregate: ``all``, ``first``, ``majority`` or
+        ``quorum`` (with ``quorum=n``); see :mod:`macp.actors.gather`."""
+        spec = {
+            "type": type, "body": body, "capabilities": list(capabilities),
+            "agents": list(agents) if agents is not None else None, "count": count,
+            "aggregation": aggregation, "quorum": quorum, "failure_threshold": failure_threshold,
+            "timeout_s": timeout_s,
+        }  # fmt: skip
+        return Task(self, self._ask("coordinator", SCATTER, spec)["task_id"])
+
+    def control(self, command: str, target: str, params: Wire = None) -> dict[str, Any]:
+        """A control command to an agent, ``group:NAME``, ``role:NAME`` or ``all``; each answer."""
+        body = {"command": command, "target": target, "params": params}
+        return dict(self._ask("coordinator", CONTROL, body))
+
+    # -- registry, memory, resources ----------------------------------------------------------
+
+    def find(self, **filters: Any) -> list[dict[str, Any]]:
+        """Agents matching ``capabilities``, ``role``, ``status``, ``group``, ``node`` and
+        ``active_within_s``, least loaded first."""
+        return list(self._ask("registry", FIND, filters))
+
+    def agents(self) -> list[dict[str, Any]]:
+        return list(self._ask("registry", LIST))
+
+    def memory(self, type: str, **body: Any) -> Any:
+        """A memory-store request, e.g. ``memory("put", namespace=..., key=..., value=...)``."""
+        return self._ask("memory", f"memory.{type}", body)
+
+    def resources(self, type: str, **body: Any) -> Any:
+        """A resource-manager request, e.g. ``resources("allocate", owner=..., amounts=...)``."""
+        return self._ask("resources", f"resources.{type}", body)
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the client node this cluster handle started (if it started one)."""
+        if self._owns_node:
+            self.node.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def connect(
+    address: str, *, keys: str | os.PathLike[str] | None = None, timeout_s: float = 10.0
+) -> Cluster:
+    """Connect to a cluster through any member at ``address``; close the result when done."""
+    node = Node.client(address, keys=keys).start()
+    try:
+        return Cluster(node, timeout_s=timeout_s, owns_node=True)
+    except BaseException:
+        node.stop()
+        raise

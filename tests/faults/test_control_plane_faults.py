@@ -1,0 +1,81 @@
+"""Nothing is lost: a worker node or the head is killed (-9) while tasks are in flight, and
+every task still completes exactly once."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import macp
+from macp.testing import wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from procs import NodeProcess
+
+pytestmark = pytest.mark.fault
+
+FAST = ("--heartbeat-s", "0.1", "--acceptable-pause-s", "0.3")
+N = 100_000  # about 10 ms of work per task: enough for tasks to be in flight at the kill
+CHECK = sum(i * i for i in range(N)) % 997
+
+
+def _workers(procs: Callable[..., NodeProcess], head: NodeProcess, n: int) -> list[NodeProcess]:
+    args = ("--head", "head", "--peer", f"head={head.address}",
+            "--agent", "c1=agents:Cruncher", "--agent", "c2=agents:Cruncher")  # fmt: skip
+    return [procs(f"w{i}", *FAST, *args) for i in range(n)]
+
+
+def _done(cluster: macp.Cluster) -> int:
+    return len(cluster.tasks(states=["succeeded"]))
+
+
+def _check_all_once(cluster: macp.Cluster, tasks: dict[str, int]) -> list[dict[str, Any]]:
+    """Every task's result is right, and each task succeeded once and only once."""
+    for task_id, x in tasks.items():
+        result = cluster.result(task_id, timeout_s=60)
+        assert (result["x"], result["y"], result["check"]) == (x, 2 * x, CHECK)
+    listed = cluster.tasks()
+    assert sorted(t["id"] for t in listed) == sorted(tasks)  # none lost, none added
+    assert {t["state"] for t in listed} == {"succeeded"}
+    return [cluster.status(task_id) for task_id in tasks]
+
+
+def test_no_task_is_lost_or_counted_twice_when_a_worker_node_is_killed(
+    procs: Callable[..., NodeProcess], tmp_path: Path
+) -> None:
+    head = procs("head", *FAST, "--control-plane", "--journal", str(tmp_path / "j.sqlite3"))
+    workers = _workers(procs, head, 3)
+    with macp.connect(str(head.address)) as cluster:
+        wait_until(lambda: len(cluster.find(capabilities=["crunch"], status="available")) == 6, 20)
+        tasks = {cluster.submit("crunch", {"x": x, "n": N}).id: x for x in range(1000)}
+        wait_until(lambda: _done(cluster) >= 300, 60, "the first 300 tasks did not finish")
+        workers[1].kill()
+        statuses = _check_all_once(cluster, tasks)
+        redispatched = [s for s in statuses if s["attempts"] > 1]
+        assert redispatched, "the killed node had no task in flight: the test proved nothing"
+        assert all(not s["agent"].endswith("@w1") for s in redispatched)
+        assert {r["address"] for r in cluster.find(node="w1")} == {"c1@w1", "c2@w1"}
+        assert {r["status"] for r in cluster.find(node="w1")} == {"offline"}
+
+
+def test_no_task_is_lost_or_counted_twice_when_the_head_is_killed_and_restarted(
+    procs: Callable[..., NodeProcess], tmp_path: Path
+) -> None:
+    journal = str(tmp_path / "j.sqlite3")
+    head = procs("head", *FAST, "--control-plane", "--journal", journal)
+    _workers(procs, head, 2)
+    with macp.connect(str(head.address)) as cluster:
+        wait_until(lambda: len(cluster.find(capabilities=["crunch"], status="available")) == 4, 20)
+        tasks = {cluster.submit("crunch", {"x": x, "n": N}).id: x for x in range(300)}
+        wait_until(lambda: _done(cluster) >= 50, 60, "the first 50 tasks did not finish")
+    head.kill()
+    assert head.address is not None
+    procs("head", *FAST, "--control-plane", "--journal", journal, listen=head.address)
+    with macp.connect(str(head.address)) as cluster:
+        statuses = _check_all_once(cluster, tasks)
+    recovered = [s for s in statuses if any(e["event"] == "recovered" for e in s["log"])]
+    assert recovered, "no task was in flight when the head died: the test proved nothing"

@@ -1,0 +1,354 @@
+"""The coordinator with real actors and a real journal: routing, priorities, retries, timeouts,
+cancellation, the circuit breaker, scatter-gather, idempotency, and resuming from the journal."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import macp
+from macp import Agent, Cluster, Context, Settings, handler, start_control_plane
+from macp.store import Journal
+from macp.testing import Recorder, wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from macp import Node
+
+pytestmark = pytest.mark.integration
+
+RUNS = Recorder()
+GATE = threading.Event()
+SETTINGS = Settings(strict=True, heartbeat_interval_s=0.1, acceptable_pause_s=0.2)
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> Any:
+    RUNS.clear()
+    GATE.clear()
+    yield
+    GATE.set()  # never leave an agent blocked
+
+
+class Worker(Agent):
+    capabilities = ("work",)
+
+    @handler("work")
+    def work(self, body: Any, ctx: Context) -> Any:
+        RUNS.record((self.name, body, ctx.attempt))
+        return {"by": self.name, "x": body}
+
+    @handler("wait")
+    def wait(self, body: Any, ctx: Context) -> Any:
+        RUNS.record((self.name, body, ctx.attempt))
+        ctx.progress(0.5, "half way")
+        GATE.wait(10)
+        return {"by": self.name, "x": body}
+
+
+class Broken(Worker):
+    def work(self, body: Any, ctx: Context) -> Any:
+        RUNS.record((self.name, body, ctx.attempt))
+        raise RuntimeError(f"{self.name} is broken")
+
+
+class Quick(Agent):
+    @handler("wait")
+    def wait(self, body: Any) -> Any:
+        return {"by": self.name, "x": body}
+
+
+class Flaky(Agent):
+    capabilities = ("flaky",)
+
+    @handler("flaky")
+    def flaky(self, body: dict[str, int], ctx: Context) -> Any:
+        RUNS.record(("flaky", ctx.attempt))
+        if ctx.attempt < body["succeed_on"]:
+            raise RuntimeError(f"attempt {ctx.attempt} fails")
+        return ctx.attempt
+
+    @handler("reject")
+    def reject(self, _body: Any) -> Any:
+        raise macp.InvalidParams("the body is missing 'text'")
+
+
+class Voter(Agent):
+    capabilities = ("vote",)
+
+    @handler("vote")
+    def vote(self, _body: Any) -> Any:
+        return self.config["vote"]
+
+
+class Listener(Agent):
+    @handler("task.done")
+    def done(self, body: Any) -> None:
+        RUNS.record(("done", body["task_id"], body["state"], body["result"]))
+
+
+@pytest.fixture
+def control(make_node: Callable[..., Node], tmp_path: Path) -> Callable[..., tuple[Node, Cluster]]:
+    def start(name: str = "head", **coordinator: Any) -> tuple[Node, Cluster]:
+        node = make_node(name, settings=SETTINGS)
+        config = {"max_in_flight": 1, **coordinator}
+        start_control_plane(node, journal=tmp_path / "journal.sqlite3", coordinator=config)
+        return node, Cluster(node)
+
+    return start
+
+
+def _agents_of(task: macp.Task) -> list[str]:
+    return [e["agent"] for e in task.status()["log"] if e["event"] == "assigned"]
+
+
+def test_a_task_goes_only_to_an_agent_with_its_capabilities(control: Any) -> None:
+    node, cluster = control()
+    node.spawn(Flaky, "flaky")
+    node.spawn(Worker, "worker")
+    assert cluster.submit("work", 7).result() == {"by": "worker", "x": 7}
+    assert cluster.submit("flaky", {"succeed_on": 1}).result() == 1
+    assert RUNS.events == [("worker", 7, 1), ("flaky", 1)]
+
+
+def test_tasks_go_to_the_least_loaded_agents(control: Any) -> None:
+    node, cluster = control()
+    for i in range(3):
+        node.spawn(Worker, f"w{i}")
+    tasks = [cluster.submit("wait", i) for i in range(3)]
+    events = RUNS.wait_count(3)
+    assert sorted(e[0] for e in events) == ["w0", "w1", "w2"]  # type: ignore[index]
+    GATE.set()
+    assert sorted(t.result()["by"] for t in tasks) == ["w0", "w1", "w2"]
+
+
+def test_higher_priorities_go_first_and_equal_ones_in_order(control: Any) -> None:
+    node, cluster = control()
+    node.spawn(Worker, "only")
+    blocker = cluster.submit("wait", "blocker")
+    RUNS.wait_count(1)
+    priorities = [0, 1, 3, 2, 1, 3, 0, 2]
+    tasks = [cluster.submit("work", f"{p}-{i}", priority=p) for i, p in enumerate(priorities)]
+    GATE.set()
+    for task in [blocker, *tasks]:
+        task.result()
+    order = [e[1] for e in RUNS.events[1:]]  # type: ignore[index]
+    assert order == ["3-2", "3-5", "2-3", "2-7", "1-1", "1-4", "0-0", "0-6"]
+
+
+def test_a_failing_task_is_retried_with_exponential_backoff(control: Any) -> None:
+    node, cluster = control()
+    node.spawn(Flaky, "flaky")
+    task = cluster.submit("flaky", {"succeed_on": 3}, backoff_s=0.05, max_retries=3)
+    assert task.result() == 3
+    status = task.status()
+    assert (status["state"], status["attempts"]) == ("succeeded", 3)
+    log = status["log"]
+    failed = [e["ts"] for e in log if e["event"] == "failed_attempt"]
+    assigned = [e["ts"] for e in log if e["event"] == "assigned"]
+    assert assigned[1] - failed[0] >= 50
+    assert assigned[2] - failed[1] >= 100
+
+
+def test_a_task_that_keeps_failing_becomes_a_poison_message(control: Any) -> None:
+    node, cluster = control()
+    node.spawn(Flaky, "flaky")
+    task = cluster.submit("flaky", {"succeed_on": 99}, max_retries=2, backoff_s=0.01)
+    with pytest.raises(macp.PoisonMessage, match=r"failed 3 times; last: AgentError: RuntimeError"):
+        task.result()
+    assert RUNS.events == [("flaky", 1), ("flaky", 2), ("flaky", 3)]
+    assert task.status()["state"] == "failed"
+
+
+def test_a_task_refused_as_invalid_is_not_retried(control: Any) -> None:
+    node, cluster = control()
+    node.spawn(Flaky, "flaky")
+    task = cluster.submit("reject", capabilities=["flaky"], max_retries=3)
+    with pytest.raises(macp.InvalidParams, match=r"^the body is missing 'text'$"):
+        task.result()
+    assert task.status()["attempts"] == 1
+
+
+def test_a_task_that_times_out_is_retried_then_failed(control: Any) -> None:
+    node, cluster = control()
+    node.spawn(Worker, "w")
+    task = cluster.submit("wait", "t", timeout_s=0.2, max_retries=1, backoff_s=0.01)
+    with pytest.raises(macp.PoisonMessage, match="failed 2 times; last: AskTimeout"):
+        task.result()
+    GATE.set()
+
+
+def test_a_late_completion_of_an_earlier_attempt_is_ignored(control: Any) -> None:
+    node, cluster = control()
+    node.spawn(Worker, "slow")
+    task = cluster.submit("wait", "x", timeout_s=0.3, max_retries=2, backoff_s=0.01)
+    RUNS.wait_count(1)
+    node.spawn(Quick, "quick")  # attempt 1 times out at "slow"; attempt 2 succeeds here
+    assert task.result() == {"by": "quick", "x": "x"}
+    GATE.set()  # now attempt 1 completes too, and must not count
+    wait_until(lambda: task.status()["log"][-1]["event"] == "duplicate_ignored")
+    status = task.status()
+    assert (status["state"], status["result"], status["attempts"]) == (
+        "succeeded", {"by": "quick", "x": "x"}, 2,
+    )  # fmt: skip
+
+
+def test_cancel_a_waiting_task_and_a_running_one(control: Any) -> None:
+    node, cluster = control()
+    waiting = cluster.submit("nobody-does-this")
+    assert waiting.cancel() is True
+    with pytest.raises(macp.Cancelled, match="was cancelled"):
+        waiting.result()
+    node.spawn(Worker, "w")
+    running = cluster.submit("wait", 1)
+    RUNS.wait_count(1)
+    assert running.cancel() is True
+    GATE.set()
+    with pytest.raises(macp.Cancelled):
+        running.result()
+    wait_until(lambda: running.status()["log"][-1]["event"] == "duplicate_ignored")
+    assert running.cancel() is False
+
+
+def test_the_circuit_breaker_stops_sending_work_to_a_failing_agent(control: Any) -> None:
+    node, cluster = control(breaker_failures=2, breaker_cooldown_s=60)
+    node.spawn(Broken, "bad")
+    node.spawn(Worker, "good")
+    for i in range(8):
+        assert cluster.submit("work", i, max_retries=5, backoff_s=0).result()["by"] == "good"
+    assert [e[0] for e in RUNS.events].count("bad") == 2  # type: ignore[index]
+
+
+def test_a_task_waits_for_a_capable_agent_and_says_why(control: Any) -> None:
+    node, cluster = control()
+    task = cluster.submit("work", 5)
+    wait_until(lambda: task.status().get("wait_reason") ==
+               "no agent that handles 'work' is registered")  # fmt: skip
+    node.spawn(Worker, "late")
+    assert task.result() == {"by": "late", "x": 5}
+
+
+def test_a_task_with_no_capable_agent_fails_after_its_timeout(control: Any) -> None:
+    _, cluster = control()
+    task = cluster.submit("work", 1, timeout_s=0.3)
+    with pytest.raises(macp.ResourceUnavailable, match=r"waited 0.3 s: no agent that handles"):
+        task.result()
+
+
+def test_progress_and_acknowledgement_show_in_the_status(control: Any) -> None:
+    node, cluster = control()
+    node.spawn(Worker, "w")
+    task = cluster.submit("wait", 1)
+    wait_until(lambda: task.status()["progress"] == 0.5)
+    status = task.status()
+    assert (status["state"], status["progress_message"], status["agent"]) == (
+        "running", "half way", "w@head",
+    )  # fmt: skip
+    assert status["started_ms"] >= status["assigned_ms"]
+    GATE.set()
+    task.result()
+    assert task.status()["progress"] == 1.0
+
+
+def test_the_same_idempotency_key_gives_the_same_task(control: Any) -> None:
+    node, cluster = control()
+    node.spawn(Worker, "w")
+    first = cluster.submit("work", 1, idempotency_key="order-42")
+    again = cluster.submit("work", 2, idempotency_key="order-42")
+    assert first.id == again.id
+    assert again.result() == {"by": "w", "x": 1}
+    assert len(RUNS.events) == 1
+
+
+def test_the_notify_address_is_told_when_the_task_is_done(control: Any) -> None:
+    node, cluster = control()
+    node.spawn(Worker, "w")
+    node.spawn(Listener, "listener")
+    task = cluster.submit("work", 3, notify="listener@head")
+    RUNS.wait_for(lambda ev: any(e[0] == "done" for e in ev))  # type: ignore[index]
+    assert ("done", task.id, "succeeded", {"by": "w", "x": 3}) in RUNS.events
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "quorum", "expected"),
+    [
+        ("majority", None, 1),
+        ("quorum", 2, 1),
+        ("first", None, "one of the votes"),
+        ("all", None, [1, 1, 2]),
+    ],
+)
+def test_scatter_gather_aggregates(
+    control: Any, aggregation: str, quorum: int | None, expected: Any
+) -> None:
+    node, cluster = control()
+    for name, vote in (("v1", 1), ("v2", 1), ("v3", 2)):
+        node.spawn(Voter, name, config={"vote": vote})
+    wait_until(lambda: len(cluster.find(capabilities=["vote"])) == 3)
+    result = cluster.scatter("vote", aggregation=aggregation, quorum=quorum).result()
+    if aggregation == "first":
+        assert result in (1, 2)
+    elif aggregation == "all":
+        assert sorted(a["result"] for a in result) == expected
+        assert sorted(a["agent"] for a in result) == ["v1@head", "v2@head", "v3@head"]
+    else:
+        assert result == expected
+
+
+def test_scatter_fails_when_no_value_can_reach_the_quorum(control: Any) -> None:
+    node, cluster = control()
+    for name, vote in (("v1", 1), ("v2", 1), ("v3", 2)):
+        node.spawn(Voter, name, config={"vote": vote})
+    wait_until(lambda: len(cluster.find(capabilities=["vote"])) == 3)
+    with pytest.raises(macp.AgentError, match="no value can reach 3 of 3 votes"):
+        cluster.scatter("vote", aggregation="quorum", quorum=3).result()
+    with pytest.raises(macp.InvalidParams, match="quorum must be an integer from 1 to 3"):
+        cluster.scatter("vote", aggregation="quorum", quorum=4)
+
+
+def test_control_commands_reach_one_agent_a_group_or_all(control: Any) -> None:
+    node, cluster = control()
+    node.spawn(Worker, "a", group="blue")
+    node.spawn(Worker, "b", group="blue")
+    node.spawn(Worker, "c", group="red")
+    wait_until(lambda: len(cluster.find(capabilities=["work"])) == 3)
+    assert cluster.control("pause", "group:blue") == {
+        "a@head": {"ok": True, "result": {"state": "paused"}},
+        "b@head": {"ok": True, "result": {"state": "paused"}},
+    }
+    assert set(cluster.control("status", "all")) == {"a@head", "b@head", "c@head"}
+    resumed = {"a@head": {"ok": True, "result": {"state": "running"}}}
+    assert cluster.control("resume", "a") == resumed
+    with pytest.raises(macp.InvalidParams, match="no registered agent matches target 'ghost'"):
+        cluster.control("pause", "ghost")
+
+
+def test_submit_answers_only_once_the_task_is_in_the_journal(control: Any, tmp_path: Path) -> None:
+    _, cluster = control()
+    task = cluster.submit("work", 1)
+    with Journal(tmp_path / "journal.sqlite3").open() as journal:
+        record = journal.get_task(task.id)
+    assert record is not None
+    assert record["state"] == "pending"
+
+
+def test_a_restarted_coordinator_resumes_from_its_journal(
+    control: Any, make_node: Callable[..., Node]
+) -> None:
+    node, cluster = control("first")
+    node.spawn(Worker, "w")
+    done = cluster.submit("work", "before")
+    assert done.result() == {"by": "w", "x": "before"}
+    waiting = [cluster.submit("flaky", {"succeed_on": 1}) for _ in range(3)]
+    node.stop()
+
+    _, again = control("first")  # a new process would do the same: same name, same journal
+    assert again.result(done.id) == {"by": "w", "x": "before"}
+    again.node.spawn(Flaky, "flaky")
+    assert [again.result(t.id) for t in waiting] == [1, 1, 1]
+    assert all(e[0] == "flaky" for e in RUNS.events[1:])  # type: ignore[index]
+    assert {again.status(t.id)["log"][-2]["event"] for t in waiting} == {"assigned"}

@@ -1,0 +1,289 @@
+"""The registry on a head node: registration by heartbeat, find, lookup, restarts, node down."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import macp
+from macp import Agent, Context, Settings, handler, start_control_plane
+from macp.actors.registry import CHANGED, FIND, LIST, LOOKUP, REGISTER, SUBSCRIBE
+from macp.envelope import now_ms
+from macp.testing import Recorder, wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from procs import NodeProcess
+
+    from macp import Node
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = Settings(
+    strict=True,
+    supervisor_check_interval_s=0.05,
+    ask_timeout_s=5.0,
+    heartbeat_interval_s=0.1,
+    acceptable_pause_s=0.2,
+)
+HEARTBEAT = ("--heartbeat-s", "0.1", "--acceptable-pause-s", "0.2")
+CONTROL_PLANE = ["coordinator@head", "memory@head", "registry@head", "resources@head"]
+CREW = ["alpha@head", "beta@head", "gamma@head"]
+GATE = threading.Event()
+EVENTS = Recorder()
+
+
+class Worker(Agent):
+    @handler("whoami")
+    def whoami(self, _body: macp.Wire, ctx: Context) -> macp.Wire:
+        return {"me": self.address, "sender": ctx.sender}
+
+    @handler("block")
+    def block(self, _body: macp.Wire) -> None:
+        GATE.wait(10)  # holds the agent busy until the test opens the gate
+
+
+class Fragile(Worker):
+    crash_on_error = True
+
+    @handler("crash")
+    def crash(self, _body: macp.Wire) -> None:
+        raise RuntimeError("crashed on purpose")
+
+
+class Watcher(Agent):
+    """Records every ``registry.changed`` event as ``(address, status)``."""
+
+    @handler(CHANGED)
+    def changed(self, body: dict[str, Any]) -> None:
+        EVENTS.record((body["address"], body["status"]))
+
+
+@pytest.fixture
+def head(make_node: Callable[..., Node], tmp_path: Path) -> Iterator[Node]:
+    """Node "head" listening on tcp, with the control plane."""
+    GATE.clear()
+    EVENTS.clear()
+    node = make_node("head", listen="tcp://127.0.0.1:0", settings=SETTINGS)
+    start_control_plane(node, journal=tmp_path / "j.sqlite3")
+    yield node
+    GATE.set()
+
+
+@pytest.fixture
+def crew(head: Node) -> Node:
+    """The head with alpha (summarize+translate, worker, blue), beta (summarize, worker, red)
+    and gamma (translate, lead, blue), all registered."""
+    head.spawn(Worker, "alpha", capabilities=("summarize", "translate"), role="worker",
+               group="blue")  # fmt: skip
+    head.spawn(Worker, "beta", capabilities=("summarize",), role="worker", group="red")
+    head.spawn(Worker, "gamma", capabilities=("translate",), role="lead", group="blue")
+    _wait_registered(head, *CREW)
+    return head
+
+
+def _records(node: Node) -> dict[str, dict[str, Any]]:
+    return {r["address"]: r for r in node.ask("registry", LIST).get()}
+
+
+def _wait_registered(node: Node, *addresses: str, status: str = "available") -> None:
+    def registered() -> bool:
+        records = _records(node)
+        return all(a in records and records[a]["status"] == status for a in addresses)
+
+    wait_until(registered, 10, f"{addresses} not {status} in the registry")
+
+
+def _find(node: Node, /, **filters: Any) -> list[str]:
+    return [r["address"] for r in node.ask("registry", FIND, filters).get()]
+
+
+# -- find -------------------------------------------------------------------------------------
+
+
+def test_find_without_filters_returns_every_registered_agent(crew: Node) -> None:
+    # The control plane's own agents are registered too; their load (hence their place in
+    # the answer) moves with the traffic they handle, so only the set is compared.
+    assert sorted(_find(crew)) == sorted(CREW + CONTROL_PLANE)
+
+
+def test_find_requires_every_capability_asked_for(crew: Node) -> None:
+    assert _find(crew, capabilities=["summarize"]) == ["alpha@head", "beta@head"]
+    assert _find(crew, capabilities=["translate"]) == ["alpha@head", "gamma@head"]
+    assert _find(crew, capabilities=["summarize", "translate"]) == ["alpha@head"]
+    assert _find(crew, capabilities=["summarize", "paint"]) == []
+
+
+def test_find_filters_by_role_group_and_node(crew: Node) -> None:
+    assert _find(crew, role="worker") == ["alpha@head", "beta@head"]
+    assert _find(crew, role="lead") == ["gamma@head"]
+    assert _find(crew, role="resources") == ["resources@head"]
+    assert _find(crew, group="blue") == ["alpha@head", "gamma@head"]
+    assert sorted(_find(crew, group="control-plane")) == CONTROL_PLANE
+    assert sorted(_find(crew, node="head")) == sorted(CREW + CONTROL_PLANE)
+    assert _find(crew, node="elsewhere") == []
+
+
+def test_find_filters_by_one_status_or_a_list_of_statuses(crew: Node) -> None:
+    assert crew.control("gamma", "pause").get() == {"state": "paused"}
+    wait_until(lambda: _find(crew, status="paused") == ["gamma@head"], 5, "gamma not paused")
+    assert _find(crew, status="available", role="worker") == ["alpha@head", "beta@head"]
+    assert _find(crew, status="available", group="blue") == ["alpha@head"]
+    assert _find(crew, status=["available", "paused"], group="blue") == ["alpha@head", "gamma@head"]
+    assert _find(crew, status=["paused", "offline"]) == ["gamma@head"]
+    assert _find(crew, status=["offline", "error"]) == []
+    assert crew.control("gamma", "resume").get() == {"state": "running"}
+    wait_until(lambda: _find(crew, status="paused") == [], 5, "gamma still paused")
+
+
+def test_find_puts_the_least_loaded_agent_first(crew: Node) -> None:
+    for _ in range(3):
+        crew.tell("alpha", "block")  # one in hand, two queued
+
+    def alpha_load() -> Any:
+        return _records(crew)["alpha@head"]["load"]
+
+    wait_until(lambda: alpha_load() == 3, 5, "alpha's load never reached 3")
+    assert _records(crew)["alpha@head"]["status"] == "busy"
+    found = crew.ask("registry", FIND, {"capabilities": ["summarize"]}).get()
+    assert [(r["address"], r["load"]) for r in found] == [("beta@head", 0), ("alpha@head", 3)]
+    assert _find(crew, capabilities=["translate"]) == ["gamma@head", "alpha@head"]
+    assert _find(crew, status="busy") == ["alpha@head"]
+
+
+def test_find_with_active_within_leaves_out_agents_not_heard_from_lately(crew: Node) -> None:
+    # Registered by hand for a node that never heartbeats: its last heartbeat only ages.
+    ghost = {"address": "ghost@elsewhere", "capabilities": ["summarize"], "role": "worker"}
+    assert crew.ask("registry", REGISTER, ghost).get()["ok"] is True
+    summarizers = ["alpha@head", "beta@head", "ghost@elsewhere"]
+    assert _find(crew, capabilities=["summarize"], active_within_s=60) == summarizers
+    assert _find(crew, node="elsewhere") == ["ghost@elsewhere"]
+    wait_until(
+        lambda: (
+            _find(crew, capabilities=["summarize"], active_within_s=0.5)
+            == ["alpha@head", "beta@head"]
+        ),
+        5,
+        "ghost@elsewhere still counted as active",
+    )
+    assert _find(crew, capabilities=["summarize"]) == summarizers
+
+
+def test_find_combines_every_filter(crew: Node) -> None:
+    every = {"capabilities": ["translate"], "role": "worker", "group": "blue", "node": "head",
+             "status": ["available", "busy"], "active_within_s": 5}  # fmt: skip
+    assert _find(crew, **every) == ["alpha@head"]
+    assert _find(crew, **{**every, "role": "lead", "capabilities": ["summarize"]}) == []
+    assert _find(crew, **{**every, "role": "lead", "capabilities": []}) == ["gamma@head"]
+    assert _find(crew, **{**every, "group": "red"}) == []
+    assert _find(crew, **{**every, "status": "paused"}) == []
+
+
+def test_find_refuses_a_filter_of_the_wrong_type(crew: Node) -> None:
+    with pytest.raises(macp.InvalidParams, match=r"^'role' must be a str, not 3$"):
+        crew.ask("registry", FIND, {"role": 3}).get()
+    with pytest.raises(macp.InvalidParams, match=r"^'status' must be a str or list, not 3$"):
+        crew.ask("registry", FIND, {"status": 3}).get()
+    with pytest.raises(
+        macp.InvalidParams, match=r"^'capabilities' must be a list, not 'summarize'$"
+    ):
+        crew.ask("registry", FIND, {"capabilities": "summarize"}).get()
+
+
+# -- lookup and bare names --------------------------------------------------------------------
+
+
+def test_lookup_gives_the_address_of_a_bare_name_or_none(crew: Node) -> None:
+    assert crew.ask("registry", LOOKUP, {"name": "beta"}).get() == "beta@head"
+    assert crew.ask("registry", LOOKUP, {"name": "nobody"}).get() is None
+
+
+def test_a_bare_name_asked_from_another_node_reaches_the_agent_the_registry_knows(
+    crew: Node, make_node: Callable[..., Node]
+) -> None:
+    assert crew.address is not None
+    other = make_node("n2", listen="tcp://127.0.0.1:0", peers={"head": crew.address},
+                      head="head", settings=SETTINGS)  # fmt: skip
+    other.spawn(Worker, "delta", capabilities=("paint",), role="painter")
+    _wait_registered(crew, "delta@n2")
+    delta = _records(crew)["delta@n2"]
+    assert (delta["node"], delta["capabilities"], delta["role"]) == ("n2", ["paint"], "painter")
+    assert _find(crew, node="n2") == ["delta@n2"]
+
+    assert other.ask("alpha", "whoami").get() == {"me": "alpha@head", "sender": "$client@n2"}
+    assert crew.ask("delta", "whoami").get() == {"me": "delta@n2", "sender": "$client@head"}
+
+
+# -- restarts and terminations ----------------------------------------------------------------
+
+
+def test_a_crashed_agent_is_restarted_and_registered_again(head: Node) -> None:
+    head.spawn(Watcher, "watcher")
+    head.ask("registry", SUBSCRIBE, {"address": "watcher@head"}).get()
+    head.spawn(Fragile, "fragile", capabilities=("fragile",))
+    _wait_registered(head, "fragile@head")
+    EVENTS.wait_for(lambda ev: ("fragile@head", "available") in ev)
+    before = _records(head)["fragile@head"]
+    EVENTS.clear()
+
+    with pytest.raises(macp.AgentError, match=r"^RuntimeError: crashed on purpose$"):
+        head.ask("fragile", "crash").get()
+
+    def restarts() -> object:
+        return next(c["restarts"] for c in head.children() if c["name"] == "fragile")
+
+    wait_until(lambda: restarts() == 1, 5, "fragile was not restarted")
+    # A heartbeat computed after the restart shows the new incarnation; the dead one would
+    # be reported as "error" for as long as the node held on to it.
+    restarted_ms = now_ms() + 250
+
+    def available_again() -> bool:
+        record = _records(head)["fragile@head"]
+        return bool(record["status"] == "available" and record["last_heartbeat_ms"] > restarted_ms)
+
+    wait_until(available_again, 5, "fragile@head is not available again")
+    after = _records(head)["fragile@head"]
+    assert after["registered_ms"] == before["registered_ms"]
+    assert after["capabilities"] == ["fragile"]
+    events = [e for e in EVENTS.events if isinstance(e, tuple) and e[0] == "fragile@head"]
+    assert events
+    assert events[-1] == ("fragile@head", "available")
+    assert ("fragile@head", "gone") not in events
+    assert head.ask("fragile", "whoami").get()["me"] == "fragile@head"
+
+
+def test_a_terminated_agent_leaves_the_registry(crew: Node) -> None:
+    crew.spawn(Watcher, "watcher")
+    crew.ask("registry", SUBSCRIBE, {"address": "watcher@head"}).get()
+    assert crew.terminate("beta") is True
+    wait_until(lambda: "beta@head" not in _records(crew), 5, "beta@head still registered")
+    EVENTS.wait_for(lambda ev: ("beta@head", "gone") in ev)
+    assert crew.ask("registry", LOOKUP, {"name": "beta"}).get() is None
+    assert _find(crew, capabilities=["summarize"]) == ["alpha@head"]
+
+
+# -- node down --------------------------------------------------------------------------------
+
+
+def test_the_agents_of_a_killed_node_are_offline_until_it_comes_back(
+    head: Node, procs: Callable[..., NodeProcess]
+) -> None:
+    args = ("--head", "head", "--peer", f"head={head.address}", "--agent", "echo=agents:Echo",
+            *HEARTBEAT)  # fmt: skip
+    worker = procs("w1", *args)
+    _wait_registered(head, "echo@w1")
+    assert head.ask("echo", "echo", 1).get()["me"] == "echo@w1"
+
+    worker.kill()
+    _wait_registered(head, "echo@w1", status="offline")
+    assert _find(head, node="w1", status="offline") == ["echo@w1"]
+    assert "echo@w1" not in _find(head, status=["available", "busy"])
+
+    assert worker.address is not None
+    procs("w1", *args, listen=worker.address)
+    _wait_registered(head, "echo@w1")
+    assert head.ask("echo", "echo", 2).get()["me"] == "echo@w1"

@@ -1,0 +1,338 @@
+"""CURVE between node processes: allowed keys talk; unknown keys, plaintext and impersonators get
+nothing through; a plaintext bind beyond loopback is refused; keys are never overwritten."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any, Final
+
+import msgpack
+import pytest
+import zmq
+import zmq.auth
+from zmq.utils.monitor import recv_monitor_message
+
+from macp import ConfigError, Envelope, Kind, Node, encode
+from macp.testing import wait_until
+from macp.transport.security import generate_keys
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from procs import NodeProcess
+
+pytestmark = pytest.mark.integration
+
+_FAILED: Final = frozenset(
+    {
+        zmq.EVENT_HANDSHAKE_FAILED_AUTH,
+        zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+        zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+    }
+)
+_OUTCOMES: Final = _FAILED | {zmq.EVENT_HANDSHAKE_SUCCEEDED}
+CONTROL_TELLS: Final = 5
+
+
+def _macp(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "macp", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    """The allow-list: key pairs of nodes "a" and "b" and of "client", in one directory."""
+    folder = tmp_path / "keys"
+    for name in ("a", "b", "client"):
+        generate_keys(folder, name)
+    return folder
+
+
+@pytest.fixture
+def intruder_keys(tmp_path: Path, keys: Path) -> Path:
+    """A key pair named "a" that the allow-list has never seen, plus b's (public) key."""
+    folder = tmp_path / "intruder"
+    generate_keys(folder, "a")
+    shutil.copy(keys / "b.key", folder / "b.key")
+    return folder
+
+
+@pytest.fixture
+def b(procs: Callable[..., NodeProcess], keys: Path) -> NodeProcess:
+    return procs(
+        "b", "--keys", str(keys), "--agent", "echo=agents:Echo", "--agent", "seq=agents:Sequencer"
+    )
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[[str, Path], Node]]:
+    """Start client nodes (``Node.client``); every one is stopped when the test ends."""
+    started: list[Node] = []
+
+    def connect(gateway: str, keys: Path) -> Node:
+        client = Node.client(gateway, keys=keys).start()
+        started.append(client)
+        return client
+
+    yield connect
+    for client in started:
+        client.stop()
+
+
+class Raw:
+    """A raw DEALER (real pyzmq, no macp), optionally CURVE, with a monitor of its handshake."""
+
+    def __init__(self, sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes]) -> None:
+        self.sock = sock
+        self.monitor = monitor
+
+    def send(self, env: Envelope) -> None:
+        self.sock.send(encode(env))
+
+    def offer(self, envs: list[Envelope]) -> None:
+        """Send what the link takes: once the node refuses the handshake, libzmq drops the link
+        for good (no reconnect after a protocol error), and a blocking send would wait forever."""
+        for env in envs:
+            try:
+                self.sock.send(encode(env), zmq.NOBLOCK)
+            except zmq.Again:
+                return
+
+    def handshake(self, timeout_ms: int = 10_000) -> int:
+        """Wait for the outcome of the first handshake: succeeded or one of the failures."""
+        while self.monitor.poll(timeout_ms):
+            event = recv_monitor_message(self.monitor)["event"]
+            if event in _OUTCOMES:
+                return int(event)
+        raise AssertionError(f"no handshake outcome within {timeout_ms} ms")
+
+    def answer_to(self, msg_id: str, timeout_ms: int = 10_000) -> list[Any]:
+        """Wait for the reply or error whose ``corr`` is ``msg_id``."""
+        while self.sock.poll(timeout_ms):
+            unpacker = msgpack.Unpacker(raw=False)
+            unpacker.feed(self.sock.recv())
+            for env in unpacker:
+                if env[6] == msg_id:
+                    return list(env)
+        raise AssertionError(f"no answer to {msg_id} within {timeout_ms} ms")
+
+
+@pytest.fixture
+def raw() -> Iterator[Callable[..., Raw]]:
+    """Connect raw DEALERs; all closed (linger 0) when the test ends."""
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sockets: list[zmq.Socket[bytes]] = []
+
+    def connect(
+        address: str, identity: bytes, secret: Path | None = None, server: Path | None = None
+    ) -> Raw:
+        sock = context.socket(zmq.DEALER)
+        sockets.append(sock)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IDENTITY, identity)
+        if secret is not None and server is not None:
+            public, secret_key = zmq.auth.load_certificate(secret)
+            assert secret_key is not None
+            sock.curve_publickey = public
+            sock.curve_secretkey = secret_key
+            sock.curve_serverkey = zmq.auth.load_certificate(server)[0]
+        monitor = sock.get_monitor_socket()
+        sockets.append(monitor)
+        sock.connect(address)
+        return Raw(sock, monitor)
+
+    yield connect
+    for sock in reversed(sockets):
+        sock.close(0)
+    context.term()
+
+
+def _info(client: Node) -> dict[str, Any]:
+    info: dict[str, Any] = client.ask_node("*", "node.info").get()
+    return info
+
+
+def _intrusion(src_node: str) -> list[Envelope]:
+    """What a stranger sends b: a hello, numbered tells to the sequencer, an ask to echo."""
+    hello = {"name": src_node, "address": "tcp://127.0.0.1:9", "incarnation": "x"}
+    return [
+        Envelope.new(Kind.TELL, "node.hello", f"$node@{src_node}", "$node@b", hello),
+        *(
+            Envelope.new(Kind.TELL, "seq", f"x@{src_node}", "seq@b", {"from": "intruder", "i": i})
+            for i in range(10)
+        ),
+        Envelope.new(Kind.ASK, "echo", f"$client@{src_node}", "echo@b", "let me in"),
+    ]
+
+
+def _control(client: Node) -> dict[str, Any]:
+    """The positive control, through an allowed client: tells to seq@b, then its report."""
+    for i in range(CONTROL_TELLS):
+        client.tell("seq@b", "seq", {"from": "control", "i": i})
+    report: dict[str, Any] = client.ask("seq@b", "report").get()
+    return report
+
+
+def test_allowed_peers_and_clients_talk_over_curve(
+    procs: Callable[..., NodeProcess], keys: Path, clients: Callable[[str, Path], Node]
+) -> None:
+    b = procs("b", "--keys", str(keys), "--agent", "echo=agents:Echo")
+    a = procs("a", "--keys", str(keys), "--peer", f"b={b.address}", "--agent", "relay=agents:Relay")
+    to_b = clients(f"b={b.address}", keys)
+    assert to_b.ask("echo@b", "echo", "hi").get() == {
+        "echo": "hi",
+        "sender": f"$client@{to_b.name}",
+        "me": "echo@b",
+    }
+    to_a = clients(f"a={a.address}", keys)
+    relayed = to_a.ask("relay@a", "relay", {"to": "echo@b", "type": "echo", "body": "via a"})
+    assert relayed.get() == {"echo": "via a", "sender": "relay@a", "me": "echo@b"}
+    forwarded = to_a.ask("echo@b", "echo", "through a").get()  # client -> a -> b -> a -> client
+    assert (forwarded["sender"], forwarded["me"]) == (f"$client@{to_a.name}", "echo@b")
+
+    ping = _macp("node", "ping", "--keys", str(keys), f"b={b.address}", "--json")
+    assert ping.returncode == 0, ping.stderr
+    info = json.loads(ping.stdout)
+    assert info["peers"]["a"]["state"] == "up"
+    assert info["counters"].get("impersonations", 0) == 0
+
+
+def test_a_peer_with_an_unknown_key_gets_nothing_through(
+    b: NodeProcess,
+    keys: Path,
+    intruder_keys: Path,
+    clients: Callable[[str, Path], Node],
+    raw: Callable[..., Raw],
+) -> None:
+    client = clients(f"b={b.address}", keys)
+    before = _info(client)["counters"]
+    assert b.address is not None
+    intruder = raw(b.address, b"a", intruder_keys / "a.key_secret", intruder_keys / "b.key")
+    intruder.offer(_intrusion("a"))
+    assert intruder.handshake() == zmq.EVENT_HANDSHAKE_FAILED_AUTH  # b refused the key
+    assert _control(client) == {"control": {"count": CONTROL_TELLS, "in_order": True}}
+    after = _info(client)
+    # Only the control arrived: its tells, its report ask, and this info ask.
+    assert after["counters"]["envelopes_in"] - before["envelopes_in"] == CONTROL_TELLS + 2
+    assert "a" not in after["peers"]
+
+
+def test_plaintext_to_a_curve_node_gets_nothing_through(
+    b: NodeProcess, keys: Path, clients: Callable[[str, Path], Node], raw: Callable[..., Raw]
+) -> None:
+    client = clients(f"b={b.address}", keys)
+    before = _info(client)["counters"]
+    assert b.address is not None
+    plain = raw(b.address, b"a")
+    plain.offer(_intrusion("a"))
+    assert plain.handshake() in _FAILED
+    assert _control(client) == {"control": {"count": CONTROL_TELLS, "in_order": True}}
+    after = _info(client)
+    assert after["counters"]["envelopes_in"] - before["envelopes_in"] == CONTROL_TELLS + 2
+    assert "a" not in after["peers"]
+
+
+def test_a_client_key_cannot_speak_under_the_name_of_node_a(
+    b: NodeProcess,
+    keys: Path,
+    clients: Callable[[str, Path], Node],
+    raw: Callable[..., Raw],
+) -> None:
+    client = clients(f"b={b.address}", keys)
+    before = _info(client)["counters"]
+    assert b.address is not None
+    impostor = raw(b.address, b"a", keys / "client.key_secret", keys / "b.key")
+    assert impostor.handshake() == zmq.EVENT_HANDSHAKE_SUCCEEDED  # the key itself is allowed
+    sent = _intrusion("a")
+    for env in sent:
+        impostor.send(env)
+    wait_until(
+        lambda: len(b.logs("transport.impersonation")) >= len(sent),
+        10.0,
+        "b did not log every impersonation",
+    )
+    assert _control(client) == {"control": {"count": CONTROL_TELLS, "in_order": True}}
+    after = _info(client)
+    assert after["counters"]["impersonations"] == len(sent)
+    assert after["counters"]["envelopes_in"] - before["envelopes_in"] == CONTROL_TELLS + 2
+    assert "a" not in after["peers"]
+    assert {(r["claimed"], r["key_of"]) for r in b.logs("transport.impersonation")} == {
+        ("a", "client")
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="macp/transport/router.py _inbound(): only the socket identity is checked against "
+    "the key (_authentic); the envelope's src is trusted as is, so a client may sign as any "
+    "actor of any node",
+)
+def test_a_client_key_cannot_put_another_nodes_actor_in_the_src(
+    b: NodeProcess, keys: Path, raw: Callable[..., Raw]
+) -> None:
+    assert b.address is not None
+    spoofer = raw(b.address, b"~spoofer", keys / "client.key_secret", keys / "b.key")
+    assert spoofer.handshake() == zmq.EVENT_HANDSHAKE_SUCCEEDED
+    spoofer.send(Envelope.new(Kind.TELL, "seq", "relay@a", "seq@b", {"i": 0}))
+    report = Envelope.new(Kind.ASK, "report", "$client@~spoofer", "seq@b")
+    spoofer.send(report)
+    answer = spoofer.answer_to(report.id)  # FIFO at seq@b: the tell was handled before
+    assert answer[2] == Kind.REPLY
+    assert "relay@a" not in answer[11]
+
+
+def test_a_plaintext_node_refuses_to_listen_beyond_loopback() -> None:
+    result = _macp("node", "start", "--name", "x", "--listen", "tcp://0.0.0.0:0")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert re.fullmatch(
+        r"error: refusing to listen on tcp://0\.0\.0\.0:0 without keys: .* --insecure\n",
+        result.stderr,
+    )
+
+
+def test_an_insecure_node_listens_beyond_loopback_and_stops_cleanly(
+    procs: Callable[..., NodeProcess],
+) -> None:
+    node = procs("x", "--insecure", listen="tcp://0.0.0.0:0")
+    assert node.address is not None
+    assert node.address.startswith("tcp://0.0.0.0:")
+    port = node.address.rpartition(":")[2]
+    ping = _macp("node", "ping", f"tcp://127.0.0.1:{port}", "--json")
+    assert ping.returncode == 0, ping.stderr
+    assert json.loads(ping.stdout)["name"] == "x"
+    assert node.terminate() == 0
+
+
+def test_a_node_with_keys_may_listen_beyond_loopback(
+    procs: Callable[..., NodeProcess], keys: Path
+) -> None:
+    node = procs("b", "--keys", str(keys), listen="tcp://0.0.0.0:0")
+    assert node.address is not None
+    assert node.address.startswith("tcp://0.0.0.0:")
+    assert node.terminate() == 0
+
+
+def test_keys_generate_refuses_to_overwrite_a_secret_key(tmp_path: Path) -> None:
+    public, secret = tmp_path / "a.key", tmp_path / "a.key_secret"
+    first = _macp("keys", "generate", str(tmp_path), "--name", "a")
+    assert (first.returncode, first.stdout) == (0, f"public key: {public}\nsecret key: {secret}\n")
+    assert secret.stat().st_mode & 0o777 == 0o600
+    written = (public.read_bytes(), secret.read_bytes())
+
+    again = _macp("keys", "generate", str(tmp_path), "--name", "a")
+    assert again.returncode == 2
+    assert again.stderr == f"error: {secret} already exists; delete it or pick another name\n"
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(secret))} already exists; delete it"):
+        generate_keys(tmp_path, "a")
+    assert (public.read_bytes(), secret.read_bytes()) == written
