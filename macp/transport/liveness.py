@@ -106,6 +106,7 @@ class Liveness:
         """``node`` said goodbye (a clean shutdown): down at once."""
         if self._states.get(node) is PeerState.UP:
             self._states[node] = PeerState.DOWN
+            self._incarnations.pop(node, None)
             return [PeerEvent("node.down", node, "left")]
         return []
 
@@ -116,5 +117,6 @@ class Liveness:
         for node, state in self._states.items():
             if state is PeerState.UP and self._last_seen.get(node, now) < limit:
                 self._states[node] = PeerState.DOWN
+                self._incarnations.pop(node, None)  # whoever comes back is a new incarnation
                 events.append(PeerEvent("node.down", node, "silent"))
         return events

@@ -162,6 +162,9 @@ class Router:
         if self._listen is not None:
             sock = self._socket(zmq.ROUTER)
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            # A restarted peer reconnects under its old name before the old link is noticed
+            # gone: the new connection takes the name over instead of being refused.
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
             if self._keys is not None:
                 self._keys.server(sock)
             listen = self._listen
