@@ -32,5 +32,9 @@ pytest: setup
 
 check: test
 
+## bench: set up, then run the benchmarks (macp against raw pyzmq/queue and bare Pykka)
+bench: setup
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

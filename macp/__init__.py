@@ -13,6 +13,7 @@ from macp.actors.control import AgentState as AgentState
 from macp.actors.control import Command as Command
 from macp.address import Address as Address
 from macp.cluster import Cluster as Cluster
+from macp.cluster import Run as Run
 from macp.cluster import Task as Task
 from macp.cluster import connect as connect
 from macp.cluster import start_control_plane as start_control_plane
@@ -87,6 +88,7 @@ __all__ = [
     "Ref",
     "ResourceUnavailable",
     "Restart",
+    "Run",
     "Settings",
     "Strategy",
     "SupervisorEscalation",

@@ -112,7 +112,8 @@ class Registrar:
         if not isinstance(reply, dict):
             return
         with self._lock:
-            if reply.get("resync"):
+            resync = bool(reply.get("resync"))
+            if resync:
                 self._synced = -1
             elif with_records:
                 self._synced = version
@@ -120,6 +121,8 @@ class Registrar:
             if generation != self._generation:
                 self._generation = generation if isinstance(generation, int) else None
                 self._cache.clear()
+        if resync:  # the registry lost this node's agents: send them now, not in a second
+            self._node.scheduler.call_later(0, self.beat)
 
     def resolve(self, name: str) -> str | None:
         """The address of an agent called ``name`` somewhere in the cluster, if the registry

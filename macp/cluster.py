@@ -16,13 +16,15 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Self
 
+from macp.actors import workflows as wf
 from macp.actors.coordinator import CANCEL, RESULT, STATUS, SUBMIT, TASKS, Coordinator
 from macp.actors.fanout import CONTROL, SCATTER
 from macp.actors.memory import MemoryStore
+from macp.actors.monitor import Monitor
 from macp.actors.registry import FIND, LIST, Registry
 from macp.actors.resources import ResourceManager
 from macp.envelope import Priority, Wire
-from macp.errors import ConfigError
+from macp.errors import AskTimeout, ConfigError
 from macp.node import Node
 from macp.supervisor import ChildSpec, SupervisorSpec
 
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from types import TracebackType
 
-__all__ = ["Cluster", "Task", "connect", "start_control_plane"]
+__all__ = ["Cluster", "Run", "Task", "connect", "start_control_plane"]
 
 
 def start_control_plane(
@@ -39,6 +41,7 @@ def start_control_plane(
     journal: str | os.PathLike[str] | None = None,
     pools: Mapping[str, float] | None = None,
     coordinator: Mapping[str, Wire] | None = None,
+    monitor: Mapping[str, Wire] | None = None,
 ) -> None:
     """Start the control-plane actors on ``node`` and make it the head.
 
@@ -47,6 +50,7 @@ def start_control_plane(
         journal: the SQLite journal's path (default: a data directory per node).
         pools: resource pools and their capacities.
         coordinator: coordinator settings (``max_in_flight``, ``breaker_failures``, ...).
+        monitor: monitor settings (``sample_s``, ``rules``, ``prometheus_port``, ...).
     """
     path = None if journal is None else os.fspath(journal)
     base: dict[str, Wire] = {"journal": path}
@@ -62,6 +66,7 @@ def start_control_plane(
                     kwargs={"config": {**base, "pools": dict(pools or {})}},
                 ),
                 ChildSpec(MemoryStore, "memory", kwargs={"config": base}),
+                ChildSpec(Monitor, "monitor", kwargs={"config": dict(monitor or {})}),
                 ChildSpec(
                     Coordinator, "coordinator", kwargs={"config": {**base, **(coordinator or {})}}
                 ),
@@ -96,6 +101,41 @@ class Task:
         return self._cluster.cancel(self.id)
 
 
+class Run:
+    """A workflow run: its id, and ways to follow and steer it."""
+
+    __slots__ = ("_cluster", "id")
+
+    def __init__(self, cluster: Cluster, run_id: str) -> None:
+        self._cluster = cluster
+        self.id = run_id
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r})"
+
+    def _ask(self, type: str, timeout_s: float | None = None) -> Any:
+        return self._cluster._ask("coordinator", type, {"run_id": self.id}, timeout_s=timeout_s)
+
+    def result(self, timeout_s: float = 120.0) -> Any:
+        """Wait for the run to end: its result, or its error raised as its own class."""
+        return self._ask(wf.RESULT, timeout_s=timeout_s)
+
+    def status(self) -> dict[str, Any]:
+        """The run's state, the chosen strategy (and why), and each step's state and output."""
+        return dict(self._ask(wf.STATUS))
+
+    def pause(self) -> str:
+        """Start no more steps (those running finish); the run's state."""
+        return str(self._ask(wf.PAUSE)["state"])
+
+    def resume(self) -> str:
+        return str(self._ask(wf.RESUME)["state"])
+
+    def cancel(self) -> bool:
+        """End the run: running steps are cancelled, the others never start."""
+        return bool(self._ask(wf.CANCEL)["cancelled"])
+
+
 class Cluster:
     """The control plane as seen from one node (or from a client of one).
 
@@ -110,12 +150,24 @@ class Cluster:
         self.timeout_s = timeout_s
         self._owns_node = owns_node
         head = node.head
-        if head is None and node.router is not None and node.router._gateway is not None:
-            head = node.ask_node("*", "node.info", timeout_s=timeout_s).get().get("head")
+        gateway = node.router._gateway if node.router is not None else None
+        if head is None and gateway is not None:
+            try:
+                info = node.ask_node("*", "node.info", timeout_s=timeout_s).get()
+            except AskTimeout:
+                raise AskTimeout(
+                    f"no answer from {gateway} within {timeout_s:g} s; is a node running there?"
+                ) from None
+            head = info.get("head")
+            if head is None:
+                raise ConfigError(
+                    f"no control plane at {gateway}: node {info.get('name')!r} there knows no "
+                    "head; start one node of the cluster with --control-plane"
+                )
         if head is None:
             raise ConfigError(
-                f"node {node.name!r} knows no head: pass head= to Node, or connect to a node "
-                "of a cluster whose control plane is running"
+                f"node {node.name!r} knows no head: pass head= to Node, or start the control "
+                "plane on it (start_control_plane)"
             )
         self.head = head
 
@@ -203,6 +255,38 @@ class Cluster:
         """A control command to an agent, ``group:NAME``, ``role:NAME`` or ``all``; each answer."""
         body = {"command": command, "target": target, "params": params}
         return dict(self._ask("coordinator", CONTROL, body))
+
+    # -- workflows ----------------------------------------------------------------------------
+
+    def define(self, definition: Mapping[str, Any]) -> list[str]:
+        """Define (or redefine) a workflow; its step ids. A cycle, a dangling dependency or a
+        duplicate step id is refused with :class:`InvalidParams` naming the steps."""
+        return list(self._ask("coordinator", wf.DEFINE, dict(definition))["steps"])
+
+    def run(
+        self,
+        workflow: str | Mapping[str, Any],
+        input: Wire = None,
+        *,
+        strategy: str | None = None,
+        max_concurrency: int | None = None,
+    ) -> Run:
+        """Run a defined workflow (by name) or a definition given here; journaled first.
+
+        ``strategy``: sequential, parallel, priority, resource-aware or adaptive (default: the
+        definition's).
+        """
+        body: dict[str, Wire] = {"input": input, "strategy": strategy,
+                                 "max_concurrency": max_concurrency}  # fmt: skip
+        if isinstance(workflow, str):
+            body["workflow"] = workflow
+        else:
+            body["definition"] = dict(workflow)
+        return Run(self, self._ask("coordinator", wf.RUN, body)["run_id"])
+
+    def runs(self) -> dict[str, Any]:
+        """The defined workflows and every run."""
+        return dict(self._ask("coordinator", wf.LIST))
 
     # -- registry, memory, resources ----------------------------------------------------------
 

@@ -38,6 +38,7 @@ __all__ = [
     "new_id",
     "now_ms",
     "round_trip",
+    "unpack",
 ]
 
 Wire: TypeAlias = "bool | int | float | str | bytes | Sequence[Wire] | Mapping[str, Wire] | None"
@@ -254,11 +255,27 @@ def from_wire(obj: object) -> Envelope:
     return Envelope._make(obj)
 
 
-def decode(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
-    """Decode one envelope from ``data``.
+# Ext type -1 (a timestamp) never reaches ext_hook: msgpack decodes it itself. These byte
+# sequences are its three encodings; only a frame holding one of them is searched for one.
+_TIMESTAMP_MARKS: Final = (b"\xd6\xff", b"\xd7\xff", b"\xc7\x0c\xff")
+
+
+def _holds_timestamp(obj: object) -> bool:
+    if isinstance(obj, msgpack.Timestamp):
+        return True
+    if isinstance(obj, list):
+        return any(_holds_timestamp(x) for x in obj)
+    if isinstance(obj, dict):
+        return any(_holds_timestamp(x) for x in obj.values())
+    return False
+
+
+def unpack(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> object:
+    """Unpack one msgpack object of at most ``max_bytes``, refusing extension types.
 
     Raises:
-        EnvelopeError: ``data`` is too large, not msgpack, or not a valid envelope.
+        EnvelopeError: ``data`` is too large, not exactly one msgpack object (truncated, or
+            followed by more bytes), or holds an extension type.
     """
     if len(data) > max_bytes:
         raise EnvelopeError(f"frame of {len(data)} bytes exceeds the limit of {max_bytes}")
@@ -268,7 +285,18 @@ def decode(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
         raise
     except Exception as e:
         raise EnvelopeError(f"not a msgpack envelope ({type(e).__name__}: {e})") from e
-    return from_wire(obj)
+    if any(mark in data for mark in _TIMESTAMP_MARKS) and _holds_timestamp(obj):
+        raise EnvelopeError("extension type -1 (a timestamp) is not allowed in an envelope")
+    return obj
+
+
+def decode(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
+    """Decode one envelope from ``data``.
+
+    Raises:
+        EnvelopeError: ``data`` is too large, not msgpack, or not a valid envelope.
+    """
+    return from_wire(unpack(data, max_bytes))
 
 
 def round_trip(env: Envelope) -> Envelope:

@@ -34,7 +34,15 @@ from macp._timers import Scheduler
 from macp.actors.control import Command
 from macp.address import check_name
 from macp.envelope import VERSION, Envelope, Kind, Priority, Wire, new_id, now_ms, round_trip
-from macp.errors import ActorNotFound, ConfigError, MacpError, NodeDown, PeerClosed, error_from_body
+from macp.errors import (
+    ActorNotFound,
+    ConfigError,
+    MacpError,
+    NodeDown,
+    PeerClosed,
+    UnknownMessageType,
+    error_from_body,
+)
 from macp.settings import Settings
 from macp.supervisor import (
     ChildSpec,
@@ -131,11 +139,15 @@ class Node:
             self.set_head(head)
         self._log = _log.bind(node=name)
         self.router: Router | None = None
-        for peer in peers or {}:
-            check_name(peer, "peer")
         if listen is not None or peers or join or _gateway:
             from macp.transport.router import Router  # noqa: PLC0415 - zmq only when used
-            from macp.transport.security import Keys, check_bind  # noqa: PLC0415
+            from macp.transport.security import Keys, check_bind, check_endpoint  # noqa: PLC0415
+
+            for peer, peer_address in (peers or {}).items():
+                check_endpoint(peer_address, f"peer {check_name(peer, 'peer')!r} address")
+            for what, spec in (("join", join), ("gateway", _gateway)):
+                if spec is not None:
+                    check_endpoint(spec.rpartition("=")[2], f"{what} address")
 
             key_name = "client" if _gateway is not None else name
             loaded: Keys | None = Keys.load(keys, key_name) if keys is not None else None
@@ -245,9 +257,9 @@ class Node:
 
     def info(self) -> dict[str, Any]:
         """Name, address, uptime, peers, actors and counters (what ``macp node ping`` shows)."""
-        if self.router is not None:
-            from macp.transport._system import info  # noqa: PLC0415
+        from macp.transport._system import info, process_metrics  # noqa: PLC0415
 
+        if self.router is not None:
             return info(self.router)
         return {
             "name": self.name,
@@ -257,6 +269,7 @@ class Node:
             "head": self.head,
             "actors": sorted(self.agents()),
             "counters": dict(self.counters),
+            "metrics": process_metrics(),
         }
 
     # -- actors -------------------------------------------------------------------------------
@@ -322,7 +335,7 @@ class Node:
         for item in queued:
             env = item.message
             if type(env) is Envelope and env.answered:
-                self.send(env.error(gone, env.dst))
+                self.send(env.error(gone, f"{SYSTEM}@{self.name}"))
 
     # -- events -------------------------------------------------------------------------------
 
@@ -406,7 +419,16 @@ class Node:
     def ask_node(
         self, node: str, type: str, body: Wire = None, *, timeout_s: float | None = None
     ) -> AskFuture:
-        """Ask a node itself (``node.info``, ...); ``node`` ``"*"`` is the gateway of a client."""
+        """Ask a node itself (``node.info``, ...); ``node`` ``"*"`` is the gateway of a client,
+        or this node itself."""
+        client = self.router is not None and self.router._gateway is not None
+        if node == self.name or (node == "*" and not client):
+            future = AskFuture(f"{SYSTEM}@{self.name}", type, timeout_s or 1.0)
+            if type == "node.info":
+                future.settle(self.info())
+            else:
+                future.settle(exc=UnknownMessageType(f"nodes do not handle {type!r}"))
+            return future
         return self.ask(f"{SYSTEM}@{node}", type, body, timeout_s=timeout_s, prio=Priority.HIGH)
 
     def _request(  # noqa: PLR0917 - private; its callers name every argument
@@ -477,7 +499,7 @@ class Node:
 
     def _undeliverable(self, env: Envelope, exc: MacpError) -> None:
         self.counters["undeliverable"] += 1
-        if env.answered:
-            self.send(env.error(exc, env.dst))
+        if env.answered:  # answered by the node itself: a peer checks that src is its own
+            self.send(env.error(exc, f"{SYSTEM}@{self.name}"))
         elif env.kind not in _ANSWERS and not self._stopping:
             self._log.info("envelope.undeliverable", msg_id=env.id, type=env.type, dst=env.dst)

@@ -147,6 +147,7 @@ class Supervisor(Supervised):
         super().__init__()
         self.spec = spec
         self._children: list[_Child] = [_Child(c) for c in spec.children]
+        self._by_name = {c.spec.name: c for c in self._children}
         self._restarts: deque[float] = deque()
         self._timer: Any = None
 
@@ -227,21 +228,22 @@ class Supervisor(Supervised):
             self._stop_child(child, close=close)
 
     def _add(self, spec: ChildSpec | SupervisorSpec) -> Supervised:
-        if any(c.spec.name == spec.name for c in self._children):
+        if spec.name in self._by_name:
             raise ConfigError(f"supervisor {self.name!r} already has a child named {spec.name!r}")
         child = _Child(spec)
         self._start_child(child)
         self._children.append(child)
+        self._by_name[spec.name] = child
         assert child.actor is not None
         return child.actor
 
     def _terminate(self, name: str) -> bool:
-        for child in self._children:
-            if child.spec.name == name:
-                self._stop_child(child, close=True)
-                self._children.remove(child)
-                return True
-        return False
+        child = self._by_name.pop(name, None)
+        if child is None:
+            return False
+        self._stop_child(child, close=True)
+        self._children.remove(child)
+        return True
 
     def _which(self) -> list[dict[str, object]]:
         return [
@@ -266,7 +268,7 @@ class Supervisor(Supervised):
                 )
 
     def _on_child_exit(self, exit: ChildExited) -> None:
-        child = next((c for c in self._children if c.spec.name == exit.name), None)
+        child = self._by_name.get(exit.name)
         if child is None or child.actor is None or child.actor.actor_urn != exit.urn:
             return  # an incarnation we stopped ourselves, or already replaced
         child.actor = None
@@ -276,6 +278,7 @@ class Supervisor(Supervised):
         if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and not crashed):
             self._stop_child(child, close=True)
             self._children.remove(child)
+            del self._by_name[child.spec.name]
             return
         self._count_restart(exit)
         index = self._children.index(child)

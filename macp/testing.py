@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from macp.errors import AskTimeout
 
@@ -39,16 +39,16 @@ class Recorder:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self.events: list[object] = []
+        self.events: list[Any] = []
 
-    def record(self, event: object) -> None:
+    def record(self, event: Any) -> None:
         with self._cond:
             self.events.append(event)
             self._cond.notify_all()
 
     def wait_for(
-        self, predicate: Callable[[list[object]], object], timeout_s: float = 5.0
-    ) -> list[object]:
+        self, predicate: Callable[[list[Any]], object], timeout_s: float = 5.0
+    ) -> list[Any]:
         """Wait until ``predicate(events)`` is true; return a copy of the events."""
         with self._cond:
             if not self._cond.wait_for(lambda: predicate(self.events), timeout_s):
@@ -57,7 +57,7 @@ class Recorder:
                 )
             return list(self.events)
 
-    def wait_count(self, n: int, timeout_s: float = 5.0) -> list[object]:
+    def wait_count(self, n: int, timeout_s: float = 5.0) -> list[Any]:
         """Wait until at least ``n`` events have been recorded."""
         return self.wait_for(lambda events: len(events) >= n, timeout_s)
 

@@ -214,6 +214,7 @@ class Agent(Controls, Supervised):
             "group": self.group,
             "capabilities": sorted(self.capabilities),
             "handles": sorted(t for t in self._handlers if t != TASK_RUN),
+            "incarnation": self.actor_urn.rpartition(":")[2],  # new after every restart
             "model": self.model,
             "metadata": {"class": f"{type(self).__module__}:{type(self).__qualname__}"},
         }

@@ -27,9 +27,11 @@ from typing import Any, Final, NamedTuple
 from macp.actors.agent import TASK_ACK, Agent, handler
 from macp.actors.context import TASK_PROGRESS, Context, Deferred, Reply
 from macp.actors.fanout import FanOut
+from macp.actors.monitor import SAMPLES
 from macp.actors.registry import CONTROL_PLANE
 from macp.actors.routing import AttemptDue, Outcome, Routing
 from macp.actors.tasks import ACTIVE, FINAL, AgentView, backoff_s, log, new_record
+from macp.actors.workflows import Workflows
 from macp.envelope import Wire, new_id, now_ms
 from macp.errors import (
     AskTimeout,
@@ -63,7 +65,7 @@ class _Tick(NamedTuple):
     pass
 
 
-class Coordinator(Routing, FanOut, Agent):
+class Coordinator(Workflows, Routing, FanOut, Agent):
     """Routes tasks to agents (one per cluster, on the head node, named ``coordinator``).
 
     Config: ``journal`` (path), ``max_in_flight`` tasks per agent (4), ``breaker_failures`` (3),
@@ -88,8 +90,12 @@ class Coordinator(Routing, FanOut, Agent):
         self.seq = itertools.count()
         self.dirty: dict[str, dict[str, Any]] = {}
         self.after_commit: list[Any] = []
-        self.subscribed = False
+        self.monitor = str(cfg.get("monitor") or "monitor")
+        self.samples: dict[str, list[dict[str, Any]]] = {"tasks": [], "workflows": []}
+        self.registry_incarnation: str | None = None
+        self.ticks = 0
         self._init_fanout()
+        self._init_workflows()
         self._replay()
         self._subscribe()
         self.timer = self.node.scheduler.call_every(0.25, self._tell_self, _Tick())
@@ -121,6 +127,7 @@ class Coordinator(Routing, FanOut, Agent):
                 recovered += 1
         self.log.info("coordinator.replayed", tasks=len(self.tasks), recovered=recovered)
         self._rerun_scatters()
+        self._resume_runs()
 
     def _save(self, task: dict[str, Any]) -> None:
         task["updated_ms"] = now_ms()
@@ -130,11 +137,14 @@ class Coordinator(Routing, FanOut, Agent):
 
     def _flush(self) -> None:
         """Commit every change since the last flush, then send the answers that waited on it."""
-        if self.dirty:
+        if self.dirty or self.dirty_runs:
             with self.journal.transaction():
                 for task_id, task in self.dirty.items():
                     self.journal.put_task(task_id, task)
+                for run_id, run in self.dirty_runs.items():
+                    self.journal.put_workflow(run_id, run)
             self.dirty.clear()
+            self.dirty_runs.clear()
         after, self.after_commit = self.after_commit, []
         for action in after:
             action()
@@ -321,6 +331,12 @@ class Coordinator(Routing, FanOut, Agent):
             task["progress"] = 1.0
         log(task, state, agent=task["agent"])
         self._save(task)
+        if task.get("workflow"):
+            self._step_finished(task)
+        started = task["assigned_ms"] or task["created_ms"]
+        self.samples["tasks"].append({"type": task["type"], "agent": task["agent"],
+                                      "ok": state == "succeeded",
+                                      "duration_ms": task["finished_ms"] - started})  # fmt: skip
         waiters = self.waiters.pop(task["id"], [])
         notify = task.get("notify")
 
@@ -344,7 +360,9 @@ class Coordinator(Routing, FanOut, Agent):
     # -- time ---------------------------------------------------------------------------------
 
     def _on_tick(self) -> None:
-        if not self.subscribed:
+        self.ticks += 1
+        self._report()
+        if self.registry_incarnation is None or self.ticks % 8 == 0:  # every 2 s
             self._subscribe()
         now = now_ms()
         for task in self.tasks.values():
@@ -355,3 +373,13 @@ class Coordinator(Routing, FanOut, Agent):
                         f"task {task['id']} waited {task['timeout_s']:g} s: {reason}"
                     ))  # fmt: skip
         self._pump()
+
+    def _report(self) -> None:
+        """Hand the outcomes since the last tick to the monitor, if it runs here."""
+        samples, self.samples = self.samples, {"tasks": [], "workflows": []}
+        if self.monitor not in self.node.agents():
+            return
+        queued = sum(len(q) for q in self.queues.values())
+        in_flight = sum(v.in_flight for v in self.agents.values())
+        gauges = {"coordinator.queue_depth": queued, "coordinator.in_flight": in_flight}
+        self.tell(self.monitor, SAMPLES, {**samples, "gauges": gauges})

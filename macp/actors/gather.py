@@ -33,7 +33,10 @@ class Decision(NamedTuple):
 
 
 def _canonical(value: Any) -> Any:
-    """A hashable form of ``value`` in which equal data (in any key order) are equal."""
+    """A hashable form of ``value`` in which equal data (in any key order) are equal, and
+    values that differ on the wire (``true`` and ``1``, ``1`` and ``1.0``) are not."""
+    if isinstance(value, bool | int | float):
+        return (type(value).__name__, value)
     if isinstance(value, dict):
         return ("{}", tuple(sorted((str(k), _canonical(v)) for k, v in value.items())))
     if isinstance(value, list | tuple):
@@ -58,9 +61,17 @@ class Gather:
         if self.mode == "majority":
             self.quorum = n // 2 + 1
         if self.mode == "quorum" and (
-            not isinstance(self.quorum, int) or not 1 <= self.quorum <= n
-        ):
+            isinstance(self.quorum, bool) or not isinstance(self.quorum, int)
+            or not 1 <= self.quorum <= n
+        ):  # fmt: skip
             raise InvalidParams(f"quorum must be an integer from 1 to {n} (the agents asked)")
+        threshold = self.failure_threshold
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, int) or not 0 <= threshold <= n
+        ):
+            raise InvalidParams(
+                f"failure_threshold must be an integer from 0 to {n} (the agents asked)"
+            )
         if self.failure_threshold is None:
             self.failure_threshold = (
                 n - 1
@@ -77,11 +88,11 @@ class Gather:
         if agent not in self.expected or agent in self.answers:
             return None
         self.answers[agent] = {"ok": ok, "result" if ok else "error": value}
-        return self._decide(final=False)
+        return self._decide()
 
     def expire(self) -> Decision:
         """The decision at the deadline."""
-        return self._decide(final=True) or Decision(
+        return self._decide() or Decision(
             ok=False,
             result=self._summary(),
             reason=f"deadline passed with {len(self.answers)} of {len(self.expected)} answers",
@@ -90,7 +101,7 @@ class Gather:
     def _summary(self) -> list[dict[str, Any]]:
         return [{"agent": a, **self.answers[a]} for a in self.expected if a in self.answers]
 
-    def _decide(self, *, final: bool) -> Decision | None:
+    def _decide(self) -> Decision | None:
         n, failures = len(self.expected), self.failures
         assert self.failure_threshold is not None
         if failures > self.failure_threshold:
@@ -109,9 +120,9 @@ class Gather:
                         ok=True, result=answer["result"], reason=f"first answer from {agent}"
                     )
             return None
-        return self._vote(final=final)
+        return self._vote()
 
-    def _vote(self, *, final: bool) -> Decision | None:
+    def _vote(self) -> Decision | None:
         assert self.quorum is not None
         counts: dict[Any, list[Any]] = {}
         for answer in self.answers.values():
@@ -123,7 +134,7 @@ class Gather:
                 ok=True, result=best[0], reason=f"{len(best)} of {len(self.expected)} agreed"
             )
         remaining = len(self.expected) - len(self.answers)
-        if len(best) + remaining < self.quorum or (final and remaining):
+        if len(best) + remaining < self.quorum:
             return Decision(
                 ok=False,
                 result=self._summary(),

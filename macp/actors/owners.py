@@ -25,6 +25,10 @@ class _Reap(NamedTuple):
     pass
 
 
+class _Resubscribe(NamedTuple):
+    pass
+
+
 class OwnerWatch:
     """Mixed into :class:`~macp.actors.resources.ResourceManager`."""
 
@@ -40,17 +44,37 @@ class OwnerWatch:
         def _tell_self(self, message: Any) -> None: ...
 
     def _watch_owners(self) -> None:
-        """Start watching (from ``on_start``)."""
+        """Start watching (from ``on_start``); stop with :meth:`_unwatch_owners`."""
         self.subscribe("node.down")
         self._registry = str(self.config.get("registry") or f"registry@{self.node.name}")
+        self._registry_incarnation: str | None = None
+        self._resubscribe()
+        self._watch_timer = self.node.scheduler.call_every(2.0, self._tell_self, _Resubscribe())
+
+    def _unwatch_owners(self) -> None:
+        timer = getattr(self, "_watch_timer", None)
+        if timer is not None:
+            timer.cancel()
+
+    def _resubscribe(self) -> None:
+        """Subscribe to the registry; after a (re)start of either, reap once nodes re-registered."""
+        body = {"address": self.address, "incarnation": self._registry_incarnation}
         try:
-            self.node.ask(self._registry, SUBSCRIBE, {"address": self.address}, timeout_s=2).get()
+            reply = self.node.ask(self._registry, SUBSCRIBE, body, timeout_s=2).get()
         except MacpError as e:
             self.log.info("resources.registry_unreachable", error=str(e))
-        grace_s = 3 * self.node.settings.heartbeat_interval_s
-        self.node.scheduler.call_later(grace_s, self._tell_self, _Reap())
+            return
+        if reply["incarnation"] != self._registry_incarnation:
+            self._registry_incarnation = reply["incarnation"]
+            # A node re-registers within one heartbeat, after its pending one times out.
+            interval = self.node.settings.heartbeat_interval_s
+            grace_s = max(1.0, 2 * interval) + 3 * interval
+            self.node.scheduler.call_later(grace_s, self._tell_self, _Reap())
 
     def _owner_message(self, message: Any) -> bool:
+        if isinstance(message, _Resubscribe):
+            self._resubscribe()
+            return True
         if not isinstance(message, _Reap):
             return False
         try:
@@ -65,9 +89,8 @@ class OwnerWatch:
         return True
 
     def _release(self, owner: str, why: str) -> None:
-        released = self.release_owner(owner)
-        if released.get("released") or released.get("locks"):
-            self.log.info("resources.owner_released", owner=owner, why=why, **released)
+        self.log.info("resources.releasing_owner", owner=owner, why=why)
+        self.release_owner(owner)
 
     @handler(CHANGED)
     def _owner_changed(self, record: dict[str, Any]) -> None:

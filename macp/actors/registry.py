@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from macp.actors.agent import Agent, handler
-from macp.envelope import Wire, now_ms
+from macp.envelope import Wire, new_id, now_ms
 from macp.errors import InvalidParams
 
 __all__ = [
@@ -54,6 +54,7 @@ _RECORD_FIELDS: Final = (
     "group",
     "capabilities",
     "handles",
+    "incarnation",
     "model",
     "metadata",
 )
@@ -97,6 +98,7 @@ class Registry(Agent):
         self.node_versions: dict[str, tuple[str, int]] = {}
         self.subscribers: set[str] = set()
         self.generation = 0
+        self.incarnation = new_id()
         self.subscribe("node.down", "node.up")
 
     # -- keeping it current -------------------------------------------------------------------
@@ -140,10 +142,12 @@ class Registry(Agent):
             record["load"] = old["load"] if old else 0
             record["registered_ms"] = old["registered_ms"] if old else now
             record["last_heartbeat_ms"] = now
-            if old is None or any(old.get(k) != record.get(k) for k in _RECORD_FIELDS):
-                self.generation += 1
+            changed = old is None or any(old.get(k) != record.get(k) for k in _RECORD_FIELDS)
             self.agents[address] = record
-            self._changed(record)
+            if changed:
+                self.generation += 1
+            if changed or old["status"] != record["status"]:  # type: ignore[index]
+                self._changed(record)
 
     def _remove(self, address: str) -> None:
         self.subscribers.discard(address)
@@ -232,6 +236,11 @@ class Registry(Agent):
 
     @handler(SUBSCRIBE)
     def add_subscriber(self, body: Wire) -> Wire:
-        """Tell ``address`` every change from now on; answers with every record as of now."""
+        """Tell ``address`` every change from now on. Answers ``{incarnation, records}``: every
+        record as of now, or ``None`` if the subscriber already knows this incarnation of the
+        registry (it subscribes again from time to time, to find out it restarted)."""
         self.subscribers.add(_field(body, "address", str))
-        return sorted(self.agents.values(), key=lambda r: r["address"])
+        if _field(body, "incarnation", str, required=False) == self.incarnation:
+            return {"incarnation": self.incarnation, "records": None}
+        records = sorted(self.agents.values(), key=lambda r: r["address"])
+        return {"incarnation": self.incarnation, "records": records}

@@ -236,6 +236,7 @@ class ResourceManager(OwnerWatch, Agent):
         self._close()
 
     def _close(self) -> None:
+        self._unwatch_owners()
         journal, self._journal = self._journal, None
         if journal is not None:
             journal.close()

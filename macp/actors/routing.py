@@ -51,7 +51,7 @@ class Routing:
         node: Any
         log: Any
         registry: str
-        subscribed: bool
+        registry_incarnation: str | None
         max_in_flight: int
         breaker_failures: int
         breaker_cooldown_s: float
@@ -66,13 +66,15 @@ class Routing:
     # -- agents, from the registry ------------------------------------------------------------
 
     def _subscribe(self) -> None:
+        """Subscribe to the registry's changes (again: this also finds out it restarted)."""
+        body = {"address": self.address, "incarnation": self.registry_incarnation}
         try:
-            records = self.node.ask(self.registry, SUBSCRIBE, {"address": self.address}).get()
+            reply = self.node.ask(self.registry, SUBSCRIBE, body, timeout_s=2).get()
         except MacpError as e:
             self.log.info("coordinator.registry_unreachable", error=str(e))
             return
-        self.subscribed = True
-        for record in records:
+        self.registry_incarnation = reply["incarnation"]
+        for record in reply["records"] or []:
             self._agent_changed(record)
 
     @handler(CHANGED)

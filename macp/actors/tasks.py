@@ -62,7 +62,7 @@ def new_record(task_id: str, spec: Wire, *, kind: str = "task") -> dict[str, Any
     capabilities = spec.get("capabilities") or []
     if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
         raise InvalidParams("task field 'capabilities' must be a list of strings")
-    for name in ("idempotency_key", "notify"):
+    for name in ("idempotency_key", "notify", "role", "agent"):
         if spec.get(name) is not None and not isinstance(spec.get(name), str):
             raise InvalidParams(f"task field {name!r} must be a string")
     priority = _number(spec, "priority", minimum=0, integer=True)
@@ -75,6 +75,8 @@ def new_record(task_id: str, spec: Wire, *, kind: str = "task") -> dict[str, Any
         "type": type_,
         "body": spec.get("body"),
         "capabilities": sorted(set(capabilities)),
+        "role": spec.get("role"),
+        "pinned": spec.get("agent"),  # the one agent that may run it; "agent" is who does
         "priority": priority,
         "timeout_s": _number(spec, "timeout_s", minimum=0.001),
         "max_retries": _number(spec, "max_retries", minimum=0, integer=True),
@@ -167,13 +169,23 @@ class AgentView:
 
     def meets(self, need: tuple[str, ...]) -> bool:
         """Whether this agent can run work that needs ``need`` (see :func:`requirement`)."""
-        if need[0] == "type":
+        kind = need[0]
+        if kind == "type":
             return need[1] in self.handles
+        if kind == "agent":
+            return self.address == need[1]
+        if kind == "role":
+            return self.role == need[1]
         return set(need[1:]) <= self.capabilities
 
 
 def requirement(task: dict[str, Any]) -> tuple[str, ...]:
-    """What an agent needs to run ``task``: its capabilities, or else a handler for its type."""
+    """What an agent needs to run ``task``: to be the named agent, to have the role, to have
+    the capabilities, or else to have a handler for its type."""
+    if task.get("pinned"):
+        return ("agent", task["pinned"])
+    if task.get("role"):
+        return ("role", task["role"])
     if task["capabilities"]:
         return ("capabilities", *task["capabilities"])
     return ("type", task["type"])
@@ -183,4 +195,8 @@ def describe(need: tuple[str, ...]) -> str:
     """``need`` in words, for a task's wait reason."""
     if need[0] == "type":
         return f"no agent that handles {need[1]!r}"
+    if need[0] == "agent":
+        return f"no agent {need[1]!r}"
+    if need[0] == "role":
+        return f"no agent with role {need[1]!r}"
     return f"no agent with capabilities [{', '.join(need[1:])}]"

@@ -14,6 +14,7 @@ node.info        ask    answered with name, address, uptime, peers, actors, coun
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Any, Final
 
@@ -46,6 +47,14 @@ def _announcement(body: Any) -> tuple[str, str, str | None]:
     return name, address, incarnation if isinstance(incarnation, str) else None
 
 
+def _own_announcement(body: Any, peer: str) -> tuple[str, str, str | None]:
+    """An announcement, which a peer may make of itself only (never of another node)."""
+    name, address, incarnation = _announcement(body)
+    if name != peer:
+        raise InvalidParams(f"peer {peer!r} announced itself as {name!r}")
+    return name, address, incarnation
+
+
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -54,7 +63,7 @@ def handle(router: Router, env: Envelope, peer: str) -> None:
     """Handle one system message from ``peer`` (on the I/O thread)."""
     try:
         _handle(router, env, peer)
-    except InvalidParams as e:
+    except (InvalidParams, ConfigError) as e:  # e.g. an announcement with a bad address
         router.counters["bad_system"] += 1
         router._log.warning("transport.bad_system_message", peer=peer, type=env.type, error=str(e))
         if env.answered:
@@ -65,17 +74,18 @@ def _handle(router: Router, env: Envelope, peer: str) -> None:
     now = time.monotonic()
     body = env.body
     if env.kind == Kind.HEARTBEAT:
-        incarnation = body.get("incarnation") if isinstance(body, dict) else None
-        router._apply(router._liveness.seen(peer, now, _str_or_none(incarnation)))
+        if peer in router._peers:  # a stranger's heartbeat makes it no peer: hello does
+            incarnation = body.get("incarnation") if isinstance(body, dict) else None
+            router._apply(router._liveness.seen(peer, now, _str_or_none(incarnation)))
     elif env.kind == Kind.REPLY and env.corr == getattr(router, "_join_id", None):
         _joined(router, body, peer)
     elif env.type == HELLO:
-        name, address, incarnation = _announcement(body)
+        name, address, incarnation = _own_announcement(body, peer)
         if name != router._name:
             router._connect(name, address)
             router._apply(router._liveness.seen(name, now, incarnation))
     elif env.type == JOIN:
-        name, address, incarnation = _announcement(body)
+        name, address, incarnation = _own_announcement(body, peer)
         router._connect(name, address)
         router._apply(router._liveness.seen(name, now, incarnation))
         members = {n: p.address for n, p in router._peers.items() if not n.startswith("$")}
@@ -149,6 +159,25 @@ def _joined(router: Router, body: Any, via: str) -> None:
     router._log.info("node.joined", via=via, members=sorted(members))
 
 
+_process: list[Any] = []  # psutil.Process of this process (cpu_percent needs the same one)
+
+
+def process_metrics() -> dict[str, float]:
+    """This process's cpu (since the last call), memory, open files and sockets (psutil)."""
+    import psutil  # noqa: PLC0415
+
+    if not _process or _process[0].pid != os.getpid():
+        _process[:] = [psutil.Process()]
+    proc = _process[0]
+    with proc.oneshot():
+        return {
+            "cpu_percent": proc.cpu_percent(None),
+            "memory_rss_bytes": float(proc.memory_info().rss),
+            "open_files": float(proc.num_fds()),
+            "open_sockets": float(len(proc.net_connections(kind="inet"))),
+        }
+
+
 def info(router: Router) -> dict[str, Any]:
     """What ``node.info`` answers."""
     node = router._node
@@ -161,4 +190,5 @@ def info(router: Router) -> dict[str, Any]:
         "head": node.head,
         "actors": sorted(node.agents()),
         "counters": dict(router.counters + node.counters),
+        "metrics": process_metrics(),
     }

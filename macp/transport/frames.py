@@ -1,10 +1,13 @@
 """Frames on the wire, and the links that carry them to one peer.
 
-A frame is one or more msgpack envelopes back to back: the I/O thread packs everything queued
-for one peer into as few frames as it can (batching), and unpacks every envelope of a frame it
-receives. A :class:`Link` is the DEALER to one peer, with a backlog for when ZeroMQ's queue to
-that peer is full: frames wait there (in order) until the socket is writable again, so a slow
-peer slows its senders' I/O thread down instead of losing messages.
+A frame is one msgpack object: an envelope, or an array of envelopes. The I/O thread packs
+everything queued for one peer into as few frames as it can (batching), and unpacks every
+envelope of a frame it receives; a frame that is not one whole msgpack object (truncated, or
+followed by more bytes) is refused whole.
+
+A :class:`Link` is the DEALER to one peer, with a backlog for when ZeroMQ's queue to that peer
+is full: frames wait there (in order) until the socket is writable again, so a slow peer slows
+its senders' I/O thread down instead of losing messages.
 
 Only the I/O thread uses these.
 """
@@ -14,14 +17,13 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import TYPE_CHECKING, Any, Final
 
-import msgpack
 import zmq
 
-from macp.envelope import VERSION, Envelope, Kind, Priority, from_wire, new_id, now_ms
+from macp.envelope import VERSION, Envelope, Kind, Priority, from_wire, new_id, now_ms, unpack
 from macp.errors import EnvelopeError, error_body
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    import msgpack
 
 __all__ = ["BATCH_BYTES", "Link", "pack_frames", "refusal", "unpack_frame"]
 
@@ -29,16 +31,14 @@ BATCH_BYTES: Final = 256 * 1024
 _BACKLOG_FRAMES: Final = 10_000
 
 
-def _refuse_ext(code: int, _data: bytes) -> object:
-    raise EnvelopeError(f"extension type {code} is not allowed in an envelope")
-
-
 def pack_frames(
     envs: list[Envelope], packer: msgpack.Packer, batch_bytes: int = BATCH_BYTES
 ) -> tuple[list[bytes], list[tuple[Envelope, EnvelopeError]]]:
     """Pack ``envs`` into frames of about ``batch_bytes``; also the envelopes refused, and why.
 
-    ``packer`` must belong to the calling thread (packers are not thread-safe).
+    A frame of one envelope is that envelope; a frame of several is a msgpack array of them
+    (an array header, then the envelopes as packed). ``packer`` must belong to the calling
+    thread (packers are not thread-safe).
     """
     frames: list[bytes] = []
     refused: list[tuple[Envelope, EnvelopeError]] = []
@@ -52,42 +52,44 @@ def pack_frames(
             refused.append((env, EnvelopeError(f"cannot encode {env.type!r}: {e}")))
             continue
         if size + len(data) > batch_bytes and parts:
-            frames.append(b"".join(parts))
+            frames.append(_frame(parts, packer))
             parts, size = [], 0
         parts.append(data)
         size += len(data)
     if parts:
-        frames.append(parts[0] if len(parts) == 1 else b"".join(parts))
+        frames.append(_frame(parts, packer))
     return frames, refused
 
 
-def unpack_frame(payload: bytes, max_bytes: int) -> Iterator[Envelope]:
-    """The envelopes of one frame, in order.
+def _frame(parts: list[bytes], packer: msgpack.Packer) -> bytes:
+    if len(parts) == 1:
+        return parts[0]
+    header: bytes = packer.pack_array_header(len(parts))
+    return header + b"".join(parts)
+
+
+def unpack_frame(payload: bytes, max_bytes: int) -> tuple[list[Envelope], list[EnvelopeError]]:
+    """The valid envelopes of one frame, in order, and an error for each invalid one.
+
+    An invalid envelope that still names its id and sender has them in its error's ``data``
+    (``id``, ``src``), so the sender can be answered.
 
     Raises:
-        EnvelopeError: the frame is empty, too large, not msgpack, truncated, or holds something
-            that is not a valid envelope (those before it have been yielded). When the bad
-            envelope still names its id and sender, ``data`` carries them (``id``, ``src``) so
-            the sender can be answered.
+        EnvelopeError: the frame as a whole is bad: empty, too large, not one msgpack object
+            (truncated, or with bytes after it), or holding an extension type.
     """
     if not payload:
         raise EnvelopeError("empty frame")
-    if len(payload) > max_bytes:
-        raise EnvelopeError(f"frame of {len(payload)} bytes exceeds the limit of {max_bytes}")
-    unpacker = msgpack.Unpacker(
-        raw=False, strict_map_key=True, ext_hook=_refuse_ext, max_buffer_size=max_bytes
-    )
-    unpacker.feed(payload)
-    obj: Any = None
-    try:
-        for obj in unpacker:
-            yield from_wire(obj)
-    except EnvelopeError as e:
-        raise EnvelopeError(e.message, data=_reply_to(obj)) from e
-    except Exception as e:
-        raise EnvelopeError(f"not msgpack ({type(e).__name__}: {e})") from e
-    if unpacker.tell() != len(payload):
-        raise EnvelopeError("truncated frame")
+    obj = unpack(payload, max_bytes)
+    batch = obj if type(obj) is list and obj and type(obj[0]) is list else [obj]
+    envelopes: list[Envelope] = []
+    errors: list[EnvelopeError] = []
+    for item in batch:
+        try:
+            envelopes.append(from_wire(item))
+        except EnvelopeError as e:
+            errors.append(EnvelopeError(e.message, data=_reply_to(item)))
+    return envelopes, errors
 
 
 def refusal(error: EnvelopeError, src: str) -> Envelope | None:

@@ -40,7 +40,7 @@ __all__ = ["SYSTEM", "Router"]
 
 SYSTEM: Final = _system.SYSTEM
 _MAX_DRAIN: Final = 20_000
-_MAX_RECV: Final = 2_000
+_RECV_BUDGET: Final = 5_000  # envelopes per visit to a socket, so that ticks are never starved
 _LINGER_MS: Final = 500
 _GATEWAY: Final = "$gateway"
 
@@ -136,7 +136,7 @@ class Router:
             self._error = (
                 e
                 if isinstance(e, MacpError)
-                else ConfigError(f"node {self._name!r} cannot listen on {self._listen}: {e}")
+                else ConfigError(f"the transport of node {self._name!r} cannot start: {e}")
             )
             self._close()
             self._started.set()
@@ -208,9 +208,17 @@ class Router:
         # Queue only on a live connection: what cannot be sent waits in the link's backlog,
         # where it is visible (and bounded) rather than inside ZeroMQ.
         sock.setsockopt(zmq.IMMEDIATE, 1)
-        if self._keys is not None:
-            self._keys.client(sock, server or name)
-        sock.connect(address)
+        try:
+            if self._keys is not None:
+                self._keys.client(sock, server or name)
+            sock.connect(address)
+        except (zmq.ZMQError, ConfigError) as e:
+            sock.close(0)
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(
+                f"cannot connect to {name!r} at {address!r} ({e}); use tcp://HOST:PORT"
+            ) from e
         peer = Link(name, address, sock)
         self._peers[name] = peer
         self._poller.register(sock, zmq.POLLIN)
@@ -316,22 +324,28 @@ class Router:
         for env in envs:
             self.counters["unroutable"] += 1
             if env.answered:
-                self._node.send(env.error(exc, env.dst))
+                self._node.send(env.error(exc, f"{SYSTEM}@{self._name}"))
 
     # -- inbound ------------------------------------------------------------------------------
 
     def _receive(self, sock: zmq.Socket[bytes], peer: str | None) -> None:
+        """Take what ``sock`` holds, up to a budget of envelopes: the rest waits for the next
+        turn of the loop (the poller reports it again), after heartbeats and sends."""
         secure = self._keys is not None and peer is None
-        for _ in range(_MAX_RECV):
+        budget = _RECV_BUDGET
+        while budget > 0:
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=not secure)
             except zmq.Again:
                 return
+            budget -= 1
             if peer is not None:  # a DEALER: the answers of a peer's ROUTER, one frame each
                 if len(frames) != 1:
                     self._bad(peer, None, EnvelopeError("wrong multipart shape"))
                     continue
-                self._payload(_GATEWAY if peer == _GATEWAY else peer, _bytes(frames[0]), None)
+                budget -= self._payload(
+                    _GATEWAY if peer == _GATEWAY else peer, _bytes(frames[0]), None
+                )
             elif len(frames) != 2:  # noqa: PLR2004 - identity and payload
                 shape = EnvelopeError(f"wrong multipart shape ({len(frames)} frames)")
                 self._bad(_ident(frames[0]), None, shape)
@@ -340,7 +354,7 @@ class Router:
                 claimed = identity.decode(errors="replace")
                 if secure and not self._authentic(claimed, frames[1]):
                     continue
-                self._payload(claimed, _bytes(frames[1]), identity)
+                budget -= self._payload(claimed, _bytes(frames[1]), identity)
 
     def _authentic(self, claimed: str, frame: Any) -> bool:
         user = frame.get("User-Id")
@@ -350,26 +364,40 @@ class Router:
         self._log.warning("transport.impersonation", claimed=claimed, key_of=user)
         return False
 
-    def _payload(self, peer: str, payload: bytes, identity: bytes | None) -> None:
+    def _payload(self, peer: str, payload: bytes, identity: bytes | None) -> int:
+        """Deliver a frame's envelopes; how many there were."""
         self.counters["frames_in"] += 1
         if peer in self._peers and peer != _GATEWAY:  # strangers are not tracked
             self._apply(self._liveness.seen(peer, time.monotonic()))
         try:
-            for env in unpack_frame(payload, self._settings.max_message_bytes):
-                self._inbound(env, peer, identity)
-        except EnvelopeError as e:  # the network boundary: count, answer, carry on
+            envelopes, errors = unpack_frame(payload, self._settings.max_message_bytes)
+        except EnvelopeError as e:  # the network boundary: count, log, carry on
             self._bad(peer, identity, e)
+            return 0
+        for env in envelopes:
+            self._inbound(env, peer, identity)
+        if errors:
+            self._bad(peer, identity, *errors)
+        return len(envelopes)
 
-    def _bad(self, peer: str, identity: bytes | None, error: EnvelopeError) -> None:
+    def _bad(self, peer: str, identity: bytes | None, *errors: EnvelopeError) -> None:
+        """Count one bad frame; log and, where they can be, answer its bad envelopes."""
         self.counters["bad_frames"] += 1
-        self._log.warning("envelope.rejected", peer=peer, reason=error.message)
-        answer = refusal(error, f"{SYSTEM}@{self._name}")
-        if answer is not None and identity is not None and self._router is not None:
-            self._emit_router(identity, [answer])
+        for error in errors:
+            self._log.warning("envelope.rejected", peer=peer, reason=error.message)
+            answer = refusal(error, f"{SYSTEM}@{self._name}")
+            if answer is not None and identity is not None and self._router is not None:
+                self._emit_router(identity, [answer])
 
     def _inbound(self, env: Envelope, peer: str, identity: bytes | None) -> None:
         self.counters["envelopes_in"] += 1
         src_node = env.src.partition("@")[2]
+        # A peer speaks for its own actors (and relays its clients'), never for another's.
+        foreign = src_node != peer and not (src_node.startswith("~") and not peer.startswith("~"))
+        if foreign and peer != _GATEWAY:
+            self.counters["refused_src"] += 1
+            self._log.warning("envelope.refused", peer=peer, src=env.src, reason="foreign src")
+            return
         if src_node.startswith("~") and src_node != self._name:
             self._routes[src_node] = peer if peer in self._peers else (identity or b"").decode()
         name, _, node = env.dst.partition("@")

@@ -29,7 +29,14 @@ from macp.errors import ConfigError
 if TYPE_CHECKING:
     import os
 
-__all__ = ["Keys", "check_bind", "generate_keys", "is_loopback", "start_authenticator"]
+__all__ = [
+    "Keys",
+    "check_bind",
+    "check_endpoint",
+    "generate_keys",
+    "is_loopback",
+    "start_authenticator",
+]
 
 
 def generate_keys(directory: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
@@ -153,17 +160,30 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+def check_endpoint(address: object, what: str) -> str:
+    """Return ``address`` if it is a ZeroMQ endpoint a node can use, else raise ConfigError.
+
+    ``what`` names the field (``listen address``, ``peer 'b'``, ...).
+    """
+    scheme, sep, rest = address.partition("://") if isinstance(address, str) else ("", "", "")
+    if scheme == "tcp" and sep:
+        host, colon, port = rest.rpartition(":")
+        if colon and host and (port == "*" or port.isdigit()):
+            return str(address)
+    elif scheme in {"ipc", "inproc"} and sep and rest:
+        return str(address)
+    raise ConfigError(
+        f"{what} {address!r} is invalid; use tcp://HOST:PORT (PORT 0 picks a free one)"
+    )
+
+
 def check_bind(address: str, *, keys: Keys | None, insecure: bool) -> None:
     """Refuse a plaintext bind on a non-loopback address unless ``insecure`` is set.
 
     Raises:
         ConfigError: the address is not a valid endpoint, or the bind would be open plaintext.
     """
-    scheme, sep, rest = address.partition("://")
-    if not sep or scheme not in {"tcp", "ipc", "inproc"} or not rest:
-        raise ConfigError(
-            f"listen address {address!r} is invalid; use tcp://HOST:PORT (PORT 0 picks a free one)"
-        )
+    check_endpoint(address, "listen address")
     if keys is None and not insecure and not is_loopback(address):
         raise ConfigError(
             f"refusing to listen on {address} without keys: anyone who can reach it could send "

@@ -121,7 +121,7 @@ def test_tasks_go_to_the_least_loaded_agents(control: Any) -> None:
         node.spawn(Worker, f"w{i}")
     tasks = [cluster.submit("wait", i) for i in range(3)]
     events = RUNS.wait_count(3)
-    assert sorted(e[0] for e in events) == ["w0", "w1", "w2"]  # type: ignore[index]
+    assert sorted(e[0] for e in events) == ["w0", "w1", "w2"]
     GATE.set()
     assert sorted(t.result()["by"] for t in tasks) == ["w0", "w1", "w2"]
 
@@ -136,7 +136,7 @@ def test_higher_priorities_go_first_and_equal_ones_in_order(control: Any) -> Non
     GATE.set()
     for task in [blocker, *tasks]:
         task.result()
-    order = [e[1] for e in RUNS.events[1:]]  # type: ignore[index]
+    order = [e[1] for e in RUNS.events[1:]]
     assert order == ["3-2", "3-5", "2-3", "2-7", "1-1", "1-4", "0-0", "0-6"]
 
 
@@ -220,7 +220,7 @@ def test_the_circuit_breaker_stops_sending_work_to_a_failing_agent(control: Any)
     node.spawn(Worker, "good")
     for i in range(8):
         assert cluster.submit("work", i, max_retries=5, backoff_s=0).result()["by"] == "good"
-    assert [e[0] for e in RUNS.events].count("bad") == 2  # type: ignore[index]
+    assert [e[0] for e in RUNS.events].count("bad") == 2
 
 
 def test_a_task_waits_for_a_capable_agent_and_says_why(control: Any) -> None:
@@ -269,7 +269,7 @@ def test_the_notify_address_is_told_when_the_task_is_done(control: Any) -> None:
     node.spawn(Worker, "w")
     node.spawn(Listener, "listener")
     task = cluster.submit("work", 3, notify="listener@head")
-    RUNS.wait_for(lambda ev: any(e[0] == "done" for e in ev))  # type: ignore[index]
+    RUNS.wait_for(lambda ev: any(e[0] == "done" for e in ev))
     assert ("done", task.id, "succeeded", {"by": "w", "x": 3}) in RUNS.events
 
 
@@ -350,5 +350,5 @@ def test_a_restarted_coordinator_resumes_from_its_journal(
     assert again.result(done.id) == {"by": "w", "x": "before"}
     again.node.spawn(Flaky, "flaky")
     assert [again.result(t.id) for t in waiting] == [1, 1, 1]
-    assert all(e[0] == "flaky" for e in RUNS.events[1:])  # type: ignore[index]
+    assert all(e[0] == "flaky" for e in RUNS.events[1:])
     assert {again.status(t.id)["log"][-2]["event"] for t in waiting} == {"assigned"}

@@ -211,13 +211,6 @@ def test_a_restarted_manager_releases_what_unregistered_agents_held_after_a_grac
     assert "ghost@w1" not in _registry(second)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="macp/actors/owners.py _watch_owners(): the manager subscribes to registry.changed "
-    "once, in on_start; a new registry incarnation starts with no subscribers "
-    "(registry.py on_start), so no 'gone' event reaches the manager again and the leases of "
-    "agents that stop later are never released (routing.py _subscribe has the same gap)",
-)
 def test_leases_are_still_released_after_the_registry_restarts(
     make_node: Callable[..., Node], tmp_path: Path
 ) -> None:

@@ -31,7 +31,13 @@ SETTINGS = Settings(
     acceptable_pause_s=0.2,
 )
 HEARTBEAT = ("--heartbeat-s", "0.1", "--acceptable-pause-s", "0.2")
-CONTROL_PLANE = ["coordinator@head", "memory@head", "registry@head", "resources@head"]
+CONTROL_PLANE = [
+    "coordinator@head",
+    "memory@head",
+    "monitor@head",
+    "registry@head",
+    "resources@head",
+]
 CREW = ["alpha@head", "beta@head", "gamma@head"]
 GATE = threading.Event()
 EVENTS = Recorder()

@@ -65,7 +65,7 @@ def cluster(
     p1 = procs("p1", *HEARTBEAT, "--peer", f"test={node.address}", *agents)
     p2 = procs("p2", *HEARTBEAT, "--peer", f"test={node.address}", "--peer", f"p1={p1.address}",
                *_agents("echo=agents:Echo", "relay=agents:Relay"))  # fmt: skip
-    EVENTS.wait_for(lambda ev: {("up", "p1"), ("up", "p2")} <= {e[:2] for e in ev})  # type: ignore[index]
+    EVENTS.wait_for(lambda ev: {("up", "p1"), ("up", "p2")} <= {e[:2] for e in ev})
     wait_for_log(p1, "node.up", peer="p2")
     return node, p1, p2
 
@@ -129,8 +129,8 @@ def test_a_killed_node_is_found_down_its_asks_fail_and_it_comes_back(
     p2.kill()
     with pytest.raises(macp.NodeDown, match="node 'p2' went down"):
         hanging.get()
-    events = EVENTS.wait_for(lambda ev: any(e[:2] == ("down", "p2") for e in ev))  # type: ignore[index]
-    down_at = next(e[2] for e in events if e[:2] == ("down", "p2"))  # type: ignore[index]
+    events = EVENTS.wait_for(lambda ev: any(e[:2] == ("down", "p2") for e in ev))
+    down_at = next(e[2] for e in events if e[:2] == ("down", "p2"))
     assert down_at - killed_at < THRESHOLD_S + 1.0
     wait_for_log(p1, "node.down", peer="p2")
     with pytest.raises(macp.NodeDown, match="node 'p2' is down"):
@@ -139,7 +139,7 @@ def test_a_killed_node_is_found_down_its_asks_fail_and_it_comes_back(
     assert p2.address is not None
     procs("p2", *HEARTBEAT, "--peer", f"test={node.address}", "--peer", f"p1={p1.address}",
           "--agent", "echo=agents:Echo", listen=p2.address)  # fmt: skip
-    EVENTS.wait_for(lambda ev: ev[-1][:2] == ("up", "p2"))  # type: ignore[index]
+    EVENTS.wait_for(lambda ev: ev[-1][:2] == ("up", "p2"))
     assert node.ask("echo@p2", "echo", "again").get()["echo"] == "again"
     relayed = node.ask("relay@p1", "relay", {"to": "echo@p2", "type": "echo", "body": 1}).get()
     assert relayed["me"] == "echo@p2"
@@ -152,7 +152,7 @@ def test_a_node_that_joins_learns_every_member(
     p3 = procs("p3", *HEARTBEAT, "--join", str(p1.address), "--agent", "echo=agents:Echo")
     wait_for_log(p3, "node.up", peer="p2")
     wait_for_log(p3, "node.up", peer="test")
-    EVENTS.wait_for(lambda ev: any(e[:2] == ("up", "p3") for e in ev))  # type: ignore[index]
+    EVENTS.wait_for(lambda ev: any(e[:2] == ("up", "p3") for e in ev))
     assert (
         node.ask("relay@p2", "relay", {"to": "echo@p3", "type": "echo", "body": 3}).get()["me"]
         == "echo@p3"

@@ -144,12 +144,6 @@ def test_majority_counts_the_expected_voters_not_those_who_answered() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="macp/actors/gather.py _vote(): at the deadline (final=True) with voters still "
-    "missing it says 'no value can reach 3 of 5 votes', which is false (1 could still have "
-    "reached 3); expire() never gets to its 'deadline passed' reason for majority or quorum",
-)
 def test_majority_at_the_deadline_says_the_deadline_passed() -> None:
     gather = Gather(FIVE, "majority")
     _ok(gather, "a", 1)
@@ -285,23 +279,12 @@ def test_a_quorum_outside_1_to_the_agents_asked_is_refused(quorum: object) -> No
         Gather(THREE, "quorum", quorum=quorum)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="macp/actors/gather.py Gather.__post_init__(): failure_threshold is never checked; "
-    "a string (from a scatter body) makes _decide() raise TypeError in the coordinator, which "
-    "crash-loops on the journaled scatter; a negative one fails with '0 of 3 agents failed'",
-)
 @pytest.mark.parametrize("threshold", [-1, "1", 1.5, True])
 def test_a_failure_threshold_that_is_not_an_integer_from_0_is_refused(threshold: object) -> None:
     with pytest.raises(InvalidParams, match=r"^failure_threshold must be an integer"):
         Gather(THREE, "all", failure_threshold=threshold)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="macp/actors/gather.py Gather.__post_init__(): isinstance(True, int) holds, so a "
-    "boolean quorum (msgpack true) is taken as quorum 1",
-)
 def test_a_boolean_quorum_is_refused() -> None:
     with pytest.raises(
         InvalidParams, match=r"^quorum must be an integer from 1 to 3 \(the agents asked\)$"
@@ -309,11 +292,6 @@ def test_a_boolean_quorum_is_refused() -> None:
         Gather(THREE, "quorum", quorum=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="macp/actors/gather.py _canonical(): True == 1 == 1.0 in Python (same hash), so "
-    "answers that differ on the wire (msgpack true vs 1) are counted as the same vote",
-)
 def test_a_boolean_answer_and_an_integer_answer_are_different_votes() -> None:
     gather = Gather(THREE, "majority")
     _ok(gather, "a", value=True)

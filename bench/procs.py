@@ -1,0 +1,221 @@
+"""Child processes: macp node processes, the raw pyzmq peer, one-shot measurements.
+
+Every child is tracked from the moment it is started until it has been reaped, so that the
+runner (and its watchdog, when a workload hangs) can end them all: SIGTERM first, SIGKILL after
+a grace period. Children run with the repository root on ``PYTHONPATH`` (so ``bench.agents``
+imports) and with ``MACP_STRICT=0``. Their standard error goes to a temporary file, whose tail
+is shown when a child fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from bench.core import BenchError, BenchTimeout
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from bench.core import Deadline
+
+__all__ = ["REPO", "Child", "child_env", "kill_all", "macp_node", "raw_peer", "run_to_end"]
+
+REPO = Path(__file__).resolve().parent.parent
+_LOOPBACK = "tcp://127.0.0.1:0"
+_TERM_GRACE_S = 5.0
+
+_live: set[subprocess.Popen[str]] = set()
+_live_lock = threading.Lock()
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    env["MACP_STRICT"] = "0"
+    return env
+
+
+def _track(proc: subprocess.Popen[str]) -> None:
+    with _live_lock:
+        _live.add(proc)
+
+
+def _untrack(proc: subprocess.Popen[str]) -> None:
+    with _live_lock:
+        _live.discard(proc)
+
+
+def _end(proc: subprocess.Popen[str], grace_s: float) -> int | None:
+    """SIGTERM, wait ``grace_s``, then SIGKILL; the exit code."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(_TERM_GRACE_S)
+    _untrack(proc)
+    return proc.returncode
+
+
+def kill_all() -> None:
+    """SIGKILL every child still running (the watchdog's last resort)."""
+    with _live_lock:
+        procs = list(_live)
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError, OSError):
+            proc.kill()
+
+
+def _tail(file: IO[str], lines: int = 20) -> str:
+    try:
+        file.flush()
+        file.seek(0)
+        return "".join(file.readlines()[-lines:])
+    except (OSError, ValueError):
+        return ""
+
+
+class Child:
+    """A long-running child that prints one JSON ``ready`` line on standard output."""
+
+    def __init__(self, name: str, argv: list[str]) -> None:
+        self.name = name
+        self.argv = argv
+        self.proc: subprocess.Popen[str] | None = None
+        self.ready: dict[str, Any] = {}
+        self._lines: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._stderr: IO[str] = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
+        self._reader: threading.Thread | None = None
+
+    def start(self, deadline: Deadline, event: str) -> dict[str, Any]:
+        """Start the process; return its ``event`` line once printed (or fail loudly)."""
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            env=child_env(),
+            cwd=REPO,
+        )
+        _track(self.proc)
+        self._reader = threading.Thread(
+            target=self._read, name=f"bench-read-{self.name}", daemon=True
+        )
+        self._reader.start()
+        while True:
+            try:
+                left = deadline.remaining(f"waiting for {self.name} to be ready")
+            except BenchTimeout as e:
+                raise BenchTimeout(self._failure(str(e))) from None
+            try:
+                line = self._lines.get(timeout=min(0.1, left))
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    raise BenchError(self._failure("exited before it was ready")) from None
+                continue
+            if line is None:
+                raise BenchError(self._failure("closed its standard output before it was ready"))
+            if line.get("event") == event:
+                self.ready = line
+                return line
+
+    def _read(self) -> None:
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        with self.proc.stdout as stdout:
+            for raw in stdout:
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(record, dict):
+                    self._lines.put(record)
+        self._lines.put(None)
+
+    def _failure(self, what: str) -> str:
+        code = self.proc.poll() if self.proc is not None else None
+        tail = _tail(self._stderr)
+        return f"{self.name} {what} (exit code {code}); its standard error ends with:\n{tail}"
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace_s: float = _TERM_GRACE_S) -> int | None:
+        """SIGTERM, then SIGKILL after ``grace_s``; reap it and its reader; the exit code."""
+        code = None
+        if self.proc is not None:
+            code = _end(self.proc, grace_s)
+        if self._reader is not None:
+            self._reader.join(_TERM_GRACE_S)
+        self._stderr.close()
+        return code
+
+
+def macp_node(name: str, agents: Mapping[str, str], deadline: Deadline, *flags: str) -> Child:
+    """Start ``macp node start`` listening on loopback with ``agents`` (``name -> mod:Class``)
+    and any further ``flags``."""
+    argv = [sys.executable, "-m", "macp", "node", "start", "--name", name, "--listen", _LOOPBACK]
+    for agent, path in agents.items():
+        argv += ["--agent", f"{agent}={path}"]
+    argv += [*flags, "--log-level", "warning", "--log-json"]
+    child = Child(f"node {name}", argv)
+    try:
+        child.start(deadline, "node.ready")
+    except BaseException:
+        child.stop(grace_s=1.0)
+        raise
+    return child
+
+
+def raw_peer(deadline: Deadline) -> Child:
+    """Start the bare pyzmq peer (:mod:`bench.peer`) listening on loopback."""
+    argv = [sys.executable, "-m", "bench.peer", "--bind", _LOOPBACK, "--parent", str(os.getpid())]
+    child = Child("raw peer", argv)
+    try:
+        child.start(deadline, "peer.ready")
+    except BaseException:
+        child.stop(grace_s=1.0)
+        raise
+    return child
+
+
+def run_to_end(name: str, argv: list[str], deadline: Deadline) -> str:
+    """Run a one-shot child to completion within the deadline; its standard output."""
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as stderr:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=child_env(),
+            cwd=REPO,
+        )
+        _track(proc)
+        try:
+            out, _ = proc.communicate(timeout=deadline.remaining(f"running {name}"))
+        except subprocess.TimeoutExpired:
+            raise BenchTimeout(
+                f"{name} did not finish within the budget; standard error:\n{_tail(stderr)}"
+            ) from None
+        finally:
+            _end(proc, 1.0)
+        if proc.returncode != 0:
+            raise BenchError(
+                f"{name} exited with code {proc.returncode}; standard error:\n{_tail(stderr)}"
+            )
+        return out

@@ -1,0 +1,182 @@
+"""The monitor's arithmetic: outcome statistics, gauges by name, alert rules, history.
+
+Metric names are ``area.measure{label=value}``, e.g. ``tasks.error_rate{type=summarize}`` or
+``node.cpu_percent{node=n1}``. An alert rule is ``metric op threshold for duration`` with a
+cooldown: it fires once the condition has held for ``for_s`` (and not within ``cooldown_s`` of
+its last firing), stays firing while the condition holds, and clears when it stops holding.
+
+Everything here is plain data driven with explicit times; the monitor actor owns it.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from macp.errors import InvalidParams
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+__all__ = ["BUCKETS_S", "History", "Outcomes", "Rule", "metric_name", "percentile"]
+
+BUCKETS_S: Final = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, math.inf)
+_OPS: Final[dict[str, Callable[[float, float], bool]]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+    "==": operator.eq, "!=": operator.ne,
+}  # fmt: skip
+_EXPRESSION: Final = re.compile(
+    r"^\s*(?P<metric>\S+)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<threshold>-?[\d.]+(?:e-?\d+)?)"
+    r"(?:\s+for\s+(?P<for>[\d.]+)\s*s)?\s*$"
+)
+
+
+def metric_name(measure: str, **labels: str) -> str:
+    """``measure{k=v,...}`` with the labels in sorted order (no braces without labels)."""
+    if not labels:
+        return measure
+    return measure + "{" + ",".join(f"{k}={labels[k]}" for k in sorted(labels)) + "}"
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values``, nearest rank; 0.0 for none."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+@dataclass
+class Outcomes:
+    """Completions of one kind (a task type, an agent, a workflow): counts, a window of recent
+    completions for rates, recent durations for percentiles, and histogram buckets."""
+
+    window_s: float
+    ok: int = 0
+    failed: int = 0
+    duration_sum_s: float = 0.0
+    recent: deque[tuple[float, bool]] = field(default_factory=deque)
+    durations: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    buckets: list[int] = field(default_factory=lambda: [0] * len(BUCKETS_S))
+
+    def add(self, now: float, ok: bool, duration_s: float) -> None:
+        if ok:
+            self.ok += 1
+        else:
+            self.failed += 1
+        self.duration_sum_s += duration_s
+        self.recent.append((now, ok))
+        self.durations.append(duration_s)
+        for i, bound in enumerate(BUCKETS_S):
+            if duration_s <= bound:
+                self.buckets[i] += 1
+
+    def gauges(self, now: float) -> dict[str, float]:
+        """Throughput and error rate over the window; duration percentiles in ms."""
+        while self.recent and self.recent[0][0] < now - self.window_s:
+            self.recent.popleft()
+        done = len(self.recent)
+        failed = sum(1 for _, ok in self.recent if not ok)
+        durations = list(self.durations)
+        return {
+            "throughput": done / self.window_s,
+            "error_rate": failed / done if done else 0.0,
+            "duration_p50_ms": percentile(durations, 0.50) * 1000,
+            "duration_p95_ms": percentile(durations, 0.95) * 1000,
+            "duration_p99_ms": percentile(durations, 0.99) * 1000,
+        }
+
+
+@dataclass
+class History:
+    """Each metric's recent values, at most ``size`` per metric."""
+
+    size: int
+    series: dict[str, deque[tuple[int, float]]] = field(default_factory=dict)
+
+    def record(self, ts_ms: int, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self.series.setdefault(name, deque(maxlen=self.size)).append((ts_ms, value))
+
+    def since(self, name: str, oldest_ms: int) -> list[list[float]]:
+        return [[ts, v] for ts, v in self.series.get(name, ()) if ts >= oldest_ms]
+
+
+@dataclass
+class Rule:
+    """An alert rule (see the module docstring)."""
+
+    name: str
+    metric: str
+    op: str
+    threshold: float
+    for_s: float = 0.0
+    cooldown_s: float = 60.0
+    since: float | None = None  # when the condition started holding
+    firing: bool = False
+    last_fired: float = -math.inf
+
+    @classmethod
+    def parse(cls, raw: Any) -> Rule:
+        """From ``{name, metric, op, threshold, for_s?, cooldown_s?}`` or ``{name, expr,
+        cooldown_s?}`` with ``expr`` like ``"tasks.error_rate{type=x} > 0.5 for 10s"``.
+
+        Raises:
+            InvalidParams: a missing or malformed field, named in the message.
+        """
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+            raise InvalidParams("an alert rule is a map with a 'name' and a metric condition")
+        fields = dict(raw)
+        expr = fields.pop("expr", None)
+        if expr is not None:
+            match = _EXPRESSION.match(str(expr))
+            if match is None:
+                raise InvalidParams(
+                    f"rule {raw['name']!r}: 'expr' must read 'METRIC OP THRESHOLD [for Ns]', "
+                    f"e.g. 'tasks.error_rate{{type=x}} > 0.5 for 10s', not {expr!r}"
+                )
+            fields.update(
+                metric=match["metric"], op=match["op"], threshold=float(match["threshold"]),
+                for_s=float(match["for"] or 0),
+            )  # fmt: skip
+        if fields.get("op") not in _OPS:
+            raise InvalidParams(f"rule {raw['name']!r}: 'op' must be one of {' '.join(_OPS)}")
+        for key in ("threshold", "for_s", "cooldown_s"):
+            value = fields.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidParams(f"rule {raw['name']!r}: {key!r} must be a number")
+        if not isinstance(fields.get("metric"), str):
+            raise InvalidParams(f"rule {raw['name']!r}: 'metric' must be a metric name")
+        return cls(
+            fields["name"], fields["metric"], fields["op"], float(fields["threshold"]),
+            float(fields.get("for_s", 0)), float(fields.get("cooldown_s", 60)),
+        )  # fmt: skip
+
+    def evaluate(self, value: float | None, now: float) -> str | None:
+        """``"firing"`` or ``"resolved"`` when the rule changes state at ``now``, else None."""
+        holds = value is not None and _OPS[self.op](value, self.threshold)
+        if not holds:
+            self.since = None
+            if self.firing:
+                self.firing = False
+                return "resolved"
+            return None
+        if self.since is None:
+            self.since = now
+        if (
+            not self.firing
+            and now - self.since >= self.for_s
+            and now - self.last_fired >= self.cooldown_s
+        ):
+            self.firing, self.last_fired = True, now
+            return "firing"
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "metric": self.metric, "op": self.op,
+                "threshold": self.threshold, "for_s": self.for_s, "cooldown_s": self.cooldown_s,
+                "firing": self.firing}  # fmt: skip

@@ -1,0 +1,280 @@
+"""The Monitor actor: how the system is doing, in numbers, with alerts and Prometheus.
+
+It gathers task and workflow outcomes from the coordinator (batched, a few times a second),
+agents' load and mailbox depth from the registry, and each node's process figures (cpu,
+memory, open sockets and files, from psutil) from the nodes themselves. Every ``sample_s`` it
+computes the gauges (see :mod:`.metrics` for their names), keeps a bounded history, and checks
+the alert rules; an ``alert`` message ``{rule, metric, value, op, threshold, state}`` (state
+``firing`` or ``resolved``) goes to every subscriber. With ``prometheus_port`` set, the same
+figures are served at ``http://ADDR:PORT/metrics``.
+
+Messages: ``monitor.samples`` (from the coordinator), ``monitor.metrics`` -> ``{name: value}``,
+``monitor.history`` ``{metric, since_s}`` -> ``[[ts_ms, value], ...]``, ``monitor.rules``,
+``monitor.add_rule`` (a rule), ``monitor.subscribe`` ``{address}``, ``monitor.prometheus`` ->
+``{port}``.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+from macp.actors.agent import Agent, handler
+from macp.actors.metrics import BUCKETS_S, History, Outcomes, Rule, metric_name
+from macp.actors.registry import CONTROL_PLANE, LIST
+from macp.envelope import Wire, now_ms
+from macp.errors import InvalidParams, MacpError
+
+if TYPE_CHECKING:
+    import concurrent.futures
+    from collections.abc import Iterator
+
+__all__ = ["ALERT", "METRICS", "SAMPLES", "Monitor"]
+
+SAMPLES: Final = "monitor.samples"
+METRICS: Final = "monitor.metrics"
+HISTORY: Final = "monitor.history"
+RULES: Final = "monitor.rules"
+ADD_RULE: Final = "monitor.add_rule"
+SUBSCRIBE: Final = "monitor.subscribe"
+PROMETHEUS: Final = "monitor.prometheus"
+ALERT: Final = "alert"
+
+
+class _Sample(NamedTuple):
+    pass
+
+
+class _Polled(NamedTuple):
+    kind: str
+    key: str
+    value: Any
+
+
+class Monitor(Agent):
+    """Metrics, history, alerts (one per cluster, on the head node, named ``monitor``).
+
+    Config: ``sample_s`` (1.0), ``window_s`` for rates (60), ``history_size`` samples per
+    metric (3600), ``rules`` (a list of rules), ``prometheus_port`` (off by default; 0 picks
+    a free port), ``prometheus_addr`` ("127.0.0.1"), ``registry`` (address).
+    """
+
+    capabilities = ("monitor",)
+    group = CONTROL_PLANE
+
+    def on_start(self) -> None:
+        cfg = self.config
+        self.sample_s = float(cfg.get("sample_s", 1.0))  # type: ignore[arg-type]
+        self.window_s = float(cfg.get("window_s", 60.0))  # type: ignore[arg-type]
+        self.history = History(int(cfg.get("history_size", 3600)))  # type: ignore[arg-type]
+        self.registry = str(cfg.get("registry") or f"registry@{self.node.name}")
+        self.outcomes: dict[str, Outcomes] = {}  # by "tasks{type=...}", "agent{agent=...}", ...
+        self.polled: dict[str, float] = {}
+        self.gauges: dict[str, float] = {}
+        self.rules = [Rule.parse(r) for r in cfg.get("rules") or []]  # type: ignore[union-attr]
+        self.subscribers: set[str] = set()
+        self.server: Any = None
+        self.timer = self.node.scheduler.call_every(self.sample_s, self._tell_self, _Sample())
+        if cfg.get("prometheus_port") is not None:
+            self._serve_prometheus(
+                int(cfg["prometheus_port"]),  # type: ignore[arg-type]
+                str(cfg.get("prometheus_addr", "127.0.0.1")),
+            )
+
+    def on_stop(self) -> None:
+        self._close()
+
+    def on_failure(self, *_exc: object) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        self.timer.cancel()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def _receive(self, message: Any) -> Any:
+        if isinstance(message, _Sample):
+            return self._sample()
+        if isinstance(message, _Polled):
+            return self._polled(message)
+        return super()._receive(message)
+
+    # -- intake -------------------------------------------------------------------------------
+
+    @handler(SAMPLES)
+    def samples(self, body: dict[str, Any]) -> None:
+        """Outcomes ``{tasks: [{type, agent, ok, duration_ms}], workflows: [{workflow, ok,
+        duration_ms}], gauges: {name: value}}`` from the coordinator."""
+        now = time.monotonic()
+        for task in body.get("tasks") or []:
+            duration = float(task.get("duration_ms", 0)) / 1000
+            for key in (
+                metric_name("tasks", type=task["type"]),
+                metric_name("agent", agent=str(task.get("agent"))),
+            ):
+                self._outcomes(key).add(now, bool(task["ok"]), duration)
+        for run in body.get("workflows") or []:
+            key = metric_name("workflow", workflow=run["workflow"])
+            self._outcomes(key).add(now, bool(run["ok"]), float(run.get("duration_ms", 0)) / 1000)
+        for name, value in (body.get("gauges") or {}).items():
+            self.polled[name] = float(value)
+
+    def _outcomes(self, key: str) -> Outcomes:
+        found = self.outcomes.get(key)
+        if found is None:
+            found = self.outcomes[key] = Outcomes(self.window_s)
+        return found
+
+    def _polled(self, polled: _Polled) -> None:
+        if polled.kind == "agents":
+            for record in polled.value:
+                self.polled[metric_name("agent.mailbox_depth", agent=record["address"])] = float(
+                    record.get("load", 0)
+                )
+        elif polled.kind == "node":
+            for measure, value in (polled.value.get("metrics") or {}).items():
+                self.polled[metric_name(f"node.{measure}", node=polled.key)] = float(value)
+
+    def _poll(self) -> None:
+        """Ask the registry and every node for fresh figures (answers come back as messages)."""
+        try:
+            future = self.node.ask(self.registry, LIST, timeout_s=self.sample_s)
+        except MacpError:
+            return
+        future.add_done_callback(self._on_agents)
+        self._polled(_Polled("node", self.node.name, self.node.info()))
+
+    def _on_agents(self, future: concurrent.futures.Future[Any]) -> None:
+        if future.exception() is not None:
+            return
+        records = future.result()
+        self._tell_self(_Polled("agents", "", records))
+        for node in sorted({r["node"] for r in records} - {self.node.name}):
+            try:
+                info = self.node.ask_node(node, "node.info", timeout_s=self.sample_s)
+            except MacpError:
+                continue
+            info.add_done_callback(partial(self._on_node_info, node))
+
+    def _on_node_info(self, node: str, future: concurrent.futures.Future[Any]) -> None:
+        if future.exception() is None:
+            self._tell_self(_Polled("node", node, future.result()))
+
+    # -- each sample --------------------------------------------------------------------------
+
+    def _sample(self) -> None:
+        now = time.monotonic()
+        gauges = dict(self.polled)
+        for key, outcomes in self.outcomes.items():
+            measure, brace, labels = key.partition("{")
+            for name, value in outcomes.gauges(now).items():
+                gauges[f"{measure}.{name}{brace}{labels}"] = value
+        self.gauges = gauges
+        self.history.record(now_ms(), gauges)
+        for rule in self.rules:
+            change = rule.evaluate(gauges.get(rule.metric), now)
+            if change is not None:
+                self._alert(rule, gauges.get(rule.metric), change)
+        self._poll()
+
+    def _alert(self, rule: Rule, value: float | None, state: str) -> None:
+        alert = {"rule": rule.name, "metric": rule.metric, "value": value, "op": rule.op,
+                 "threshold": rule.threshold, "state": state, "ts": now_ms()}  # fmt: skip
+        self.log.warning("monitor.alert", **alert) if state == "firing" else self.log.info(
+            "monitor.alert", **alert
+        )
+        for subscriber in sorted(self.subscribers):
+            self.tell(subscriber, ALERT, alert)
+
+    # -- questions ----------------------------------------------------------------------------
+
+    @handler(METRICS)
+    def metrics(self, _body: Wire) -> Wire:
+        return dict(sorted(self.gauges.items()))
+
+    @handler(HISTORY)
+    def history_of(self, body: Wire) -> Wire:
+        if not isinstance(body, dict) or not isinstance(body.get("metric"), str):
+            raise InvalidParams("monitor.history needs a 'metric' name and 'since_s'")
+        since_s = body.get("since_s", 60)
+        if isinstance(since_s, bool) or not isinstance(since_s, int | float):
+            raise InvalidParams("'since_s' must be a number of seconds")
+        return self.history.since(body["metric"], now_ms() - int(since_s * 1000))
+
+    @handler(RULES)
+    def list_rules(self, _body: Wire) -> Wire:
+        return [rule.describe() for rule in self.rules]
+
+    @handler(ADD_RULE)
+    def add_rule(self, body: Wire) -> Wire:
+        rule = Rule.parse(body)
+        self.rules = [r for r in self.rules if r.name != rule.name] + [rule]
+        return rule.describe()
+
+    @handler(SUBSCRIBE)
+    def add_subscriber(self, body: Wire) -> Wire:
+        """Tell ``address`` every alert from now on."""
+        if not isinstance(body, dict) or not isinstance(body.get("address"), str):
+            raise InvalidParams("monitor.subscribe needs the 'address' to tell")
+        self.subscribers.add(body["address"])
+        return {"subscribed": body["address"]}
+
+    @handler(PROMETHEUS)
+    def prometheus(self, _body: Wire) -> Wire:
+        return {"port": self.server.server_port if self.server is not None else None}
+
+    # -- Prometheus ---------------------------------------------------------------------------
+
+    def _serve_prometheus(self, port: int, addr: str) -> None:
+        from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collector(self))
+        self.server, _thread = start_http_server(port, addr=addr, registry=registry)
+        self.log.info("monitor.prometheus", addr=addr, port=self.server.server_port)
+
+
+class _Collector:
+    """Prometheus exposition of the monitor's figures (runs on the HTTP server's thread, so
+    it reads only the snapshots the monitor replaces whole)."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self._monitor = monitor
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (  # noqa: PLC0415
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        outcomes = dict(self._monitor.outcomes)
+        done = CounterMetricFamily(
+            "macp_completions", "Completions by kind", labels=["kind", "name", "outcome"]
+        )
+        durations = HistogramMetricFamily(
+            "macp_duration_seconds", "Completion durations", labels=["kind", "name"]
+        )
+        for key, stats in outcomes.items():
+            kind, _, rest = key.partition("{")
+            name = rest.rstrip("}").partition("=")[2]
+            done.add_metric([kind, name, "ok"], stats.ok)
+            done.add_metric([kind, name, "failed"], stats.failed)
+            buckets = [(str(bound) if bound != float("inf") else "+Inf", count)
+                       for bound, count in zip(BUCKETS_S, stats.buckets, strict=True)]  # fmt: skip
+            durations.add_metric([kind, name], buckets, stats.duration_sum_s)
+        yield done
+        yield durations
+        families: dict[str, Any] = {}
+        for metric, value in dict(self._monitor.gauges).items():
+            measure, _, rest = metric.partition("{")
+            labels = dict(part.split("=", 1) for part in rest.rstrip("}").split(",") if part)
+            prom = "macp_" + measure.replace(".", "_")
+            family = families.get(prom)
+            if family is None:
+                family = families[prom] = GaugeMetricFamily(prom, measure, labels=sorted(labels))
+            family.add_metric([labels[k] for k in sorted(labels)], value)
+        yield from families.values()

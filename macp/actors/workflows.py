@@ -1,0 +1,393 @@
+"""The workflow engine, inside the coordinator: each step is a coordinator task.
+
+So retries, timeouts, failover and the journal hold for workflows as for any task. A run
+dispatches its ready steps as their dependencies finish, by the run's strategy:
+
+- ``sequential``: one step at a time, in topological order;
+- ``parallel``: every ready step at once, at most ``max_concurrency`` running;
+- ``priority``: ready steps by step priority (ties in topological order), same bound;
+- ``resource-aware``: a step that declares ``resources`` starts only once the resource
+  manager grants them all, and gives them back when it ends;
+- ``adaptive``: one of the above, chosen at the start from the run's shape and the free agents;
+  the choice and its reason are recorded in the run.
+
+Messages: ``workflow.define`` (a definition, see :mod:`.dag`), ``workflow.run``
+``{workflow | definition, input?, strategy?, max_concurrency?}`` -> ``{run_id}``,
+``workflow.status``/``pause``/``resume``/``cancel``/``result`` ``{run_id}``, ``workflow.list``.
+A run's result is ``{sink step: output}`` (``merge: dict``), the list of sink outputs
+(``list``), or their maps merged (``union``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
+
+from macp.actors.agent import handler
+from macp.actors.dag import Workflow, render
+from macp.actors.registry import ROUTABLE
+from macp.actors.tasks import new_record, requirement
+from macp.envelope import Wire, new_id, now_ms
+from macp.errors import Cancelled, ConfigError, InsufficientResources, InvalidParams, MacpError
+
+if TYPE_CHECKING:
+    from macp.actors.context import Context, Deferred, Reply
+    from macp.actors.tasks import AgentView
+
+__all__ = ["CANCEL", "DEFINE", "LIST", "PAUSE", "RESULT", "RESUME", "RUN", "STATUS", "Workflows"]
+
+DEFINE: Final = "workflow.define"
+RUN: Final = "workflow.run"
+STATUS: Final = "workflow.status"
+PAUSE: Final = "workflow.pause"
+RESUME: Final = "workflow.resume"
+CANCEL: Final = "workflow.cancel"
+RESULT: Final = "workflow.result"
+LIST: Final = "workflow.list"
+_FINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
+_RESOLVED: Final = frozenset({"succeeded", "failed", "skipped"})  # dependents may go on
+_DEFINITION: Final = "definition"
+
+
+class Workflows:
+    """The workflow half of :class:`~macp.actors.coordinator.Coordinator`."""
+
+    if TYPE_CHECKING:
+        node: Any
+        journal: Any
+        tasks: dict[str, dict[str, Any]]
+        agents: dict[str, AgentView]
+        after_commit: list[Any]
+        samples: dict[str, list[dict[str, Any]]]
+        log: Any
+
+        def _save(self, task: dict[str, Any]) -> None: ...
+        def _enqueue(self, task: dict[str, Any]) -> None: ...
+        def _pump(self) -> None: ...
+        def _finish(self, task: dict[str, Any], state: str, *, result: Any = ...,
+                    error: BaseException | None = ...) -> None: ...  # fmt: skip
+
+    def _init_workflows(self) -> None:
+        self.definitions: dict[str, dict[str, Any]] = {}
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.parsed: dict[str, Workflow] = {}
+        self.run_waiters: dict[str, list[Deferred]] = {}
+        self.dirty_runs: dict[str, dict[str, Any]] = {}
+        self.step_seq = itertools.count(1)
+        for record in self.journal.workflows():
+            if record["state"] == _DEFINITION:
+                self.definitions[record["name"]] = record["definition"]
+            else:
+                self.runs[record["id"]] = dict(record)
+
+    def _resume_runs(self) -> None:
+        """After a restart: go on with every run that had not finished."""
+        for run in self.runs.values():
+            if run["state"] not in _FINAL:
+                self.parsed[run["id"]] = Workflow.parse(run["definition"])
+                self._advance(run)
+
+    def _save_run(self, run: dict[str, Any]) -> None:
+        run["updated_ms"] = now_ms()
+        self.dirty_runs[run["id"]] = run
+
+    # -- the API ------------------------------------------------------------------------------
+
+    @handler(DEFINE)
+    def define(self, body: Wire) -> Wire:
+        workflow = self._parse(body)
+        self.definitions[workflow.name] = dict(body)  # type: ignore[arg-type]
+        record_id = f"definition:{workflow.name}"
+        self.dirty_runs[record_id] = {"id": record_id, "state": _DEFINITION, "name": workflow.name,
+                                      "definition": body, "updated_ms": now_ms()}  # fmt: skip
+        return {"name": workflow.name, "steps": [s.id for s in workflow.steps]}
+
+    def _parse(self, definition: Wire) -> Workflow:
+        try:
+            return Workflow.parse(definition)
+        except ConfigError as e:
+            raise InvalidParams(e.message) from e
+
+    @handler(RUN)
+    def run(self, body: Wire, ctx: Context) -> Reply:
+        if not isinstance(body, dict):
+            raise InvalidParams("workflow.run needs a map with 'workflow' (a name) or 'definition'")
+        definition = body.get("definition")
+        if definition is None:
+            name = body.get("workflow")
+            if name not in self.definitions:
+                known = ", ".join(sorted(self.definitions)) or "none"
+                raise InvalidParams(f"no workflow {name!r} is defined (defined: {known})")
+            definition = self.definitions[str(name)]
+        workflow = self._parse(definition)
+        strategy = body.get("strategy") or workflow.strategy
+        if strategy not in ("sequential", "parallel", "priority", "resource-aware", "adaptive"):
+            raise InvalidParams(f"'strategy' {strategy!r} is not a pipeline strategy")
+        run = self._new_run(workflow, definition, body, strategy)
+        self.parsed[run["id"]] = workflow
+        self.runs[run["id"]] = run
+        self._advance(run)
+        reply = ctx.defer()
+        self.after_commit.append(partial(reply.resolve, {"run_id": run["id"]}))
+        return reply
+
+    def _new_run(
+        self, workflow: Workflow, definition: Any, body: dict[str, Any], strategy: str
+    ) -> dict[str, Any]:
+        limit = body.get("max_concurrency") or workflow.max_concurrency
+        chosen = {"strategy": strategy, "reason": "requested"}
+        if strategy == "adaptive":
+            chosen, limit = self._adapt(workflow, limit)
+        now = now_ms()
+        return {
+            "id": new_id(), "workflow": workflow.name, "definition": definition,
+            "input": body.get("input"), "strategy": strategy, "chosen": chosen,
+            "max_concurrency": limit, "state": "running", "result": None, "error": None,
+            "created_ms": now, "finished_ms": None, "updated_ms": now,
+            "steps": {s.id: {"state": "standby" if s.id in workflow.fallbacks else "waiting",
+                             "task_id": None, "output": None, "error": None,
+                             "dispatched": None, "finished": None, "lease": None,
+                             "instead_of": None} for s in workflow.steps},
+        }  # fmt: skip
+
+    def _adapt(self, workflow: Workflow, limit: int | None) -> tuple[dict[str, str], int | None]:
+        """Choose a strategy from the run's shape and the agents free now; say why."""
+        needs = [requirement(new_record("-", s.task_spec())) for s in workflow.steps]
+        free = sum(
+            1
+            for v in self.agents.values()
+            if v.status in ROUTABLE and v.in_flight == 0 and any(v.meets(n) for n in needs)
+        )
+        width = workflow.width()
+        if any(s.resources for s in workflow.steps):
+            return {"strategy": "resource-aware", "reason": "steps declare resources"}, limit
+        if width > 1 and free >= 2:  # noqa: PLR2004
+            bound = min(width, free, limit or width)
+            reason = (
+                f"{free} free agents for up to {width} steps at once: at most {bound} at a time"
+            )
+            return {"strategy": "parallel", "reason": reason}, bound
+        if len({s.priority for s in workflow.steps}) > 1:
+            return {
+                "strategy": "priority",
+                "reason": f"{free} free agent(s); steps have priorities",
+            }, 1
+        reason = f"{free} free agent(s) for at most {width} step(s) at once: one at a time"
+        return {"strategy": "sequential", "reason": reason}, 1
+
+    @handler(STATUS)
+    def run_status(self, body: Wire) -> Wire:
+        run = self._run(body)
+        return {k: v for k, v in run.items() if k != "definition"}
+
+    @handler(RESULT)
+    def run_result(self, body: Wire, ctx: Context) -> Reply:
+        run = self._run(body)
+        if run["state"] in _FINAL:
+            return self._outcome(run)
+        reply = ctx.defer()
+        self.run_waiters.setdefault(run["id"], []).append(reply)
+        return reply
+
+    @handler(PAUSE)
+    def pause_run(self, body: Wire) -> Wire:
+        run = self._run(body)
+        if run["state"] == "running":
+            run["state"] = "paused"
+            self._save_run(run)
+        return {"state": run["state"]}
+
+    @handler(RESUME)
+    def resume_run(self, body: Wire) -> Wire:
+        run = self._run(body)
+        if run["state"] == "paused":
+            run["state"] = "running"
+            self._advance(run)
+            self._save_run(run)
+        return {"state": run["state"]}
+
+    @handler(CANCEL)
+    def cancel_run(self, body: Wire) -> Wire:
+        run = self._run(body)
+        if run["state"] in _FINAL:
+            return {"cancelled": False, "state": run["state"]}
+        self._end_run(run, "cancelled", Cancelled(f"workflow run {run['id']} was cancelled"))
+        return {"cancelled": True, "state": "cancelled"}
+
+    @handler(LIST)
+    def list_runs(self, _body: Wire) -> Wire:
+        return {
+            "definitions": sorted(self.definitions),
+            "runs": [{k: r[k] for k in ("id", "workflow", "state", "created_ms")}
+                     for r in self.runs.values()],
+        }  # fmt: skip
+
+    def _run(self, body: Wire) -> dict[str, Any]:
+        run_id = body.get("run_id") if isinstance(body, dict) else None
+        run = self.runs.get(run_id) if isinstance(run_id, str) else None
+        if run is None:
+            raise InvalidParams(f"no workflow run {run_id!r}; use the run_id workflow.run returned")
+        return run
+
+    def _outcome(self, run: dict[str, Any]) -> Wire:
+        if run["state"] == "succeeded":
+            return run["result"]  # type: ignore[no-any-return]
+        from macp.errors import error_from_body  # noqa: PLC0415
+
+        raise error_from_body(run["error"])
+
+    # -- running ------------------------------------------------------------------------------
+
+    def _advance(self, run: dict[str, Any]) -> None:
+        """Dispatch what the strategy allows; finish the run when nothing is left."""
+        workflow, steps = self.parsed[run["id"]], run["steps"]
+        order = workflow.order()
+        for step_id in order:
+            if steps[step_id]["state"] == "waiting" and all(
+                steps[d]["state"] in _RESOLVED for d in workflow.step(step_id).depends_on
+            ):
+                steps[step_id]["state"] = "ready"
+        if run["state"] != "running":
+            self._save_run(run)
+            return
+        strategy = run["chosen"]["strategy"]
+        limit = 1 if strategy == "sequential" else run["max_concurrency"] or len(steps)
+        ready = [s for s in [*order, *workflow.fallbacks] if steps[s]["state"] == "ready"]
+        if strategy == "priority":
+            ready.sort(key=lambda s: -workflow.step(s).priority)
+        running = sum(1 for s in steps.values() if s["state"] == "running")
+        for step_id in ready:
+            if running >= limit:
+                break
+            if strategy == "resource-aware" and not self._lease(run, workflow.step(step_id)):
+                continue  # it waits for the resources; another step may fit
+            self._dispatch(run, step_id)
+            running += 1
+        if running == 0 and not any(s["state"] in ("waiting", "ready") for s in steps.values()):
+            self._complete(run)
+        self._save_run(run)
+
+    def _lease(self, run: dict[str, Any], step: Any) -> bool:
+        if not step.resources:
+            return True
+        owner = f"workflow:{run['id']}:{step.id}"
+        body = {"owner": owner, "amounts": step.resources}
+        try:
+            lease = self.node.ask(f"resources@{self.node.name}", "resources.allocate", body).get()
+        except InsufficientResources:
+            return False
+        except MacpError as e:
+            self.log.warning("workflow.lease_failed", run=run["id"], step=step.id, error=str(e))
+            return False
+        run["steps"][step.id]["lease"] = lease["lease_id"]
+        return True
+
+    def _give_back(self, run: dict[str, Any], step_id: str) -> None:
+        lease, run["steps"][step_id]["lease"] = run["steps"][step_id]["lease"], None
+        if lease is not None:
+            self.node.tell(f"resources@{self.node.name}", "resources.release", {"lease_id": lease})
+
+    def _dispatch(self, run: dict[str, Any], step_id: str) -> None:
+        workflow, record = self.parsed[run["id"]], run["steps"][step_id]
+        inputs_of = workflow.step(record["instead_of"] or step_id)  # a fallback: the failed one's
+        deps = {d: run["steps"][d]["output"] for d in inputs_of.depends_on}
+        own = workflow.step(step_id)
+        body = (
+            {"input": run["input"], "deps": deps}
+            if own.body is None
+            else render(own.body, run["input"], deps)
+        )
+        task = new_record(new_id(), {**own.task_spec(), "body": body})
+        task.update(workflow=run["id"], step=step_id)
+        self.tasks[task["id"]] = task
+        self._save(task)
+        self._enqueue(task)
+        record.update(state="running", task_id=task["id"], dispatched=next(self.step_seq),
+                      dispatched_ms=now_ms())  # fmt: skip
+
+    def _step_finished(self, task: dict[str, Any]) -> None:
+        """A step's task ended (called by the coordinator as it finishes a task)."""
+        run = self.runs.get(task["workflow"])
+        if run is None:
+            return
+        step_id, steps = task["step"], run["steps"]
+        record = steps[step_id]
+        self._give_back(run, step_id)
+        record.update(finished=next(self.step_seq), finished_ms=now_ms(), error=task["error"])
+        if run["state"] in _FINAL:
+            record["state"] = task["state"]
+            self._save_run(run)
+            return
+        if task["state"] == "succeeded":
+            record.update(state="succeeded", output=task["result"])
+            if record["instead_of"] is not None:  # a fallback: its output stands in
+                steps[record["instead_of"]].update(state="succeeded", output=task["result"])
+        else:
+            self._step_failed(run, step_id)
+        self._advance(run)
+        self._pump()
+
+    def _step_failed(self, run: dict[str, Any], step_id: str) -> None:
+        workflow, steps = self.parsed[run["id"]], run["steps"]
+        steps[step_id]["state"] = "failed"
+        failed = steps[step_id]["instead_of"] or step_id
+        step = workflow.step(failed)
+        if step.on_failure == "continue":
+            steps[failed]["state"] = "failed"  # dependents run, with no output from it
+        elif step.fallback is not None and steps[step_id]["instead_of"] is None:
+            steps[failed]["state"] = "replaced"
+            steps[step.fallback].update(state="ready", instead_of=failed)
+        else:
+            from macp.errors import error_from_body  # noqa: PLC0415
+
+            cause = error_from_body(steps[step_id]["error"])
+            self._end_run(run, "failed", MacpError(
+                f"workflow {run['workflow']!r} failed at step {failed!r}: {cause}",
+                data={"step": failed, "error": steps[step_id]["error"]},
+            ))  # fmt: skip
+
+    def _complete(self, run: dict[str, Any]) -> None:
+        workflow = self.parsed[run["id"]]
+        outputs = {s: run["steps"][s]["output"] for s in workflow.sinks()}
+        if workflow.merge == "list":
+            result: Any = list(outputs.values())
+        elif workflow.merge == "union":
+            result = {
+                k: v for out in outputs.values() if isinstance(out, dict) for k, v in out.items()
+            }
+        else:
+            result = outputs
+        run.update(result=result)
+        self._end_run(run, "succeeded", None)
+
+    def _end_run(self, run: dict[str, Any], state: str, error: MacpError | None) -> None:
+        from macp.errors import error_body  # noqa: PLC0415
+
+        run.update(state=state, finished_ms=now_ms(), error=error_body(error) if error else None)
+        duration_ms = run["finished_ms"] - run["created_ms"]
+        sample = {
+            "workflow": run["workflow"],
+            "ok": state == "succeeded",
+            "duration_ms": duration_ms,
+        }
+        self.samples["workflows"].append(sample)
+        for step_id, record in run["steps"].items():
+            if record["state"] == "running" and state != "succeeded":
+                task = self.tasks.get(record["task_id"])
+                if task is not None and task["state"] not in _FINAL:
+                    self._finish(task, "cancelled", error=Cancelled(f"run {run['id']} ended"))
+                self._give_back(run, step_id)
+            elif record["state"] in ("waiting", "ready", "standby"):
+                record["state"] = "skipped" if state == "succeeded" else "cancelled"
+        self._save_run(run)
+        waiters = self.run_waiters.pop(run["id"], [])
+
+        def announce() -> None:
+            for waiter in waiters:
+                if error is None:
+                    waiter.resolve(run["result"])
+                else:
+                    waiter.fail(error)
+
+        self.after_commit.append(announce)
