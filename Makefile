@@ -15,7 +15,7 @@ setup: $(STAMP)
 
 ## run: set up, then run the demo
 run: setup
-	$(BIN)/python -m examples.quickstart
+	$(BIN)/macp up examples/wordcount/topology.yaml --task '{"corpus": "examples/wordcount/corpus"}'
 
 ## test: set up, then lint, type-check and run every test
 test: setup lint type pytest

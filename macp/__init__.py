@@ -50,6 +50,8 @@ from macp.supervisor import ChildSpec as ChildSpec
 from macp.supervisor import Restart as Restart
 from macp.supervisor import Strategy as Strategy
 from macp.supervisor import SupervisorSpec as SupervisorSpec
+from macp.topologies.roles import Hub as Hub
+from macp.topologies.roles import Peer as Peer
 from macp.transport.refs import AskFuture as AskFuture
 from macp.transport.refs import Ref as Ref
 
@@ -73,6 +75,7 @@ __all__ = [
     "Deferred",
     "Envelope",
     "EnvelopeError",
+    "Hub",
     "InsufficientResources",
     "InternalError",
     "InvalidParams",
@@ -80,6 +83,7 @@ __all__ = [
     "MacpError",
     "Node",
     "NodeDown",
+    "Peer",
     "PeerBroken",
     "PeerClosed",
     "PoisonMessage",

@@ -1,8 +1,12 @@
-"""Finding agent classes by import path (``package.module:Class``), for the CLI and YAML."""
+"""Finding agent classes by import path (``package.module:Class``), for the CLI and YAML.
+
+Modules are imported from the installed packages and from the current directory."""
 
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
 
 from macp._supervised import Supervised
 from macp.errors import ConfigError
@@ -20,6 +24,9 @@ def load_class(path: object, field: str) -> type[Supervised]:
     if not isinstance(path, str) or path.count(":") != 1:
         raise ConfigError(f"{field}: {path!r} is not an import path; write package.module:Class")
     module_name, _, class_name = path.partition(":")
+    here = str(Path.cwd())
+    if here not in sys.path:  # as `python -m` and uvicorn do: the current directory too
+        sys.path.insert(0, here)
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:

@@ -14,12 +14,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import structlog
 import typer
 
 import macp
+from macp._cli_topology import register
+from macp.cli_support import fail
 from macp.errors import ConfigError, MacpError
 from macp.log import configure_logging
 
@@ -39,15 +41,10 @@ node_app = typer.Typer(help="Run or query one node.", no_args_is_help=True)
 keys_app = typer.Typer(help="Make CURVE key pairs for nodes.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 app.add_typer(keys_app, name="keys")
+register(app)
 
 LogJson = Annotated[bool, typer.Option("--log-json", help="Log JSON lines even on a terminal.")]
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``error: message`` to standard error and exit with ``code``."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -79,8 +76,22 @@ def version() -> None:
 
 @node_app.command("start")
 def node_start(
-    name: Annotated[str, typer.Option(help="This node's name, unique in the cluster.")],
-    listen: Annotated[str, typer.Option(help="Address to listen on, tcp://HOST:PORT.")],
+    name: Annotated[
+        str | None, typer.Option(help="This node's name, unique in the cluster.")
+    ] = None,
+    listen: Annotated[
+        str | None, typer.Option(help="Address to listen on, tcp://HOST:PORT.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="A topology file: run its node --node from it.")
+    ] = None,
+    node_name: Annotated[
+        str | None, typer.Option("--node", help="Which node of --config this is.")
+    ] = None,
+    address: Annotated[
+        list[str] | None,
+        typer.Option(help="With --config: NAME=ADDRESS overriding a node's address."),
+    ] = None,
     join: Annotated[
         str | None, typer.Option(help="Address (or NAME=ADDRESS) of any cluster member.")
     ] = None,
@@ -125,6 +136,12 @@ def node_start(
     stop = _stop_on_signals()  # before anything starts, so no signal finds it half-made
     from macp._loader import load_class  # noqa: PLC0415
 
+    if config is not None:
+        node = _node_of_file(config, node_name or name, _pairs(address or [], "--address"))
+        _announce(node)
+        raise typer.Exit(_serve(node, stop))
+    if name is None or listen is None:
+        fail("give --name and --listen (or --config FILE --node NAME)")
     try:
         settings = macp.Settings(
             heartbeat_interval_s=heartbeat_s,
@@ -155,9 +172,25 @@ def node_start(
     except MacpError as e:
         node.stop()
         fail(e.message)
+    _announce(node)
+    raise typer.Exit(_serve(node, stop))
+
+
+def _announce(node: macp.Node) -> None:
     typer.echo(json.dumps({"event": "node.ready", "name": node.name, "address": node.address}))
     sys.stdout.flush()
-    raise typer.Exit(_serve(node, stop))
+
+
+def _node_of_file(config: Path, name: str | None, addresses: dict[str, str]) -> macp.Node:
+    from macp.topologies.deploy import start_node  # noqa: PLC0415
+    from macp.topologies.spec import load_spec  # noqa: PLC0415
+
+    if name is None:
+        fail("with --config, say which node this is: --node NAME")
+    try:
+        return start_node(load_spec(config), name, addresses=addresses)
+    except MacpError as e:
+        fail(e.message)
 
 
 def _stop_on_signals() -> threading.Event:

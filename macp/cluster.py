@@ -184,6 +184,8 @@ class Cluster:
         body: Wire = None,
         *,
         capabilities: Sequence[str] = (),
+        role: str | None = None,
+        agent: str | None = None,
         priority: int = Priority.MEDIUM,
         timeout_s: float = 30.0,
         max_retries: int = 3,
@@ -197,7 +199,9 @@ class Cluster:
         Args:
             type: the handler type the agent runs.
             body: its input.
-            capabilities: what the agent must have (default: ``[type]``).
+            capabilities: what the agent must have (default: any agent that handles ``type``).
+            role: run it on an agent with this role.
+            agent: run it on this agent (an address) only.
             priority: 0 (low) to 3 (critical); higher goes first.
             timeout_s: per attempt, and how long to wait for a capable agent.
             max_retries: retries after the first attempt before the task is a poison message.
@@ -206,7 +210,8 @@ class Cluster:
             notify: an address told ``task.done`` when the task finishes.
         """
         spec = {
-            "type": type, "body": body, "capabilities": list(capabilities),
+            "type": type, "body": body, "capabilities": list(capabilities), "role": role,
+            "agent": agent,
             "priority": int(priority), "timeout_s": timeout_s, "max_retries": max_retries,
             "backoff_s": backoff_s, "backoff_max_s": backoff_max_s,
             "idempotency_key": idempotency_key, "notify": notify,

@@ -147,7 +147,7 @@ class Agent(Controls, Supervised):
         """Args: ``config`` for the agent's own use; ``capabilities``, ``role`` and ``group``
         override the class's for this instance (a topology file sets them per agent)."""
         super().__init__()
-        self.config: dict[str, Wire] = dict(config or {})
+        self.config: dict[str, Any] = dict(config or {})
         if capabilities is not None:
             self.capabilities = tuple(capabilities)  # type: ignore[misc]
         if role is not None:

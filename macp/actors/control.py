@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from enum import StrEnum
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from macp.errors import InvalidParams, UnknownMessageType
 
@@ -67,7 +67,7 @@ class Controls:
         name: str
         address: str
         state: AgentState
-        config: dict[str, Wire]
+        config: dict[str, Any]
         capabilities: ClassVar[tuple[str, ...]]
         role: ClassVar[str | None]
         _held: deque[Envelope]

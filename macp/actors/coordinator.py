@@ -77,9 +77,9 @@ class Coordinator(Workflows, Routing, FanOut, Agent):
 
     def on_start(self) -> None:
         cfg = self.config
-        self.max_in_flight = int(cfg.get("max_in_flight", 4))  # type: ignore[arg-type]
-        self.breaker_failures = int(cfg.get("breaker_failures", 3))  # type: ignore[arg-type]
-        self.breaker_cooldown_s = float(cfg.get("breaker_cooldown_s", 10.0))  # type: ignore[arg-type]
+        self.max_in_flight = int(cfg.get("max_in_flight", 4))
+        self.breaker_failures = int(cfg.get("breaker_failures", 3))
+        self.breaker_cooldown_s = float(cfg.get("breaker_cooldown_s", 10.0))
         self.registry = str(cfg.get("registry") or f"registry@{self.node.name}")
         self.journal = open_journal(cfg.get("journal"), self.node.name)
         self.tasks: dict[str, dict[str, Any]] = {}

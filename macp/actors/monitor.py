@@ -65,20 +65,20 @@ class Monitor(Agent):
 
     def on_start(self) -> None:
         cfg = self.config
-        self.sample_s = float(cfg.get("sample_s", 1.0))  # type: ignore[arg-type]
-        self.window_s = float(cfg.get("window_s", 60.0))  # type: ignore[arg-type]
-        self.history = History(int(cfg.get("history_size", 3600)))  # type: ignore[arg-type]
+        self.sample_s = float(cfg.get("sample_s", 1.0))
+        self.window_s = float(cfg.get("window_s", 60.0))
+        self.history = History(int(cfg.get("history_size", 3600)))
         self.registry = str(cfg.get("registry") or f"registry@{self.node.name}")
         self.outcomes: dict[str, Outcomes] = {}  # by "tasks{type=...}", "agent{agent=...}", ...
         self.polled: dict[str, float] = {}
         self.gauges: dict[str, float] = {}
-        self.rules = [Rule.parse(r) for r in cfg.get("rules") or []]  # type: ignore[union-attr]
+        self.rules = [Rule.parse(r) for r in cfg.get("rules") or []]
         self.subscribers: set[str] = set()
         self.server: Any = None
         self.timer = self.node.scheduler.call_every(self.sample_s, self._tell_self, _Sample())
         if cfg.get("prometheus_port") is not None:
             self._serve_prometheus(
-                int(cfg["prometheus_port"]),  # type: ignore[arg-type]
+                int(cfg["prometheus_port"]),
                 str(cfg.get("prometheus_addr", "127.0.0.1")),
             )
 
@@ -172,6 +172,8 @@ class Monitor(Agent):
             measure, brace, labels = key.partition("{")
             for name, value in outcomes.gauges(now).items():
                 gauges[f"{measure}.{name}{brace}{labels}"] = value
+            gauges[f"{measure}.succeeded{brace}{labels}"] = float(outcomes.ok)
+            gauges[f"{measure}.failed{brace}{labels}"] = float(outcomes.failed)
         self.gauges = gauges
         self.history.record(now_ms(), gauges)
         for rule in self.rules:

@@ -35,7 +35,7 @@ class OwnerWatch:
     if TYPE_CHECKING:
         address: str
         node: Any
-        config: dict[str, Wire]
+        config: dict[str, Any]
         log: Any
 
         def subscribe(self, *events: str) -> None: ...

@@ -429,7 +429,8 @@ class Router:
 
     def _apply(self, events: list[PeerEvent]) -> None:
         for event in events:
-            level = self._log.warning if event.kind == "node.down" else self._log.info
+            unexpected = event.kind == "node.down" and event.reason != "left"
+            level = self._log.warning if unexpected else self._log.info
             level(event.kind, peer=event.node, reason=event.reason)
             if event.kind == "node.up" and event.node in self._peers:
                 _system.say_hello(self, self._peers[event.node])

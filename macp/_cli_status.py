@@ -1,0 +1,74 @@
+"""``macp status``: what a running topology is doing, as JSON or as tables."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from macp.errors import MacpError
+
+if TYPE_CHECKING:
+    from macp.cluster import Cluster
+
+__all__ = ["gather", "render"]
+
+_ACTIVE = ["pending", "assigned", "running", "retrying"]
+
+
+def gather(cluster: Cluster) -> dict[str, Any]:
+    """Nodes (state, uptime), agents (status, load, tasks done and failed), tasks in flight,
+    and workflow runs."""
+    node = cluster.node
+    head = node.ask_node("*", "node.info", timeout_s=cluster.timeout_s).get()
+    nodes = [{"name": head["name"], "state": "up", "address": head["address"],
+              "uptime_s": head["uptime_s"]}]  # fmt: skip
+    for name, peer in sorted(head["peers"].items()):
+        entry = {"name": name, "state": peer["state"], "address": peer["address"], "uptime_s": None}
+        if peer["state"] == "up":
+            try:
+                entry["uptime_s"] = node.ask_node(name, "node.info", timeout_s=2).get()["uptime_s"]
+            except MacpError:
+                entry["state"] = "unreachable"
+        nodes.append(entry)
+    try:
+        metrics = cluster._ask("monitor", "monitor.metrics")
+    except MacpError:
+        metrics = {}
+    agents = []
+    for record in cluster.agents():
+        key = "{agent=" + record["address"] + "}"
+        agents.append({
+            "address": record["address"], "status": record["status"], "load": record["load"],
+            "role": record["role"], "group": record["group"],
+            "done": int(metrics.get(f"agent.succeeded{key}", 0)),
+            "failed": int(metrics.get(f"agent.failed{key}", 0)),
+        })  # fmt: skip
+    runs = cluster.runs()
+    return {
+        "nodes": nodes,
+        "agents": agents,
+        "tasks": cluster.tasks(states=_ACTIVE),
+        "workflows": [r for r in runs["runs"] if r["state"] in {"running", "paused"}],
+        "workflow_definitions": runs["definitions"],
+    }
+
+
+def render(report: dict[str, Any]) -> None:
+    """Tables on a terminal (rich), plain columns otherwise."""
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120)
+    sections = [
+        ("nodes", ["name", "state", "address", "uptime_s"]),
+        ("agents", ["address", "status", "load", "done", "failed", "role", "group"]),
+        ("tasks", ["id", "type", "state", "attempts", "agent", "progress"]),
+        ("workflows", ["id", "workflow", "state"]),
+    ]
+    for title, columns in sections:
+        table = Table(title=f"{title} ({len(report[title])})", title_justify="left")
+        for column in columns:
+            table.add_column(column)
+        for row in report[title]:
+            table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        console.print(table)

@@ -1,0 +1,301 @@
+"""The ``macp`` commands that work on a topology file: validate, up, run, status, control."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+import macp
+from macp.cli_support import fail, parse_json
+from macp.errors import ConfigError, MacpError
+from macp.log import configure_logging
+from macp.topologies import builders
+from macp.topologies.spec import TopologySpec, load_spec
+
+__all__ = ["register"]
+
+File = Annotated[Path, typer.Argument(help="The topology file (YAML).")]
+Connect = Annotated[
+    str | None, typer.Option("--connect", help="Address of any node of the running topology.")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _spec(file: Path) -> TopologySpec:
+    try:
+        return load_spec(file)
+    except ConfigError as e:
+        for line in e.message.splitlines():
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(1) from None
+
+
+def summary(spec: TopologySpec) -> str:
+    """What ``macp validate`` prints for a valid file."""
+    instances = spec.placement()
+    kind = spec.topology.kind if spec.topology is not None else "no topology"
+    counts = f"{len(spec.nodes)} nodes, {len(spec.agents)} agents, {len(instances)} instances"
+    lines = [f"topology {spec.name} ({kind}): {counts}", "nodes:"]
+    lines += [f"  {n.name:<12} {n.listen:<26} {'head' if n is spec.head else ''}".rstrip()
+              for n in spec.nodes]  # fmt: skip
+    lines.append("agents:")
+    for agent in spec.agents:
+        where = ", ".join(sorted({node for _, node in agent.instances(spec.head.name)}))
+        caps = ", ".join(agent.capabilities or [])
+        lines.append(f"  {agent.name:<12} x{agent.replicas:<3} on {where:<16} {agent.class_}"
+                     + (f" [{caps}]" if caps else ""))  # fmt: skip
+    lines.append(f"workflows: {', '.join(w['name'] for w in spec.workflows) or '(none)'}")
+    return "\n".join(lines)
+
+
+def _free_addresses(spec: TopologySpec) -> dict[str, str]:
+    """Concrete addresses for nodes that listen on port 0 (to run them all on this host)."""
+    chosen = {}
+    for node in spec.nodes:
+        if node.listen.startswith("tcp://") and node.listen.endswith(":0"):
+            host = node.listen[len("tcp://") : -2]
+            with socket.socket() as probe:
+                probe.bind((host, 0))
+                chosen[node.name] = f"tcp://{host}:{probe.getsockname()[1]}"
+    return chosen
+
+
+class _Process:
+    """One node of ``macp up``, as a child process; ``ready`` once it listens."""
+
+    def __init__(
+        self, spec: TopologySpec, node: str, addresses: dict[str, str], level: str
+    ) -> None:
+        args = [sys.executable, "-m", "macp", "node", "start", "--config", spec.path,
+                "--node", node, "--log-level", level]  # fmt: skip
+        for name, address in addresses.items():
+            args += ["--address", f"{name}={address}"]
+        self.node = node
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
+        )
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        with self.proc.stdout as out:
+            for line in out:
+                if '"node.ready"' in line:
+                    self.ready.set()
+        self.ready.set()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def _start_all(spec: TopologySpec, level: str) -> tuple[list[_Process], dict[str, str]]:
+    addresses = {**{n.name: n.listen for n in spec.nodes}, **_free_addresses(spec)}
+    head = spec.head.name
+    started = [_Process(spec, head, addresses, level)]
+    if not started[0].ready.wait(60) or started[0].proc.poll() is not None:
+        _stop_all(started)
+        fail(f"node {head!r} did not start; its errors are above", 1)
+    started += [_Process(spec, n.name, addresses, level) for n in spec.nodes if n.name != head]
+    for process in started[1:]:
+        if not process.ready.wait(60) or process.proc.poll() is not None:
+            _stop_all(started)
+            fail(f"node {process.node!r} did not start; its errors are above", 1)
+    return started, addresses
+
+
+def _stop_all(processes: list[_Process]) -> None:
+    for process in reversed(processes):
+        process.stop()
+
+
+def _wait_registered(cluster: macp.Cluster, spec: TopologySpec, timeout_s: float) -> None:
+    expected = {f"{inst}@{node}" for inst, _, node in spec.placement()}
+    expected |= {f"{e.name}@{e.node}" for e in builders.extras(spec)}
+    deadline = time.monotonic() + timeout_s
+    shown = -1
+    while True:
+        up = {r["address"] for r in cluster.agents() if r["status"] in {"available", "busy"}}
+        done = len(expected & up)
+        if done != shown and sys.stderr.isatty():
+            typer.echo(
+                f"\ragents registered: {done}/{len(expected)}", err=True, nl=done == len(expected)
+            )
+            shown = done
+        if expected <= up:
+            return
+        if time.monotonic() > deadline:
+            missing = ", ".join(sorted(expected - up))
+            raise MacpError(f"agents not registered within {timeout_s:g} s: {missing}")
+        time.sleep(0.05)  # polling the registry with a deadline
+
+
+def _task_body(task: str | None, task_file: Path | None) -> Any:
+    if task is not None and task_file is not None:
+        fail("give --task or --task-file, not both")
+    if task_file is not None:
+        try:
+            return parse_json(task_file.read_text(encoding="utf-8"), "--task-file")
+        except OSError as e:
+            fail(f"--task-file {task_file}: {e.strerror}")
+    return parse_json(task, "--task") if task is not None else None
+
+
+def _submit(cluster: macp.Cluster, spec: TopologySpec, body: Any, timeout_s: float) -> Any:
+    entry = builders.entry(spec)
+    if entry is None:
+        fail(f"{spec.path} declares no topology to submit a task to; use --workflow NAME")
+    task = cluster.submit(entry["type"], body, capabilities=entry.get("capabilities") or (),
+                          agent=entry.get("agent"), timeout_s=timeout_s, max_retries=1)  # fmt: skip
+    return task.result(timeout_s=timeout_s + 5)
+
+
+def _print(value: Any) -> None:
+    indent = 2 if sys.stdout.isatty() else None
+    typer.echo(json.dumps(value, sort_keys=True, indent=indent, default=str))
+
+
+def validate(file: File) -> None:
+    """Check a topology file; print a summary, or every error (exit 1)."""
+    typer.echo(summary(_spec(file)))
+
+
+def up(
+    file: File,
+    task: Annotated[str | None, typer.Option(help="A task (JSON) to run, then stop.")] = None,
+    task_file: Annotated[Path | None, typer.Option(help="A file holding the task (JSON).")] = None,
+    timeout_s: Annotated[float, typer.Option(help="How long the task may take.")] = 300.0,
+    verbose: Annotated[bool, typer.Option(help="Show the nodes' info logs.")] = False,
+    log_json: Annotated[bool, typer.Option("--log-json")] = False,
+) -> None:
+    """Start every node of FILE on this host (one process each) and wait until all agents
+    are registered; with --task, run it, print the result and stop; else run until Ctrl-C."""
+    configure_logging(json=True if log_json else None, level="warning")
+    spec = _spec(file)
+    body = _task_body(task, task_file)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    processes, addresses = _start_all(spec, "info" if verbose else "warning")
+    code = 0
+    try:
+        with macp.connect(addresses[spec.head.name]) as cluster:
+            _wait_registered(cluster, spec, 60.0)
+            if task is not None or task_file is not None:
+                _print(_submit(cluster, spec, body, timeout_s))
+                return
+            typer.echo(f"{spec.name} is up: {len(processes)} nodes, head at "
+                       f"{addresses[spec.head.name]}; Ctrl-C stops it", err=True)  # fmt: skip
+            while not stop.wait(0.2):
+                if any(p.proc.poll() is not None for p in processes):
+                    typer.echo("error: a node stopped; stopping the others", err=True)
+                    code = 1
+                    break
+    except MacpError as e:
+        typer.echo(f"error: {type(e).__name__}: {e.message}", err=True)
+        code = 1
+    finally:
+        _stop_all(processes)
+    raise typer.Exit(code)
+
+
+def run(
+    file: File,
+    task: Annotated[str | None, typer.Option(help="A task (JSON) for the topology.")] = None,
+    task_file: Annotated[Path | None, typer.Option(help="A file holding the task (JSON).")] = None,
+    workflow: Annotated[str | None, typer.Option(help="Run this workflow of FILE.")] = None,
+    input: Annotated[
+        str | None, typer.Option("--input", help="The workflow's input (JSON).")
+    ] = None,
+    connect: Connect = None,
+    timeout_s: Annotated[float, typer.Option(help="How long it may take.")] = 300.0,
+) -> None:
+    """Submit a task (or run a workflow) on a running topology; print the result as JSON."""
+    configure_logging(level="warning")
+    spec = _spec(file)
+    body = _task_body(task, task_file)
+    with _connect(spec, connect) as cluster:
+        try:
+            if workflow is not None:
+                started = cluster.run(workflow, parse_json(input, "--input") if input else None)
+                _print(started.result(timeout_s=timeout_s))
+            else:
+                _print(_submit(cluster, spec, body, timeout_s))
+        except MacpError as e:
+            fail(f"{type(e).__name__}: {e.message}", 1)
+
+
+def status(
+    file: Annotated[Path | None, typer.Argument(help="The topology file.")] = None,
+    connect: Connect = None,
+    as_json: AsJson = False,
+) -> None:
+    """Nodes, agents, tasks in flight and workflows of a running topology."""
+    from macp._cli_status import gather, render  # noqa: PLC0415
+
+    configure_logging(level="warning")
+    spec = _spec(file) if file is not None else None
+    with _connect(spec, connect) as cluster:
+        report = gather(cluster)
+    _print(report) if as_json else render(report)
+
+
+def control(
+    command: Annotated[
+        str, typer.Argument(help="start, stop, pause, resume, configure, status or reset.")
+    ],
+    target: Annotated[str, typer.Argument(help="An agent, group:NAME, role:NAME or all.")],
+    file: Annotated[Path | None, typer.Argument(help="The topology file.")] = None,
+    params: Annotated[str | None, typer.Option(help="The command's params (JSON).")] = None,
+    connect: Connect = None,
+) -> None:
+    """Send a control command to an agent, a group or every agent; print each answer."""
+    configure_logging(level="warning")
+    spec = _spec(file) if file is not None else None
+    with _connect(spec, connect) as cluster:
+        try:
+            answers = cluster.control(
+                command, target, parse_json(params, "--params") if params else None
+            )
+        except MacpError as e:
+            fail(f"{type(e).__name__}: {e.message}", 1)
+    _print(answers)
+    if not all(a["ok"] for a in answers.values()):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the topology commands to ``app``."""
+    for command in (validate, up, run, status, control):
+        app.command()(command)
+
+
+def _connect(spec: TopologySpec | None, connect: str | None) -> macp.Cluster:
+    address = connect
+    if address is None and spec is not None:
+        address = spec.head.listen
+        if address.endswith(":0"):
+            fail(f"the head's address in {spec.path} has port 0 (chosen by `macp up`); "
+                 "pass --connect ADDRESS")  # fmt: skip
+    if address is None:
+        fail("give the topology file or --connect ADDRESS")
+    try:
+        return macp.connect(address, keys=os.environ.get("MACP_KEYS"))
+    except MacpError as e:
+        fail(e.message, 1)

@@ -1,0 +1,82 @@
+"""Checks a topology file needs beyond its shape: names, placement, classes, references."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from macp._loader import load_class
+from macp.actors.dag import Workflow
+from macp.address import check_name
+from macp.errors import ConfigError
+from macp.topologies import builders
+from macp.transport.security import check_endpoint
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from macp.topologies.spec import TopologySpec
+
+__all__ = ["check"]
+
+
+def _names(items: list[Any], section: str, add: Callable[[tuple[Any, ...], str], None]) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        try:
+            check_name(item.name, section.rstrip("s"))
+        except ConfigError as e:
+            add((section, i, "name"), e.message)
+        if item.name in seen:
+            add((section, i, "name"), f"{item.name!r} is declared twice; names must be unique")
+        seen.add(item.name)
+
+
+def check(spec: TopologySpec, add: Callable[[tuple[Any, ...], str], None]) -> None:
+    """Report every problem with ``add(location, message)``."""
+    _names(spec.nodes, "nodes", add)
+    _names(spec.agents, "agents", add)
+    _check_nodes(spec, add)
+    if _check_agents(spec, add) and spec.topology is not None:
+        builders.module(spec).check(spec, add)
+    for i, workflow in enumerate(spec.workflows):
+        try:
+            Workflow.parse(workflow)
+        except ConfigError as e:
+            add(("workflows", i), e.message)
+
+
+def _check_nodes(spec: TopologySpec, add: Callable[[tuple[Any, ...], str], None]) -> None:
+    heads = [i for i, n in enumerate(spec.nodes) if n.head]
+    if len(heads) > 1:
+        add(
+            ("nodes", heads[1], "head"), "only one node can be the head (it runs the control plane)"
+        )
+    for i, node in enumerate(spec.nodes):
+        try:
+            check_endpoint(node.listen, "listen address")
+        except ConfigError as e:
+            add(("nodes", i, "listen"), e.message)
+
+
+def _check_agents(spec: TopologySpec, add: Callable[[tuple[Any, ...], str], None]) -> bool:
+    """Placement and classes; whether every class could be loaded."""
+    nodes = {n.name for n in spec.nodes}
+    classes_ok = True
+    for i, agent in enumerate(spec.agents):
+        for where in agent.nodes(spec.head.name):
+            if where not in nodes:
+                add(("agents", i, "node"), f"agent {agent.name!r} is placed on node {where!r}, "
+                    f"which is not declared; use one of: {', '.join(sorted(nodes))}")  # fmt: skip
+        try:
+            load_class(agent.class_, "class")
+        except ConfigError as e:
+            add(("agents", i, "class"), e.message.removeprefix("class: "))
+            classes_ok = False
+    placed: set[tuple[str, str]] = set()
+    for instance, _, where in spec.placement():
+        if (instance, where) in placed:
+            add(
+                ("agents",), f"two agents would be named {instance!r} on node {where!r}; rename one"
+            )
+        placed.add((instance, where))
+    return classes_ok

@@ -1,0 +1,283 @@
+"""The topology file: a YAML description of nodes, agents, supervision, the topology's shape,
+resource pools, workflows and settings, validated into :class:`TopologySpec`.
+
+Environment variables may be used anywhere as ``${NAME}`` or ``${NAME:-default}`` (upper-case
+names; ``${input}`` and ``${deps.x}`` are left alone for workflow templates). Every error names
+the file, the line and the field, and says what is expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from macp.errors import ConfigError
+from macp.supervisor import Restart, Strategy
+
+__all__ = ["AgentSpec", "NodeSpec", "TopologySpec", "load_spec", "parse_spec"]
+
+_ENV: Final = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
+_TAGS: Final = frozenset(
+    {"hub-and-spoke", "peer-to-peer", "assembly-line", "hierarchical", "Stage", "str"}
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class NodeSpec(_Model):
+    name: str
+    listen: str
+    head: bool = False
+    keys: str | None = None
+    insecure: bool = False
+
+
+class AgentSpec(_Model):
+    name: str
+    class_: str = Field(alias="class")
+    node: str | list[str] | None = None
+    replicas: Annotated[int, Field(ge=1)] = 1
+    capabilities: list[str] | None = None
+    role: str | None = None
+    group: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    restart: Restart = Restart.PERMANENT
+
+    def nodes(self, head: str) -> list[str]:
+        return [self.node] if isinstance(self.node, str) else (self.node or [head])
+
+    def instances(self, head: str) -> list[tuple[str, str]]:
+        """``(instance name, node)`` for each replica, spread over the agent's nodes."""
+        nodes = self.nodes(head)
+        if self.replicas == 1:
+            return [(self.name, nodes[0])]
+        return [(f"{self.name}-{i + 1}", nodes[i % len(nodes)]) for i in range(self.replicas)]
+
+
+class SupervisionSpec(_Model):
+    strategy: Strategy = Strategy.ONE_FOR_ONE
+    max_restarts: Annotated[int, Field(ge=0)] = 3
+    within_seconds: Annotated[float, Field(gt=0)] = 5.0
+
+
+class HubAndSpoke(_Model):
+    kind: Literal["hub-and-spoke"]
+    hub: str
+    spokes: list[str]
+
+
+class PeerToPeer(_Model):
+    kind: Literal["peer-to-peer"]
+    peers: list[str]
+    entry: str
+
+
+class Stage(_Model):
+    agent: str
+    mode: Literal["each", "all"] = "each"
+    max_in_flight: Annotated[int, Field(ge=1)] | None = None
+
+
+class AssemblyLine(_Model):
+    kind: Literal["assembly-line"]
+    stages: list[Stage | str]
+
+
+class Hierarchical(_Model):
+    kind: Literal["hierarchical"]
+    root: str
+    tree: dict[str, list[str]]
+
+
+class SettingsSpec(_Model):
+    heartbeat_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    heartbeat_misses: Annotated[int, Field(ge=1)] = 3
+    acceptable_pause_s: Annotated[float, Field(ge=0)] = 1.0
+    ask_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    shutdown_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    max_message_bytes: Annotated[int, Field(gt=0)] = 10 * 1024 * 1024
+    journal: str | None = None
+    strict: bool = False
+
+
+Topology = Annotated[
+    HubAndSpoke | PeerToPeer | AssemblyLine | Hierarchical, Field(discriminator="kind")
+]
+
+
+class TopologySpec(_Model):
+    """A whole topology file, validated."""
+
+    name: str
+    nodes: Annotated[list[NodeSpec], Field(min_length=1)]
+    agents: list[AgentSpec] = Field(default_factory=list)
+    supervision: SupervisionSpec = Field(default_factory=SupervisionSpec)
+    topology: Topology | None = None
+    resources: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    workflows: list[dict[str, Any]] = Field(default_factory=list)
+    monitor: dict[str, Any] = Field(default_factory=dict)
+    coordinator: dict[str, Any] = Field(default_factory=dict)
+    settings: SettingsSpec = Field(default_factory=SettingsSpec)
+    path: str = Field(default="", exclude=True)
+
+    @property
+    def head(self) -> NodeSpec:
+        return next((n for n in self.nodes if n.head), self.nodes[0])
+
+    def node(self, name: str) -> NodeSpec:
+        return next(n for n in self.nodes if n.name == name)
+
+    def agent(self, name: str) -> AgentSpec:
+        return next(a for a in self.agents if a.name == name)
+
+    def placement(self) -> list[tuple[str, AgentSpec, str]]:
+        """``(instance, agent spec, node)`` for every agent instance."""
+        head = self.head.name
+        return [(inst, a, node) for a in self.agents for inst, node in a.instances(head)]
+
+    def addresses(self, agent: str) -> list[str]:
+        """The addresses of an agent's instances."""
+        head = self.head.name
+        return [f"{inst}@{node}" for inst, node in self.agent(agent).instances(head)]
+
+
+_SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
+    (): TopologySpec, ("nodes", "#"): NodeSpec, ("agents", "#"): AgentSpec,
+    ("supervision",): SupervisionSpec, ("settings",): SettingsSpec,
+    ("topology", "hub-and-spoke"): HubAndSpoke, ("topology", "peer-to-peer"): PeerToPeer,
+    ("topology", "assembly-line"): AssemblyLine, ("topology", "hierarchical"): Hierarchical,
+    ("topology", "assembly-line", "stages", "#", "Stage"): Stage,
+}  # fmt: skip
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    """``agents[2].class`` from a validation location (union tags left out)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part not in _TAGS:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int:
+    """The line (1-based) of the deepest YAML node along ``loc`` that exists."""
+    node, line = root, 1
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if part in _TAGS:
+            continue  # a union's tag, not a key of the file
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            node = node.value[part] if part < len(node.value) else None
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def _allowed(loc: tuple[Any, ...]) -> str:
+    shape = tuple("#" if isinstance(p, int) else p for p in loc)
+    model = _SECTIONS.get(shape)
+    if model is None:
+        return ""
+    names = [f.alias or name for name, f in model.model_fields.items() if name != "path"]
+    return f"; expected one of: {', '.join(names)}"
+
+
+def _explain(error: Any) -> str:
+    kind, loc = error["type"], error["loc"]
+    if kind == "extra_forbidden":
+        return f"unknown key {loc[-1]!r}{_allowed(loc[:-1])}"
+    if kind == "missing":
+        return "is required"
+    if kind == "union_tag_invalid":
+        return "'kind' must be one of hub-and-spoke, peer-to-peer, assembly-line, hierarchical"
+    return str(error["msg"]).replace("Input should be", "must be")
+
+
+class _Problems:
+    """Collected errors, each as ``FILE:LINE: FIELD: what is wrong``."""
+
+    def __init__(self, path: str, root: yaml.Node | None) -> None:
+        self.path, self.root, self.lines = path, root, []  # type: ignore[var-annotated]
+
+    def add(self, loc: tuple[Any, ...], message: str) -> None:
+        self.lines.append(f"{self.path}:{_line(self.root, loc)}: {_field(loc)}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            raise ConfigError("\n".join(self.lines))
+
+
+def _substitute(text: str, path: str) -> str:
+    def value(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        found = os.environ.get(name)
+        if found is None and default is None:
+            line = text.count("\n", 0, match.start()) + 1
+            raise ConfigError(
+                f"{path}:{line}: environment variable {name} is not set; set it, or write "
+                f"${{{name}:-default}}"
+            )
+        return found if found is not None else str(default)
+
+    return _ENV.sub(value, text)
+
+
+def parse_spec(text: str, path: str = "<topology>") -> TopologySpec:
+    """Validate a topology given as YAML text.
+
+    Raises:
+        ConfigError: one line per problem, each naming the file, line and field.
+    """
+    text = _substitute(text, path)
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise ConfigError(f"{path}:{line}: not valid YAML: {getattr(e, 'problem', e)}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: a topology file is a map with name, nodes and agents")
+    problems = _Problems(path, root)
+    try:
+        spec = TopologySpec.model_validate(data)
+    except ValidationError as e:
+        for error in e.errors():
+            problems.add(tuple(error["loc"]), _explain(error))
+        problems.raise_if_any()
+        raise  # pragma: no cover - errors() is never empty
+    spec.path = path
+    from macp.topologies.checks import check  # noqa: PLC0415 - the checks import builders
+
+    check(spec, problems.add)
+    problems.raise_if_any()
+    return spec
+
+
+def load_spec(path: str | os.PathLike[str]) -> TopologySpec:
+    """Read and validate a topology file.
+
+    Raises:
+        ConfigError: the file cannot be read, or one line per problem in it.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read topology file {file}: {e.strerror}") from e
+    return parse_spec(text, str(file))
