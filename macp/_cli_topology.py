@@ -288,14 +288,15 @@ def register(app: typer.Typer) -> None:
 
 def _connect(spec: TopologySpec | None, connect: str | None) -> macp.Cluster:
     address = connect
+    keys = os.environ.get("MACP_KEYS")
     if address is None and spec is not None:
-        address = spec.head.listen
+        address = spec.head.listen if keys is None else f"{spec.head.name}={spec.head.listen}"
         if address.endswith(":0"):
             fail(f"the head's address in {spec.path} has port 0 (chosen by `macp up`); "
                  "pass --connect ADDRESS")  # fmt: skip
     if address is None:
         fail("give the topology file or --connect ADDRESS")
     try:
-        return macp.connect(address, keys=os.environ.get("MACP_KEYS"))
+        return macp.connect(address, keys=keys)
     except MacpError as e:
         fail(e.message, 1)

@@ -1,14 +1,21 @@
-"""The mailbox behind every macp actor (plugged in through Pykka's ``_create_actor_inbox``).
+"""The mailbox behind every macp actor, and each incarnation's view of it.
 
-Four FIFO lanes, one per :class:`~macp.envelope.Priority`; ``get`` takes from the highest
-non-empty lane, so a CRITICAL control command overtakes queued work while messages of one
-priority keep their order. Pykka's own messages (stop, proxy calls) travel in the MEDIUM lane,
-so ``stop()`` still comes after the default-priority messages queued before it, as in Pykka.
+A :class:`PriorityInbox` belongs to an actor's *name*: four FIFO lanes, one per
+:class:`~macp.envelope.Priority`, read highest first, so a CRITICAL control command overtakes
+queued work while messages of one priority keep their order. A restarted actor takes over its
+predecessor's mailbox (as in Akka), so messages sent while it restarts are not lost. Only when
+the name goes for good is the mailbox closed; a later ``put`` raises :class:`InboxClosed`.
 
-The mailbox belongs to the child's *name*, not to one incarnation: a restarted actor takes over
-its predecessor's mailbox (as in Akka), so messages sent while it restarts are not lost. Only
-when the name goes away for good is the mailbox closed; a later ``put`` raises
-:class:`InboxClosed`.
+An :class:`ActorInbox` is what one incarnation reads (Pykka's ``actor_inbox``): the name's
+mailbox, plus a private queue for Pykka's own requests to *this* incarnation (stop, proxy
+calls), read before the mailbox; they die with the incarnation, so a stop meant for an actor
+that already crashed cannot stop its successor.
+
+Neither takes a lock: a ``put`` appends to a deque (atomic) and then adds a token to the
+mailbox's ``SimpleQueue`` (a C queue); the one reader takes a token, then the first item it
+finds. Every token stands for an item appended before it, so the reader finds one, except when
+the item was for an earlier incarnation: then it takes the next token. This is about three
+times cheaper than ``queue.Queue``'s condition variable, on the hottest path of the runtime.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from macp.envelope import Envelope, Priority
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["InboxClosed", "PriorityInbox"]
+__all__ = ["ActorInbox", "InboxClosed", "PriorityInbox"]
 
 _MEDIUM = int(Priority.MEDIUM)
 
@@ -31,64 +38,91 @@ class InboxClosed(Exception):
     """The mailbox's owner is gone for good."""
 
 
-class PriorityInbox(queue.Queue):  # type: ignore[type-arg]
-    """A ``queue.Queue`` of Pykka envelopes with one lane per priority."""
+class PriorityInbox:
+    """The mailbox of a name. Any thread may ``put``; only the name's actor reads it."""
 
-    def _init(self, maxsize: int) -> None:  # noqa: ARG002 - unbounded, as Pykka's inbox
-        self._lanes: tuple[deque[Any], ...] = (deque(), deque(), deque(), deque())
-        self._size = 0
+    __slots__ = ("closed", "lanes", "tokens")
+
+    def __init__(self) -> None:
+        self.lanes: tuple[deque[Any], ...] = (deque(), deque(), deque(), deque())
+        self.tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
         self.closed = False
 
-    def _qsize(self) -> int:
-        return self._size
-
-    def _put(self, item: Any) -> None:
+    def put(self, item: Any) -> None:
+        """Queue a macp envelope in its priority's lane (anything else at MEDIUM)."""
         if self.closed:
             raise InboxClosed
-        message = item.message
-        prio = message.prio if type(message) is Envelope else _MEDIUM
-        self._lanes[prio].append(item)
-        self._size += 1
+        self.lanes[item.prio if type(item) is Envelope else _MEDIUM].append(item)
+        self.tokens.put(None)
 
-    def _get(self) -> Any:
-        self._size -= 1
-        lanes = self._lanes
-        for prio in (3, 2, 1, 0):
-            if lanes[prio]:
-                return lanes[prio].popleft()
-        raise AssertionError("the inbox size said non-empty")  # pragma: no cover
+    def get(self) -> Any:
+        """The next item, highest priority first; blocks while there is none."""
+        lanes = self.lanes[::-1]
+        while True:
+            self.tokens.get()
+            for lane in lanes:
+                if lane:
+                    return lane.popleft()
+
+    def empty(self) -> bool:
+        return not any(self.lanes)
 
     def depth(self) -> int:
         """Messages waiting, all lanes together."""
-        return self._size
+        return sum(map(len, self.lanes))
 
-    def take_foreign(self) -> list[Any]:
-        """Remove and return Pykka's own messages (stop requests, proxy calls), in order."""
-        with self.mutex:
-            return self._take(lambda item: type(item.message) is not Envelope)
+    qsize = depth
 
     def push_front(self, envelopes: Iterable[Envelope]) -> None:
         """Put ``envelopes`` (older than everything queued) back at the head of their lanes."""
-        from pykka._envelope import Envelope as PykkaEnvelope  # noqa: PLC0415 - rare path
-
-        with self.mutex:
-            for env in reversed(list(envelopes)):
-                self._lanes[env.prio].appendleft(PykkaEnvelope(env))
-                self._size += 1
-            self.not_empty.notify()
+        for env in reversed(list(envelopes)):
+            self.lanes[env.prio].appendleft(env)
+            self.tokens.put(None)
 
     def close(self) -> list[Any]:
-        """Refuse every later ``put``; remove and return everything queued."""
-        with self.mutex:
-            self.closed = True
-            return self._take(lambda _item: True)
-
-    def _take(self, match: Any) -> list[Any]:
+        """Refuse every later ``put``; remove and return everything queued (the name is gone:
+        its actor no longer reads)."""
+        self.closed = True
         taken: list[Any] = []
-        for lane in self._lanes:
-            kept = [item for item in lane if not match(item)]
-            taken.extend(item for item in lane if match(item))
-            lane.clear()
-            lane.extend(kept)
-        self._size = sum(map(len, self._lanes))
+        for lane in self.lanes:
+            while lane:
+                taken.append(lane.popleft())
+        return taken
+
+
+class ActorInbox:
+    """One incarnation's inbox: its private Pykka requests first, then its name's mailbox."""
+
+    __slots__ = ("mailbox", "private")
+
+    def __init__(self, mailbox: PriorityInbox) -> None:
+        self.mailbox = mailbox
+        self.private: deque[Any] = deque()
+
+    def put(self, item: Any) -> None:
+        """A macp envelope goes to the mailbox; a Pykka request to this incarnation only."""
+        if type(item) is Envelope:
+            self.mailbox.put(item)
+        else:
+            self.private.append(item)
+            self.mailbox.tokens.put(None)
+
+    def get(self) -> Any:
+        private, lanes, tokens = self.private, self.mailbox.lanes[::-1], self.mailbox.tokens
+        while True:
+            tokens.get()
+            if private:
+                return private.popleft()
+            for lane in lanes:
+                if lane:
+                    return lane.popleft()
+
+    def empty(self) -> bool:
+        return not self.private and self.mailbox.empty()
+
+    def take_private(self) -> list[Any]:
+        """Remove and return the requests to this incarnation (at its end, to answer them)."""
+        taken: list[Any] = []
+        while self.private:
+            taken.append(self.private.popleft())
         return taken

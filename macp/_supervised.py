@@ -9,6 +9,7 @@ case that report never comes.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -16,13 +17,12 @@ import pykka
 import structlog
 from pykka._envelope import Envelope as PykkaEnvelope
 
-from macp._inbox import InboxClosed, PriorityInbox
+from macp._inbox import ActorInbox, InboxClosed, PriorityInbox
 from macp.envelope import Envelope
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from macp._inbox import PriorityInbox as _Inbox
     from macp.node import Node
 
 __all__ = ["ChildExited", "Supervised", "answer_foreign"]
@@ -47,7 +47,7 @@ class ChildExited(NamedTuple):
 def answer_foreign(items: list[Any], name: str) -> None:
     """Settle Pykka's own queued messages (stop requests, proxy calls) of a gone actor."""
     for item in items:
-        if item.reply_to is None or type(item.message) is Envelope:
+        if type(item) is Envelope or item.reply_to is None:
             continue
         if isinstance(item.message, pykka.messages._ActorStop):
             item.reply_to.set(None)
@@ -78,15 +78,15 @@ class Supervised(pykka.ThreadingActor):
         self.log: structlog.stdlib.BoundLogger = _log
 
     @staticmethod
-    def _create_actor_inbox() -> _Inbox:
-        return PriorityInbox()
+    def _create_actor_inbox() -> ActorInbox:
+        return ActorInbox(PriorityInbox())
 
     @property
     def inbox(self) -> PriorityInbox:
-        """This actor's inbox (for its depth)."""
+        """The mailbox of this actor's name (kept across restarts)."""
         inbox = self.actor_inbox
-        assert isinstance(inbox, PriorityInbox)
-        return inbox
+        assert isinstance(inbox, ActorInbox)
+        return inbox.mailbox
 
     def _bind(
         self,
@@ -105,7 +105,7 @@ class Supervised(pykka.ThreadingActor):
         self._parent = parent
         self.log = _log.bind(node=node.name, actor=name)
         if inbox is not None:
-            self.actor_inbox = inbox
+            self.actor_inbox = ActorInbox(inbox)
             self._actor_ref = pykka.ActorRef(self)
 
     def _start_actor_loop(self) -> None:
@@ -142,10 +142,36 @@ class Supervised(pykka.ThreadingActor):
                 self._ready.set()
                 self._report_exit()
 
+    def _actor_loop_running(self) -> None:
+        # Pykka's loop, with macp envelopes (most messages) unwrapped and first.
+        inbox, stopped, receive = self.actor_inbox, self.actor_stopped, self._handle_receive
+        while not stopped.is_set():
+            item: Any = inbox.get()
+            try:
+                if type(item) is Envelope:
+                    receive(item)
+                    continue
+                response = receive(item.message)
+                if item.reply_to is not None:
+                    item.reply_to.set(response)
+            except Exception:  # noqa: BLE001 - as Pykka: answered, or the actor fails
+                if type(item) is not Envelope and item.reply_to is not None:
+                    item.reply_to.set_exception()
+                    continue
+                self._handle_failure(*sys.exc_info())
+                try:
+                    self.on_failure(*sys.exc_info())
+                except Exception:  # noqa: BLE001 - the actor is ending either way
+                    self._handle_failure(*sys.exc_info())
+            except BaseException:  # noqa: BLE001 - (KeyboardInterrupt, SystemExit): this actor ends
+                self._handle_failure(*sys.exc_info())
+
     def _actor_loop_teardown(self) -> None:
         # Unlike Pykka's, this leaves the envelopes queued: they belong to the name, and the
         # next incarnation handles them (or the supervisor refuses them if the name is gone).
-        answer_foreign(self.inbox.take_foreign(), self.name)
+        inbox = self.actor_inbox
+        assert isinstance(inbox, ActorInbox)
+        answer_foreign(inbox.take_private(), self.name)
 
     def _on_exit(self) -> None:
         """Runs in the actor's thread after its last message, before the exit report."""

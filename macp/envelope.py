@@ -75,6 +75,9 @@ class Priority(IntEnum):
 
 
 _KINDS: Final = frozenset(int(k) for k in Kind)
+_REPLY: Final = Kind.REPLY
+_tuple_new = tuple.__new__
+_time = time.time
 _ANSWERED: Final = frozenset({Kind.ASK, Kind.CONTROL})
 
 
@@ -124,9 +127,12 @@ class Envelope(NamedTuple):
         chain: tuple[str, ...] = (),
     ) -> Envelope:
         """Build an envelope with a fresh id and the current time."""
-        return cls(
-            VERSION, new_id(), kind, type, src, dst, corr, prio, now_ms(), deadline, chain, body
-        )
+        # tuple.__new__ rather than the generated __new__, and the id and time inline: this
+        # runs once per message.
+        return _tuple_new(cls, (
+            VERSION, f"{_prefix}{next(_counter):x}", kind, type, src, dst, corr, prio,
+            int(_time() * 1000), deadline, chain, body,
+        ))  # fmt: skip
 
     @property
     def answered(self) -> bool:
@@ -135,10 +141,10 @@ class Envelope(NamedTuple):
 
     def reply(self, body: Wire, src: str | None = None) -> Envelope:
         """The ``reply`` envelope that answers this one with ``body``."""
-        return Envelope(
-            VERSION, new_id(), Kind.REPLY, self.type, src or self.dst, self.src, self.id,
-            self.prio, now_ms(), None, (), body,
-        )  # fmt: skip
+        return _tuple_new(Envelope, (
+            VERSION, f"{_prefix}{next(_counter):x}", _REPLY, self.type, src or self.dst,
+            self.src, self.id, self.prio, int(_time() * 1000), None, (), body,
+        ))  # fmt: skip
 
     def error(self, exc: BaseException, src: str | None = None) -> Envelope:
         """The ``error`` envelope that answers this one with ``exc`` (see :func:`error_body`)."""
@@ -225,6 +231,29 @@ def from_wire(obj: object) -> Envelope:
     Raises:
         EnvelopeError: ``obj`` is not a valid envelope.
     """
+    # The common case first, in one expression (this runs for every envelope received);
+    # anything it does not accept goes through the checks below, which say what is wrong.
+    if type(obj) is list and len(obj) == _FIELDS:
+        v, id_, kind, type_, src, dst, corr, prio, ts, deadline, chain, _ = obj
+        if (
+            v == VERSION and type(v) is int
+            and type(id_) is str and 0 < len(id_) <= _MAX_ID
+            and type(kind) is int and kind in _KINDS
+            and type(type_) is str and 0 < len(type_) <= _MAX_TYPE
+            and type(src) is str and len(src) <= _MAX_ADDRESS
+            and type(dst) is str and len(dst) <= _MAX_ADDRESS
+            and (corr is None or (type(corr) is str and len(corr) <= _MAX_ID))
+            and type(prio) is int and 0 <= prio <= 3  # noqa: PLR2004 - Priority.CRITICAL
+            and type(ts) is int
+            and (deadline is None or type(deadline) is int)
+            and type(chain) is list and not chain
+        ):  # fmt: skip
+            obj[10] = ()
+            return _tuple_new(Envelope, obj)
+    return _checked(obj)
+
+
+def _checked(obj: object) -> Envelope:
     if type(obj) is not list:
         raise EnvelopeError(f"an envelope is a msgpack array, not {type(obj).__name__}")
     if not obj or obj[0] != VERSION or not _is_int(obj[0]):

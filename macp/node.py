@@ -24,7 +24,6 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, Self
 
 import structlog
-from pykka._envelope import Envelope as PykkaEnvelope
 
 from macp._directory import Directory
 from macp._inbox import InboxClosed, PriorityInbox
@@ -332,8 +331,7 @@ class Node:
         queued = self._names.release(name, inbox)
         answer_foreign(queued, name)
         gone = ActorNotFound(f"agent {name}@{self.name} stopped before handling the message")
-        for item in queued:
-            env = item.message
+        for env in queued:
             if type(env) is Envelope and env.answered:
                 self.send(env.error(gone, f"{SYSTEM}@{self.name}"))
 
@@ -490,7 +488,7 @@ class Node:
         inbox = self._directory.get(name)
         if inbox is not None:
             try:
-                inbox.put(PykkaEnvelope(env))
+                inbox.put(env)
             except InboxClosed:
                 pass
             else:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pykka
 
-from macp._supervised import ChildExited, Supervised, answer_foreign
+from macp._supervised import ChildExited, Supervised
 from macp.address import check_name
 from macp.errors import ConfigError, SupervisorEscalation
 
@@ -194,8 +194,6 @@ class Supervisor(Supervised):
         else:
             actor = spec.actor(*spec.args, **spec.kwargs)
             wait_s = spec.shutdown_s or self.node.settings.shutdown_timeout_s
-        if child.inbox is not None:  # a restart: take over the mailbox, minus stale requests
-            answer_foreign(child.inbox.take_foreign(), spec.name)
         actor._bind(spec.name, self.node, self.actor_ref, child.inbox)
         if child.inbox is None:
             self.node._register(spec.name, actor)

@@ -50,6 +50,9 @@ TASK_ACK: Final = "task.ack"
 _F = TypeVar("_F", bound="Callable[..., Any]")
 _HANDLES = "__macp_handles__"
 _MEDIUM = int(Priority.MEDIUM)
+_CONTROL = Kind.CONTROL
+_ANSWERED = frozenset({Kind.ASK, Kind.CONTROL})
+_RUNNING = AgentState.RUNNING
 _WITH_CONTEXT = 3  # (self, body, ctx)
 
 
@@ -289,12 +292,12 @@ class Agent(Controls, Supervised):
     def _receive(self, message: Any) -> Any:
         if type(message) is not Envelope:
             return super()._handle_receive(message)
-        if message.kind == Kind.CONTROL:
+        if message.kind == _CONTROL:
             return self._on_control(message)
         if message.deadline is not None and message.deadline < now_ms():
             self.counters["expired"] += 1
             return None
-        if self.state is AgentState.RUNNING:
+        if self.state is _RUNNING:
             return self._handle_work(message)
         if self.state is AgentState.PAUSED:
             self._held.append(message)
@@ -303,11 +306,9 @@ class Agent(Controls, Supervised):
         return None
 
     def _handle_work(self, env: Envelope) -> None:
-        counters = self.counters
-        counters["received"] += 1
         entry = self._handlers.get(env.type)
         if entry is None:
-            counters["failed"] += 1
+            self.counters["failed"] += 1
             known = ", ".join(sorted(self._handlers)) or "none"
             self._refuse(
                 env,
@@ -323,7 +324,7 @@ class Agent(Controls, Supervised):
             else:
                 result = entry.fn(self, env.body)
         except Exception as exc:
-            counters["failed"] += 1
+            self.counters["failed"] += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             self._refuse(env, exc)
             if self.crash_on_error:
@@ -332,8 +333,8 @@ class Agent(Controls, Supervised):
             return
         finally:
             self._current = None
-        counters["handled"] += 1
-        if env.answered and type(result) is not Deferred:
+        self.handled += 1
+        if env.kind in _ANSWERED and type(result) is not Deferred:
             self._answer(env, env.reply(result, self.address))
 
     def _answer(self, env: Envelope, answer: Envelope) -> None:

@@ -81,7 +81,8 @@ class Controls:
         def on_reset(self) -> None: ...
 
     def _init_controls(self) -> None:
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter()  # failed, expired (handled: an attribute)
+        self.handled = 0
         self.last_error: str | None = None
         self.commands: deque[dict[str, Wire]] = deque(maxlen=_HISTORY)
 
@@ -95,10 +96,16 @@ class Controls:
             "role": self.role,
             "queue_depth": self.inbox.depth(),
             "held": len(self._held),
-            "counters": dict(self.counters),
+            "counters": self._counts(),
             "last_error": self.last_error,
             "last_commands": list(self.commands),
         }
+
+    def _counts(self) -> dict[str, int]:
+        failed = self.counters["failed"]
+        counts = {"received": self.handled + failed, "handled": self.handled, "failed": failed}
+        counts.update(self.counters)
+        return {k: v for k, v in counts.items() if v}
 
     def _on_control(self, env: Envelope) -> None:
         try:
@@ -159,5 +166,6 @@ class Controls:
     def _control_reset(self, _params: dict[str, Wire]) -> Wire:
         self.on_reset()
         self.counters.clear()
+        self.handled = 0
         self.last_error = None
         return self.status()

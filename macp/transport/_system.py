@@ -55,6 +55,28 @@ def _own_announcement(body: Any, peer: str) -> tuple[str, str, str | None]:
     return name, address, incarnation
 
 
+def _announced(router: Router, body: Any, peer: str, now: float) -> None:
+    """A peer said who and where it is: link to it (at that address) and count it as heard."""
+    name, address, incarnation = _own_announcement(body, peer)
+    if name == router._name:
+        return
+    if _reachable(router, name, address):
+        router._connect(name, address)
+    if name in router._peers:
+        router._apply(router._liveness.seen(name, now, incarnation))
+
+
+def _reachable(router: Router, name: str, address: str) -> bool:
+    """Whether to (re)connect to ``address``: a peer bound on every interface announces a
+    wildcard host, which only the address this node was given for it can replace."""
+    host = address.partition("://")[2].rpartition(":")[0].strip("[]")
+    if host in {"0.0.0.0", "::", "*"}:  # noqa: S104 - comparing, not binding
+        if name not in router._peers:
+            router._log.warning("transport.unreachable_peer", peer=name, address=address)
+        return False
+    return True
+
+
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -80,14 +102,9 @@ def _handle(router: Router, env: Envelope, peer: str) -> None:
     elif env.kind == Kind.REPLY and env.corr == getattr(router, "_join_id", None):
         _joined(router, body, peer)
     elif env.type == HELLO:
-        name, address, incarnation = _own_announcement(body, peer)
-        if name != router._name:
-            router._connect(name, address)
-            router._apply(router._liveness.seen(name, now, incarnation))
+        _announced(router, body, peer, now)
     elif env.type == JOIN:
-        name, address, incarnation = _own_announcement(body, peer)
-        router._connect(name, address)
-        router._apply(router._liveness.seen(name, now, incarnation))
+        _announced(router, body, peer, now)
         members = {n: p.address for n, p in router._peers.items() if not n.startswith("$")}
         members[router._name] = router.address or ""
         _answer(router, env, {"members": members})

@@ -286,13 +286,13 @@ def test_stopping_an_agent_answers_the_asks_still_queued(node: Node) -> None:
     ref = node.spawn(Gated, "gated")
     ref.tell("block")
     RECORDER.wait_count(1)
-    # LOW priority queues behind the stop request, which travels at MEDIUM like Pykka's.
-    queued = [ref.ask("work", i, timeout_s=10, prio=Priority.LOW) for i in range(3)]
+    queued = [ref.ask("work", i, timeout_s=10) for i in range(3)]
     stopper = threading.Thread(target=node.terminate, args=("gated",))
     stopper.start()
     inbox = node._directory["gated"]
     assert isinstance(inbox, PriorityInbox)
-    wait_until(lambda: inbox.qsize() == 4, message="the stop request was not queued")
+    # The stop request goes before queued work (it is for this incarnation, not the mailbox).
+    wait_until(lambda: inbox.tokens.qsize() == 4, message="the stop request was not queued")
     GATE.set()
     stopper.join(5)
     for future in queued:
