@@ -20,11 +20,12 @@ from macp.actors import workflows as wf
 from macp.actors.coordinator import CANCEL, RESULT, STATUS, SUBMIT, TASKS, Coordinator
 from macp.actors.fanout import CONTROL, SCATTER
 from macp.actors.memory import MemoryStore
+from macp.actors.metrics import Rule
 from macp.actors.monitor import Monitor
 from macp.actors.registry import FIND, LIST, Registry
 from macp.actors.resources import ResourceManager
 from macp.envelope import Priority, Wire
-from macp.errors import AskTimeout, ConfigError
+from macp.errors import AskTimeout, ConfigError, MacpError
 from macp.node import Node
 from macp.supervisor import ChildSpec, SupervisorSpec
 
@@ -52,6 +53,14 @@ def start_control_plane(
         coordinator: coordinator settings (``max_in_flight``, ``breaker_failures``, ...).
         monitor: monitor settings (``sample_s``, ``rules``, ``prometheus_port``, ...).
     """
+    rules = (monitor or {}).get("rules") or []
+    if not isinstance(rules, list):
+        raise ConfigError("monitor rules must be a list of rules")
+    for rule in rules:
+        try:
+            Rule.parse(rule)
+        except MacpError as e:
+            raise ConfigError(f"monitor rules: {e.message}") from e
     path = None if journal is None else os.fspath(journal)
     base: dict[str, Wire] = {"journal": path}
     node.set_head(node.name)

@@ -82,3 +82,18 @@ class Cruncher(Agent):
     def crunch(self, body: dict[str, Any]) -> macp.Wire:
         total = sum(i * i for i in range(int(body.get("n", 20_000))))
         return {"x": body["x"], "y": 2 * int(body["x"]), "check": total % 997, "by": self.address}
+
+
+class Chainer(Agent):
+    """A workflow step for fault tests: some arithmetic, then the names of the steps before it
+    (from its dependencies' outputs, in order, each once) plus its own; logs ``chain.ran``."""
+
+    capabilities = ("chain",)
+
+    @handler("chain")
+    def chain(self, body: dict[str, Any]) -> macp.Wire:
+        total = sum(i * i for i in range(int(body.get("n", 20_000))))
+        before = [step for output in body["deps"].values() for step in output["seen"]]
+        seen = list(dict.fromkeys(before))  # a diamond's two branches share their ancestors
+        self.log.info("chain.ran", step=body["step"])
+        return {"seen": [*seen, body["step"]], "check": total % 997}

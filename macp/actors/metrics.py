@@ -29,9 +29,10 @@ _OPS: Final[dict[str, Callable[[float, float], bool]]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
     "==": operator.eq, "!=": operator.ne,
 }  # fmt: skip
+_NUMBER: Final = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _EXPRESSION: Final = re.compile(
-    r"^\s*(?P<metric>\S+)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<threshold>-?[\d.]+(?:e-?\d+)?)"
-    r"(?:\s+for\s+(?P<for>[\d.]+)\s*s)?\s*$"
+    r"^\s*(?P<metric>\S+)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<threshold>-?" + _NUMBER + r")"
+    r"(?:\s+for\s+(?P<for>" + _NUMBER + r")\s*s)?\s*$"
 )
 
 
@@ -52,15 +53,16 @@ def percentile(values: Iterable[float], q: float) -> float:
 
 @dataclass
 class Outcomes:
-    """Completions of one kind (a task type, an agent, a workflow): counts, a window of recent
-    completions for rates, recent durations for percentiles, and histogram buckets."""
+    """Completions of one kind (a task type, an agent, a workflow): counts, the completions of
+    the last ``window_s`` for rates and percentiles (at most 2048 durations), and histogram
+    buckets."""
 
     window_s: float
     ok: int = 0
     failed: int = 0
     duration_sum_s: float = 0.0
     recent: deque[tuple[float, bool]] = field(default_factory=deque)
-    durations: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    durations: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=2048))
     buckets: list[int] = field(default_factory=lambda: [0] * len(BUCKETS_S))
 
     def add(self, now: float, ok: bool, duration_s: float) -> None:
@@ -70,7 +72,7 @@ class Outcomes:
             self.failed += 1
         self.duration_sum_s += duration_s
         self.recent.append((now, ok))
-        self.durations.append(duration_s)
+        self.durations.append((now, duration_s))
         for i, bound in enumerate(BUCKETS_S):
             if duration_s <= bound:
                 self.buckets[i] += 1
@@ -81,7 +83,7 @@ class Outcomes:
             self.recent.popleft()
         done = len(self.recent)
         failed = sum(1 for _, ok in self.recent if not ok)
-        durations = list(self.durations)
+        durations = [d for at, d in self.durations if at >= now - self.window_s]
         return {
             "throughput": done / self.window_s,
             "error_rate": failed / done if done else 0.0,
@@ -145,8 +147,8 @@ class Rule:
             )  # fmt: skip
         if fields.get("op") not in _OPS:
             raise InvalidParams(f"rule {raw['name']!r}: 'op' must be one of {' '.join(_OPS)}")
-        for key in ("threshold", "for_s", "cooldown_s"):
-            value = fields.get(key, 0)
+        for key, default in (("threshold", None), ("for_s", 0), ("cooldown_s", 60)):
+            value = fields.get(key, default)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InvalidParams(f"rule {raw['name']!r}: {key!r} must be a number")
         if not isinstance(fields.get("metric"), str):

@@ -71,6 +71,7 @@ class Monitor(Agent):
         self.registry = str(cfg.get("registry") or f"registry@{self.node.name}")
         self.outcomes: dict[str, Outcomes] = {}  # by "tasks{type=...}", "agent{agent=...}", ...
         self.polled: dict[str, float] = {}
+        self.polled_at: dict[str, float] = {}  # a figure not refreshed for 3 samples is dropped
         self.gauges: dict[str, float] = {}
         self.rules = [Rule.parse(r) for r in cfg.get("rules") or []]
         self.subscribers: set[str] = set()
@@ -111,16 +112,16 @@ class Monitor(Agent):
         now = time.monotonic()
         for task in body.get("tasks") or []:
             duration = float(task.get("duration_ms", 0)) / 1000
-            for key in (
-                metric_name("tasks", type=task["type"]),
-                metric_name("agent", agent=str(task.get("agent"))),
-            ):
-                self._outcomes(key).add(now, bool(task["ok"]), duration)
+            ok = bool(task["ok"])
+            self._outcomes(metric_name("tasks", type=task["type"])).add(now, ok, duration)
+            if task.get("agent"):  # a task that never reached an agent counts for its type only
+                self._outcomes(metric_name("agent", agent=task["agent"])).add(now, ok, duration)
         for run in body.get("workflows") or []:
             key = metric_name("workflow", workflow=run["workflow"])
             self._outcomes(key).add(now, bool(run["ok"]), float(run.get("duration_ms", 0)) / 1000)
-        for name, value in (body.get("gauges") or {}).items():
-            self.polled[name] = float(value)
+        gauges = {name: float(value) for name, value in (body.get("gauges") or {}).items()}
+        self.polled.update(gauges)
+        self.polled_at.update(dict.fromkeys(gauges, now))
 
     def _outcomes(self, key: str) -> Outcomes:
         found = self.outcomes.get(key)
@@ -129,14 +130,18 @@ class Monitor(Agent):
         return found
 
     def _polled(self, polled: _Polled) -> None:
+        figures: dict[str, float] = {}
         if polled.kind == "agents":
             for record in polled.value:
-                self.polled[metric_name("agent.mailbox_depth", agent=record["address"])] = float(
-                    record.get("load", 0)
-                )
+                if record.get("status") != "offline":
+                    name = metric_name("agent.mailbox_depth", agent=record["address"])
+                    figures[name] = float(record.get("load", 0))
         elif polled.kind == "node":
             for measure, value in (polled.value.get("metrics") or {}).items():
-                self.polled[metric_name(f"node.{measure}", node=polled.key)] = float(value)
+                figures[metric_name(f"node.{measure}", node=polled.key)] = float(value)
+        now = time.monotonic()
+        self.polled.update(figures)
+        self.polled_at.update(dict.fromkeys(figures, now))
 
     def _poll(self) -> None:
         """Ask the registry and every node for fresh figures (answers come back as messages)."""
@@ -167,6 +172,9 @@ class Monitor(Agent):
 
     def _sample(self) -> None:
         now = time.monotonic()
+        stale = [k for k, at in self.polled_at.items() if at < now - 3 * self.sample_s - 1]
+        for name in stale:  # a node or agent that stopped answering: its figures go
+            del self.polled[name], self.polled_at[name]
         gauges = dict(self.polled)
         for key, outcomes in self.outcomes.items():
             measure, brace, labels = key.partition("{")
