@@ -6,7 +6,9 @@ ratios compare figures measured side by side on the same (noisy, shared) machine
 
 Layout: :mod:`bench.core` (figures, the workload registry, deadlines), :mod:`bench.report`
 (JSON lines, ratios, the table), :mod:`bench.procs` (child processes), one module per group
-of workloads (:mod:`bench.local`, :mod:`bench.remote`, :mod:`bench.spawn`), the agents they
-run (:mod:`bench.agents`), the raw pyzmq peer process (:mod:`bench.peer`) and the optional
+of workloads (:mod:`bench.local`, :mod:`bench.remote`, :mod:`bench.spawn`,
+:mod:`bench.scatter`, :mod:`bench.tasks`, :mod:`bench.liveness`), the node set-ups they share
+(:mod:`bench.nodes`), the agents they run (:mod:`bench.agents`), the raw pyzmq peer process
+(:mod:`bench.peer`), the node-process wrapper (:mod:`bench.nodeproc`) and the optional
 third-party systems (:mod:`bench.others`).
 """

@@ -7,6 +7,7 @@ process with a :class:`~macp.ChildSpec`.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +16,21 @@ from bench.core import BenchError, payload
 from macp import Agent, handler
 
 if TYPE_CHECKING:
+    import queue
     import threading
 
-__all__ = ["Blaster", "Counter", "Echo", "Idle", "Pinger", "Sink"]
+__all__ = [
+    "Blaster",
+    "Counter",
+    "DownReporter",
+    "Echo",
+    "Hub",
+    "Idle",
+    "Noop",
+    "PeerWatch",
+    "Pinger",
+    "Sink",
+]
 
 
 class Counter(Agent):
@@ -102,3 +115,72 @@ class Idle(Agent):
     @handler("ping")
     def ping(self, _body: macp.Wire) -> str:
         return "pong"
+
+
+class Noop(Agent):
+    """The trivial task of W7 and W8: ``noop`` answers ``None``."""
+
+    @handler("noop")
+    def noop(self, _body: macp.Wire) -> None:
+        return None
+
+
+class Hub(Agent):
+    """``scatter``: ``rounds`` times, ask ``echo`` of every agent in ``targets`` at once (one
+    payload each) and wait for every reply; the elapsed seconds."""
+
+    @handler("scatter")
+    def scatter(self, body: dict[str, Any]) -> float:
+        targets, rounds, timeout_s = body["targets"], body["rounds"], body["timeout_s"]
+        ask = self.ask
+        start = time.perf_counter()
+        for r in range(rounds):
+            base = r * len(targets)
+            futures = [
+                ask(t, "echo", payload(base + i), timeout_s=timeout_s)
+                for i, t in enumerate(targets)
+            ]
+            for future in futures:
+                future.get()
+        return time.perf_counter() - start
+
+
+class PeerWatch(Agent):
+    """Puts ``(event, node, reason, time.monotonic())`` on ``events`` for every ``node.up`` and
+    ``node.down`` of its node (W9, in the benchmark process)."""
+
+    def __init__(self, events: queue.SimpleQueue[tuple[str, str, str, float]]) -> None:
+        super().__init__()
+        self.events = events
+
+    def on_start(self) -> None:
+        self.subscribe("node.up", "node.down")
+
+    @handler("node.up")
+    def up(self, body: dict[str, Any]) -> None:
+        self.events.put(("node.up", body["node"], body["reason"], time.monotonic()))
+
+    @handler("node.down")
+    def down(self, body: dict[str, Any]) -> None:
+        self.events.put(("node.down", body["node"], body["reason"], time.monotonic()))
+
+
+class DownReporter(Agent):
+    """Prints one JSON line on standard output for every ``node.up`` and ``node.down`` of its
+    node (W9, in ``macp node start`` processes; the benchmark reads their standard output)."""
+
+    def on_start(self) -> None:
+        self.subscribe("node.up", "node.down")
+        self._print({"event": "watch.ready", "node": self.node.name})
+
+    @staticmethod
+    def _print(record: dict[str, Any]) -> None:
+        print(json.dumps(record), flush=True)
+
+    @handler("node.up")
+    def up(self, body: dict[str, Any]) -> None:
+        self._print({"event": "node.up", "at": self.node.name, **body})
+
+    @handler("node.down")
+    def down(self, body: dict[str, Any]) -> None:
+        self._print({"event": "node.down", "at": self.node.name, **body})

@@ -45,7 +45,14 @@ __all__ = [
     "workload",
 ]
 
-GROUPS = ("bench.local", "bench.remote", "bench.spawn")
+GROUPS = (
+    "bench.local",
+    "bench.remote",
+    "bench.spawn",
+    "bench.scatter",
+    "bench.tasks",
+    "bench.liveness",
+)
 """The modules that register workloads (imported by :func:`load_workloads`)."""
 
 NAME_64 = "x" * 64
@@ -68,6 +75,14 @@ METRICS: dict[str, Metric] = {
     "spawn_s": Metric("s", higher_is_better=False),
     "stop_s": Metric("s", higher_is_better=False),
     "rss_per_agent_kib": Metric("KiB", higher_is_better=False),
+    "tasks_per_s": Metric("task/s", higher_is_better=True),
+    "p50_ms": Metric("ms", higher_is_better=False),
+    "p99_ms": Metric("ms", higher_is_better=False),
+    "ms_per_step": Metric("ms", higher_is_better=False),
+    "ms_per_task": Metric("ms", higher_is_better=False),
+    "step_vs_task": Metric("x", higher_is_better=False),
+    "detect_s": Metric("s", higher_is_better=False),
+    "false_downs": Metric("events", higher_is_better=False),
 }
 """Every metric a figure may carry, with its unit and which way is better."""
 

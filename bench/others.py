@@ -1,10 +1,11 @@
 """Third-party actor systems for ``--peers``: Ray and Thespian, when they are importable.
 
 Neither is a dependency of macp, and the suite never installs them: a system that is not
-importable is skipped with a note. They run the local workloads only (W1 tells, W2 asks), with
-smaller counts (their per-message cost is far higher), stated in the figure's variant.
-Ray actors and Thespian's ``multiprocQueueBase`` actors live in other processes, so these
-figures include a process hop that macp's local figures do not: read them as context.
+importable is skipped with a note. They run the local workloads only (W1 tells, W2 asks; Ray
+also W5's local scatter-gather, as remote tasks), with smaller counts (their per-message cost
+is far higher), stated in the figure's variant. Ray actors and Thespian's
+``multiprocQueueBase`` actors live in other processes, so these figures include a process
+hop that macp's local figures do not: read them as context.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from bench.core import BenchError, Run, latency_metrics, payload
 if TYPE_CHECKING:
     from bench.core import Ctx
 
-__all__ = ["ask_runs", "tell_runs"]
+__all__ = ["ask_runs", "scatter_runs", "tell_runs"]
 
 _MAX_TELLS = 20_000
 _MAX_ASKS = 2_000
+_MAX_SCATTER_ROUNDS = 20
 _TIMEOUT_S = 60.0
 
 
@@ -78,6 +80,32 @@ def _ray_ask(ray: Any, actor: Any, n: int) -> dict[str, float]:
         ray.get(actor.echo.remote(payload(i)), timeout=_TIMEOUT_S)
         latencies.append(clock() - t0)
     return latency_metrics(latencies)
+
+
+def _ray_scatter(ray: Any, echo: Any, rounds: int, fanout: int) -> dict[str, float]:
+    start = time.perf_counter()
+    for r in range(rounds):
+        base = r * fanout
+        answers = ray.get(
+            [echo.remote(payload(base + i)) for i in range(fanout)], timeout=_TIMEOUT_S
+        )
+        if len(answers) != fanout:
+            raise BenchError(f"ray answered {len(answers)} of {fanout} tasks")
+    return {"tasks_per_s": fanout * rounds / (time.perf_counter() - start)}
+
+
+def _ray_echo_task(ctx: Ctx) -> tuple[Any, Any]:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ctx.on_exit(ray.shutdown)
+
+    @ray.remote  # type: ignore[untyped-decorator]
+    def echo(body: Any) -> Any:
+        return body
+
+    return ray, echo
 
 
 # -- Thespian -----------------------------------------------------------------------------------
@@ -148,4 +176,21 @@ def ask_runs(ctx: Ctx, n: int) -> list[Run]:
         system, counter = _thespian_actor(ctx)
         fn = lambda: _thespian_ask(system, counter, count)  # noqa: E731
         runs.append(Run("thespian", fn, variant=f"n={count}", warmup=fn))
+    return runs
+
+
+def scatter_runs(ctx: Ctx, rounds: int, fanout: int, group: str) -> list[Run]:
+    """The ``--peers`` runs of the scatter-gather workload: Ray remote tasks, ``fanout`` per
+    round, then ``ray.get`` of them all (none without ``--peers``)."""
+    if not ctx.peers:
+        return []
+    count = min(rounds, _MAX_SCATTER_ROUNDS)
+    runs: list[Run] = []
+    if _available(ctx, "ray"):
+        ray, echo = _ray_echo_task(ctx)
+        fn = lambda: _ray_scatter(ray, echo, count, fanout)  # noqa: E731
+        runs.append(
+            Run("ray", fn, variant=f"{group}, remote tasks, rounds={count}", group=group, warmup=fn)
+        )
+    ctx.note("Thespian has no scatter variant; only Ray is tried for W5")
     return runs

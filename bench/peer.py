@@ -9,7 +9,8 @@ each answered ``["ok"]``; data messages are one frame:
 
 - ``["sink", n, batched]``: decode and count the next data messages (one msgpack object per
   frame, or several back to back when ``batched``); after ``n`` of them, answer ``["done", n]``.
-- ``["echo"]``: answer every data frame with its body, decoded and encoded again.
+- ``["echo"]``: answer every data frame with its body, decoded and encoded again (W4's
+  ping-pong, W5's scatter of 100 requests per round).
 """
 
 from __future__ import annotations
@@ -179,6 +180,28 @@ class RawClient:
         except zmq.Again:
             raise BenchTimeout("raw peer: a round trip took longer than the budget") from None
         return latencies
+
+    def scatter(self, rounds: int, fanout: int, timeout_s: float) -> float:
+        """``rounds`` times: send ``fanout`` payloads (one per frame), then take the ``fanout``
+        answers, each decoded; the elapsed seconds."""
+        self.control(timeout_s, "echo")
+        pack, send, recv, unpackb = (
+            self._packer.pack,
+            self._sock.send,
+            self._sock.recv,
+            msgpack.unpackb,
+        )
+        start = time.perf_counter()
+        try:
+            for r in range(rounds):
+                base = r * fanout
+                for i in range(fanout):
+                    send(pack(payload(base + i)))
+                for _ in range(fanout):
+                    unpackb(recv(), raw=False)
+        except zmq.Again:
+            raise BenchTimeout("raw peer: a scatter round took longer than the budget") from None
+        return time.perf_counter() - start
 
 
 def main() -> None:

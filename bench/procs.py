@@ -28,7 +28,16 @@ if TYPE_CHECKING:
 
     from bench.core import Deadline
 
-__all__ = ["REPO", "Child", "child_env", "kill_all", "macp_node", "raw_peer", "run_to_end"]
+__all__ = [
+    "REPO",
+    "Child",
+    "Soak",
+    "child_env",
+    "kill_all",
+    "macp_node",
+    "raw_peer",
+    "run_to_end",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 _LOOPBACK = "tcp://127.0.0.1:0"
@@ -154,6 +163,20 @@ class Child:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def next_record(self, timeout_s: float) -> dict[str, Any] | None:
+        """The next JSON line printed after the ready line, waiting at most ``timeout_s``;
+        ``None`` if there was none in time (or the child closed its standard output)."""
+        try:
+            return self._lines.get(timeout=max(0.0, timeout_s))
+        except queue.Empty:
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL, at once (:meth:`stop` still reaps it)."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
     def stop(self, grace_s: float = _TERM_GRACE_S) -> int | None:
         """SIGTERM, then SIGKILL after ``grace_s``; reap it and its reader; the exit code."""
         code = None
@@ -167,8 +190,10 @@ class Child:
 
 def macp_node(name: str, agents: Mapping[str, str], deadline: Deadline, *flags: str) -> Child:
     """Start ``macp node start`` listening on loopback with ``agents`` (``name -> mod:Class``)
-    and any further ``flags``."""
-    argv = [sys.executable, "-m", "macp", "node", "start", "--name", name, "--listen", _LOOPBACK]
+    and any further ``flags``; through :mod:`bench.nodeproc`, so it stops by itself if the
+    benchmark dies without stopping it."""
+    argv = [sys.executable, "-m", "bench.nodeproc", "--parent", str(os.getpid())]
+    argv += ["node", "start", "--name", name, "--listen", _LOOPBACK]
     for agent, path in agents.items():
         argv += ["--agent", f"{agent}={path}"]
     argv += [*flags, "--log-level", "warning", "--log-json"]
@@ -191,6 +216,48 @@ def raw_peer(deadline: Deadline) -> Child:
         child.stop(grace_s=1.0)
         raise
     return child
+
+
+_BUSY_LOOP = """\
+import os, sys
+parent = int(sys.argv[1])
+while os.getppid() == parent:
+    for _ in range(1_000_000):
+        pass
+"""
+"""``while True: pass``, except that it ends by itself (within a few tens of ms) once its
+parent is gone, so that even a benchmark killed with SIGKILL leaves no busy loop behind."""
+
+
+class Soak:
+    """``count`` busy-loop processes that keep every core busy until :meth:`stop`; tracked
+    like every child, so the watchdog and the runner end them too, and each ends by itself if
+    the benchmark dies."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._procs: list[subprocess.Popen[str]] = []
+
+    def start(self) -> None:
+        for _ in range(self.count):
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _BUSY_LOOP, str(os.getpid())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            _track(proc)
+            self._procs.append(proc)
+
+    def stop(self) -> None:
+        """SIGKILL each busy loop (they hold no state) and reap it; safe to call twice."""
+        procs, self._procs = self._procs, []
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        for proc in procs:
+            _end(proc, 1.0)
 
 
 def run_to_end(name: str, argv: list[str], deadline: Deadline) -> str:

@@ -55,9 +55,11 @@ def emit(records: Iterable[dict[str, Any]]) -> None:
 
 
 def _value(metric: str, value: float) -> str:
-    if metric == "msgs_per_s":
+    if metric.endswith("_per_s"):
         return f"{value:,.0f}"
-    if metric.endswith(("_us", "_kib")):
+    if metric == "false_downs":
+        return f"{value:g}"
+    if metric.endswith(("_us", "_kib")) or metric in {"p50_ms", "p99_ms"}:
         return f"{value:,.1f}"
     return f"{value:.3f}"
 

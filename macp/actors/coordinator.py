@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import deque
 from functools import partial
 from typing import Any, Final, NamedTuple
 
@@ -54,6 +55,7 @@ CANCEL: Final = "coordinator.cancel"
 TASKS: Final = "coordinator.tasks"
 TASK_DONE: Final = "task.done"
 _FLUSH_AT: Final = 256
+_KEEP: Final = 20_000
 _NOT_RETRIED: Final = (InvalidParams, Cancelled)
 
 
@@ -85,6 +87,9 @@ class Coordinator(Workflows, Routing, FanOut, Agent):
         self.tasks: dict[str, dict[str, Any]] = {}
         self.keys: dict[str, str] = {}
         self.agents: dict[str, AgentView] = {}
+        self.waiting: set[str] = set()  # pending tasks, for their waiting timeouts
+        self.finished: deque[str] = deque()  # oldest first: dropped from memory past _KEEP
+        self.capable: dict[tuple[str, ...], list[AgentView]] = {}
         self.queues: dict[tuple[str, ...], list[tuple[int, int, str]]] = {}
         self.waiters: dict[str, list[Deferred]] = {}
         self.seq = itertools.count()
@@ -135,6 +140,13 @@ class Coordinator(Workflows, Routing, FanOut, Agent):
         if len(self.dirty) >= _FLUSH_AT:
             self._flush()
 
+    def _forget_old(self) -> None:
+        """Keep at most _KEEP tasks in memory (finished ones go first; the journal keeps all)."""
+        while len(self.tasks) > _KEEP and self.finished:
+            task_id = self.finished.popleft()
+            if task_id not in self.dirty:
+                self.tasks.pop(task_id, None)
+
     def _flush(self) -> None:
         """Commit every change since the last flush, then send the answers that waited on it."""
         if self.dirty or self.dirty_runs:
@@ -145,6 +157,7 @@ class Coordinator(Workflows, Routing, FanOut, Agent):
                     self.journal.put_workflow(run_id, run)
             self.dirty.clear()
             self.dirty_runs.clear()
+            self._forget_old()
         after, self.after_commit = self.after_commit, []
         for action in after:
             action()
@@ -225,6 +238,8 @@ class Coordinator(Workflows, Routing, FanOut, Agent):
         if not isinstance(task_id, str):
             raise InvalidParams("'task_id' must be the string that submit returned")
         task = self.tasks.get(task_id)
+        if task is None:  # long finished, and no longer kept in memory: the journal has it
+            task = self.journal.get_task(task_id)
         if task is None:
             raise InvalidParams(f"no task {task_id!r}; check the id submit returned")
         return task
@@ -325,6 +340,9 @@ class Coordinator(Workflows, Routing, FanOut, Agent):
         result: Any = None,
         error: BaseException | None = None,
     ) -> None:
+        self.waiting.discard(task["id"])
+        if task["state"] not in FINAL:
+            self.finished.append(task["id"])
         task.update(state=state, finished_ms=now_ms(), result=result)
         task["error"] = error_body(error) if error is not None else None
         if state == "succeeded":
@@ -365,7 +383,8 @@ class Coordinator(Workflows, Routing, FanOut, Agent):
         if self.registry_incarnation is None or self.ticks % 8 == 0:  # every 2 s
             self._subscribe()
         now = now_ms()
-        for task in self.tasks.values():
+        for task_id in list(self.waiting):
+            task = self.tasks[task_id]
             if task["state"] == "pending" and now - task["queued_ms"] > task["timeout_s"] * 1000:
                 reason = self._wait_reason(task)
                 if reason.startswith("no agent"):

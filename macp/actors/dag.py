@@ -14,6 +14,7 @@ with a ``body`` gets it with templates filled in: a string ``"${input}"``, ``"${
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -214,23 +215,31 @@ class Workflow:
                 return found
         return []
 
-    @property
+    @functools.cached_property
     def fallbacks(self) -> frozenset[str]:
         """Steps that run only in place of a failed one."""
         return frozenset(s.fallback for s in self.steps if s.fallback is not None)
 
+    @functools.cached_property
+    def _by_id(self) -> dict[str, Step]:
+        return {s.id: s for s in self.steps}
+
     def step(self, step_id: str) -> Step:
-        return next(s for s in self.steps if s.id == step_id)
+        return self._by_id[step_id]
 
     def order(self) -> list[str]:
         """A topological order (dependencies first; ties in definition order)."""
-        done: list[str] = []
+        return list(self._order)
+
+    @functools.cached_property
+    def _order(self) -> tuple[str, ...]:
+        done: dict[str, None] = {}
         remaining = [s for s in self.steps if s.id not in self.fallbacks]
         while remaining:
             ready = next(s for s in remaining if all(d in done for d in s.depends_on))
-            done.append(ready.id)
+            done[ready.id] = None
             remaining.remove(ready)
-        return done
+        return tuple(done)
 
     def sinks(self) -> list[str]:
         """Steps no other step depends on (fallbacks aside), in definition order."""

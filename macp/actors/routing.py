@@ -57,6 +57,8 @@ class Routing:
         breaker_cooldown_s: float
         tasks: dict[str, dict[str, Any]]
         agents: dict[str, AgentView]
+        capable: dict[tuple[str, ...], list[AgentView]]
+        waiting: set[str]
         queues: dict[tuple[str, ...], list[tuple[int, int, str]]]
         seq: itertools.count[int]
 
@@ -84,6 +86,7 @@ class Routing:
         if record["status"] == GONE:
             if view is not None:
                 del self.agents[address]
+                self.capable.clear()
             return
         if view is None:
             view = AgentView(
@@ -93,29 +96,50 @@ class Routing:
                 Breaker(self.breaker_failures, self.breaker_cooldown_s),
             )  # fmt: skip
             self.agents[address] = view
+            self.capable.clear()
         view.status = record["status"]
-        view.capabilities = frozenset(record["capabilities"])
-        view.handles = frozenset(record.get("handles") or ())
-        view.group, view.role = record.get("group"), record.get("role")
+        shape = (frozenset(record["capabilities"]), frozenset(record.get("handles") or ()),
+                 record.get("role"))  # fmt: skip
+        if shape != (view.capabilities, view.handles, view.role):
+            view.capabilities, view.handles, view.role = shape
+            self.capable.clear()
+        view.group = record.get("group")
         self._pump()
 
     # -- dispatch -----------------------------------------------------------------------------
 
     def _enqueue(self, task: dict[str, Any]) -> None:
+        self.waiting.add(task["id"])
         key = requirement(task)
         heapq.heappush(
             self.queues.setdefault(key, []), (-task["priority"], next(self.seq), task["id"])
         )
 
-    def _candidates(self, need: tuple[str, ...], now: float) -> list[AgentView]:
-        return [
-            v
-            for v in self.agents.values()
-            if v.status in ROUTABLE
-            and v.in_flight < self.max_in_flight
-            and v.meets(need)
-            and v.breaker.allows(now)
-        ]
+    def _capable(self, need: tuple[str, ...]) -> list[AgentView]:
+        """The agents that meet ``need`` (cached until the agents change)."""
+        found = self.capable.get(need)
+        if found is None:
+            found = self.capable[need] = [v for v in self.agents.values() if v.meets(need)]
+        return found
+
+    def _least_loaded(self, need: tuple[str, ...], now: float) -> AgentView | None:
+        """The routable agent with room for one more task, fewest in flight, least recently
+        given one; ``None`` if every capable agent is full, unavailable or broken."""
+        best: AgentView | None = None
+        limit = self.max_in_flight
+        for v in self._capable(need):
+            if v.in_flight >= limit or v.status not in ROUTABLE:
+                continue
+            if best is not None and (v.in_flight, v.last_assigned) >= (
+                best.in_flight, best.last_assigned,
+            ):  # fmt: skip
+                continue
+            if v.breaker.failures >= v.breaker.threshold and v.breaker.blocks(now):
+                continue
+            best = v
+        if best is not None:
+            best.breaker.allows(now)  # the chosen one takes the half-open trial, if any
+        return best
 
     def _pump(self) -> None:
         """Assign queued tasks to free capable agents, highest priority first."""
@@ -128,14 +152,14 @@ class Routing:
                 if task is None or task["state"] != "pending":
                     heapq.heappop(queue)
                     continue
-                free = self._candidates(key, now)
-                if not free:
+                agent = self._least_loaded(key, now)
+                if agent is None:
                     break
                 heapq.heappop(queue)
-                agent = min(free, key=lambda v: (v.in_flight, v.last_assigned))
                 self._assign(task, agent)
 
     def _assign(self, task: dict[str, Any], agent: AgentView) -> None:
+        self.waiting.discard(task["id"])
         task["attempts"] += 1
         task.update(state="assigned", agent=agent.address, assigned_ms=now_ms(), started_ms=None)
         log(task, "assigned", agent=agent.address, attempt=task["attempts"])

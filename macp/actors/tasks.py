@@ -135,6 +135,10 @@ class Breaker:
         self.trial = True  # half-open: let one task through
         return True
 
+    def blocks(self, now: float) -> bool:
+        """Whether it would refuse work at ``now`` (without taking the half-open trial)."""
+        return self.failures >= self.threshold and (now < self.open_until or self.trial)
+
     def success(self) -> None:
         self.failures, self.trial = 0, False
 

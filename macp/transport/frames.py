@@ -113,12 +113,13 @@ def _reply_to(obj: object) -> dict[str, Any] | None:
 class Link:
     """The DEALER to one peer, and the frames waiting for it."""
 
-    __slots__ = ("address", "backlog", "last_sent", "name", "socket")
+    __slots__ = ("address", "backlog", "last_sent", "monitor", "name", "socket")
 
     def __init__(self, name: str, address: str, socket: zmq.Socket[bytes]) -> None:
         self.name = name
         self.address = address
         self.socket = socket
+        self.monitor: zmq.Socket[bytes] | None = None  # connection events of ``socket``
         self.backlog: deque[bytes] = deque()
         self.last_sent = 0.0
 

@@ -2,7 +2,10 @@
 
 Any traffic from a peer counts as a heartbeat. A peer is *down* after ``misses`` silent
 heartbeat intervals plus ``acceptable_pause_s`` (so a briefly stalled host does not flap its
-peers to down), and *up* again at the first traffic after that. A peer that announces another
+peers to down), and *up* again at the first traffic after that. A peer whose connection
+closed (its process died: the operating system closes its sockets) and that stays silent for
+one more interval is down sooner: a stalled but living peer keeps its connection, so this
+never flaps a busy host. A peer that announces another
 incarnation (it restarted faster than it could be found down) goes down and up at once, so
 everything that depended on the old process is cleaned up.
 
@@ -48,6 +51,7 @@ class Liveness:
     _last_seen: dict[str, float] = field(default_factory=dict)
     _states: dict[str, PeerState] = field(default_factory=dict)
     _incarnations: dict[str, str] = field(default_factory=dict)
+    _disconnected: dict[str, float] = field(default_factory=dict)
 
     @property
     def threshold_s(self) -> float:
@@ -59,8 +63,15 @@ class Liveness:
         self._states.setdefault(node, PeerState.JOINING)
 
     def remove(self, node: str) -> None:
-        for table in (self._last_seen, self._states, self._incarnations):
+        for table in (self._last_seen, self._states, self._incarnations, self._disconnected):
             table.pop(node, None)
+
+    def disconnected(self, node: str, now: float) -> None:
+        """The connection to ``node`` closed (not yet a verdict: it may come right back)."""
+        self._disconnected.setdefault(node, now)
+
+    def connected(self, node: str) -> None:
+        self._disconnected.pop(node, None)
 
     def state(self, node: str) -> PeerState | None:
         return self._states.get(node)
@@ -86,6 +97,7 @@ class Liveness:
     def seen(self, node: str, now: float, incarnation: str | None = None) -> list[PeerEvent]:
         """Record traffic from ``node`` at ``now``; the events it causes."""
         self._last_seen[node] = now
+        self._disconnected.pop(node, None)
         events: list[PeerEvent] = []
         if incarnation is not None:
             known = self._incarnations.get(node)
@@ -115,8 +127,17 @@ class Liveness:
         limit = now - self.threshold_s
         events = []
         for node, state in self._states.items():
-            if state is PeerState.UP and self._last_seen.get(node, now) < limit:
-                self._states[node] = PeerState.DOWN
-                self._incarnations.pop(node, None)  # whoever comes back is a new incarnation
-                events.append(PeerEvent("node.down", node, "silent"))
+            if state is not PeerState.UP:
+                continue
+            seen = self._last_seen.get(node, now)
+            closed = self._disconnected.get(node)
+            if seen < limit:
+                reason = "silent"
+            elif closed is not None and now - max(closed, seen) > self.interval_s:
+                reason = "disconnected"
+            else:
+                continue
+            self._states[node] = PeerState.DOWN
+            self._incarnations.pop(node, None)  # whoever comes back is a new incarnation
+            events.append(PeerEvent("node.down", node, reason))
         return events

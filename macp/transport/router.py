@@ -14,6 +14,7 @@ Sockets are created inside the thread and closed there with an explicit linger.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -22,11 +23,13 @@ from typing import TYPE_CHECKING, Any, Final
 import msgpack
 import structlog
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from macp.envelope import Envelope, Kind
-from macp.errors import ConfigError, EnvelopeError, MacpError, NodeDown
-from macp.transport import _system
-from macp.transport.frames import Link, pack_frames, refusal, unpack_frame
+from macp.errors import ConfigError, MacpError, NodeDown
+from macp.transport import _inbound, _system
+from macp.transport._inbound import GATEWAY as _GATEWAY
+from macp.transport.frames import Link, pack_frames
 from macp.transport.liveness import Liveness, PeerEvent, PeerState
 from macp.transport.outbox import Outbox
 
@@ -40,9 +43,8 @@ __all__ = ["SYSTEM", "Router"]
 
 SYSTEM: Final = _system.SYSTEM
 _MAX_DRAIN: Final = 20_000
-_RECV_BUDGET: Final = 5_000  # envelopes per visit to a socket, so that ticks are never starved
 _LINGER_MS: Final = 500
-_GATEWAY: Final = "$gateway"
+_LINK_EVENTS: Final = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECTED
 
 _log: structlog.stdlib.BoundLogger = structlog.get_logger("macp.transport")
 
@@ -223,6 +225,9 @@ class Router:
         self._peers[name] = peer
         self._poller.register(sock, zmq.POLLIN)
         if name != _GATEWAY:
+            peer.monitor = sock.get_monitor_socket(_LINK_EVENTS)
+            self._poller.register(peer.monitor, zmq.POLLIN)
+        if name != _GATEWAY:
             self._liveness.add(name)
         if hello:
             _system.say_hello(self, peer)
@@ -230,12 +235,34 @@ class Router:
 
     def _disconnect(self, peer: Link) -> None:
         self._poller.unregister(peer.socket)
-        peer.socket.close(0)
+        self._close_link(peer, 0)
         self._peers.pop(peer.name, None)
+
+    def _close_link(self, peer: Link, linger_ms: int) -> None:
+        if peer.monitor is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self._poller.unregister(peer.monitor)
+            peer.socket.disable_monitor()
+            peer.monitor.close(0)
+            peer.monitor = None
+        peer.socket.close(linger_ms)
+
+    def _link_event(self, peer: Link) -> None:
+        """A connection event of ``peer``'s DEALER: closed, or (re)established."""
+        assert peer.monitor is not None
+        while True:
+            try:
+                event = recv_monitor_message(peer.monitor, zmq.NOBLOCK)["event"]
+            except zmq.Again:
+                return
+            if event == zmq.EVENT_DISCONNECTED:
+                self._liveness.disconnected(peer.name, time.monotonic())
+            else:
+                self._liveness.connected(peer.name)
 
     def _close(self) -> None:
         for peer in list(self._peers.values()):
-            peer.socket.close(_LINGER_MS)
+            self._close_link(peer, _LINGER_MS)
         self._peers.clear()
         if getattr(self, "_router", None) is not None:
             self._router.close(_LINGER_MS)  # type: ignore[union-attr]
@@ -251,13 +278,15 @@ class Router:
             timeout_ms = max(0.0, next_tick - time.monotonic()) * 1000
             events = dict(self._poller.poll(int(timeout_ms)))
             if self._router is not None and self._router in events:
-                self._receive(self._router, None)
+                _inbound.receive(self, self._router, None)
             for peer in list(self._peers.values()):
                 flags = events.get(peer.socket, 0)
                 if flags & zmq.POLLIN:
-                    self._receive(peer.socket, peer.name)
+                    _inbound.receive(self, peer.socket, peer.name)
                 if flags & zmq.POLLOUT:
                     peer.flush(self._poller, self.counters)
+                if peer.monitor is not None and peer.monitor in events:
+                    self._link_event(peer)
             self._drain_outbox()
             now = time.monotonic()
             if now >= next_tick:
@@ -326,86 +355,6 @@ class Router:
             if env.answered:
                 self._node.send(env.error(exc, f"{SYSTEM}@{self._name}"))
 
-    # -- inbound ------------------------------------------------------------------------------
-
-    def _receive(self, sock: zmq.Socket[bytes], peer: str | None) -> None:
-        """Take what ``sock`` holds, up to a budget of envelopes: the rest waits for the next
-        turn of the loop (the poller reports it again), after heartbeats and sends."""
-        secure = self._keys is not None and peer is None
-        budget = _RECV_BUDGET
-        while budget > 0:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=not secure)
-            except zmq.Again:
-                return
-            budget -= 1
-            if peer is not None:  # a DEALER: the answers of a peer's ROUTER, one frame each
-                if len(frames) != 1:
-                    self._bad(peer, None, EnvelopeError("wrong multipart shape"))
-                    continue
-                budget -= self._payload(
-                    _GATEWAY if peer == _GATEWAY else peer, _bytes(frames[0]), None
-                )
-            elif len(frames) != 2:  # noqa: PLR2004 - identity and payload
-                shape = EnvelopeError(f"wrong multipart shape ({len(frames)} frames)")
-                self._bad(_ident(frames[0]), None, shape)
-            else:
-                identity = _bytes(frames[0])
-                claimed = identity.decode(errors="replace")
-                if secure and not self._authentic(claimed, frames[1]):
-                    continue
-                budget -= self._payload(claimed, _bytes(frames[1]), identity)
-
-    def _authentic(self, claimed: str, frame: Any) -> bool:
-        user = frame.get("User-Id")
-        if user == claimed or (claimed.startswith("~") and user not in {None, "?"}):
-            return True
-        self.counters["impersonations"] += 1
-        self._log.warning("transport.impersonation", claimed=claimed, key_of=user)
-        return False
-
-    def _payload(self, peer: str, payload: bytes, identity: bytes | None) -> int:
-        """Deliver a frame's envelopes; how many there were."""
-        self.counters["frames_in"] += 1
-        if peer in self._peers and peer != _GATEWAY:  # strangers are not tracked
-            self._apply(self._liveness.seen(peer, time.monotonic()))
-        try:
-            envelopes, errors = unpack_frame(payload, self._settings.max_message_bytes)
-        except EnvelopeError as e:  # the network boundary: count, log, carry on
-            self._bad(peer, identity, e)
-            return 0
-        for env in envelopes:
-            self._inbound(env, peer, identity)
-        if errors:
-            self._bad(peer, identity, *errors)
-        return len(envelopes)
-
-    def _bad(self, peer: str, identity: bytes | None, *errors: EnvelopeError) -> None:
-        """Count one bad frame; log and, where they can be, answer its bad envelopes."""
-        self.counters["bad_frames"] += 1
-        for error in errors:
-            self._log.warning("envelope.rejected", peer=peer, reason=error.message)
-            answer = refusal(error, f"{SYSTEM}@{self._name}")
-            if answer is not None and identity is not None and self._router is not None:
-                self._emit_router(identity, [answer])
-
-    def _inbound(self, env: Envelope, peer: str, identity: bytes | None) -> None:
-        self.counters["envelopes_in"] += 1
-        src_node = env.src.partition("@")[2]
-        # A peer speaks for its own actors (and relays its clients'), never for another's.
-        foreign = src_node != peer and not (src_node.startswith("~") and not peer.startswith("~"))
-        if foreign and peer != _GATEWAY:
-            self.counters["refused_src"] += 1
-            self._log.warning("envelope.refused", peer=peer, src=env.src, reason="foreign src")
-            return
-        if src_node.startswith("~") and src_node != self._name:
-            self._routes[src_node] = peer if peer in self._peers else (identity or b"").decode()
-        name, _, node = env.dst.partition("@")
-        if name == SYSTEM and node in {"", _system.ANY_NODE, self._name}:
-            _system.handle(self, env, peer)
-        elif env.kind != Kind.HEARTBEAT:
-            self._node.send(env) if node and node != self._name else self._node._deliver(env, name)
-
     # -- liveness -----------------------------------------------------------------------------
 
     def _tick(self, now: float) -> None:
@@ -441,11 +390,3 @@ class Router:
     def _refresh_snapshot(self, now: float) -> None:
         addresses = {name: link.address for name, link in self._peers.items()}
         self._snapshot = self._liveness.snapshot(now, addresses)
-
-
-def _bytes(frame: Any) -> bytes:
-    return frame if isinstance(frame, bytes) else frame.bytes
-
-
-def _ident(frame: Any) -> str:
-    return _bytes(frame).decode(errors="replace")

@@ -52,3 +52,22 @@ def test_a_goodbye_is_down_at_once() -> None:
     assert live.snapshot(2.0, {"b": "tcp://x:1"}) == {
         "b": {"address": "tcp://x:1", "state": "down", "last_seen_s": 2.0}
     }
+
+
+def test_a_closed_connection_and_one_silent_interval_is_down_sooner() -> None:
+    live = _liveness()
+    live.seen("b", 10.0)
+    live.disconnected("b", 10.2)
+    assert live.check(11.1) == []  # one interval after the close: not yet
+    assert live.check(11.3) == [PeerEvent("node.down", "b", "disconnected")]
+
+
+def test_a_connection_that_comes_back_clears_the_suspicion() -> None:
+    live = _liveness()
+    live.seen("b", 10.0)
+    live.disconnected("b", 10.2)
+    live.connected("b")
+    assert live.check(12.0) == []
+    live.disconnected("b", 12.5)
+    live.seen("b", 12.6)  # traffic: it is alive
+    assert live.check(13.9) == []
