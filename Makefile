@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint type pytest bench check clean
+.PHONY: setup run test lint type pytest bench bench-smoke check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +17,12 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/macp up examples/wordcount/topology.yaml --task '{"corpus": "examples/wordcount/corpus"}'
 
-## test: set up, then lint, type-check and run every test
-test: setup lint type pytest
+## test: set up, then lint, type-check, run every test, and a quick run of every benchmark
+test: setup lint type pytest bench-smoke
 
 lint: setup
-	$(BIN)/ruff format --check macp tests examples
-	$(BIN)/ruff check macp tests examples
+	$(BIN)/ruff format --check macp tests examples bench
+	$(BIN)/ruff check macp tests examples bench
 
 type: setup
 	$(BIN)/mypy macp tests examples
@@ -35,6 +35,10 @@ check: test
 ## bench: set up, then run the benchmarks (macp against raw pyzmq/queue and bare Pykka)
 bench: setup
 	$(BIN)/python -m bench
+
+## bench-smoke: every workload, small, once: it must finish and print every figure
+bench-smoke: setup
+	$(BIN)/python -m bench --quick > /dev/null
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -83,9 +83,8 @@ def _detect(ctx: Ctx) -> dict[str, float]:
                     continue
                 if kind == "node.down" and peer == "B":
                     if reason not in {"silent", "disconnected"}:
-                        raise BenchError(
-                            f"node.down B came with reason {reason!r}, not 'disconnected' or 'silent'"
-                        )
+                        expected = "'disconnected' or 'silent'"
+                        raise BenchError(f"node.down B came with reason {reason!r}, not {expected}")
                     return {"detect_s": at - killed}
         finally:
             node.stop()
