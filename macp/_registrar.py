@@ -21,11 +21,10 @@ import structlog
 from macp.errors import MacpError
 
 if TYPE_CHECKING:
-    import concurrent.futures
-
     from macp.actors.agent import Agent
     from macp.envelope import Wire
     from macp.node import Node
+    from macp.transport.refs import AskFuture
 
 __all__ = ["REGISTRY", "Registrar"]
 
@@ -102,9 +101,7 @@ class Registrar:
             return
         future.add_done_callback(lambda f: self._answered(f, version, with_records=with_records))
 
-    def _answered(
-        self, future: concurrent.futures.Future[Any], version: int, *, with_records: bool
-    ) -> None:
+    def _answered(self, future: AskFuture, version: int, *, with_records: bool) -> None:
         self._in_flight = False
         if future.exception() is not None:
             return  # the registry is unreachable: the records go again with the next beat

@@ -27,10 +27,9 @@ from macp.envelope import Wire, new_id
 from macp.errors import AgentError, InvalidParams, MacpError, ResourceUnavailable, error_body
 
 if TYPE_CHECKING:
-    import concurrent.futures
-
     from macp.actors.context import Context, Deferred, Reply
     from macp.actors.tasks import AgentView
+    from macp.transport.refs import AskFuture
 
 __all__ = ["CONTROL", "SCATTER", "FanOut"]
 
@@ -141,9 +140,7 @@ class FanOut:
             future.add_done_callback(partial(self._scattered, task["id"], address))
         self.node.scheduler.call_later(task["timeout_s"], self._tell_self, _Deadline(task["id"]))
 
-    def _scattered(
-        self, task_id: str, address: str, future: concurrent.futures.Future[Any]
-    ) -> None:
+    def _scattered(self, task_id: str, address: str, future: AskFuture) -> None:
         error = future.exception()
         value = future.result() if error is None else error
         self._tell_self(Outcome(task_id, 0, address, ok=error is None, value=value))
@@ -223,9 +220,7 @@ class FanOut:
             return [target] if target in self.agents else []
         return sorted(v.address for v in views if v.address.partition("@")[0] == target)
 
-    def _controlled(
-        self, run_id: str, address: str, future: concurrent.futures.Future[Any]
-    ) -> None:
+    def _controlled(self, run_id: str, address: str, future: AskFuture) -> None:
         error = future.exception()
         value = future.result() if error is None else error
         self._tell_self(_ControlAnswer(run_id, address, ok=error is None, value=value))

@@ -27,8 +27,9 @@ from macp.envelope import Wire, now_ms
 from macp.errors import InvalidParams, MacpError
 
 if TYPE_CHECKING:
-    import concurrent.futures
     from collections.abc import Iterator
+
+    from macp.transport.refs import AskFuture
 
 __all__ = ["ALERT", "METRICS", "SAMPLES", "Monitor"]
 
@@ -152,7 +153,7 @@ class Monitor(Agent):
         future.add_done_callback(self._on_agents)
         self._polled(_Polled("node", self.node.name, self.node.info()))
 
-    def _on_agents(self, future: concurrent.futures.Future[Any]) -> None:
+    def _on_agents(self, future: AskFuture) -> None:
         if future.exception() is not None:
             return
         records = future.result()
@@ -164,7 +165,7 @@ class Monitor(Agent):
                 continue
             info.add_done_callback(partial(self._on_node_info, node))
 
-    def _on_node_info(self, node: str, future: concurrent.futures.Future[Any]) -> None:
+    def _on_node_info(self, node: str, future: AskFuture) -> None:
         if future.exception() is None:
             self._tell_self(_Polled("node", node, future.result()))
 

@@ -20,8 +20,9 @@ from macp.envelope import now_ms
 from macp.errors import MacpError
 
 if TYPE_CHECKING:
-    import concurrent.futures
     import itertools
+
+    from macp.transport.refs import AskFuture
 
 __all__ = ["AttemptDue", "Outcome", "Routing"]
 
@@ -190,9 +191,7 @@ class Routing:
             return
         future.add_done_callback(partial(self._settled, task["id"], attempt, address))
 
-    def _settled(
-        self, task_id: str, attempt: int, agent: str, future: concurrent.futures.Future[Any]
-    ) -> None:
+    def _settled(self, task_id: str, attempt: int, agent: str, future: AskFuture) -> None:
         """On whichever thread settled the ask: hand the outcome to the coordinator."""
         error = future.exception()
         value = future.result() if error is None else error

@@ -27,10 +27,9 @@ from macp.actors.registry import FIND
 from macp.errors import AgentError, InvalidParams, MacpError, ResourceUnavailable
 
 if TYPE_CHECKING:
-    import concurrent.futures
-
     from macp.actors.context import Context, Deferred, Reply
     from macp.envelope import Wire
+    from macp.transport.refs import AskFuture
 
 __all__ = ["SUBMIT", "Hub", "Line", "Peer"]
 
@@ -215,9 +214,7 @@ class Line(Agent):
             return
         submitted.add_done_callback(partial(self._submitted, run_id, stage, item, head))
 
-    def _submitted(
-        self, run_id: str, stage: int, item: int, head: str, future: concurrent.futures.Future[Any]
-    ) -> None:
+    def _submitted(self, run_id: str, stage: int, item: int, head: str, future: AskFuture) -> None:
         if future.exception() is not None:
             self._tell_self(_Done(run_id, stage, item, ok=False, value=future.exception()))
             return

@@ -8,9 +8,12 @@ target node going down settles it.
 
 from __future__ import annotations
 
-import concurrent.futures
+import threading
 import time
+from _thread import allocate_lock as _allocate_lock
 from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from macp.envelope import Priority, Wire
 from macp.errors import AskTimeout, MacpError, NodeDown
@@ -22,23 +25,40 @@ if TYPE_CHECKING:
 
 __all__ = ["AskFuture", "PendingAsks", "Ref"]
 
+_log: structlog.stdlib.BoundLogger = structlog.get_logger("macp.refs")
+_callbacks_lock = threading.Lock()  # short: orders a callback's registration and settlement
+
 _MEDIUM = int(Priority.MEDIUM)
 
 
-class AskFuture(concurrent.futures.Future[Any]):
+class AskFuture:
     """The pending reply to an ask.
 
     ``get()`` waits at most until the ask's own deadline; the future also fails by itself with
-    :class:`AskTimeout` shortly after that deadline, so callbacks always run.
+    :class:`AskTimeout` shortly after that deadline, so callbacks always run. Settled once:
+    by the reply, an error, the deadline or the target node going down, whichever comes first.
+
+    The waiting is a plain lock (released when settled): handing the reply to the waiting
+    thread costs a third of what a ``concurrent.futures.Future``'s condition variable does.
     """
 
+    __slots__ = (
+        "_callbacks", "_done", "_exc", "_guard", "_value", "deadline", "dst", "node",
+        "timeout_s", "type",
+    )  # fmt: skip
+
     def __init__(self, dst: str, type: str, timeout_s: float) -> None:
-        super().__init__()
         self.dst = dst
         self.type = type
         self.timeout_s = timeout_s
         self.deadline = time.monotonic() + timeout_s
         self.node = dst.partition("@")[2]
+        self._done = _allocate_lock()
+        self._done.acquire()  # released once settled
+        self._guard = _allocate_lock()  # taken by the one settlement that counts
+        self._value: Any = None
+        self._exc: BaseException | None = None
+        self._callbacks: list[Callable[[AskFuture], object]] | None = None
 
     def get(self, timeout_s: float | None = None) -> Any:
         """The reply's body.
@@ -52,23 +72,50 @@ class AskFuture(concurrent.futures.Future[Any]):
                 receiver's node went down (:class:`NodeDown`).
         """
         wait_s = max(0.0, self.deadline - time.monotonic()) if timeout_s is None else timeout_s
-        try:
-            return self.result(wait_s)
-        except concurrent.futures.TimeoutError:
-            raise self.timeout_error() from None
+        if not self._done.acquire(timeout=wait_s):
+            raise self.timeout_error()
+        self._done.release()  # for any other waiter
+        if self._exc is not None:
+            raise self._exc
+        return self._value
+
+    def done(self) -> bool:
+        return self._guard.locked() and not self._done.locked()
+
+    def result(self) -> Any:
+        """The reply's body, once settled (raises its error); see :meth:`get` to wait."""
+        return self.get(0)
+
+    def exception(self) -> BaseException | None:
+        """The error it settled with (``None`` for a reply); it must be settled."""
+        return self._exc
+
+    def add_done_callback(self, fn: Callable[[AskFuture], object]) -> None:
+        """Call ``fn(self)`` once settled (at once if it is already), on the settling thread."""
+        with _callbacks_lock:
+            if not self.done():
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(fn)
+                return
+        fn(self)
 
     def timeout_error(self) -> AskTimeout:
         return AskTimeout(f"no reply from {self.dst} to {self.type!r} within {self.timeout_s:g} s")
 
     def settle(self, value: Any = None, exc: BaseException | None = None) -> None:
-        """Set the result (or ``exc``); a second settlement is ignored."""
-        try:
-            if exc is None:
-                self.set_result(value)
-            else:
-                self.set_exception(exc)
-        except concurrent.futures.InvalidStateError:
-            pass  # cancelled by its owner, or settled by another path a moment before
+        """Set the result (or ``exc``); only the first settlement counts."""
+        if not self._guard.acquire(blocking=False):
+            return
+        self._value, self._exc = value, exc
+        with _callbacks_lock:
+            self._done.release()
+            callbacks, self._callbacks = self._callbacks, None
+        for fn in callbacks or ():
+            try:
+                fn(self)
+            except Exception:  # noqa: BLE001 - one bad callback must not stop the others
+                _log.exception("future.callback_failed", callback=repr(fn))
 
 
 class PendingAsks:
