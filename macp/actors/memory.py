@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import msgpack
 
+from macp.actors._params import body_map, text, ttl_s
 from macp.actors.agent import Agent, handler
 from macp.actors.control import AgentState
 from macp.actors.registry import CONTROL_PLANE
@@ -78,33 +79,11 @@ class _Entry(NamedTuple):
 
 
 def _body(type_: str, body: Wire) -> dict[str, Wire]:
-    if not isinstance(body, dict):
-        raise InvalidParams(
-            f"{type_} takes a map body, not {body!r:.60}; send e.g. "
-            "{'namespace': 'notes', 'key': 'k1'}"
-        )
-    return body
-
-
-def _text(type_: str, body: dict[str, Wire], field: str, *, empty: bool = False) -> str:
-    value = body.get(field)
-    if not isinstance(value, str) or (not value and not empty):
-        got = "nothing" if field not in body else f"{value!r:.60}"
-        kind = "a string" if empty else "a non-empty string"
-        raise InvalidParams(f"{type_} needs {field!r} as {kind}, got {got}; set it in the body")
-    return value
+    return body_map(type_, body, "send e.g. {'namespace': 'notes', 'key': 'k1'}")
 
 
 def _ttl_s(type_: str, body: dict[str, Wire]) -> float | None:
-    ttl = body.get("ttl_s")
-    if ttl is None:
-        return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
-        raise InvalidParams(
-            f"{type_} needs 'ttl_s' as a positive number of seconds or null, got {ttl!r:.60}; "
-            "use e.g. 60, or leave it out for a key that never expires"
-        )
-    return float(ttl)
+    return ttl_s(type_, body, "use e.g. 60, or leave it out for a key that never expires")
 
 
 class MemoryStore(Agent):
@@ -198,8 +177,8 @@ class MemoryStore(Agent):
     def put(self, body: Wire) -> Wire:
         """Store a value under ``namespace``/``key``, replacing any old one."""
         body = _body(MEMORY_PUT, body)
-        namespace = _text(MEMORY_PUT, body, "namespace")
-        key = _text(MEMORY_PUT, body, "key")
+        namespace = text(MEMORY_PUT, body, "namespace")
+        key = text(MEMORY_PUT, body, "key")
         if "value" not in body:
             raise InvalidParams(
                 f"{MEMORY_PUT} needs 'value' (any msgpack data, null included); add it to the body"
@@ -214,7 +193,7 @@ class MemoryStore(Agent):
     def get(self, body: Wire) -> Wire:
         """The value under ``namespace``/``key``; ``found`` is false if none has not expired."""
         body = _body(MEMORY_GET, body)
-        entry = self._live(_text(MEMORY_GET, body, "namespace"), _text(MEMORY_GET, body, "key"))
+        entry = self._live(text(MEMORY_GET, body, "namespace"), text(MEMORY_GET, body, "key"))
         if entry is None:
             return {"found": False, "value": None, "expires_at_ms": None}
         return {"found": True, "value": entry.value, "expires_at_ms": entry.expires_at_ms}
@@ -223,8 +202,8 @@ class MemoryStore(Agent):
     def delete(self, body: Wire) -> Wire:
         """Delete ``namespace``/``key``; ``deleted`` says whether a live value was there."""
         body = _body(MEMORY_DELETE, body)
-        namespace = _text(MEMORY_DELETE, body, "namespace")
-        key = _text(MEMORY_DELETE, body, "key")
+        namespace = text(MEMORY_DELETE, body, "namespace")
+        key = text(MEMORY_DELETE, body, "key")
         live = self._live(namespace, key) is not None
         self.journal.delete_memory(namespace, key)
         keys = self._data.get(namespace, {})
@@ -237,8 +216,8 @@ class MemoryStore(Agent):
     def list_keys(self, body: Wire) -> Wire:
         """The sorted keys of ``namespace`` that start with ``prefix`` and have not expired."""
         body = _body(MEMORY_LIST, body)
-        namespace = _text(MEMORY_LIST, body, "namespace")
-        prefix = _text(MEMORY_LIST, body, "prefix", empty=True) if "prefix" in body else ""
+        namespace = text(MEMORY_LIST, body, "namespace")
+        prefix = text(MEMORY_LIST, body, "prefix", empty=True) if "prefix" in body else ""
         now, live = now_ms(), self._data.get(namespace, {})
         keys: list[Wire] = [
             key for key in sorted(live) if key.startswith(prefix) and not live[key].expired(now)

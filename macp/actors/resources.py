@@ -9,10 +9,7 @@ Messages (body -> reply):
 - ``resources.release`` ``{"lease_id"}`` -> ``{"released": bool}``.
 - ``resources.release_owner`` ``{"owner"}`` -> ``{"released": [lease ids], "locks": [paths]}``.
 - ``resources.usage`` (no body) -> ``{pool: {"capacity", "allocated", "free"}}``.
-- ``resources.acquire_lock`` ``{"path", "owner", "ttl_s"?}`` -> ``{"acquired": True, "path",
-  "owner", "expires_at_ms"}``.
-- ``resources.release_lock`` ``{"path", "owner"}`` -> ``{"released": bool}``.
-- ``resources.check_lock`` ``{"path"}`` -> ``{"locked", "path", "owner", "expires_at_ms"}``.
+- ``resources.acquire_lock``, ``release_lock``, ``check_lock``: see :mod:`macp.actors.locks`.
 
 An allocation is all or nothing: if any pool is unknown or short, nothing is taken and the
 asker gets :class:`~macp.errors.InsufficientResources` whose ``data["missing"]`` maps each such
@@ -20,8 +17,7 @@ pool to its shortfall. The manager handles one message at a time, so allocations
 callers never oversubscribe a pool. A pool may be resized below what is allocated: the leases
 stay, and ``free`` is zero until enough of them are released.
 
-A path lock has one owner and an optional TTL; an expired lock is free, re-acquiring by its
-owner refreshes the TTL, and only the owner may release it. Paths are opaque strings.
+Path locks (one owner, optional TTL) live in :mod:`macp.actors.locks`.
 
 Every change reaches the journal before the reply is sent, and the manager reloads pools,
 leases and locks from the journal when it starts. Pools in ``config["pools"]`` are written over
@@ -30,12 +26,19 @@ the journal's at every start, so the topology file decides their capacity.
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeGuard
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
+from macp.actors._params import body_map, is_number, text
 from macp.actors.agent import Agent, handler
+from macp.actors.locks import (
+    RESOURCES_ACQUIRE_LOCK,
+    RESOURCES_CHECK_LOCK,
+    RESOURCES_RELEASE_LOCK,
+    PathLock,
+    PathLocks,
+)
 from macp.actors.owners import OwnerWatch
 from macp.actors.registry import CONTROL_PLANE
 from macp.envelope import Wire, now_ms
@@ -44,7 +47,6 @@ from macp.errors import (
     InsufficientResources,
     InternalError,
     InvalidParams,
-    ResourceUnavailable,
 )
 from macp.store import open_journal
 
@@ -70,9 +72,6 @@ RESOURCES_ALLOCATE: Final = "resources.allocate"
 RESOURCES_RELEASE: Final = "resources.release"
 RESOURCES_RELEASE_OWNER: Final = "resources.release_owner"
 RESOURCES_USAGE: Final = "resources.usage"
-RESOURCES_ACQUIRE_LOCK: Final = "resources.acquire_lock"
-RESOURCES_RELEASE_LOCK: Final = "resources.release_lock"
-RESOURCES_CHECK_LOCK: Final = "resources.check_lock"
 
 _EPS: Final = 1e-9  # float slack when comparing amounts with what is free
 
@@ -82,39 +81,19 @@ class _Lease(NamedTuple):
     amounts: dict[str, float]
 
 
-class _Lock(NamedTuple):
-    owner: str
-    expires_at_ms: int | None
-
-    def expired(self, now: int) -> bool:
-        return self.expires_at_ms is not None and self.expires_at_ms <= now
-
-
 # -- body checks: one sentence naming the field and the fix -----------------------------------
 
 
 def _body(type_: str, body: Wire) -> dict[str, Wire]:
-    if not isinstance(body, dict):
-        raise InvalidParams(f"{type_} takes a map body, not {body!r:.60}; send its fields in a map")
-    return body
+    return body_map(type_, body, "send its fields in a map")
 
 
 def _text(type_: str, body: Wire, field: str) -> str:
-    value = _body(type_, body).get(field)
-    if not isinstance(value, str) or not value:
-        got = "nothing" if value is None else f"{value!r:.60}"
-        raise InvalidParams(
-            f"{type_} needs {field!r} as a non-empty string, got {got}; set it in the body"
-        )
-    return value
-
-
-def _is_number(value: object) -> TypeGuard[int | float]:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    return text(type_, _body(type_, body), field)
 
 
 def _capacity(where: str, value: object) -> float:
-    if not _is_number(value) or value < 0:
+    if not is_number(value) or value < 0:
         raise InvalidParams(f"{where} must be a number >= 0, got {value!r:.60}; use e.g. 4")
     return float(value)
 
@@ -128,7 +107,7 @@ def _amounts(type_: str, body: Wire) -> dict[str, float]:
         )
     checked: dict[str, float] = {}
     for pool, amount in amounts.items():
-        if not _is_number(amount) or amount <= 0:
+        if not is_number(amount) or amount <= 0:
             raise InvalidParams(
                 f"{type_} needs 'amounts.{pool}' to be a number > 0, got {amount!r:.60}; "
                 "leave out the pools you do not need"
@@ -137,19 +116,7 @@ def _amounts(type_: str, body: Wire) -> dict[str, float]:
     return checked
 
 
-def _ttl_s(type_: str, body: Wire) -> float | None:
-    ttl = _body(type_, body).get("ttl_s")
-    if ttl is None:
-        return None
-    if not _is_number(ttl) or ttl <= 0:
-        raise InvalidParams(
-            f"{type_} needs 'ttl_s' as a positive number of seconds or null, got {ttl!r:.60}; "
-            "use e.g. 30, or leave it out for a lock without expiry"
-        )
-    return float(ttl)
-
-
-class ResourceManager(OwnerWatch, Agent):
+class ResourceManager(OwnerWatch, PathLocks, Agent):
     """Capacity pools, all-or-nothing leases and path locks, kept in the journal.
 
     Config:
@@ -172,7 +139,7 @@ class ResourceManager(OwnerWatch, Agent):
         self._allocated: dict[str, float] = {}
         self._holders: Counter[str] = Counter()  # leases per pool, to zero a float sum exactly
         self._leases: dict[str, _Lease] = {}
-        self._locks: dict[str, _Lock] = {}
+        self._locks: dict[str, PathLock] = {}
 
     # -- lifecycle (the manager's thread) -----------------------------------------------------
 
@@ -200,10 +167,10 @@ class ResourceManager(OwnerWatch, Agent):
                 for pool, capacity in capacities.items():
                     journal.put_pool(pool, capacity)
                 for lock in journal.locks():
-                    if _Lock(lock["owner"], lock["expires_at_ms"]).expired(now):
+                    if PathLock(lock["owner"], lock["expires_at_ms"]).expired(now):
                         journal.delete_lock(lock["path"])
                     else:
-                        self._locks[lock["path"]] = _Lock(lock["owner"], lock["expires_at_ms"])
+                        self._locks[lock["path"]] = PathLock(lock["owner"], lock["expires_at_ms"])
                 self._pools = journal.pools()
                 for lease in journal.leases():
                     self._take(lease["lease_id"], _Lease(lease["owner"], lease["amounts"]))
@@ -345,61 +312,6 @@ class ResourceManager(OwnerWatch, Agent):
             else:
                 self._allocated[pool] -= amount
 
-    # -- path locks ---------------------------------------------------------------------------
-
-    def acquire_lock(self, path: str, owner: str, ttl_s: float | None) -> dict[str, Wire]:
-        """Lock ``path`` for ``owner`` (its own lock: refresh the TTL).
-
-        Raises:
-            ResourceUnavailable: another owner holds a lock on ``path`` that has not expired.
-        """
-        now = now_ms()
-        lock = self._locks.get(path)
-        if lock is not None and not lock.expired(now) and lock.owner != owner:
-            left_ms = None if lock.expires_at_ms is None else lock.expires_at_ms - now
-            until = "with no expiry" if left_ms is None else f"for {left_ms / 1000:.3g} s more"
-            raise ResourceUnavailable(
-                f"path {path!r} is locked by {lock.owner!r} {until}; "
-                "retry later or ask its owner to release it",
-                data={"path": path, "owner": lock.owner, "expires_at_ms": lock.expires_at_ms},
-            )
-        expires_at_ms = None if ttl_s is None else now + max(1, math.ceil(ttl_s * 1000))
-        self.journal.put_lock(path, owner, expires_at_ms)
-        self._locks[path] = _Lock(owner, expires_at_ms)
-        return {"acquired": True, "path": path, "owner": owner, "expires_at_ms": expires_at_ms}
-
-    def release_lock(self, path: str, owner: str) -> bool:
-        """Unlock ``path``; ``False`` if it was not locked (or its lock had expired).
-
-        Raises:
-            ResourceUnavailable: another owner holds the lock.
-        """
-        lock = self._locks.get(path)
-        if lock is None:
-            return False
-        live = not lock.expired(now_ms())
-        if live and lock.owner != owner:
-            raise ResourceUnavailable(
-                f"path {path!r} is locked by {lock.owner!r}, not {owner!r}; "
-                "only its owner may release it",
-                data={"path": path, "owner": lock.owner, "expires_at_ms": lock.expires_at_ms},
-            )
-        self.journal.delete_lock(path)
-        del self._locks[path]
-        return live
-
-    def check_lock(self, path: str) -> dict[str, Wire]:
-        """Whether ``path`` is locked, by whom and until when (an expired lock is free)."""
-        lock = self._locks.get(path)
-        if lock is None or lock.expired(now_ms()):
-            return {"locked": False, "path": path, "owner": None, "expires_at_ms": None}
-        return {
-            "locked": True,
-            "path": path,
-            "owner": lock.owner,
-            "expires_at_ms": lock.expires_at_ms,
-        }
-
     # -- handlers: check the body, then call the method above ---------------------------------
 
     @handler(RESOURCES_DEFINE_POOL)
@@ -424,18 +336,3 @@ class ResourceManager(OwnerWatch, Agent):
     @handler(RESOURCES_USAGE)
     def _on_usage(self, _body: Wire) -> Wire:
         return self.usage()
-
-    @handler(RESOURCES_ACQUIRE_LOCK)
-    def _on_acquire_lock(self, body: Wire) -> Wire:
-        path = _text(RESOURCES_ACQUIRE_LOCK, body, "path")
-        owner = _text(RESOURCES_ACQUIRE_LOCK, body, "owner")
-        return self.acquire_lock(path, owner, _ttl_s(RESOURCES_ACQUIRE_LOCK, body))
-
-    @handler(RESOURCES_RELEASE_LOCK)
-    def _on_release_lock(self, body: Wire) -> Wire:
-        path = _text(RESOURCES_RELEASE_LOCK, body, "path")
-        return {"released": self.release_lock(path, _text(RESOURCES_RELEASE_LOCK, body, "owner"))}
-
-    @handler(RESOURCES_CHECK_LOCK)
-    def _on_check_lock(self, body: Wire) -> Wire:
-        return self.check_lock(_text(RESOURCES_CHECK_LOCK, body, "path"))
