@@ -44,6 +44,7 @@ from macp.errors import SupervisorEscalation as SupervisorEscalation
 from macp.errors import TransportError as TransportError
 from macp.errors import Unauthorized as Unauthorized
 from macp.errors import UnknownMessageType as UnknownMessageType
+from macp.log import configure_logging as configure_logging
 from macp.node import Node as Node
 from macp.settings import Settings as Settings
 from macp.supervisor import ChildSpec as ChildSpec
@@ -102,6 +103,7 @@ __all__ = [
     "Unauthorized",
     "UnknownMessageType",
     "Wire",
+    "configure_logging",
     "connect",
     "decode",
     "encode",

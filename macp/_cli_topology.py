@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -105,19 +106,19 @@ class _Process:
             self.proc.wait(5)
 
 
-def _start_all(spec: TopologySpec, level: str) -> tuple[list[_Process], dict[str, str]]:
+def _start_all(spec: TopologySpec, level: str, started: list[_Process]) -> dict[str, str]:
+    """Start the head node, then the others, into ``started`` (for the caller to stop them
+    whatever happens); their addresses."""
     addresses = {**{n.name: n.listen for n in spec.nodes}, **_free_addresses(spec)}
     head = spec.head.name
-    started = [_Process(spec, head, addresses, level)]
+    started.append(_Process(spec, head, addresses, level))
     if not started[0].ready.wait(60) or started[0].proc.poll() is not None:
-        _stop_all(started)
         fail(f"node {head!r} did not start; its errors are above", 1)
     started += [_Process(spec, n.name, addresses, level) for n in spec.nodes if n.name != head]
     for process in started[1:]:
         if not process.ready.wait(60) or process.proc.poll() is not None:
-            _stop_all(started)
             fail(f"node {process.node!r} did not start; its errors are above", 1)
-    return started, addresses
+    return addresses
 
 
 def _stop_all(processes: list[_Process]) -> None:
@@ -163,7 +164,26 @@ def _submit(cluster: macp.Cluster, spec: TopologySpec, body: Any, timeout_s: flo
         fail(f"{spec.path} declares no topology to submit a task to; use --workflow NAME")
     task = cluster.submit(entry["type"], body, capabilities=entry.get("capabilities") or (),
                           agent=entry.get("agent"), timeout_s=timeout_s, max_retries=1)  # fmt: skip
-    return task.result(timeout_s=timeout_s + 5)
+    try:
+        return task.result(timeout_s=timeout_s + 5)
+    except _Interrupted:
+        with contextlib.suppress(MacpError):
+            task.cancel()
+        raise
+
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; raised in the main thread, wherever it waits."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stopping the nodes is not interrupted again
+        signal.signal(sig, signal.SIG_IGN)
+    raise _Interrupted(signum)
 
 
 def _print(value: Any) -> None:
@@ -189,12 +209,12 @@ def up(
     configure_logging(json=True if log_json else None, level="warning")
     spec = _spec(file)
     body = _task_body(task, task_file)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    processes, addresses = _start_all(spec, "info" if verbose else "warning")
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    processes: list[_Process] = []
     code = 0
     try:
+        addresses = _start_all(spec, "info" if verbose else "warning", processes)
         with macp.connect(addresses[spec.head.name]) as cluster:
             _wait_registered(cluster, spec, 60.0)
             if task is not None or task_file is not None:
@@ -202,15 +222,19 @@ def up(
                 return
             typer.echo(f"{spec.name} is up: {len(processes)} nodes, head at "
                        f"{addresses[spec.head.name]}; Ctrl-C stops it", err=True)  # fmt: skip
-            while not stop.wait(0.2):
-                if any(p.proc.poll() is not None for p in processes):
-                    typer.echo("error: a node stopped; stopping the others", err=True)
-                    code = 1
-                    break
+            idle = threading.Event()  # never set: the loop wakes to check the nodes
+            while not any(p.proc.poll() is not None for p in processes):
+                idle.wait(0.2)
+            typer.echo("error: a node stopped; stopping the others", err=True)
+            code = 1
+    except _Interrupted as e:  # serving until a signal is the normal end; a task cut short not
+        code = 0 if task is None and task_file is None else 128 + e.signum
     except MacpError as e:
         typer.echo(f"error: {type(e).__name__}: {e.message}", err=True)
         code = 1
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         _stop_all(processes)
     raise typer.Exit(code)
 
@@ -230,7 +254,7 @@ def run(
     configure_logging(level="warning")
     spec = _spec(file)
     body = _task_body(task, task_file)
-    with _connect(spec, connect) as cluster:
+    with _connect(spec, connect, min(timeout_s, 10.0)) as cluster:
         try:
             if workflow is not None:
                 started = cluster.run(workflow, parse_json(input, "--input") if input else None)
@@ -286,7 +310,9 @@ def register(app: typer.Typer) -> None:
         app.command()(command)
 
 
-def _connect(spec: TopologySpec | None, connect: str | None) -> macp.Cluster:
+def _connect(
+    spec: TopologySpec | None, connect: str | None, timeout_s: float = 10.0
+) -> macp.Cluster:
     address = connect
     keys = os.environ.get("MACP_KEYS")
     if address is None and spec is not None:
@@ -297,6 +323,8 @@ def _connect(spec: TopologySpec | None, connect: str | None) -> macp.Cluster:
     if address is None:
         fail("give the topology file or --connect ADDRESS")
     try:
-        return macp.connect(address, keys=keys)
+        return macp.connect(address, keys=keys, timeout_s=timeout_s)
+    except ConfigError as e:  # a malformed address or keys directory: bad input
+        fail(e.message)
     except MacpError as e:
         fail(e.message, 1)

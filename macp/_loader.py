@@ -29,12 +29,19 @@ def load_class(path: object, field: str) -> type[Supervised]:
         sys.path.insert(0, here)
     try:
         module = importlib.import_module(module_name)
-    except ImportError as e:
+    except ModuleNotFoundError as e:
+        if e.name is not None and module_name != e.name and module_name.startswith(e.name + "."):
+            pass  # a parent package is missing: the path is wrong, as below
+        elif e.name != module_name:  # found, but it imports something that is missing
+            raise ConfigError(
+                f"{field}: module {module_name!r} imports {e.name!r}, which is not installed; "
+                "install it, or fix that import"
+            ) from e
         raise ConfigError(
-            f"{field}: cannot import module {module_name!r} ({type(e).__name__}: {e}); check "
-            "the module path and that its package is installed or on PYTHONPATH"
+            f"{field}: cannot import module {module_name!r} ({e}); check the module path and "
+            "that its package is installed or on PYTHONPATH"
         ) from e
-    except Exception as e:
+    except Exception as e:  # ImportError included: the module was found, and failed
         raise ConfigError(
             f"{field}: importing {module_name!r} raised {type(e).__name__}: {e}"
         ) from e

@@ -4,7 +4,10 @@ Every heartbeat interval the node asks the registry ``registry.heartbeat`` with 
 agent's status and load, and the ``version`` of its set of agents. The full records ride along
 only when that set changed (an agent started, restarted or went) or when the registry asks for
 them (it restarted and lost them, or never had them): so an agent registers on start and after
-every restart, and a registry that comes back is whole again within one interval.
+every restart, and a registry that comes back is whole again within one interval. A control
+command that changes an agent's state sends a heartbeat at once, and is answered only after
+the registry has taken it, so routing sees a paused agent as paused by the time ``pause``
+returns.
 
 Bare names (``summarizer`` rather than ``summarizer@n2``) that are not local are looked up in
 the registry and cached; the cache is dropped when the registry's ``generation`` moves on
@@ -75,12 +78,26 @@ class Registrar:
             self._version += 1
         self._node.scheduler.call_later(0, self.beat)
 
+    def agent_changed(self) -> AskFuture | None:
+        """A local agent's status changed (a control command): tell the registry now.
+
+        Returns:
+            The heartbeat's future (done once the registry has the new status, and has told
+            its subscribers), or ``None`` if the registry is unreachable.
+        """
+        return self._send(regular=False)
+
     def beat(self) -> None:
-        """Send one heartbeat (on the timer thread); at most one is in flight."""
+        """Send one heartbeat (on the timer thread); at most one regular beat is in flight."""
         with self._lock:
             if self._in_flight:
                 return
             self._in_flight = True
+        if self._send(regular=True) is None:
+            self._in_flight = False
+
+    def _send(self, *, regular: bool) -> AskFuture | None:
+        with self._lock:
             version = self._version
             agents = list(self._agents.values())
             with_records = self._synced != version
@@ -96,13 +113,18 @@ class Registrar:
             timeout_s = max(1.0, 2 * self._node.settings.heartbeat_interval_s)
             future = self._node.ask(self.registry, HEARTBEAT, body, timeout_s=timeout_s)
         except MacpError as e:
-            self._in_flight = False
             _log.debug("registrar.unreachable", node=self._node.name, error=str(e))
-            return
-        future.add_done_callback(lambda f: self._answered(f, version, with_records=with_records))
+            return None
+        future.add_done_callback(
+            lambda f: self._answered(f, version, with_records=with_records, regular=regular)
+        )
+        return future
 
-    def _answered(self, future: AskFuture, version: int, *, with_records: bool) -> None:
-        self._in_flight = False
+    def _answered(
+        self, future: AskFuture, version: int, *, with_records: bool, regular: bool
+    ) -> None:
+        if regular:
+            self._in_flight = False
         if future.exception() is not None:
             return  # the registry is unreachable: the records go again with the next beat
         reply = future.result()

@@ -137,11 +137,25 @@ def node_start(
     from macp._loader import load_class  # noqa: PLC0415
 
     if config is not None:
+        given = {
+            "--listen": listen is not None, "--join": join is not None, "--peer": bool(peer),
+            "--agent": bool(agent), "--keys": keys is not None, "--insecure": insecure,
+            "--head": head is not None, "--control-plane": control_plane,
+            "--journal": journal is not None, "--heartbeat-s": heartbeat_s != 1.0,
+            "--acceptable-pause-s": acceptable_pause_s != 1.0,
+            "--max-message-bytes": max_message_bytes != macp.Settings().max_message_bytes,
+            "--name and --node together": name is not None and node_name is not None,
+        }  # fmt: skip
+        if clash := [flag for flag, on in given.items() if on]:
+            fail(f"--config takes these from the file, so drop {', '.join(clash)}; "
+                 "or leave out --config")  # fmt: skip
         node = _node_of_file(config, node_name or name, _pairs(address or [], "--address"))
         _announce(node)
         raise typer.Exit(_serve(node, stop))
     if name is None or listen is None:
         fail("give --name and --listen (or --config FILE --node NAME)")
+    if node_name is not None or address:
+        fail("--node and --address go with --config FILE; use --name without a file")
     try:
         settings = macp.Settings(
             heartbeat_interval_s=heartbeat_s,

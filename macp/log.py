@@ -1,7 +1,9 @@
-"""Logging set-up for programs (the ``macp`` command); the library itself configures nothing.
+"""Logging set-up for programs (the ``macp`` command) and a quiet default for scripts.
 
-Embedders configure structlog themselves; every macp log line carries ``node`` and, where
-known, ``actor``, ``msg_id`` and ``task_id``.
+Embedders configure structlog themselves, before their first node starts; a program that has
+not gets warnings and errors on standard error (structlog's own default would print every
+record to standard output). Every macp log line carries ``node`` and, where known, ``actor``,
+``msg_id`` and ``task_id``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import sys
 
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "default_logging"]
 
 
 def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
@@ -42,3 +44,9 @@ def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def default_logging() -> None:
+    """Show warnings and errors on standard error, unless structlog is configured already."""
+    if not structlog.is_configured():
+        configure_logging(level="warning")

@@ -42,6 +42,7 @@ from macp.errors import (
     UnknownMessageType,
     error_from_body,
 )
+from macp.log import default_logging
 from macp.settings import Settings
 from macp.supervisor import (
     SupervisorSpec,
@@ -109,6 +110,7 @@ class Node(NodeActors):
         _gateway: str | None = None,
     ) -> None:
         self.name = name if _gateway is not None else check_name(name, "node")
+        default_logging()
         self.settings = settings or Settings()
         self._supervision = supervision or SupervisorSpec(name="root")
         self.scheduler = Scheduler(name)
@@ -135,7 +137,7 @@ class Node(NodeActors):
 
             for peer, peer_address in (peers or {}).items():
                 check_endpoint(peer_address, f"peer {check_name(peer, 'peer')!r} address")
-            for what, spec in (("join", join), ("gateway", _gateway)):
+            for what, spec in (("join", join), ("connect", _gateway)):
                 if spec is not None:
                     check_endpoint(spec.rpartition("=")[2], f"{what} address")
 

@@ -30,6 +30,7 @@ from macp.errors import InvalidParams, UnknownMessageType
 if TYPE_CHECKING:
     from macp._inbox import PriorityInbox
     from macp.envelope import Envelope, Wire
+    from macp.node import Node
 
 __all__ = ["COMMAND_PREFIX", "AgentState", "Command", "Controls"]
 
@@ -67,6 +68,7 @@ class Controls:
         name: str
         address: str
         state: AgentState
+        node: Node
         config: dict[str, Any]
         capabilities: ClassVar[tuple[str, ...]]
         role: ClassVar[str | None]
@@ -118,6 +120,7 @@ class Controls:
             return
         params = {} if env.body is None else env.body
         entry: dict[str, Wire] = {"command": command.value, "src": env.src, "ts": env.ts}
+        before = self.state
         try:
             result = self._run_command(command, params)
         except Exception as exc:  # noqa: BLE001 - a failed command is answered, never fatal
@@ -127,7 +130,15 @@ class Controls:
             return
         entry["ok"] = True
         self.commands.append(entry)
-        self._answer(env, env.reply(result, self.address))
+        answer = env.reply(result, self.address)
+        registrar = self.node.registrar if self.state is not before else None
+        told = None
+        if registrar is not None and registrar.registry != self.address:
+            told = registrar.agent_changed()
+        if told is None:
+            self._answer(env, answer)
+        else:  # answered once the registry (and so routing) knows the new state
+            told.add_done_callback(lambda _: self._answer(env, answer))
         if self.state is AgentState.RUNNING:
             while self._held and self.state is AgentState.RUNNING:
                 self._handle_receive(self._held.popleft())

@@ -205,7 +205,8 @@ class Routing:
         routable = [v for v in capable if v.status in ROUTABLE]
         if not routable:
             states = ", ".join(sorted({v.status for v in capable}))
-            return f"{describe(need)} is available ({len(capable)} are {states})"
+            verb = "is" if len(capable) == 1 else "are"
+            return f"{describe(need)} is available ({len(capable)} {verb} {states})"
         open_ = [v.address for v in routable if v.breaker.state == "open"]
         if len(open_) == len(routable):
             return f"the circuit breaker is open for every capable agent: {', '.join(open_)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from macp._loader import load_class
@@ -53,7 +54,7 @@ def _check_nodes(spec: TopologySpec, add: Callable[[tuple[Any, ...], str], None]
         )
     for i, node in enumerate(spec.nodes):
         try:
-            check_endpoint(node.listen, "listen address")
+            check_endpoint(node.listen, "listen address", bind=True)
         except ConfigError as e:
             add(("nodes", i, "listen"), e.message)
 
@@ -73,8 +74,9 @@ def _check_agents(spec: TopologySpec, add: Callable[[tuple[Any, ...], str], None
             add(("agents", i, "class"), e.message.removeprefix("class: "))
             classes_ok = False
     placed: set[tuple[str, str]] = set()
+    declared = Counter(a.name for a in spec.agents)  # a name declared twice is reported once
     for instance, _, where in spec.placement():
-        if (instance, where) in placed:
+        if (instance, where) in placed and declared[instance] == 1:
             add(
                 ("agents",), f"two agents would be named {instance!r} on node {where!r}; rename one"
             )

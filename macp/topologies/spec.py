@@ -1,8 +1,9 @@
 """The topology file: a YAML description of nodes, agents, supervision, the topology's shape,
 resource pools, workflows and settings, validated into :class:`TopologySpec`.
 
-Environment variables may be used anywhere as ``${NAME}`` or ``${NAME:-default}`` (upper-case
-names; ``${input}`` and ``${deps.x}`` are left alone for workflow templates). Every error names
+Environment variables may be used in any value as ``${NAME}`` or ``${NAME:-default}``
+(upper-case names; unset or empty takes the default; ``${input}`` and ``${deps.x}`` are left
+alone for workflow templates). Every error names
 the file, the line and the field, and says what is expected.
 """
 
@@ -203,7 +204,9 @@ def _explain(error: Any) -> str:
         return f"unknown key {loc[-1]!r}{_allowed(loc[:-1])}"
     if kind == "missing":
         return "is required"
-    if kind == "union_tag_invalid":
+    if kind == "too_short":
+        return "must list at least one entry"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
         return "'kind' must be one of hub-and-spoke, peer-to-peer, assembly-line, hierarchical"
     return str(error["msg"]).replace("Input should be", "must be")
 
@@ -222,19 +225,67 @@ class _Problems:
             raise ConfigError("\n".join(self.lines))
 
 
-def _substitute(text: str, path: str) -> str:
-    def value(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        found = os.environ.get(name)
-        if found is None and default is None:
-            line = text.count("\n", 0, match.start()) + 1
-            raise ConfigError(
-                f"{path}:{line}: environment variable {name} is not set; set it, or write "
-                f"${{{name}:-default}}"
-            )
-        return found if found is not None else str(default)
+class _Loader(yaml.SafeLoader):
+    """A safe loader that puts environment variables into string scalars as it builds them.
 
-    return _ENV.sub(value, text)
+    Substituting after parsing keeps a value's ``: `` or ``#`` from changing the document, and
+    leaves comments alone. A plain (unquoted) scalar is typed again after substitution, so
+    ``port: ${PORT:-5555}`` is an integer, as if the number had been written in the file.
+    """
+
+    def __init__(self, text: str, path: str) -> None:
+        super().__init__(text)
+        self.path = path
+
+    def substitute(self, node: yaml.ScalarNode) -> Any:
+        value = self.construct_scalar(node)
+        if "${" not in value:
+            return value
+
+        def lookup(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            found = os.environ.get(name)
+            if found:  # unset or empty takes the default, as the shell's ${NAME:-default}
+                return found
+            if default is not None:
+                return default
+            if found is not None:
+                return found
+            raise ConfigError(
+                f"{self.path}:{node.start_mark.line + 1}: environment variable {name} is not "
+                f"set; set it, or write ${{{name}:-default}}"
+            )
+
+        text = _ENV.sub(lookup, value)
+        if node.style is not None or text == value:
+            return text
+        tag = self.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+        return self.yaml_constructors[tag](self, yaml.ScalarNode(tag, text, node.start_mark))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:str", _Loader.substitute)
+
+
+def _compose(text: str, path: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree (for line numbers) and the data, with variables substituted."""
+    loader = _Loader(text, path)
+    try:
+        root = loader.get_single_node()
+        return root, None if root is None else loader.construct_document(root)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem_mark", None)
+        context = getattr(e, "context_mark", None)
+        # An unclosed quote or bracket is found at the end of the file; name where it opened.
+        at_end = problem is not None and problem.index >= len(text.rstrip())
+        mark = context if at_end and context is not None else problem
+        line = mark.line + 1 if mark is not None else 1
+        what = getattr(e, "problem", None) or e
+        if mark is context and getattr(e, "context", None):
+            opened = str(e.context).removeprefix("while scanning ")  # type: ignore[attr-defined]
+            what = f"{opened} starts here and is never closed"
+        raise ConfigError(f"{path}:{line}: not valid YAML: {what}") from e
+    finally:
+        loader.dispose()
 
 
 def parse_spec(text: str, path: str = "<topology>") -> TopologySpec:
@@ -243,14 +294,7 @@ def parse_spec(text: str, path: str = "<topology>") -> TopologySpec:
     Raises:
         ConfigError: one line per problem, each naming the file, line and field.
     """
-    text = _substitute(text, path)
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        raise ConfigError(f"{path}:{line}: not valid YAML: {getattr(e, 'problem', e)}") from e
+    root, data = _compose(text, path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: a topology file is a map with name, nodes and agents")
     problems = _Problems(path, root)

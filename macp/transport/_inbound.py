@@ -30,6 +30,8 @@ def receive(router: Router, sock: zmq.Socket[bytes], peer: str | None) -> None:
     secure = router._keys is not None and peer is None
     budget = _RECV_BUDGET
     while budget > 0:
+        if peer is not None and getattr(router._peers.get(peer), "socket", None) is not sock:
+            return  # the peer went down and its link was replaced: this socket is closed
         try:
             frames = sock.recv_multipart(zmq.NOBLOCK, copy=not secure)
         except zmq.Again:

@@ -238,6 +238,13 @@ class Router:
         self._close_link(peer, 0)
         self._peers.pop(peer.name, None)
 
+    def _reset_link(self, peer: Link) -> None:
+        """A fresh DEALER to a peer that went down: what was queued for it (in the backlog or
+        inside ZeroMQ) is dropped, never delivered to the process that comes back there."""
+        self.counters["dropped_down"] += len(peer.backlog)
+        self._disconnect(peer)
+        self._connect(peer.name, peer.address, hello=False)
+
     def _close_link(self, peer: Link, linger_ms: int) -> None:
         if peer.monitor is not None:
             with contextlib.suppress(zmq.ZMQError):
@@ -283,6 +290,8 @@ class Router:
                 flags = events.get(peer.socket, 0)
                 if flags & zmq.POLLIN:
                     _inbound.receive(self, peer.socket, peer.name)
+                    if self._peers.get(peer.name) is not peer:
+                        continue  # it went down meanwhile, and its link was replaced
                 if flags & zmq.POLLOUT:
                     peer.flush(self._poller, self.counters)
                 if peer.monitor is not None and peer.monitor in events:
@@ -383,6 +392,8 @@ class Router:
             level(event.kind, peer=event.node, reason=event.reason)
             if event.kind == "node.up" and event.node in self._peers:
                 _system.say_hello(self, self._peers[event.node])
+            elif event.kind == "node.down" and event.node in self._peers:
+                self._reset_link(self._peers[event.node])
             self._node._on_peer_event(event)
         if events:
             self._refresh_snapshot(time.monotonic())

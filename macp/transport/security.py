@@ -160,10 +160,11 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def check_endpoint(address: object, what: str) -> str:
+def check_endpoint(address: object, what: str, *, bind: bool = False) -> str:
     """Return ``address`` if it is a ZeroMQ endpoint a node can use, else raise ConfigError.
 
-    ``what`` names the field (``listen address``, ``peer 'b'``, ...).
+    ``what`` names the field (``listen address``, ``peer 'b'``, ...); ``bind``: it is an
+    address to listen on (where port 0 means any free port).
     """
     scheme, sep, rest = address.partition("://") if isinstance(address, str) else ("", "", "")
     if scheme == "tcp" and sep:
@@ -172,9 +173,8 @@ def check_endpoint(address: object, what: str) -> str:
             return str(address)
     elif scheme in {"ipc", "inproc"} and sep and rest:
         return str(address)
-    raise ConfigError(
-        f"{what} {address!r} is invalid; use tcp://HOST:PORT (PORT 0 picks a free one)"
-    )
+    hint = " (PORT 0 picks a free one)" if bind else ""
+    raise ConfigError(f"{what} {address!r} is invalid; use tcp://HOST:PORT{hint}")
 
 
 def check_bind(address: str, *, keys: Keys | None, insecure: bool) -> None:
@@ -183,7 +183,7 @@ def check_bind(address: str, *, keys: Keys | None, insecure: bool) -> None:
     Raises:
         ConfigError: the address is not a valid endpoint, or the bind would be open plaintext.
     """
-    check_endpoint(address, "listen address")
+    check_endpoint(address, "listen address", bind=True)
     if keys is None and not insecure and not is_loopback(address):
         raise ConfigError(
             f"refusing to listen on {address} without keys: anyone who can reach it could send "

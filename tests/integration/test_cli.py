@@ -1,0 +1,608 @@
+"""The `macp` commands against a running topology (the peers example, as node processes):
+status as JSON and as tables, control pause/resume, and the errors of bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import textwrap
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import psutil
+import pytest
+
+import macp
+from macp.testing import wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_PORTS = re.compile(r"^(WORDCOUNT|PIPELINE|PEERS|HIERARCHY)_\w+_PORT$")
+PEERS = "examples/peers/topology.yaml"
+PEERS_AGENTS = {"analyst@alpha", "factorer-1@beta", "factorer-2@beta", "statistician@beta"}
+CONTROL_PLANE = {"coordinator@alpha", "memory@alpha", "monitor@alpha", "registry@alpha",
+                 "resources@alpha"}  # fmt: skip
+
+
+def analysis(numbers: list[int]) -> dict[str, Any]:
+    """What the peers example answers for ``numbers`` (computed here, for small numbers)."""
+
+    def factors(n: int) -> list[int]:
+        found, d = [], 2
+        while n > 1:
+            while n % d == 0:
+                found.append(d)
+                n //= d
+            d += 1
+        return found
+
+    return {
+        "factors": {str(n): factors(n) for n in numbers},
+        "stats": pytest.approx({
+            "mean": statistics.mean(numbers),
+            "median": statistics.median(numbers),
+            "stdev": statistics.stdev(numbers),
+        }),
+        "primes": [n for n in sorted(numbers) if factors(n) == [n]],
+        "gcd": math.gcd(*numbers),
+    }  # fmt: skip
+
+
+# -- processes ------------------------------------------------------------------------------------
+
+
+def node_processes(data_dir: str) -> list[psutil.Process]:
+    """The `macp node start` processes started for a test (they inherit its MACP_DATA_DIR)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if " node start " not in f" {' '.join(proc.info['cmdline'] or [])} ":
+            continue
+        try:
+            if proc.environ().get("MACP_DATA_DIR") == data_dir:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a test's macp processes: the examples' own ports (0: free ones), a
+    journal directory of its own, tests/agents.py importable as ``agents``. Any node process of
+    the test still running is killed."""
+    clean = {k: v for k, v in os.environ.items() if not EXAMPLE_PORTS.match(k)}
+    data_dir = str(tmp_path / "data")
+    path = os.pathsep.join(p for p in [str(ROOT / "tests"), os.environ.get("PYTHONPATH")] if p)
+    yield {**clean, "MACP_DATA_DIR": data_dir, "PYTHONPATH": path}
+    for proc in node_processes(data_dir):
+        proc.kill()
+
+
+def macp_cli(
+    *args: str, env: dict[str, str], timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "macp", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def free_ports(n: int) -> list[int]:
+    with ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+
+
+class TopologyNodes:
+    """Each node of a topology file as a `macp node start --config` process, on ports picked
+    here; :meth:`start` returns once every node printed node.ready and every agent registered."""
+
+    def __init__(self, file: str, nodes: list[str], env: dict[str, str]) -> None:
+        self.file = file
+        ports = free_ports(len(nodes))
+        self.addresses = {n: f"tcp://127.0.0.1:{p}" for n, p in zip(nodes, ports, strict=True)}
+        self.env = env
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+        self.stderr: dict[str, list[str]] = {}
+        self.ready: dict[str, threading.Event] = {}
+        self._readers: list[threading.Thread] = []
+
+    @property
+    def head(self) -> str:
+        return next(iter(self.addresses.values()))
+
+    def start(self, agents: set[str]) -> Self:
+        first, *others = self.addresses
+        self._start(first)
+        self._wait_ready(first)
+        for name in others:
+            self._start(name)
+        for name in others:
+            self._wait_ready(name)
+        with macp.connect(self.head) as cluster:
+            wait_until(
+                lambda: agents <= {r["address"] for r in cluster.agents()},
+                30,
+                f"agents not all registered: {sorted(agents)}",
+            )
+        return self
+
+    def _start(self, name: str) -> None:
+        args = ["node", "start", "--config", self.file, "--node", name]
+        for node, address in self.addresses.items():
+            args += ["--address", f"{node}={address}"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "macp", *args, "--log-level", "warning", "--log-json"],
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.procs[name], self.stderr[name], self.ready[name] = proc, [], threading.Event()
+        for target in (self._read_stdout, self._read_stderr):
+            reader = threading.Thread(target=target, args=(name, proc), daemon=True)
+            reader.start()
+            self._readers.append(reader)
+
+    def _read_stdout(self, name: str, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        with proc.stdout as out:
+            for line in out:
+                if '"node.ready"' in line:
+                    self.ready[name].set()
+
+    def _read_stderr(self, name: str, proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        with proc.stderr as err:
+            self.stderr[name].extend(err)
+
+    def _wait_ready(self, name: str) -> None:
+        if not self.ready[name].wait(30):
+            raise AssertionError(f"node {name} did not start:\n{''.join(self.stderr[name][-20:])}")
+
+    def stop(self) -> None:
+        """SIGTERM every node (the head last), SIGKILL any that does not stop."""
+        for proc in reversed(self.procs.values()):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in reversed(self.procs.values()):
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        for reader in self._readers:
+            reader.join(10)
+
+
+@pytest.fixture
+def peers(env: dict[str, str]) -> Iterator[TopologyNodes]:
+    """The peers example running as two node processes, alpha (the head) and beta."""
+    nodes = TopologyNodes(PEERS, ["alpha", "beta"], env)
+    try:
+        yield nodes.start(PEERS_AGENTS)
+    finally:
+        nodes.stop()
+
+
+@pytest.fixture
+def background(env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start a `macp` command without waiting for it; if the test leaves it running, it is
+    killed, with the node processes it started (they hold its pipes open)."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        started.append(subprocess.Popen(
+            [sys.executable, "-m", "macp", *args], cwd=ROOT, env=env, text=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        ))  # fmt: skip
+        return started[-1]
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            for node in node_processes(env["MACP_DATA_DIR"]):
+                node.kill()
+        proc.communicate(timeout=10)
+
+
+def cli(nodes: TopologyNodes, *args: str) -> subprocess.CompletedProcess[str]:
+    """A `macp` command given the head's address with --connect."""
+    return macp_cli(*args, "--connect", nodes.head, env=nodes.env)
+
+
+def status(nodes: TopologyNodes) -> dict[str, Any]:
+    done = cli(nodes, "status", "--json")
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def agent_figures(report: dict[str, Any]) -> dict[str, tuple[str, int, int, int]]:
+    """Each user agent's status, load, tasks done and tasks failed."""
+    return {
+        a["address"]: (a["status"], a["load"], a["done"], a["failed"])
+        for a in report["agents"]
+        if a["address"] in PEERS_AGENTS
+    }
+
+
+def statuses(report: dict[str, Any]) -> set[str]:
+    """The statuses of the user agents (the registry hears of a change at the next heartbeat)."""
+    return {status for status, _, _, _ in agent_figures(report).values()}
+
+
+def wait_for_status(
+    nodes: TopologyNodes, ready: Callable[[dict[str, Any]], bool], what: str
+) -> dict[str, Any]:
+    """`macp status --json` until ``ready(report)`` (the monitor samples once a second)."""
+    latest: list[dict[str, Any]] = []
+
+    def check() -> bool:
+        latest[:] = [status(nodes)]
+        return ready(latest[0])
+
+    wait_until(check, 20, what)
+    return latest[0]
+
+
+def registry_statuses(cluster: macp.Cluster) -> dict[str, str]:
+    return {r["address"]: r["status"] for r in cluster.agents() if r["address"] in PEERS_AGENTS}
+
+
+def control(nodes: TopologyNodes, command: str, state: str) -> None:
+    """`macp control COMMAND all`, which answers ``state`` for every agent; then wait until the
+    registry (and so the coordinator's routing) shows it, at each node's next heartbeat."""
+    done = cli(nodes, "control", command, "all")
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert json.loads(done.stdout) == {
+        agent: {"ok": True, "result": {"state": state}} for agent in PEERS_AGENTS
+    }
+    status = {"paused": "paused", "running": "available"}[state]
+    with macp.connect(nodes.head) as cluster:
+        wait_until(
+            lambda: set(registry_statuses(cluster).values()) == {status},
+            10,
+            f"the registry does not show every agent {status}",
+        )
+
+
+# -- status ---------------------------------------------------------------------------------------
+
+
+def test_status_as_json_lists_nodes_agents_tasks_in_flight_and_workflows(
+    peers: TopologyNodes, background: Callable[..., subprocess.Popen[str]]
+) -> None:
+    done = cli(peers, "run", PEERS, "--task", '{"numbers": [12, 13]}')
+    assert (done.returncode, done.stderr) == (0, "")
+    assert json.loads(done.stdout) == analysis([12, 13])
+    failed = cli(peers, "run", PEERS, "--task", '{"numbers": ["x"]}')
+    assert failed.returncode == 1
+    assert re.fullmatch(
+        r"error: PoisonMessage: task \w+ \(analyze\) failed 2 times; last: AgentError: "
+        r"ValueError: invalid literal for int\(\) with base 10: 'x'\n",
+        failed.stderr,
+    ), failed.stderr
+    control(peers, "pause", "paused")
+    summary = background("run", PEERS, "--workflow", "summary", "--input",
+                         '{"numbers": [4, 9], "n": 360}', "--connect", peers.head)  # fmt: skip
+
+    report = wait_for_status(
+        peers,
+        lambda r: (
+            len(r["tasks"]) == 2
+            and statuses(r) == {"paused"}
+            and agent_figures(r)["analyst@alpha"][2:] == (1, 1)
+        ),
+        "the agents are not shown paused, the workflow's first two steps pending, and the "
+        "analyst's two tasks counted",
+    )
+    assert [(n["name"], n["state"], n["address"]) for n in report["nodes"]] == [
+        ("alpha", "up", peers.addresses["alpha"]),
+        ("beta", "up", peers.addresses["beta"]),
+    ]
+    assert all(n["uptime_s"] > 0 for n in report["nodes"])
+    assert agent_figures(report) == {
+        "analyst@alpha": ("paused", 0, 1, 1),
+        "factorer-1@beta": ("paused", 0, 0, 0),
+        "factorer-2@beta": ("paused", 0, 0, 0),
+        "statistician@beta": ("paused", 0, 0, 0),
+    }
+    control_plane = {a["address"]: a for a in report["agents"] if a["address"] not in PEERS_AGENTS}
+    assert set(control_plane) == CONTROL_PLANE
+    assert {a["group"] for a in control_plane.values()} == {"control-plane"}
+    tasks = sorted((t["type"], t["state"], t["attempts"], t["agent"]) for t in report["tasks"])
+    assert tasks == [("factoring", "pending", 0, None), ("statistics", "pending", 0, None)]
+    assert [(w["workflow"], w["state"]) for w in report["workflows"]] == [("summary", "running")]
+    assert report["workflow_definitions"] == ["summary"]
+
+    control(peers, "resume", "running")
+    out, err = summary.communicate(timeout=30)
+    assert (summary.returncode, err) == (0, "")
+    assert json.loads(out) == {"combine": {"largest_factor": 5, "mean": 6.5}}
+    report = wait_for_status(
+        peers,
+        lambda r: (
+            statuses(r) == {"available"}
+            and sum(done for _, _, done, _ in agent_figures(r).values()) == 4
+        ),
+        "the agents are not shown available again with the workflow's three steps counted",
+    )
+    figures = agent_figures(report)
+    assert (figures["analyst@alpha"], figures["statistician@beta"]) == (
+        ("available", 0, 2, 1),
+        ("available", 0, 1, 0),
+    )
+    assert figures["factorer-1@beta"][2] + figures["factorer-2@beta"][2] == 1
+    assert (report["tasks"], report["workflows"]) == ([], [])
+
+
+def test_status_without_json_prints_a_table_per_section(
+    peers: TopologyNodes, env: dict[str, str]
+) -> None:
+    assert cli(peers, "run", PEERS, "--task", '{"numbers": [12, 13]}').returncode == 0
+    wait_for_status(
+        peers,
+        lambda r: agent_figures(r)["analyst@alpha"] == ("available", 0, 1, 0),
+        "the analyst's task is not counted",
+    )
+    alpha, beta = peers.addresses["alpha"], peers.addresses["beta"]
+    port = alpha.rpartition(":")[2]
+    by_address = cli(peers, "status")
+    by_file = macp_cli("status", PEERS, env={**env, "PEERS_ALPHA_PORT": port})
+    for done in (by_address, by_file):
+        assert (done.returncode, done.stderr) == (0, "")
+        for title in ("nodes (2)", "agents (9)", "tasks (0)", "workflows (0)"):
+            assert f"\n{title}" in f"\n{done.stdout}", title
+        for row in (
+            rf"alpha\W+up\W+{re.escape(alpha)}\W+\d+\.\d+",
+            rf"beta\W+up\W+{re.escape(beta)}\W+\d+\.\d+",
+            r"analyst@alpha\W+available\W+0\W+1\W+0\W+peer\W",
+            r"statistician@beta\W+available\W+0\W+0\W+0\W+peer\W",
+            r"coordinator@alpha\W+(available|busy)\W+\d+\W+0\W+0\W+control-plane\W",
+        ):
+            assert re.search(row, done.stdout), row
+
+
+def test_status_of_a_file_whose_head_listens_on_port_0_asks_for_an_address(
+    env: dict[str, str],
+) -> None:
+    done = macp_cli("status", PEERS, env=env)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"error: the head's address in {PEERS} has port 0 (chosen by `macp up`); "
+        "pass --connect ADDRESS\n"
+    )
+
+
+# -- control --------------------------------------------------------------------------------------
+
+
+def test_a_task_submitted_while_paused_completes_only_after_resume(peers: TopologyNodes) -> None:
+    control(peers, "pause", "paused")
+    refused = cli(peers, "run", PEERS, "--task", '{"numbers": [6, 7]}', "--timeout-s", "1")
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert re.fullmatch(
+        r"error: ResourceUnavailable: task \w+ waited 1 s: no agent that handles 'analyze' is "
+        r"available \(1 is paused\)\n",
+        refused.stderr,
+    ), refused.stderr
+
+    with macp.connect(peers.head) as cluster:
+        # retries: the analyst may run it before the registry shows its helpers resumed
+        task = cluster.submit("analyze", {"numbers": [6, 7]}, timeout_s=60, max_retries=5)
+        wait_until(lambda: task.status().get("wait_reason"), 5, "the task has no wait reason")
+        waiting = task.status()
+        assert (waiting["state"], waiting["attempts"], waiting["wait_reason"]) == (
+            "pending",
+            0,
+            "no agent that handles 'analyze' is available (1 is paused)",
+        )
+        with pytest.raises(
+            macp.AskTimeout,
+            match=r"^no reply from coordinator@alpha to 'coordinator\.result' within 1 s$",
+        ):
+            task.result(timeout_s=1)
+        assert task.status()["state"] == "pending"
+        control(peers, "resume", "running")
+        assert task.result(timeout_s=30) == analysis([6, 7])
+        assert task.status()["state"] == "succeeded"
+
+
+def test_control_of_an_unknown_command_or_target_exits_1_naming_it(peers: TopologyNodes) -> None:
+    unknown_target = cli(peers, "control", "pause", "nobody")
+    assert (unknown_target.returncode, unknown_target.stdout) == (1, "")
+    assert unknown_target.stderr == (
+        "error: InvalidParams: no registered agent matches target 'nobody'\n"
+    )
+    unknown_command = cli(peers, "control", "freeze", "all")
+    assert (unknown_command.returncode, unknown_command.stdout) == (1, "")
+    assert unknown_command.stderr == (
+        "error: InvalidParams: 'command' must be one of start, stop, pause, resume, configure, "
+        "status, reset, not 'freeze'\n"
+    )
+    assert statuses(status(peers)) == {"available"}
+
+
+def test_the_registry_shows_a_pause_and_a_resume_as_soon_as_the_command_answers(
+    peers: TopologyNodes,
+) -> None:
+    with macp.connect(peers.head) as cluster:
+        cluster.control("pause", "all")
+        after_pause = registry_statuses(cluster)
+        wait_until(lambda: set(registry_statuses(cluster).values()) == {"paused"}, 10)
+        cluster.control("resume", "all")
+        after_resume = registry_statuses(cluster)
+    assert (after_pause, after_resume) == (
+        dict.fromkeys(PEERS_AGENTS, "paused"),
+        dict.fromkeys(PEERS_AGENTS, "available"),
+    )
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["up", "run"])
+def test_a_task_that_is_not_json_exits_2_saying_where_it_breaks(
+    command: str, env: dict[str, str]
+) -> None:
+    done = macp_cli(command, PEERS, "--task", '{"numbers": [1, 2}', env=env)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "error: --task is not valid JSON: Expecting ',' delimiter at line 1 column 18\n"
+    )
+    assert node_processes(env["MACP_DATA_DIR"]) == []
+
+
+def test_up_of_a_file_with_errors_exits_1_printing_each_error(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    bad = tmp_path / "topology.yaml"
+    bad.write_text(
+        textwrap.dedent("""\
+            name: broken
+            nodes:
+              - name: head
+                listen: tcp://127.0.0.1:0
+            agents:
+              - {name: analyst, class: "examples.peers.agents:Analyst", node: gamma}
+              - {name: factorer, class: "examples.peers.agents:Factorer"}
+            topology:
+              kind: peer-to-peer
+              peers: [analyst, factorer]
+              entry: analyse
+        """),
+        encoding="utf-8",
+    )
+    done = macp_cli("up", str(bad), "--task", '{"numbers": [2]}', env=env)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        f"error: {bad}:6: agents[0].node: agent 'analyst' is placed on node 'gamma', which is "
+        "not declared; use one of: head\n"
+        f"error: {bad}:11: topology.entry: no peer handles 'analyse'; name a type a peer handles\n"
+    )
+    assert node_processes(env["MACP_DATA_DIR"]) == []
+
+
+def test_run_against_an_address_where_nothing_listens_exits_1_saying_so(
+    env: dict[str, str],
+) -> None:
+    nowhere = f"tcp://127.0.0.1:{free_ports(1)[0]}"
+    done = macp_cli("run", PEERS, "--task", '{"numbers": [2]}', "--connect", nowhere, env=env)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == f"error: no answer from {nowhere} within 10 s; is a node running there?\n"
+
+
+def test_up_of_a_task_that_fails_exits_1_and_stops_every_node(env: dict[str, str]) -> None:
+    task = '{"corpus": "/nonexistent"}'
+    done = macp_cli("up", "examples/wordcount/topology.yaml", "--task", task, env=env)
+    assert (done.returncode, done.stdout) == (1, "")
+    unlogged = [line for line in done.stderr.splitlines() if not line.startswith("{")]
+    assert len(unlogged) == 1, done.stderr
+    assert re.fullmatch(
+        r"error: PoisonMessage: task \w+ \(topology\.submit\) failed 2 times; last: AgentError: "
+        r"ValueError: no \.txt files in '/nonexistent'",
+        unlogged[0],
+    ), done.stderr
+    assert node_processes(env["MACP_DATA_DIR"]) == []
+
+
+def test_up_stops_its_nodes_when_interrupted_while_its_task_runs(
+    tmp_path: Path, env: dict[str, str], background: Callable[..., subprocess.Popen[str]]
+) -> None:
+    head = f"tcp://127.0.0.1:{free_ports(1)[0]}"
+    file = tmp_path / "hang.yaml"
+    file.write_text(
+        textwrap.dedent(f"""\
+            name: hang
+            nodes:
+              - {{name: head, listen: "{head}"}}
+            agents:
+              - {{name: a, class: "agents:Echo"}}
+              - {{name: b, class: "agents:Echo"}}
+            topology: {{kind: peer-to-peer, peers: [a, b], entry: hang}}
+            settings: {{shutdown_timeout_s: 0.5}}
+        """),
+        encoding="utf-8",
+    )
+    up = background("up", str(file), "--task", "{}")
+    with macp.connect(head) as cluster:
+        running = [{"type": "hang", "state": "running"}]
+        wait_until(
+            lambda: [{k: t[k] for k in ("type", "state")} for t in cluster.tasks()] == running,
+            30,
+            "the task is not running",
+        )
+    up.send_signal(signal.SIGINT)
+    assert up.wait(15) == 130  # well before the task's 300 s
+    assert node_processes(env["MACP_DATA_DIR"]) == []
+
+
+def test_run_waits_for_the_cluster_no_longer_than_its_timeout(env: dict[str, str]) -> None:
+    nowhere = f"tcp://127.0.0.1:{free_ports(1)[0]}"
+    done = macp_cli("run", PEERS, "--task", "{}", "--connect", nowhere, "--timeout-s", "1", env=env)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == f"error: no answer from {nowhere} within 1 s; is a node running there?\n"
+
+
+def test_a_malformed_connect_address_exits_2_without_advice_for_listening(
+    env: dict[str, str],
+) -> None:
+    done = macp_cli("status", "--connect", "127.0.0.1:5555", env=env)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "error: connect address '127.0.0.1:5555' is invalid; use tcp://HOST:PORT\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--listen", "tcp://127.0.0.1:0"], "--listen"),
+        (["--agent", "a=agents:Echo", "--control-plane"], "--agent, --control-plane"),
+        (["--name", "alpha", "--node", "alpha"], "--name and --node together"),
+    ],
+)
+def test_node_start_with_a_file_refuses_flags_the_file_decides(
+    flags: list[str], named: str, env: dict[str, str]
+) -> None:
+    done = macp_cli("node", "start", "--config", PEERS, *flags, env=env)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"error: --config takes these from the file, so drop {named}; or leave out --config\n"
+    )
+    assert node_processes(env["MACP_DATA_DIR"]) == []
+
+
+def test_a_script_that_configures_no_logging_prints_nothing_on_standard_output(
+    env: dict[str, str],
+) -> None:
+    script = "import macp\nnode = macp.Node('solo').start()\nnode.stop()\nprint('only this')\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (0, "only this\n", "")
