@@ -14,6 +14,7 @@ os.environ["MACP_STRICT"] = "1"
 sys.path.insert(0, str(Path(__file__).parent))  # tests/agents.py and tests/procs.py
 
 from procs import NodeProcess
+from topology_procs import EXAMPLE_PORTS, ROOT, node_processes
 
 from macp import Node, Settings, SupervisorSpec
 from macp.testing import wait_until
@@ -72,4 +73,17 @@ def procs() -> Iterator[Callable[..., NodeProcess]]:
 
     yield start
     for proc in started:
+        proc.kill()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a test's `macp` processes: the examples' own ports (0: free ones), a
+    journal directory of its own, tests/agents.py importable as ``agents``. Any node process of
+    the test still running is killed."""
+    clean = {k: v for k, v in os.environ.items() if not EXAMPLE_PORTS.match(k)}
+    data_dir = str(tmp_path / "data")
+    path = os.pathsep.join(p for p in [str(ROOT / "tests"), os.environ.get("PYTHONPATH")] if p)
+    yield {**clean, "MACP_DATA_DIR": data_dir, "PYTHONPATH": path}
+    for proc in node_processes(data_dir):
         proc.kill()

@@ -4,197 +4,39 @@ status as JSON and as tables, control pause/resume, and the errors of bad input.
 from __future__ import annotations
 
 import json
-import math
-import os
 import re
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import textwrap
-import threading
-from contextlib import ExitStack
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
-import psutil
 import pytest
+from topology_procs import (
+    ROOT,
+    TopologyNodes,
+    expected_analysis,
+    free_ports,
+    macp_cli,
+    node_processes,
+)
 
 import macp
 from macp.testing import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from pathlib import Path
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE_PORTS = re.compile(r"^(WORDCOUNT|PIPELINE|PEERS|HIERARCHY)_\w+_PORT$")
 PEERS = "examples/peers/topology.yaml"
 PEERS_AGENTS = {"analyst@alpha", "factorer-1@beta", "factorer-2@beta", "statistician@beta"}
 CONTROL_PLANE = {"coordinator@alpha", "memory@alpha", "monitor@alpha", "registry@alpha",
                  "resources@alpha"}  # fmt: skip
 
 
-def analysis(numbers: list[int]) -> dict[str, Any]:
-    """What the peers example answers for ``numbers`` (computed here, for small numbers)."""
-
-    def factors(n: int) -> list[int]:
-        found, d = [], 2
-        while n > 1:
-            while n % d == 0:
-                found.append(d)
-                n //= d
-            d += 1
-        return found
-
-    return {
-        "factors": {str(n): factors(n) for n in numbers},
-        "stats": pytest.approx({
-            "mean": statistics.mean(numbers),
-            "median": statistics.median(numbers),
-            "stdev": statistics.stdev(numbers),
-        }),
-        "primes": [n for n in sorted(numbers) if factors(n) == [n]],
-        "gcd": math.gcd(*numbers),
-    }  # fmt: skip
-
-
 # -- processes ------------------------------------------------------------------------------------
-
-
-def node_processes(data_dir: str) -> list[psutil.Process]:
-    """The `macp node start` processes started for a test (they inherit its MACP_DATA_DIR)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if " node start " not in f" {' '.join(proc.info['cmdline'] or [])} ":
-            continue
-        try:
-            if proc.environ().get("MACP_DATA_DIR") == data_dir:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The environment of a test's macp processes: the examples' own ports (0: free ones), a
-    journal directory of its own, tests/agents.py importable as ``agents``. Any node process of
-    the test still running is killed."""
-    clean = {k: v for k, v in os.environ.items() if not EXAMPLE_PORTS.match(k)}
-    data_dir = str(tmp_path / "data")
-    path = os.pathsep.join(p for p in [str(ROOT / "tests"), os.environ.get("PYTHONPATH")] if p)
-    yield {**clean, "MACP_DATA_DIR": data_dir, "PYTHONPATH": path}
-    for proc in node_processes(data_dir):
-        proc.kill()
-
-
-def macp_cli(
-    *args: str, env: dict[str, str], timeout_s: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "macp", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-
-
-def free_ports(n: int) -> list[int]:
-    with ExitStack() as stack:
-        probes = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
-
-
-class TopologyNodes:
-    """Each node of a topology file as a `macp node start --config` process, on ports picked
-    here; :meth:`start` returns once every node printed node.ready and every agent registered."""
-
-    def __init__(self, file: str, nodes: list[str], env: dict[str, str]) -> None:
-        self.file = file
-        ports = free_ports(len(nodes))
-        self.addresses = {n: f"tcp://127.0.0.1:{p}" for n, p in zip(nodes, ports, strict=True)}
-        self.env = env
-        self.procs: dict[str, subprocess.Popen[str]] = {}
-        self.stderr: dict[str, list[str]] = {}
-        self.ready: dict[str, threading.Event] = {}
-        self._readers: list[threading.Thread] = []
-
-    @property
-    def head(self) -> str:
-        return next(iter(self.addresses.values()))
-
-    def start(self, agents: set[str]) -> Self:
-        first, *others = self.addresses
-        self._start(first)
-        self._wait_ready(first)
-        for name in others:
-            self._start(name)
-        for name in others:
-            self._wait_ready(name)
-        with macp.connect(self.head) as cluster:
-            wait_until(
-                lambda: agents <= {r["address"] for r in cluster.agents()},
-                30,
-                f"agents not all registered: {sorted(agents)}",
-            )
-        return self
-
-    def _start(self, name: str) -> None:
-        args = ["node", "start", "--config", self.file, "--node", name]
-        for node, address in self.addresses.items():
-            args += ["--address", f"{node}={address}"]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "macp", *args, "--log-level", "warning", "--log-json"],
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.procs[name], self.stderr[name], self.ready[name] = proc, [], threading.Event()
-        for target in (self._read_stdout, self._read_stderr):
-            reader = threading.Thread(target=target, args=(name, proc), daemon=True)
-            reader.start()
-            self._readers.append(reader)
-
-    def _read_stdout(self, name: str, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        with proc.stdout as out:
-            for line in out:
-                if '"node.ready"' in line:
-                    self.ready[name].set()
-
-    def _read_stderr(self, name: str, proc: subprocess.Popen[str]) -> None:
-        assert proc.stderr is not None
-        with proc.stderr as err:
-            self.stderr[name].extend(err)
-
-    def _wait_ready(self, name: str) -> None:
-        if not self.ready[name].wait(30):
-            raise AssertionError(f"node {name} did not start:\n{''.join(self.stderr[name][-20:])}")
-
-    def stop(self) -> None:
-        """SIGTERM every node (the head last), SIGKILL any that does not stop."""
-        for proc in reversed(self.procs.values()):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in reversed(self.procs.values()):
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        for reader in self._readers:
-            reader.join(10)
 
 
 @pytest.fixture
@@ -298,7 +140,7 @@ def test_status_as_json_lists_nodes_agents_tasks_in_flight_and_workflows(
 ) -> None:
     done = cli(peers, "run", PEERS, "--task", '{"numbers": [12, 13]}')
     assert (done.returncode, done.stderr) == (0, "")
-    assert json.loads(done.stdout) == analysis([12, 13])
+    assert json.loads(done.stdout) == expected_analysis([12, 13])
     failed = cli(peers, "run", PEERS, "--task", '{"numbers": ["x"]}')
     assert failed.returncode == 1
     assert re.fullmatch(
@@ -428,7 +270,7 @@ def test_a_task_submitted_while_paused_completes_only_after_resume(peers: Topolo
             task.result(timeout_s=1)
         assert task.status()["state"] == "pending"
         control(peers, "resume", "running")
-        assert task.result(timeout_s=30) == analysis([6, 7])
+        assert task.result(timeout_s=30) == expected_analysis([6, 7])
         assert task.status()["state"] == "succeeded"
 
 

@@ -8,32 +8,33 @@ import csv
 import datetime as dt
 import json
 import math
-import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
-from contextlib import ExitStack
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
-import psutil
 import pytest
+from topology_procs import (
+    ROOT,
+    TopologyNodes,
+    expected_analysis,
+    macp_cli,
+    node_processes,
+    prime_factors,
+    unlogged,
+)
 
-import macp
 from macp.testing import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from pathlib import Path
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE_PORTS = re.compile(r"^(WORDCOUNT|PIPELINE|PEERS|HIERARCHY)_\w+_PORT$")
 
 
 # -- results computed here ------------------------------------------------------------------------
@@ -89,32 +90,6 @@ def expected_sales(path: Path) -> dict[str, Any]:
     }
 
 
-def prime_factors(n: int) -> list[int]:
-    factors = []
-    for d in range(2, n + 1):
-        if d * d > n:
-            break
-        while n % d == 0:
-            factors.append(d)
-            n //= d
-    return [*factors, n] if n > 1 else factors
-
-
-def expected_analysis(numbers: list[int]) -> dict[str, Any]:
-    return {
-        "factors": {str(n): prime_factors(n) for n in numbers},
-        "stats": pytest.approx(
-            {
-                "mean": statistics.mean(numbers),
-                "median": statistics.median(numbers),
-                "stdev": statistics.stdev(numbers),
-            }
-        ),
-        "primes": sorted(n for n in numbers if prime_factors(n) == [n]),
-        "gcd": math.gcd(*numbers),
-    }
-
-
 def primes_between(start: int, stop: int) -> int:
     sieve = [True] * stop
     for i in range(2, stop):
@@ -148,51 +123,6 @@ def test_the_expected_results_are_right_on_small_cases() -> None:
 # -- processes ------------------------------------------------------------------------------------
 
 
-def node_processes(data_dir: str) -> list[psutil.Process]:
-    """The `macp node start` processes started for a test (they inherit its MACP_DATA_DIR)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if " node start " not in f" {' '.join(proc.info['cmdline'] or [])} ":
-            continue
-        try:
-            if proc.environ().get("MACP_DATA_DIR") == data_dir:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The environment of a test's macp processes: the examples' own ports (0: free ones), a
-    journal directory of its own. Any node process of the test still running is killed."""
-    clean = {k: v for k, v in os.environ.items() if not EXAMPLE_PORTS.match(k)}
-    data_dir = str(tmp_path / "data")
-    yield {**clean, "MACP_DATA_DIR": data_dir}
-    for proc in node_processes(data_dir):
-        proc.kill()
-
-
-def macp_cli(
-    *args: str, env: dict[str, str], timeout_s: float = 90
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "macp", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-
-
-def unlogged(stderr: str | list[str]) -> list[str]:
-    """The lines of ``stderr`` that are not log records (JSON lines): errors, tracebacks."""
-    lines = stderr.splitlines() if isinstance(stderr, str) else stderr
-    return [line for line in lines if not line.startswith("{")]
-
-
 def up(example: str, task: Any, env: dict[str, str]) -> Any:
     """`macp up` the example with ``task``: its result, once it exited 0 leaving no node behind."""
     done = macp_cli("up", f"examples/{example}/topology.yaml", "--task", json.dumps(task), env=env)
@@ -201,120 +131,13 @@ def up(example: str, task: Any, env: dict[str, str]) -> Any:
     return json.loads(done.stdout)
 
 
-def free_ports(n: int) -> list[int]:
-    with ExitStack() as stack:
-        probes = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
-
-
-class TopologyNodes:
-    """Each node of a topology file as a `macp node start --config` process, on ports picked
-    here; :meth:`start` returns once every node printed node.ready and every agent registered."""
-
-    def __init__(self, example: str, nodes: list[str], env: dict[str, str]) -> None:
-        self.file = f"examples/{example}/topology.yaml"
-        ports = free_ports(len(nodes))
-        self.addresses = {
-            name: f"tcp://127.0.0.1:{port}" for name, port in zip(nodes, ports, strict=True)
-        }
-        self.env = env
-        self.procs: dict[str, subprocess.Popen[str]] = {}
-        self.stderr: dict[str, list[str]] = {}
-        self.ready: dict[str, threading.Event] = {}
-        self._readers: list[threading.Thread] = []
-
-    @property
-    def head(self) -> str:
-        return next(iter(self.addresses.values()))
-
-    def start(self, agents: set[str]) -> Self:
-        names = list(self.addresses)
-        self._start(names[0])
-        self._wait_ready(names[0])
-        for name in names[1:]:
-            self._start(name)
-        for name in names[1:]:
-            self._wait_ready(name)
-        assert {p.pid for p in node_processes(self.env["MACP_DATA_DIR"])} == {
-            p.pid for p in self.procs.values()
-        }
-        with macp.connect(self.head) as cluster:
-            wait_until(
-                lambda: (
-                    agents <= {r["address"] for r in cluster.agents() if r["status"] == "available"}
-                ),
-                30,
-                f"agents not all registered: {sorted(agents)}",
-            )
-        return self
-
-    def _start(self, name: str) -> None:
-        args = ["node", "start", "--config", self.file, "--node", name]
-        for node, address in self.addresses.items():
-            args += ["--address", f"{node}={address}"]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "macp", *args, "--log-level", "warning", "--log-json"],
-            cwd=ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.procs[name], self.stderr[name], self.ready[name] = proc, [], threading.Event()
-        for target in (self._read_stdout, self._read_stderr):
-            reader = threading.Thread(target=target, args=(name, proc), daemon=True)
-            reader.start()
-            self._readers.append(reader)
-
-    def _read_stdout(self, name: str, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        with proc.stdout as out:
-            for line in out:
-                ready = {"event": "node.ready", "name": name, "address": self.addresses[name]}
-                if '"node.ready"' in line and json.loads(line) == ready:
-                    self.ready[name].set()
-
-    def _read_stderr(self, name: str, proc: subprocess.Popen[str]) -> None:
-        assert proc.stderr is not None
-        with proc.stderr as err:
-            self.stderr[name].extend(err)
-
-    def _wait_ready(self, name: str) -> None:
-        if not self.ready[name].wait(30):
-            raise AssertionError(f"node {name} did not start:\n{''.join(self.stderr[name][-20:])}")
-
-    def terminate(self) -> dict[str, int]:
-        """SIGTERM every node (the head last); each exit code, once none wrote to its standard
-        error anything but log records."""
-        for proc in reversed(self.procs.values()):
-            proc.send_signal(signal.SIGTERM)
-        codes = {name: proc.wait(20) for name, proc in reversed(self.procs.items())}
-        for reader in self._readers:
-            reader.join(10)
-        assert {name: unlogged(lines) for name, lines in self.stderr.items()} == {
-            name: [] for name in self.stderr
-        }
-        return dict(sorted(codes.items()))
-
-    def kill(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-        for reader in self._readers:
-            reader.join(10)
-
-
 @pytest.fixture
 def topology(env: dict[str, str]) -> Iterator[Callable[[str, list[str], set[str]], TopologyNodes]]:
     """Start an example's nodes as processes: ``topology(example, nodes, agents)``."""
     started: list[TopologyNodes] = []
 
     def start(example: str, nodes: list[str], agents: set[str]) -> TopologyNodes:
-        started.append(TopologyNodes(example, nodes, env))
+        started.append(TopologyNodes(f"examples/{example}/topology.yaml", nodes, env))
         return started[-1].start(agents)
 
     yield start
