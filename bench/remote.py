@@ -24,23 +24,17 @@ __all__ = ["w3_remote_tell", "w4_remote_ask"]
 _ASK_TIMEOUT_S = 10.0
 _PEER = "B"
 
-# A node busy decoding a large burst stops heartbeating (its I/O thread does not get back to
-# its timers until the burst is handled: seconds, for 200,000 messages), and with the default
-# tolerance its peer then declares it down mid-sample (``node.down`` "silent", the drain ask
-# failing with NodeDown). Liveness costs nothing on the measured path, so both nodes get a
-# tolerance the benchmark cannot reach. Reported as a macp bug; see bench/README.md.
-_PAUSE_S = 30.0
 
 
 def _macp_pair(ctx: Ctx, remote_agents: dict[str, str]) -> Node:
     """Start node B (a process) with ``remote_agents``, and node A here, peered and up."""
-    b = procs.macp_node(_PEER, remote_agents, ctx.deadline, "--acceptable-pause-s", str(_PAUSE_S))
+    b = procs.macp_node(_PEER, remote_agents, ctx.deadline)
     ctx.on_exit(b.stop)
     node = Node(
         "A",
         listen="tcp://127.0.0.1:0",
         peers={_PEER: b.ready["address"]},
-        settings=Settings(strict=False, acceptable_pause_s=_PAUSE_S),
+        settings=Settings(strict=False),
     ).start()
     ctx.on_exit(node.stop)
     while node.peers().get(_PEER, {}).get("state") != "up":
