@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from bench.core import BenchError, Run, latency_metrics, payload
@@ -37,7 +38,7 @@ def _available(ctx: Ctx, module: str) -> bool:
 # -- Ray ----------------------------------------------------------------------------------------
 
 
-def _ray_actor(ctx: Ctx) -> Any:
+def _ray_actor(ctx: Ctx) -> tuple[Any, Any]:
     import ray
 
     if not ray.is_initialized():
@@ -111,7 +112,7 @@ def _ray_echo_task(ctx: Ctx) -> tuple[Any, Any]:
 # -- Thespian -----------------------------------------------------------------------------------
 
 
-def _thespian_actor(ctx: Ctx) -> Any:
+def _thespian_actor(ctx: Ctx) -> tuple[Any, Any]:
     from thespian.actors import ActorSystem
 
     from bench import _thespian
@@ -152,12 +153,12 @@ def tell_runs(ctx: Ctx, n: int) -> list[Run]:
     count = min(n, _MAX_TELLS)
     runs: list[Run] = []
     if _available(ctx, "ray"):
-        ray, counter = _ray_actor(ctx)
-        fn = lambda: _ray_tell(ray, counter, count)  # noqa: E731
+        ray, actor = _ray_actor(ctx)
+        fn = partial(_ray_tell, ray, actor, count)
         runs.append(Run("ray", fn, variant=f"n={count}", warmup=fn))
     if _available(ctx, "thespian"):
-        system, counter = _thespian_actor(ctx)
-        fn = lambda: _thespian_tell(system, counter, count)  # noqa: E731
+        system, actor = _thespian_actor(ctx)
+        fn = partial(_thespian_tell, system, actor, count)
         runs.append(Run("thespian", fn, variant=f"n={count}", warmup=fn))
     return runs
 
@@ -169,12 +170,12 @@ def ask_runs(ctx: Ctx, n: int) -> list[Run]:
     count = min(n, _MAX_ASKS)
     runs: list[Run] = []
     if _available(ctx, "ray"):
-        ray, counter = _ray_actor(ctx)
-        fn = lambda: _ray_ask(ray, counter, count)  # noqa: E731
+        ray, actor = _ray_actor(ctx)
+        fn = partial(_ray_ask, ray, actor, count)
         runs.append(Run("ray", fn, variant=f"n={count}", warmup=fn))
     if _available(ctx, "thespian"):
-        system, counter = _thespian_actor(ctx)
-        fn = lambda: _thespian_ask(system, counter, count)  # noqa: E731
+        system, actor = _thespian_actor(ctx)
+        fn = partial(_thespian_ask, system, actor, count)
         runs.append(Run("thespian", fn, variant=f"n={count}", warmup=fn))
     return runs
 
@@ -188,7 +189,7 @@ def scatter_runs(ctx: Ctx, rounds: int, fanout: int, group: str) -> list[Run]:
     runs: list[Run] = []
     if _available(ctx, "ray"):
         ray, echo = _ray_echo_task(ctx)
-        fn = lambda: _ray_scatter(ray, echo, count, fanout)  # noqa: E731
+        fn = partial(_ray_scatter, ray, echo, count, fanout)
         runs.append(
             Run("ray", fn, variant=f"{group}, remote tasks, rounds={count}", group=group, warmup=fn)
         )

@@ -25,7 +25,6 @@ _ASK_TIMEOUT_S = 10.0
 _PEER = "B"
 
 
-
 def _macp_pair(ctx: Ctx, remote_agents: dict[str, str]) -> Node:
     """Start node B (a process) with ``remote_agents``, and node A here, peered and up."""
     b = procs.macp_node(_PEER, remote_agents, ctx.deadline)
