@@ -19,9 +19,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
-import structlog
-
 from macp.errors import MacpError
+from macp.log import get_logger
 
 if TYPE_CHECKING:
     from macp.actors.agent import Agent
@@ -35,7 +34,7 @@ REGISTRY: Final = "registry"
 HEARTBEAT: Final = "registry.heartbeat"
 LOOKUP: Final = "registry.lookup"
 
-_log: structlog.stdlib.BoundLogger = structlog.get_logger("macp.registrar")
+_log = get_logger("macp.registrar")
 
 
 class Registrar:

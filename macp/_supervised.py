@@ -14,20 +14,22 @@ import threading
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pykka
-import structlog
 from pykka._envelope import Envelope as PykkaEnvelope
 
 from macp._inbox import ActorInbox, InboxClosed, PriorityInbox
 from macp.envelope import Envelope
+from macp.log import get_logger
 
 if TYPE_CHECKING:
     from types import TracebackType
+
+    import structlog
 
     from macp.node import Node
 
 __all__ = ["ChildExited", "Supervised", "answer_foreign"]
 
-_log: structlog.stdlib.BoundLogger = structlog.get_logger("macp.actor")
+_log = get_logger("macp.actor")
 
 
 class ChildExited(NamedTuple):

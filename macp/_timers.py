@@ -12,14 +12,14 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-import structlog
+from macp.log import get_logger
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = ["Scheduler", "Timer"]
 
-_log = structlog.get_logger("macp.timers")
+_log = get_logger("macp.timers")
 
 
 class Timer:

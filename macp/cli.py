@@ -16,14 +16,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import structlog
 import typer
 
 import macp
 from macp._cli_topology import register
 from macp.cli_support import fail
 from macp.errors import ConfigError, MacpError
-from macp.log import configure_logging
+from macp.log import configure_logging, get_logger
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -227,7 +226,7 @@ def _serve(node: macp.Node, stop: threading.Event) -> int:
     node.stop()
     left = _macp_threads(deadline=time.monotonic() + 2.0)
     if left:
-        structlog.get_logger("macp.cli").warning("node.threads_left", threads=left)
+        get_logger("macp.cli").warning("node.threads_left", threads=left)
     return node.exit_code or 0
 
 

@@ -1,23 +1,32 @@
-"""Logging set-up for programs (the ``macp`` command) and a quiet default for scripts.
+"""Logging: macp's loggers, and the set-up a program (the ``macp`` command) may use.
 
-Embedders configure structlog themselves, before their first node starts; a program that has
-not gets warnings and errors on standard error (structlog's own default would print every
-record to standard output). Every macp log line carries ``node`` and, where known, ``actor``,
-``msg_id`` and ``task_id``.
+macp logs with structlog, through the standard library's ``logging`` (loggers named
+``macp.*``), and configures neither: records take the program's structlog processors, and go
+wherever its ``logging`` set-up sends them. A program that sets up nothing sees warnings and
+errors on standard error (``logging``'s last resort) and nothing on standard output.
+:func:`configure_logging` is one set-up for programs. Every macp log line carries ``node`` and,
+where known, ``actor``, ``msg_id`` and ``task_id``.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
 
-__all__ = ["configure_logging", "default_logging"]
+__all__ = ["configure_logging", "get_logger"]
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger writing to the standard library's logger ``name`` (``macp.node``...)."""
+    return structlog.wrap_logger(logging.getLogger(name))
 
 
 def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
-    """Configure structlog for a program: console on a terminal, JSON lines otherwise.
+    """Configure structlog and ``logging`` for a program: every record on standard error, on
+    the console renderer on a terminal, as JSON lines otherwise.
 
     Args:
         json: force JSON lines (``True``) or the console renderer (``False``); by default
@@ -41,12 +50,9 @@ def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
-
-
-def default_logging() -> None:
-    """Show warnings and errors on standard error, unless structlog is configured already."""
-    if not structlog.is_configured():
-        configure_logging(level="warning")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))  # rendered by structlog already
+    logging.basicConfig(handlers=[handler], level=level.upper(), force=True)

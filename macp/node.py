@@ -23,8 +23,6 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, Self
 
-import structlog
-
 from macp._directory import Directory
 from macp._inbox import InboxClosed
 from macp._node_actors import NodeActors
@@ -42,7 +40,7 @@ from macp.errors import (
     UnknownMessageType,
     error_from_body,
 )
-from macp.log import default_logging
+from macp.log import get_logger
 from macp.settings import Settings
 from macp.supervisor import (
     SupervisorSpec,
@@ -60,7 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Node"]
 
-_log: structlog.stdlib.BoundLogger = structlog.get_logger("macp.node")
+_log = get_logger("macp.node")
 
 CLIENT: Final = "$client"
 """The name in the ``src`` of messages sent by code that is not an actor (a script, the CLI)."""
@@ -110,7 +108,6 @@ class Node(NodeActors):
         _gateway: str | None = None,
     ) -> None:
         self.name = name if _gateway is not None else check_name(name, "node")
-        default_logging()
         self.settings = settings or Settings()
         self._supervision = supervision or SupervisorSpec(name="root")
         self.scheduler = Scheduler(name)

@@ -13,10 +13,9 @@ import time
 from _thread import allocate_lock as _allocate_lock
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from macp.envelope import Priority, Wire
 from macp.errors import AskTimeout, MacpError, NodeDown
+from macp.log import get_logger
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AskFuture", "PendingAsks", "Ref"]
 
-_log: structlog.stdlib.BoundLogger = structlog.get_logger("macp.refs")
+_log = get_logger("macp.refs")
 _callbacks_lock = threading.Lock()  # short: orders a callback's registration and settlement
 
 _MEDIUM = int(Priority.MEDIUM)

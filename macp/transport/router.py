@@ -21,12 +21,12 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
-import structlog
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from macp.envelope import Envelope, Kind
 from macp.errors import ConfigError, MacpError, NodeDown
+from macp.log import get_logger
 from macp.transport import _inbound, _system
 from macp.transport._inbound import GATEWAY as _GATEWAY
 from macp.transport.frames import Link, pack_frames
@@ -46,7 +46,7 @@ _MAX_DRAIN: Final = 20_000
 _LINGER_MS: Final = 500
 _LINK_EVENTS: Final = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECTED
 
-_log: structlog.stdlib.BoundLogger = structlog.get_logger("macp.transport")
+_log = get_logger("macp.transport")
 
 
 class Router:

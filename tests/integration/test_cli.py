@@ -439,12 +439,20 @@ def test_node_start_with_a_file_refuses_flags_the_file_decides(
     assert node_processes(env["MACP_DATA_DIR"]) == []
 
 
-def test_a_script_that_configures_no_logging_prints_nothing_on_standard_output(
+def test_a_script_that_configures_no_logging_sees_only_warnings_on_standard_error(
     env: dict[str, str],
 ) -> None:
-    script = "import macp\nnode = macp.Node('solo').start()\nnode.stop()\nprint('only this')\n"
+    script = textwrap.dedent("""\
+        import logging, structlog, macp
+        node = macp.Node("solo").start()  # logs node.started at info: not shown
+        macp.log.get_logger("macp.node").warning("disk.full", node="solo")
+        node.stop()
+        assert not structlog.is_configured() and not logging.getLogger().handlers
+        print("only this")
+    """)
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=60, check=False,
     )  # fmt: skip
-    assert (done.returncode, done.stdout, done.stderr) == (0, "only this\n", "")
+    assert (done.returncode, done.stdout) == (0, "only this\n"), done.stderr
+    assert re.fullmatch(r"\S+ \S+ \[warning\s*\] disk\.full\s+node=solo\n", done.stderr)
