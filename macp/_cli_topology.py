@@ -186,6 +186,30 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise _Interrupted(signum)
 
 
+_STEP_ENDED = frozenset({"succeeded", "failed", "skipped", "replaced"})
+
+
+def _show_progress(run: macp.Run, timeout_s: float) -> None:
+    """On a terminal: one line, rewritten twice a second, of the run's steps done and running."""
+    deadline = time.monotonic() + timeout_s
+    idle = threading.Event()  # never set: the loop wakes to ask for the run's status
+    shown = ""
+    while time.monotonic() < deadline:
+        status = run.status()
+        steps = status["steps"]
+        done = sum(1 for s in steps.values() if s["state"] in _STEP_ENDED)
+        running = sorted(k for k, s in steps.items() if s["state"] == "running")
+        line = f"{status['workflow']} {status['state']}: {done}/{len(steps)} steps done"
+        line += f"; running {', '.join(running)}" if running else ""
+        if line != shown:
+            typer.echo(f"\r{line:<{len(shown)}}", err=True, nl=False)
+            shown = line
+        if status["state"] in {"succeeded", "failed", "cancelled"}:
+            break
+        idle.wait(0.5)
+    typer.echo("", err=True)
+
+
 def _print(value: Any) -> None:
     indent = 2 if sys.stdout.isatty() else None
     typer.echo(json.dumps(value, sort_keys=True, indent=indent, default=str))
@@ -258,6 +282,8 @@ def run(
         try:
             if workflow is not None:
                 started = cluster.run(workflow, parse_json(input, "--input") if input else None)
+                if sys.stderr.isatty():
+                    _show_progress(started, timeout_s)
                 _print(started.result(timeout_s=timeout_s))
             else:
                 _print(_submit(cluster, spec, body, timeout_s))
