@@ -1,7 +1,8 @@
 """The ``macp`` command.
 
-Every bad flag or file gets one sentence naming it and the fix, and a non-zero exit (2 for bad
-input, 1 for a failure at run time). Logs go to standard error: a console renderer on a
+Every bad flag or file gets one sentence naming it and the fix, and a non-zero exit: 2 for a bad
+flag or value, 1 for a topology file with errors (one line each, as ``macp validate`` prints
+them) and for a failure at run time. Logs go to standard error: a console renderer on a
 terminal, JSON lines otherwise or with ``--log-json``; results go to standard output.
 """
 
