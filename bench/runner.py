@@ -106,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     workloads = load_workloads()
     args = _parse(argv, [w.id for w in workloads])
     selected = [w for w in workloads if not args.only or w.id in args.only]
-    from macp.log import configure_logging
+    from macp import configure_logging, tune_gc
 
     configure_logging(level="warning")  # macp's own warnings, on standard error
+    tune_gc()  # as every node process does; the baselines in this process share it
     signal.signal(signal.SIGTERM, _on_sigterm)
     started = time.monotonic()
     figures: list[Figure] = []

@@ -47,6 +47,7 @@ from macp.errors import UnknownMessageType as UnknownMessageType
 from macp.log import configure_logging as configure_logging
 from macp.node import Node as Node
 from macp.settings import Settings as Settings
+from macp.settings import tune_gc as tune_gc
 from macp.supervisor import ChildSpec as ChildSpec
 from macp.supervisor import Restart as Restart
 from macp.supervisor import Strategy as Strategy
@@ -109,4 +110,5 @@ __all__ = [
     "encode",
     "handler",
     "start_control_plane",
+    "tune_gc",
 ]

@@ -221,6 +221,7 @@ def _stop_on_signals() -> threading.Event:
 
 def _serve(node: macp.Node, stop: threading.Event) -> int:
     """Run ``node`` until ``stop`` (a signal) or its root supervisor gives up; its exit code."""
+    macp.tune_gc()  # this process is the node's: tune it for throughput
     while not stop.wait(0.2):
         if node.wait(0) is not None:
             break

@@ -314,7 +314,7 @@ def unpack(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> object:
         raise
     except Exception as e:
         raise EnvelopeError(f"not a msgpack envelope ({type(e).__name__}: {e})") from e
-    if any(mark in data for mark in _TIMESTAMP_MARKS) and _holds_timestamp(obj):
+    if b"\xff" in data and any(m in data for m in _TIMESTAMP_MARKS) and _holds_timestamp(obj):
         raise EnvelopeError("extension type -1 (a timestamp) is not allowed in an envelope")
     return obj
 

