@@ -46,7 +46,8 @@ class Outbox(Generic[T]):
             self._writer.send(b"\0")
 
     def take(self, limit: int) -> list[T]:
-        """Clear the signal, then take up to ``limit`` items (the reader's thread only)."""
+        """Clear the signal, then take up to ``limit`` items (the reader's thread only); if
+        more are left, signal again, so that the reader comes back for them at once."""
         with contextlib.suppress(BlockingIOError):
             self._reader.recv(65536)
         self._signalled = False
@@ -56,7 +57,10 @@ class Outbox(Generic[T]):
             try:
                 items.append(get())
             except queue.Empty:
-                break
+                return items
+        if not self._queue.empty():  # more than the limit: look again without being woken
+            self._signalled = True
+            self.wake()
         return items
 
     def close(self) -> None:
