@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,6 +98,22 @@ def _tail(file: IO[str], lines: int = 20) -> str:
         return ""
 
 
+def _stacks(pid: int) -> str:
+    """The threads' stacks of a live process that is stuck, if py-spy (the bench extra) is
+    installed; else nothing."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return ""
+    try:
+        done = subprocess.run(
+            [spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30,
+            check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"\n(py-spy dump failed: {e})"
+    return f"\nits threads (py-spy dump):\n{done.stdout}{done.stderr}"
+
+
 class Child:
     """A long-running child that prints one JSON ``ready`` line on standard output."""
 
@@ -158,7 +175,10 @@ class Child:
     def _failure(self, what: str) -> str:
         code = self.proc.poll() if self.proc is not None else None
         tail = _tail(self._stderr)
-        return f"{self.name} {what} (exit code {code}); its standard error ends with:\n{tail}"
+        message = f"{self.name} {what} (exit code {code}); its standard error ends with:\n{tail}"
+        if code is None and self.proc is not None:
+            message += _stacks(self.proc.pid)
+        return message
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
