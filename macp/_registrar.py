@@ -5,9 +5,9 @@ agent's status and load, and the ``version`` of its set of agents. The full reco
 only when that set changed (an agent started, restarted or went) or when the registry asks for
 them (it restarted and lost them, or never had them): so an agent registers on start and after
 every restart, and a registry that comes back is whole again within one interval. A control
-command that changes an agent's state sends a heartbeat at once, and is answered only after
-the registry has taken it, so routing sees a paused agent as paused by the time ``pause``
-returns.
+command that changes an agent's state sends a heartbeat at once (commands that come together
+share one), and is answered only after the registry has taken it, so routing sees a paused
+agent as paused by the time ``pause`` returns.
 
 Bare names (``summarizer`` rather than ``summarizer@n2``) that are not local are looked up in
 the registry and cached; the cache is dropped when the registry's ``generation`` moves on
@@ -19,14 +19,14 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
-from macp.errors import MacpError
+from macp.errors import MacpError, NodeDown
 from macp.log import get_logger
+from macp.transport.refs import AskFuture
 
 if TYPE_CHECKING:
     from macp.actors.agent import Agent
     from macp.envelope import Wire
     from macp.node import Node
-    from macp.transport.refs import AskFuture
 
 __all__ = ["REGISTRY", "Registrar"]
 
@@ -52,6 +52,7 @@ class Registrar:
         self._generation: int | None = None
         self._cache: dict[str, str] = {}
         self._timer: Any = None
+        self._change: AskFuture | None = None  # the heartbeat the next state change joins
 
     def start(self) -> None:
         interval = self._node.settings.heartbeat_interval_s
@@ -77,14 +78,34 @@ class Registrar:
             self._version += 1
         self._node.scheduler.call_later(0, self.beat)
 
-    def agent_changed(self) -> AskFuture | None:
-        """A local agent's status changed (a control command): tell the registry now.
+    def agent_changed(self) -> AskFuture:
+        """A local agent's state changed (a control command): tell the registry at once.
+
+        Changes that come together (``pause all``) share one heartbeat, sent from the timer
+        thread: it reads every agent's state after the change that asked for it.
 
         Returns:
-            The heartbeat's future (done once the registry has the new status, and has told
-            its subscribers), or ``None`` if the registry is unreachable.
+            A future settled once the registry has the new state (and has told its
+            subscribers), or failed if the registry is unreachable.
         """
-        return self._send(regular=False)
+        with self._lock:
+            shared = self._change
+            if shared is None:
+                timeout_s = max(1.0, 2 * self._node.settings.heartbeat_interval_s)
+                shared = self._change = AskFuture(self.registry, HEARTBEAT, timeout_s)
+                self._node.scheduler.call_later(0, self._send_change)
+        return shared
+
+    def _send_change(self) -> None:
+        with self._lock:
+            shared, self._change = self._change, None
+        if shared is None:
+            return
+        sent = self._send(regular=False)
+        if sent is None:
+            shared.settle(exc=NodeDown(f"registry {self.registry} is unreachable"))
+        else:
+            sent.add_done_callback(lambda f: _relay(f, shared))
 
     def beat(self) -> None:
         """Send one heartbeat (on the timer thread); at most one regular beat is in flight."""
@@ -162,3 +183,8 @@ class Registrar:
         for name, address in list(self._cache.items()):
             if address.endswith(f"@{node}"):
                 self._cache.pop(name, None)
+
+
+def _relay(done: AskFuture, to: AskFuture) -> None:
+    exc = done.exception()
+    to.settle(None if exc is not None else done.result(), exc)

@@ -11,9 +11,21 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from macp import Settings
 from macp.testing import wait_until
 
 TESTS = Path(__file__).parent
+
+# Fast liveness for clusters under test: a node in this process with QUICK_CLUSTER, node
+# processes with QUICK_CLUSTER_FLAGS, so both sides agree on when a peer is down.
+QUICK_CLUSTER = Settings(
+    strict=True,
+    supervisor_check_interval_s=0.05,
+    ask_timeout_s=5.0,
+    heartbeat_interval_s=0.1,
+    acceptable_pause_s=0.2,
+)
+QUICK_CLUSTER_FLAGS = ("--heartbeat-s", "0.1", "--acceptable-pause-s", "0.2")
 
 
 class NodeProcess:

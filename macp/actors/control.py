@@ -132,13 +132,10 @@ class Controls:
         self.commands.append(entry)
         answer = env.reply(result, self.address)
         registrar = self.node.registrar if self.state is not before else None
-        told = None
-        if registrar is not None and registrar.registry != self.address:
-            told = registrar.agent_changed()
-        if told is None:
+        if registrar is None or registrar.registry == self.address:
             self._answer(env, answer)
         else:  # answered once the registry (and so routing) knows the new state
-            told.add_done_callback(lambda _: self._answer(env, answer))
+            registrar.agent_changed().add_done_callback(lambda _: self._answer(env, answer))
         if self.state is AgentState.RUNNING:
             while self._held and self.state is AgentState.RUNNING:
                 self._handle_receive(self._held.popleft())

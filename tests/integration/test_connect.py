@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 import pytest
+from procs import QUICK_CLUSTER_FLAGS
 
 import macp
 from macp.testing import wait_until
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-HEARTBEAT = ("--heartbeat-s", "0.1", "--acceptable-pause-s", "0.2")
 USERS = ["echo@head", "sq1@head", "sq2@w1"]
 
 
@@ -31,9 +31,9 @@ def cluster_procs(
     Squarers; returns once every agent is registered."""
     head = procs("head", "--control-plane", "--journal", str(tmp_path / "j.sqlite3"),
                  "--agent", "echo=agents:Echo", "--agent", "sq1=agents:Squarer",
-                 *HEARTBEAT)  # fmt: skip
+                 *QUICK_CLUSTER_FLAGS)  # fmt: skip
     worker = procs("w1", "--head", "head", "--peer", f"head={head.address}",
-                   "--agent", "sq2=agents:Squarer", *HEARTBEAT)  # fmt: skip
+                   "--agent", "sq2=agents:Squarer", *QUICK_CLUSTER_FLAGS)  # fmt: skip
     assert head.address is not None
     with macp.connect(head.address) as cluster:
         wait_until(lambda: _available(cluster) >= set(USERS), 10, "the agents did not register")

@@ -7,9 +7,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from procs import QUICK_CLUSTER
 
 import macp
-from macp import Agent, Cluster, Context, Settings, handler, start_control_plane
+from macp import Agent, Cluster, Context, handler, start_control_plane
 from macp.store import Journal
 from macp.testing import Recorder, wait_until
 
@@ -23,7 +24,6 @@ pytestmark = pytest.mark.integration
 
 RUNS = Recorder()
 GATE = threading.Event()
-SETTINGS = Settings(strict=True, heartbeat_interval_s=0.1, acceptable_pause_s=0.2)
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +94,7 @@ class Listener(Agent):
 @pytest.fixture
 def control(make_node: Callable[..., Node], tmp_path: Path) -> Callable[..., tuple[Node, Cluster]]:
     def start(name: str = "head", **coordinator: Any) -> tuple[Node, Cluster]:
-        node = make_node(name, settings=SETTINGS)
+        node = make_node(name, settings=QUICK_CLUSTER)
         config = {"max_in_flight": 1, **coordinator}
         start_control_plane(node, journal=tmp_path / "journal.sqlite3", coordinator=config)
         return node, Cluster(node)

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
+from procs import QUICK_CLUSTER
 from prometheus_client.parser import text_string_to_metric_families
 
 import macp
-from macp import Agent, Cluster, Settings, handler, start_control_plane
+from macp import Agent, Cluster, handler, start_control_plane
 from macp.actors.monitor import ADD_RULE, HISTORY, METRICS, PROMETHEUS, RULES, SUBSCRIBE
 from macp.envelope import now_ms
 from macp.testing import Recorder, wait_until
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-SETTINGS = Settings(strict=True, heartbeat_interval_s=0.1, acceptable_pause_s=0.2)
 WINDOW_S = 30.0  # long enough that nothing leaves the rate window during a test
 ALERTS = Recorder()
 GATE = threading.Event()
@@ -105,7 +105,7 @@ def monitored(
     Prometheus only if asked). Failures never open the circuit breaker here."""
 
     def start(**monitor: Any) -> tuple[Node, Cluster]:
-        node = make_node("head", listen="tcp://127.0.0.1:0", settings=SETTINGS)
+        node = make_node("head", listen="tcp://127.0.0.1:0", settings=QUICK_CLUSTER)
         config = {"sample_s": 0.1, "window_s": WINDOW_S, **monitor}
         coordinator = {"max_in_flight": 4, "breaker_failures": 1000}
         start_control_plane(
@@ -332,7 +332,7 @@ def test_an_alert_fires_once_clears_and_keeps_quiet_within_its_cooldown(
 def test_a_bad_rule_in_the_monitor_config_is_refused_when_the_control_plane_starts(
     make_node: Callable[..., Node], tmp_path: Path
 ) -> None:
-    node = make_node("head", settings=SETTINGS)
+    node = make_node("head", settings=QUICK_CLUSTER)
     rules: list[macp.Wire] = [{"name": "r", "metric": "m", "op": "~", "threshold": 1}]
     with pytest.raises(macp.MacpError, match=r"rule 'r': 'op' must be one of > >= < <= == !="):
         start_control_plane(node, journal=tmp_path / "j.sqlite3", monitor={"rules": rules})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS
 
 import macp
 from macp import Agent, ChildSpec, Settings, handler, start_control_plane
@@ -28,14 +29,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-SETTINGS = Settings(
-    strict=True,
-    supervisor_check_interval_s=0.05,
-    ask_timeout_s=5.0,
-    heartbeat_interval_s=0.1,
-    acceptable_pause_s=0.2,
-)
-HEARTBEAT = ("--heartbeat-s", "0.1", "--acceptable-pause-s", "0.2")
 POOLS = {"gpu": 4.0, "cpu": 8.0}
 
 
@@ -55,7 +48,7 @@ class Fragile(Worker):
 
 @pytest.fixture
 def head(make_node: Callable[..., Node], tmp_path: Path) -> Node:
-    node = make_node("head", listen="tcp://127.0.0.1:0", settings=SETTINGS)
+    node = make_node("head", listen="tcp://127.0.0.1:0", settings=QUICK_CLUSTER)
     start_control_plane(node, journal=tmp_path / "j.sqlite3", pools=POOLS)
     return node
 
@@ -160,7 +153,7 @@ def test_the_leases_and_locks_of_agents_on_a_killed_node_are_released(
 ) -> None:
     head.spawn(Worker, "local")
     worker = procs("w1", "--head", "head", "--peer", f"head={head.address}",
-                   "--agent", "echo=agents:Echo", *HEARTBEAT)  # fmt: skip
+                   "--agent", "echo=agents:Echo", *QUICK_CLUSTER_FLAGS)  # fmt: skip
     _wait_registered(head, "echo@w1", "local@head")
     _allocate(head, "echo@w1", gpu=2)
     _allocate(head, "local@head", gpu=1)
@@ -176,7 +169,7 @@ def test_a_restarted_manager_releases_what_unregistered_agents_held_after_a_grac
     make_node: Callable[..., Node], tmp_path: Path
 ) -> None:
     journal = tmp_path / "j.sqlite3"
-    first = make_node("head", listen="tcp://127.0.0.1:0", settings=SETTINGS)
+    first = make_node("head", listen="tcp://127.0.0.1:0", settings=QUICK_CLUSTER)
     start_control_plane(first, journal=journal, pools=POOLS)
     assert first.address is not None
     # A pause long enough not to find the new head down while it heartbeats every 0.5 s.

@@ -6,9 +6,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS
 
 import macp
-from macp import Agent, Context, Settings, handler, start_control_plane
+from macp import Agent, Context, handler, start_control_plane
 from macp.actors.registry import CHANGED, FIND, LIST, LOOKUP, REGISTER, SUBSCRIBE
 from macp.envelope import now_ms
 from macp.testing import Recorder, wait_until
@@ -23,14 +24,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-SETTINGS = Settings(
-    strict=True,
-    supervisor_check_interval_s=0.05,
-    ask_timeout_s=5.0,
-    heartbeat_interval_s=0.1,
-    acceptable_pause_s=0.2,
-)
-HEARTBEAT = ("--heartbeat-s", "0.1", "--acceptable-pause-s", "0.2")
 CONTROL_PLANE = [
     "coordinator@head",
     "memory@head",
@@ -74,7 +67,7 @@ def head(make_node: Callable[..., Node], tmp_path: Path) -> Iterator[Node]:
     """Node "head" listening on tcp, with the control plane."""
     GATE.clear()
     EVENTS.clear()
-    node = make_node("head", listen="tcp://127.0.0.1:0", settings=SETTINGS)
+    node = make_node("head", listen="tcp://127.0.0.1:0", settings=QUICK_CLUSTER)
     start_control_plane(node, journal=tmp_path / "j.sqlite3")
     yield node
     GATE.set()
@@ -213,7 +206,7 @@ def test_a_bare_name_asked_from_another_node_reaches_the_agent_the_registry_know
 ) -> None:
     assert crew.address is not None
     other = make_node("n2", listen="tcp://127.0.0.1:0", peers={"head": crew.address},
-                      head="head", settings=SETTINGS)  # fmt: skip
+                      head="head", settings=QUICK_CLUSTER)  # fmt: skip
     other.spawn(Worker, "delta", capabilities=("paint",), role="painter")
     _wait_registered(crew, "delta@n2")
     delta = _records(crew)["delta@n2"]
@@ -272,6 +265,22 @@ def test_a_terminated_agent_leaves_the_registry(crew: Node) -> None:
     assert _find(crew, capabilities=["summarize"]) == ["alpha@head"]
 
 
+def test_a_pause_answers_once_the_registry_shows_it_and_a_burst_shares_heartbeats(
+    head: Node,
+) -> None:
+    names = [f"w{i}" for i in range(40)]
+    for name in names:
+        head.spawn(Worker, name)
+    _wait_registered(head, *(f"{n}@head" for n in names))
+    handled = head.control("registry", "status").get()["counters"]["handled"]
+    answers = [head.control(name, "pause") for name in names]  # all at once, as `pause all`
+    assert {a.get()["state"] for a in answers} == {"paused"}
+    records = _records(head)  # read right after the last answer: no waiting for a heartbeat
+    assert {records[f"{n}@head"]["status"] for n in names} == {"paused"}
+    beats = head.control("registry", "status").get()["counters"]["handled"] - handled
+    assert beats < len(names) // 2  # one heartbeat per change would be 40 or more
+
+
 # -- node down --------------------------------------------------------------------------------
 
 
@@ -279,7 +288,7 @@ def test_the_agents_of_a_killed_node_are_offline_until_it_comes_back(
     head: Node, procs: Callable[..., NodeProcess]
 ) -> None:
     args = ("--head", "head", "--peer", f"head={head.address}", "--agent", "echo=agents:Echo",
-            *HEARTBEAT)  # fmt: skip
+            *QUICK_CLUSTER_FLAGS)  # fmt: skip
     worker = procs("w1", *args)
     _wait_registered(head, "echo@w1")
     assert head.ask("echo", "echo", 1).get()["me"] == "echo@w1"

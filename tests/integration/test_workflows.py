@@ -9,9 +9,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from procs import QUICK_CLUSTER
 
 import macp
-from macp import Agent, Cluster, Context, Settings, handler, start_control_plane
+from macp import Agent, Cluster, Context, handler, start_control_plane
 from macp.testing import Recorder, wait_until
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ pytestmark = pytest.mark.integration
 EVENTS = Recorder()
 GATE = threading.Event()
 SEQ = itertools.count()
-SETTINGS = Settings(strict=True, heartbeat_interval_s=0.1, acceptable_pause_s=0.2)
 
 
 class Overlap:
@@ -95,7 +95,7 @@ DIAMOND = {
 
 @pytest.fixture
 def cluster(make_node: Callable[..., Node], tmp_path: Path) -> Iterator[Cluster]:
-    node = make_node("head", settings=SETTINGS)
+    node = make_node("head", settings=QUICK_CLUSTER)
     start_control_plane(node, journal=tmp_path / "j.sqlite3", pools={"cpu": 2})
     for i in range(6):
         node.spawn(Stepper, f"s{i}")
