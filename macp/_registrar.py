@@ -45,6 +45,7 @@ class Registrar:
         self.head = head
         self.registry = f"{REGISTRY}@{head}"
         self._lock = threading.Lock()
+        self._synced_changed = threading.Condition(self._lock)
         self._agents: dict[str, Agent] = {}
         self._version = 0
         self._synced = -1  # the version the registry last accepted the records of
@@ -156,12 +157,19 @@ class Registrar:
                 self._synced = -1
             elif with_records:
                 self._synced = version
+                self._synced_changed.notify_all()
             generation = reply.get("generation")
             if generation != self._generation:
                 self._generation = generation if isinstance(generation, int) else None
                 self._cache.clear()
         if resync:  # the registry lost this node's agents: send them now, not in a second
             self._node.scheduler.call_later(0, self.beat)
+
+    def wait_registered(self, timeout_s: float) -> bool:
+        """Wait until the registry holds this node's agents as they are now; False if it has
+        not taken them within ``timeout_s`` (they go again with every heartbeat)."""
+        with self._synced_changed:
+            return self._synced_changed.wait_for(lambda: self._synced == self._version, timeout_s)
 
     def resolve(self, name: str) -> str | None:
         """The address of an agent called ``name`` somewhere in the cluster, if the registry

@@ -30,12 +30,18 @@ if TYPE_CHECKING:
 
 __all__ = ["app", "main"]
 
+# node.ready waits this many heartbeats (at least this long) for the registry to take the
+# node's agents; a head that is not up yet does not hold the node back longer.
+_REGISTER_WAIT_HEARTBEATS = 3
+_REGISTER_WAIT_MIN_S = 1.0
+
 app = typer.Typer(
     name="macp",
     help="Multi-Agent Control Protocol: run supervised agents on one host or many.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 node_app = typer.Typer(help="Run or query one node.", no_args_is_help=True)
 keys_app = typer.Typer(help="Make CURVE key pairs for nodes.", no_args_is_help=True)
@@ -129,8 +135,10 @@ def node_start(
 ) -> None:
     """Run one node in the foreground until SIGINT or SIGTERM.
 
-    Prints one JSON line {"event": "node.ready", "name", "address"} on standard output once the
-    node listens; exits 0 after a clean stop, 1 if its root supervisor gave up.
+    Prints one JSON line {"event": "node.ready", "name", "address", "registered"} on standard
+    output once the node listens and the head's registry holds its agents (or, "registered":
+    false, after three heartbeats, at least 1 s, without an answer); exits 0 after a clean
+    stop, 1 if its root supervisor gave up.
     """
     _logging(log_json, log_level)
     stop = _stop_on_signals()  # before anything starts, so no signal finds it half-made
@@ -191,7 +199,21 @@ def node_start(
 
 
 def _announce(node: macp.Node) -> None:
-    typer.echo(json.dumps({"event": "node.ready", "name": node.name, "address": node.address}))
+    """Print node.ready once the registry holds the node's agents, so that a program started
+    after it finds them; if the head does not answer soon, print it anyway and say so."""
+    registrar = node.registrar
+    registered = True
+    if registrar is not None:
+        wait_s = _REGISTER_WAIT_HEARTBEATS * node.settings.heartbeat_interval_s
+        registered = registrar.wait_registered(max(_REGISTER_WAIT_MIN_S, wait_s))
+        if not registered:
+            get_logger("macp.cli").warning(
+                "node.unregistered",
+                head=registrar.head,
+                detail="the registry has not answered; the agents register once it does",
+            )
+    ready = {"event": "node.ready", "name": node.name, "address": node.address}
+    typer.echo(json.dumps({**ready, "registered": registered}))
     sys.stdout.flush()
 
 

@@ -35,6 +35,7 @@ class NodeProcess:
         self.name = name
         self.args = ["--name", name, "--listen", listen, *args]
         self.address: str | None = None
+        self.ready: dict[str, Any] = {}  # the node.ready line
         self.proc: subprocess.Popen[str] | None = None
         self.stderr: list[str] = []
 
@@ -69,7 +70,8 @@ class NodeProcess:
         with self.proc.stdout as stdout:
             for line in stdout:
                 if '"node.ready"' in line:
-                    self.address = json.loads(line)["address"]
+                    self.ready = json.loads(line)
+                    self.address = self.ready["address"]
                     ready.set()
         ready.set()
 

@@ -155,7 +155,13 @@ class TopologyNodes:
         assert proc.stdout is not None
         with proc.stdout as out:
             for line in out:
-                ready = {"event": "node.ready", "name": name, "address": self.addresses[name]}
+                address = self.addresses[name]
+                ready = {
+                    "event": "node.ready",
+                    "name": name,
+                    "address": address,
+                    "registered": True,
+                }
                 if '"node.ready"' in line and json.loads(line) == ready:
                     self.ready[name].set()
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS
+from topology_procs import free_ports
 
 import macp
 from macp import Agent, Context, handler, start_control_plane
@@ -281,6 +282,34 @@ def test_a_pause_answers_once_the_registry_shows_it_and_a_burst_shares_heartbeat
     assert {records[f"{n}@head"]["status"] for n in names} == {"paused"}
     beats = head.control("registry", "status").get()["counters"]["handled"] - handled
     assert beats < len(names) // 2  # one heartbeat per change would be 40 or more
+
+
+# -- a node process's readiness -----------------------------------------------------------
+
+
+def test_a_node_process_is_ready_once_the_registry_holds_its_agents(
+    head: Node, procs: Callable[..., NodeProcess]
+) -> None:
+    worker = procs("w1", "--head", "head", "--peer", f"head={head.address}",
+                   "--agent", "echo=agents:Echo", *QUICK_CLUSTER_FLAGS)  # fmt: skip
+    assert worker.ready["registered"] is True
+    assert _records(head)["echo@w1"]["status"] == "available"  # no wait: it is there already
+    assert head.ask("echo", "echo", 1).get()["me"] == "echo@w1"
+
+
+def test_a_node_whose_head_is_not_up_is_ready_anyway_and_registers_once_it_is(
+    make_node: Callable[..., Node], procs: Callable[..., NodeProcess], tmp_path: Path
+) -> None:
+    address = f"tcp://127.0.0.1:{free_ports(1)[0]}"  # nobody listens there yet
+    worker = procs("w1", "--head", "head", "--peer", f"head={address}",
+                   "--agent", "echo=agents:Echo", *QUICK_CLUSTER_FLAGS)  # fmt: skip
+    assert worker.ready["registered"] is False
+    assert [r["head"] for r in worker.logs("node.unregistered")] == ["head"]
+
+    head = make_node("head", listen=address, settings=QUICK_CLUSTER)
+    start_control_plane(head, journal=tmp_path / "j.sqlite3")
+    _wait_registered(head, "echo@w1")
+    assert head.ask("echo", "echo", 2).get()["me"] == "echo@w1"
 
 
 # -- node down --------------------------------------------------------------------------------
