@@ -123,6 +123,13 @@ def node_start(
     journal: Annotated[
         Path | None, typer.Option(help="The control plane's SQLite journal (with --control-plane).")
     ] = None,
+    prometheus_port: Annotated[
+        int | None,
+        typer.Option(help="Serve the monitor's metrics for Prometheus on this port (0: any)."),
+    ] = None,
+    prometheus_addr: Annotated[
+        str, typer.Option(help="The address --prometheus-port listens on.")
+    ] = "127.0.0.1",
     heartbeat_s: Annotated[float, typer.Option(help="Heartbeat interval, seconds.")] = 1.0,
     acceptable_pause_s: Annotated[
         float, typer.Option(help="Extra silence tolerated before a peer is down.")
@@ -150,6 +157,8 @@ def node_start(
             "--agent": bool(agent), "--keys": keys is not None, "--insecure": insecure,
             "--head": head is not None, "--control-plane": control_plane,
             "--journal": journal is not None, "--heartbeat-s": heartbeat_s != 1.0,
+            "--prometheus-port": prometheus_port is not None,
+            "--prometheus-addr": prometheus_addr != "127.0.0.1",
             "--acceptable-pause-s": acceptable_pause_s != 1.0,
             "--max-message-bytes": max_message_bytes != macp.Settings().max_message_bytes,
             "--name and --node together": name is not None and node_name is not None,
@@ -164,6 +173,7 @@ def node_start(
         fail("give --name and --listen (or --config FILE --node NAME)")
     if node_name is not None or address:
         fail("--node and --address go with --config FILE; use --name without a file")
+    monitor = _monitor_options(control_plane, journal, prometheus_port, prometheus_addr)
     try:
         settings = macp.Settings(
             heartbeat_interval_s=heartbeat_s,
@@ -188,7 +198,7 @@ def node_start(
         fail(e.message)
     try:
         if control_plane:
-            macp.start_control_plane(node, journal=journal)
+            macp.start_control_plane(node, journal=journal, monitor=monitor)
         for agent_name, cls in agents.items():
             node.spawn(cls, agent_name)
     except MacpError as e:
@@ -196,6 +206,19 @@ def node_start(
         fail(e.message)
     _announce(node)
     raise typer.Exit(_serve(node, stop))
+
+
+def _monitor_options(
+    control_plane: bool, journal: Path | None, prometheus_port: int | None, prometheus_addr: str
+) -> dict[str, macp.Wire]:
+    """The monitor's settings from the flags, which all need --control-plane."""
+    given = {"--journal": journal is not None, "--prometheus-port": prometheus_port is not None,
+             "--prometheus-addr": prometheus_addr != "127.0.0.1"}  # fmt: skip
+    if not control_plane and (extra := [flag for flag, on in given.items() if on]):
+        fail(f"{', '.join(extra)} configure the control plane: add --control-plane, or drop them")
+    if prometheus_port is None:
+        return {}
+    return {"prometheus_port": prometheus_port, "prometheus_addr": prometheus_addr}
 
 
 def _announce(node: macp.Node) -> None:

@@ -14,6 +14,7 @@ reads results without knowing which node hosts what::
 from __future__ import annotations
 
 import os
+import socket
 from typing import TYPE_CHECKING, Any, Self
 
 from macp.actors import workflows as wf
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Cluster", "Run", "Task", "connect", "start_control_plane"]
 
+_MAX_PORT = 65535
+
 
 def start_control_plane(
     node: Node,
@@ -53,14 +56,7 @@ def start_control_plane(
         coordinator: coordinator settings (``max_in_flight``, ``breaker_failures``, ...).
         monitor: monitor settings (``sample_s``, ``rules``, ``prometheus_port``, ...).
     """
-    rules = (monitor or {}).get("rules") or []
-    if not isinstance(rules, list):
-        raise ConfigError("monitor rules must be a list of rules")
-    for rule in rules:
-        try:
-            Rule.parse(rule)
-        except MacpError as e:
-            raise ConfigError(f"monitor rules: {e.message}") from e
+    _check_monitor(monitor or {})
     path = None if journal is None else os.fspath(journal)
     base: dict[str, Wire] = {"journal": path}
     node.set_head(node.name)
@@ -84,6 +80,35 @@ def start_control_plane(
             within_s=10,
         )
     )
+
+
+def _check_monitor(monitor: Mapping[str, Wire]) -> None:
+    """Refuse monitor settings that would only fail once the monitor starts, over and over."""
+    rules = monitor.get("rules") or []
+    if not isinstance(rules, list):
+        raise ConfigError("monitor rules must be a list of rules")
+    for rule in rules:
+        try:
+            Rule.parse(rule)
+        except MacpError as e:
+            raise ConfigError(f"monitor rules: {e.message}") from e
+    port = monitor.get("prometheus_port")
+    if port is None:
+        return
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= _MAX_PORT:
+        raise ConfigError(f"monitor prometheus_port must be a port number 0-65535, not {port!r}")
+    addr = str(monitor.get("prometheus_addr", "127.0.0.1"))
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server does
+        try:
+            probe.bind((addr, port))
+        except OSError as e:
+            raise ConfigError(
+                f"monitor prometheus_port {port} on {addr} cannot be used ({e.strerror}); "
+                "pick a free port, or 0 for any"
+            ) from None
 
 
 class Task:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -12,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
-from procs import QUICK_CLUSTER
+from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS
 from prometheus_client.parser import text_string_to_metric_families
 
 import macp
@@ -441,3 +444,55 @@ def test_prometheus_serves_the_completion_counters_and_the_gauges(
     assert samples[("macp_tasks_error_rate", (("type", "maybe"),))] == 0.4
     assert samples[("macp_coordinator_queue_depth", ())] == 0
     assert ("macp_node_memory_rss_bytes", (("node", "head"),)) in samples
+
+
+def test_a_prometheus_port_in_use_is_refused_before_anything_starts(
+    make_node: Callable[..., Node], tmp_path: Path
+) -> None:
+    node = make_node("head", listen="tcp://127.0.0.1:0", settings=QUICK_CLUSTER)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(macp.ConfigError) as caught:
+            start_control_plane(node, journal=tmp_path / "j.sqlite3",
+                                monitor={"prometheus_port": port})  # fmt: skip
+    assert caught.value.message == (
+        f"monitor prometheus_port {port} on 127.0.0.1 cannot be used (Address already in use); "
+        "pick a free port, or 0 for any"
+    )
+    assert node.agents() == []  # no control plane left half-started
+
+
+@pytest.mark.parametrize("port", [70000, -1, "9100", True])
+def test_a_prometheus_port_that_is_no_port_number_is_refused(
+    make_node: Callable[..., Node], port: Any
+) -> None:
+    node = make_node("head")
+    with pytest.raises(macp.ConfigError, match=r"^monitor prometheus_port must be a port number"):
+        start_control_plane(node, monitor={"prometheus_port": port})
+
+
+def test_node_start_serves_prometheus_with_the_flags_and_refuses_them_without_a_control_plane(
+    procs: Callable[..., NodeProcess], tmp_path: Path
+) -> None:
+    head = procs("head", "--control-plane", "--journal", str(tmp_path / "j.sqlite3"),
+                 "--prometheus-port", "0", *QUICK_CLUSTER_FLAGS)  # fmt: skip
+    wait_until(lambda: head.logs("monitor.prometheus"), 10, "the monitor serves no metrics")
+    (served,) = head.logs("monitor.prometheus")
+    assert served["addr"] == "127.0.0.1"
+    url = f"http://127.0.0.1:{served['port']}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        families = {f.name for f in text_string_to_metric_families(response.read().decode())}
+    assert {"macp_completions", "macp_duration_seconds"} <= families
+
+    done = subprocess.run(
+        [sys.executable, "-m", "macp", "node", "start", "--name", "w", "--listen",
+         "tcp://127.0.0.1:0", "--prometheus-port", "9100", "--journal", "j.sqlite3"],
+        capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.endswith(
+        "error: --journal, --prometheus-port configure the control plane: add --control-plane, "
+        "or drop them\n"
+    )
