@@ -5,9 +5,9 @@ agent's status and load, and the ``version`` of its set of agents. The full reco
 only when that set changed (an agent started, restarted or went) or when the registry asks for
 them (it restarted and lost them, or never had them): so an agent registers on start and after
 every restart, and a registry that comes back is whole again within one interval. A control
-command that changes an agent's state sends a heartbeat at once (commands that come together
-share one), and is answered only after the registry has taken it, so routing sees a paused
-agent as paused by the time ``pause`` returns.
+command that changes an agent's state sends a heartbeat at once (with one such heartbeat in
+flight, the commands made meanwhile share the next), and is answered only after the registry
+has taken it, so routing sees a paused agent as paused by the time ``pause`` returns.
 
 Bare names (``summarizer`` rather than ``summarizer@n2``) that are not local are looked up in
 the registry and cached; the cache is dropped when the registry's ``generation`` moves on
@@ -54,6 +54,7 @@ class Registrar:
         self._cache: dict[str, str] = {}
         self._timer: Any = None
         self._change: AskFuture | None = None  # the heartbeat the next state change joins
+        self._change_in_flight = False  # a state change's heartbeat awaits its answer
 
     def start(self) -> None:
         interval = self._node.settings.heartbeat_interval_s
@@ -82,8 +83,9 @@ class Registrar:
     def agent_changed(self) -> AskFuture:
         """A local agent's state changed (a control command): tell the registry at once.
 
-        Changes that come together (``pause all``) share one heartbeat, sent from the timer
-        thread: it reads every agent's state after the change that asked for it.
+        Changes share heartbeats, sent from the timer thread, which reads every agent's state
+        after the changes that asked for it. At most one such heartbeat is in flight: changes
+        made meanwhile (``pause all``) wait for its answer and then go together in the next.
 
         Returns:
             A future settled once the registry has the new state (and has told its
@@ -94,19 +96,34 @@ class Registrar:
             if shared is None:
                 timeout_s = max(1.0, 2 * self._node.settings.heartbeat_interval_s)
                 shared = self._change = AskFuture(self.registry, HEARTBEAT, timeout_s)
-                self._node.scheduler.call_later(0, self._send_change)
+                if not self._change_in_flight:
+                    self._node.scheduler.call_later(0, self._send_change)
         return shared
 
     def _send_change(self) -> None:
         with self._lock:
             shared, self._change = self._change, None
+            self._change_in_flight = shared is not None
         if shared is None:
             return
         sent = self._send(regular=False)
         if sent is None:
             shared.settle(exc=NodeDown(f"registry {self.registry} is unreachable"))
+            self._change_done()
         else:
-            sent.add_done_callback(lambda f: _relay(f, shared))
+            sent.add_done_callback(lambda f: self._change_answered(f, shared))
+
+    def _change_answered(self, answered: AskFuture, shared: AskFuture) -> None:
+        _relay(answered, shared)
+        self._change_done()
+
+    def _change_done(self) -> None:
+        """The change heartbeat in flight is over: send the one changes made meanwhile joined."""
+        with self._lock:
+            self._change_in_flight = False
+            waiting = self._change is not None
+        if waiting:
+            self._node.scheduler.call_later(0, self._send_change)
 
     def beat(self) -> None:
         """Send one heartbeat (on the timer thread); at most one regular beat is in flight."""

@@ -10,9 +10,10 @@ from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS
 from topology_procs import free_ports
 
 import macp
-from macp import Agent, Context, handler, start_control_plane
+from macp import Agent, Context, Settings, handler, start_control_plane
+from macp._registrar import HEARTBEAT
 from macp.actors.registry import CHANGED, FIND, LIST, LOOKUP, REGISTER, SUBSCRIBE
-from macp.envelope import now_ms
+from macp.envelope import Wire, now_ms
 from macp.testing import Recorder, wait_until
 
 if TYPE_CHECKING:
@@ -268,20 +269,65 @@ def test_a_terminated_agent_leaves_the_registry(crew: Node) -> None:
     assert _find(crew, capabilities=["summarize"]) == ["alpha@head"]
 
 
-def test_a_pause_answers_once_the_registry_shows_it_and_a_burst_shares_heartbeats(
-    head: Node,
-) -> None:
+def test_a_pause_answers_once_the_registry_shows_it(head: Node) -> None:
     names = [f"w{i}" for i in range(40)]
     for name in names:
         head.spawn(Worker, name)
     _wait_registered(head, *(f"{n}@head" for n in names))
-    handled = head.control("registry", "status").get()["counters"]["handled"]
     answers = [head.control(name, "pause") for name in names]  # all at once, as `pause all`
     assert {a.get()["state"] for a in answers} == {"paused"}
     records = _records(head)  # read right after the last answer: no waiting for a heartbeat
     assert {records[f"{n}@head"]["status"] for n in names} == {"paused"}
-    beats = head.control("registry", "status").get()["counters"]["handled"] - handled
-    assert beats < len(names) // 2  # one heartbeat per change would be 40 or more
+
+
+class HeldRegistry(Agent):
+    """Stands in for the registry: answers each heartbeat, recording the agents it shows
+    paused, and holds the answer while HOLD is set."""
+
+    @handler(HEARTBEAT)
+    def heartbeat(self, body: dict[str, Any]) -> Wire:
+        paused = sorted(name for name, (status, _load) in body["agents"].items()
+                        if status == "paused")  # fmt: skip
+        EVENTS.record(paused)
+        while HOLD.is_set():
+            RELEASE.wait(10)
+            HOLD.clear()
+        return {"generation": 1}
+
+
+HOLD = threading.Event()
+RELEASE = threading.Event()
+
+
+def test_state_changes_made_while_one_is_on_its_way_share_the_next_heartbeat(
+    make_node: Callable[..., Node],
+) -> None:
+    EVENTS.clear()
+    HOLD.clear()
+    RELEASE.clear()
+    node = make_node("solo", settings=Settings(heartbeat_interval_s=60))  # no regular beats
+    node.spawn(HeldRegistry, "registry")
+    node.set_head("solo")
+    names = [f"w{i}" for i in range(40)]
+    for name in names:
+        node.spawn(Worker, name)
+    assert node.registrar is not None
+    assert node.registrar.wait_registered(10)
+    before = len(EVENTS.events)
+
+    HOLD.set()
+    first = node.control("w0", "pause")
+    EVENTS.wait_for(lambda seen: len(seen) > before, 10)  # its heartbeat is held
+    rest = [node.control(name, "pause") for name in names[1:]]
+    wait_until(
+        lambda: all(node.control(n, "status").get()["state"] == "paused" for n in names),
+        10,
+        "not every agent took its pause",
+    )
+    assert [a.done() for a in [first, *rest]] == [False] * len(names)  # all wait for it
+    RELEASE.set()
+    assert {a.get()["state"] for a in [first, *rest]} == {"paused"}
+    assert EVENTS.events[before:] == [["w0"], sorted(names)]  # two heartbeats, not forty
 
 
 # -- a node process's readiness -----------------------------------------------------------
