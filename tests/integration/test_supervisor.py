@@ -111,7 +111,7 @@ def test_a_transient_child_is_restarted_after_a_crash_but_not_after_a_normal_exi
     node.tell("w", "quit")
     RECORDER.wait_for(lambda ev: ev.count(("stop", "w")) == 1)
     with pytest.raises(macp.ActorNotFound):
-        node.ask("w", "ping").get(timeout_s=2)
+        node.ask("w", "ping").get(timeout_s=10)
     assert node.children() == []
 
 
@@ -120,7 +120,7 @@ def test_a_temporary_child_is_never_restarted(node: Node) -> None:
     node.tell("w", "crash")
     wait_until(lambda: node.children() == [], message="the temporary child was not removed")
     with pytest.raises(macp.ActorNotFound):
-        node.ask("w", "ping").get(timeout_s=2)
+        node.ask("w", "ping").get(timeout_s=10)
     assert RECORDER.events == [("start", "w")]
 
 

@@ -117,7 +117,7 @@ def test_an_ask_to_an_unknown_node_fails_at_once_with_node_down(
 ) -> None:
     node, _, _ = cluster
     with pytest.raises(macp.NodeDown, match="node 'nowhere' is not a known peer of 'test'"):
-        node.ask("echo@nowhere", "echo").get(timeout_s=2)
+        node.ask("echo@nowhere", "echo").get(timeout_s=10)
 
 
 def test_a_killed_node_is_found_down_its_asks_fail_and_it_comes_back(
@@ -133,10 +133,10 @@ def test_a_killed_node_is_found_down_its_asks_fail_and_it_comes_back(
         hanging.get()
     events = EVENTS.wait_for(lambda ev: any(e[:2] == ("down", "p2") for e in ev))
     down_at = next(e[2] for e in events if e[:2] == ("down", "p2"))
-    assert down_at - killed_at < THRESHOLD_S + 1.0
+    assert down_at - killed_at < THRESHOLD_S + 2.0  # found down, not timed out (30 s)
     wait_for_log(p1, "node.down", peer="p2")
     with pytest.raises(macp.NodeDown, match="node 'p2' is down"):
-        node.ask("echo@p2", "echo").get(timeout_s=2)
+        node.ask("echo@p2", "echo").get(timeout_s=10)
 
     assert p2.address is not None
     procs("p2", *HEARTBEAT, "--peer", f"test={node.address}", "--peer", f"p1={p1.address}",
