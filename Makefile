@@ -25,7 +25,7 @@ lint: setup
 	$(BIN)/ruff check macp tests examples bench
 
 type: setup
-	$(BIN)/mypy macp tests examples
+	$(BIN)/mypy macp tests examples bench
 
 pytest: setup
 	$(BIN)/pytest

@@ -8,6 +8,7 @@ process with a :class:`~macp.ChildSpec`.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -175,7 +176,11 @@ class DownReporter(Agent):
 
     @staticmethod
     def _print(record: dict[str, Any]) -> None:
-        print(json.dumps(record), flush=True)
+        # One write per line: print() writes the text and its newline apart, so a line printed
+        # by another thread (node.ready, from the CLI) could land between them, and the
+        # benchmark would read one broken line and miss both records.
+        sys.stdout.write(json.dumps(record) + "\n")
+        sys.stdout.flush()
 
     @handler("node.up")
     def up(self, body: dict[str, Any]) -> None:

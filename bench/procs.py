@@ -125,6 +125,7 @@ class Child:
         self._lines: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self._stderr: IO[str] = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
         self._reader: threading.Thread | None = None
+        self._unparsed: list[str] = []  # standard output lines that were not JSON records
 
     def start(self, deadline: Deadline, event: str) -> dict[str, Any]:
         """Start the process; return its ``event`` line once printed (or fail loudly)."""
@@ -167,15 +168,20 @@ class Child:
                 try:
                     record = json.loads(raw)
                 except ValueError:
-                    continue
+                    record = None
                 if isinstance(record, dict):
                     self._lines.put(record)
+                else:
+                    self._unparsed = [*self._unparsed[-4:], raw.rstrip("\n")]
         self._lines.put(None)
 
     def _failure(self, what: str) -> str:
         code = self.proc.poll() if self.proc is not None else None
         tail = _tail(self._stderr)
         message = f"{self.name} {what} (exit code {code}); its standard error ends with:\n{tail}"
+        if self._unparsed:
+            message += "\nits standard output had lines that are not JSON records:\n"
+            message += "\n".join(self._unparsed)
         if code is None and self.proc is not None:
             message += _stacks(self.proc.pid)
         return message
