@@ -141,7 +141,7 @@ def test_asking_oneself_fails_at_once_with_deadlock_error(node: Node) -> None:
     started = time.monotonic()
     with pytest.raises(macp.DeadlockError, match="echo@test -> echo@test"):
         ref.ask("ask", {"to": "echo", "type": "echo"}, timeout_s=30).get()
-    assert time.monotonic() - started < 5.0  # at once, not after the ask's timeout
+    assert time.monotonic() - started < 1.0  # within a second, not at the ask's timeout
 
 
 def test_a_two_actor_ask_cycle_fails_at_once_with_deadlock_error(node: Node) -> None:
@@ -152,7 +152,7 @@ def test_a_two_actor_ask_cycle_fails_at_once_with_deadlock_error(node: Node) -> 
         a.ask(
             "ask", {"to": "b", "type": "ask", "body": {"to": "a", "type": "echo"}}, timeout_s=30
         ).get()
-    assert time.monotonic() - started < 5.0  # at once, not after the ask's timeout
+    assert time.monotonic() - started < 1.0  # within a second, not at the ask's timeout
 
 
 def test_a_chain_without_a_cycle_is_not_a_deadlock(node: Node) -> None:
