@@ -133,7 +133,7 @@ def test_a_killed_node_is_found_down_its_asks_fail_and_it_comes_back(
         hanging.get()
     events = EVENTS.wait_for(lambda ev: any(e[:2] == ("down", "p2") for e in ev))
     down_at = next(e[2] for e in events if e[:2] == ("down", "p2"))
-    assert down_at - killed_at < THRESHOLD_S + 2.0  # found down, not timed out (30 s)
+    assert down_at - killed_at < THRESHOLD_S + 1.0  # the window, plus slack for a busy machine
     wait_for_log(p1, "node.down", peer="p2")
     with pytest.raises(macp.NodeDown, match="node 'p2' is down"):
         node.ask("echo@p2", "echo").get(timeout_s=10)
