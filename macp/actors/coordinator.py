@@ -3,13 +3,14 @@
 A task (type, body, required capabilities, priority, timeout, retries with exponential backoff,
 an optional idempotency key) is journaled before ``submit`` answers. It goes to the least
 loaded routable agent with the capabilities (higher priorities first, FIFO within one), as a
-``task.run`` ask that the agent acknowledges on receipt. A failure or timeout is retried after a
-backoff; after ``max_retries`` retries the task fails as a :class:`PoisonMessage`. A task whose
-agent or node dies is re-dispatched; the first completion wins and later ones are ignored, so
-none counts twice. With no capable agent, a task waits (``status`` says why) up to its timeout.
-Every state change is journaled (grouped: one transaction per burst of messages), and a
-restarted coordinator resumes from the journal: finished tasks stay finished, the others are
-dispatched again.
+``task.run`` ask that the agent acknowledges on receipt, sent only once the assignment is
+journaled (a task never runs on a state a crash could lose). A failure or timeout is retried
+after a backoff; after ``max_retries`` retries the task fails as a :class:`PoisonMessage`. A
+task whose agent or node dies is re-dispatched; the first completion wins and later ones are
+ignored, so none counts twice. With no capable agent, a task waits (``status`` says why) up to
+its timeout. Every state change is journaled (grouped: one transaction per burst of
+messages), and a restarted coordinator resumes from the journal: finished tasks stay finished,
+the others are dispatched again.
 
 Messages (body -> reply): ``coordinator.submit`` task spec -> ``{task_id, state, duplicate}``;
 ``coordinator.status`` ``{task_id}`` -> the record; ``coordinator.result`` ``{task_id}`` -> the

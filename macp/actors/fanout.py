@@ -99,7 +99,6 @@ class FanOut:
             raise ResourceUnavailable(f"cannot scatter {task['type']!r}: {self._wait_reason(task)}")
         self._gather(task)  # validates the aggregation before anything is sent
         self.tasks[task["id"]] = task
-        self._save(task)
         self._send_scatter(task)
         reply = ctx.defer()
         self.after_commit.append(
@@ -126,7 +125,14 @@ class FanOut:
 
     def _send_scatter(self, task: dict[str, Any]) -> None:
         task.update(state="assigned", attempts=task["attempts"] + 1)
-        run = {"task_id": task["id"], "attempt": task["attempts"], "type": task["type"],
+        self._save(task)
+        self.after_commit.append(partial(self._ask_voters, task, task["attempts"]))
+
+    def _ask_voters(self, task: dict[str, Any], attempt: int) -> None:
+        """Once the attempt is journaled: send it to every voter, unless it is over."""
+        if task["state"] in FINAL or task["attempts"] != attempt:
+            return
+        run = {"task_id": task["id"], "attempt": attempt, "type": task["type"],
                "body": task["body"]}  # fmt: skip
         for address in task["expected"]:
             try:

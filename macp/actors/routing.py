@@ -62,6 +62,7 @@ class Routing:
         waiting: set[str]
         queues: dict[tuple[str, ...], list[tuple[int, int, str]]]
         seq: itertools.count[int]
+        after_commit: list[Any]
 
         def _tell_self(self, message: Any) -> None: ...
         def _save(self, task: dict[str, Any]) -> None: ...
@@ -168,7 +169,16 @@ class Routing:
         agent.in_flight += 1
         agent.last_assigned = next(self.seq)
         agent.tasks.add(task["id"])
-        self._send_run(task, agent.address, task["attempts"])
+        # Sent once the assignment is journaled: a task never runs on the strength of a state
+        # the coordinator could lose (a submit it crashed before acknowledging never runs).
+        self.after_commit.append(partial(self._send_assigned, task, agent, task["attempts"]))
+
+    def _send_assigned(self, task: dict[str, Any], agent: AgentView, attempt: int) -> None:
+        if task["state"] == "assigned" and task["attempts"] == attempt:
+            self._send_run(task, agent.address, attempt)
+        elif task["id"] in agent.tasks:  # cancelled, or given to another, before it went
+            agent.tasks.discard(task["id"])
+            agent.in_flight -= 1
 
     def _send_run(self, task: dict[str, Any], address: str, attempt: int) -> None:
         body = {

@@ -3,6 +3,8 @@ cancellation, the circuit breaker, scatter-gather, idempotency, and resuming fro
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +85,19 @@ class Voter(Agent):
     @handler("vote")
     def vote(self, _body: Any) -> Any:
         return self.config["vote"]
+
+
+class Auditor(Agent):
+    """Answers what the coordinator's journal (the SQLite file, read through a connection of
+    its own) holds for the task it is running: its state, or None if it has no row."""
+
+    capabilities = ("audit",)
+
+    @handler("audit")
+    def audit(self, _body: Any, ctx: Context) -> Any:
+        with contextlib.closing(sqlite3.connect(self.config["journal"])) as db:
+            row = db.execute("SELECT state FROM tasks WHERE id = ?", (ctx.task_id,)).fetchone()
+        return None if row is None else row[0]
 
 
 class Listener(Agent):
@@ -271,6 +286,21 @@ def test_the_notify_address_is_told_when_the_task_is_done(control: Any) -> None:
     task = cluster.submit("work", 3, notify="listener@head")
     RUNS.wait_for(lambda ev: any(e[0] == "done" for e in ev))
     assert ("done", task.id, "succeeded", {"by": "w", "x": 3}) in RUNS.events
+
+
+def test_a_task_reaches_its_agent_only_once_the_journal_holds_its_assignment(
+    control: Any, tmp_path: Path
+) -> None:
+    node, cluster = control(max_in_flight=4)
+    journal = str(tmp_path / "journal.sqlite3")
+    for name in ("a1", "a2", "a3"):
+        node.spawn(Auditor, name, config={"journal": journal})
+    wait_until(lambda: len(cluster.find(capabilities=["audit"])) == 3)
+    tasks = [cluster.submit("audit", i, capabilities=["audit"]) for i in range(30)]
+    assert {t.result() for t in tasks} <= {"assigned", "running"}  # never None: not journaled
+    votes = cluster.scatter("audit", capabilities=["audit"], aggregation="all").result()
+    assert len(votes) == 3
+    assert {v["result"] for v in votes} <= {"assigned", "running"}
 
 
 @pytest.mark.parametrize(
