@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import TYPE_CHECKING, Any, Self
 
 from macp.actors import workflows as wf
@@ -31,12 +32,13 @@ from macp.node import Node
 from macp.supervisor import ChildSpec, SupervisorSpec
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
     from types import TracebackType
 
 __all__ = ["Cluster", "Run", "Task", "connect", "start_control_plane"]
 
 _MAX_PORT = 65535
+_POLL_S = 0.02  # how often wait_for_agents asks the registry
 
 
 def start_control_plane(
@@ -336,6 +338,24 @@ class Cluster:
 
     def agents(self) -> list[dict[str, Any]]:
         return list(self._ask("registry", LIST))
+
+    def wait_for_agents(self, addresses: Iterable[str], timeout_s: float = 30.0) -> None:
+        """Wait until the coordinator can route to every agent of ``addresses`` (``name@node``):
+        the registry shows each available, and the coordinator has taken that news (the
+        registry tells it before answering, so one ask to the coordinator after is enough).
+
+        Raises:
+            AskTimeout: some are not available within ``timeout_s``; the message names them.
+        """
+        wanted = set(addresses)
+        deadline = time.monotonic() + timeout_s
+        while missing := wanted - {
+            r["address"] for r in self.agents() if r["status"] == "available"
+        }:
+            if time.monotonic() > deadline:
+                raise AskTimeout(f"agents not available within {timeout_s:g} s: {sorted(missing)}")
+            time.sleep(_POLL_S)
+        self._ask("coordinator", TASKS, {"states": []})  # answers nothing, after the news
 
     def memory(self, type: str, **body: Any) -> Any:
         """A memory-store request, e.g. ``memory("put", namespace=..., key=..., value=...)``."""

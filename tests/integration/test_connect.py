@@ -36,7 +36,7 @@ def cluster_procs(
                    "--agent", "sq2=agents:Squarer", *QUICK_CLUSTER_FLAGS)  # fmt: skip
     assert head.address is not None
     with macp.connect(head.address) as cluster:
-        wait_until(lambda: _available(cluster) >= set(USERS), 10, "the agents did not register")
+        cluster.wait_for_agents(USERS)
     return head, worker
 
 

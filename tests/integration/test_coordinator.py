@@ -295,7 +295,7 @@ def test_a_task_reaches_its_agent_only_once_the_journal_holds_its_assignment(
     journal = str(tmp_path / "journal.sqlite3")
     for name in ("a1", "a2", "a3"):
         node.spawn(Auditor, name, config={"journal": journal})
-    wait_until(lambda: len(cluster.find(capabilities=["audit"])) == 3)
+    cluster.wait_for_agents(["a1@head", "a2@head", "a3@head"])
     tasks = [cluster.submit("audit", i, capabilities=["audit"]) for i in range(30)]
     assert {t.result() for t in tasks} <= {"assigned", "running"}  # never None: not journaled
     votes = cluster.scatter("audit", capabilities=["audit"], aggregation="all").result()
@@ -318,7 +318,7 @@ def test_scatter_gather_aggregates(
     node, cluster = control()
     for name, vote in (("v1", 1), ("v2", 1), ("v3", 2)):
         node.spawn(Voter, name, config={"vote": vote})
-    wait_until(lambda: len(cluster.find(capabilities=["vote"])) == 3)
+    cluster.wait_for_agents(["v1@head", "v2@head", "v3@head"])
     result = cluster.scatter("vote", aggregation=aggregation, quorum=quorum).result()
     if aggregation == "first":
         assert result in (1, 2)
@@ -333,11 +333,19 @@ def test_scatter_fails_when_no_value_can_reach_the_quorum(control: Any) -> None:
     node, cluster = control()
     for name, vote in (("v1", 1), ("v2", 1), ("v3", 2)):
         node.spawn(Voter, name, config={"vote": vote})
-    wait_until(lambda: len(cluster.find(capabilities=["vote"])) == 3)
+    cluster.wait_for_agents(["v1@head", "v2@head", "v3@head"])
     with pytest.raises(macp.AgentError, match="no value can reach 3 of 3 votes"):
         cluster.scatter("vote", aggregation="quorum", quorum=3).result()
     with pytest.raises(macp.InvalidParams, match="quorum must be an integer from 1 to 3"):
         cluster.scatter("vote", aggregation="quorum", quorum=4)
+
+
+def test_waiting_for_agents_names_those_that_never_came(control: Any) -> None:
+    node, cluster = control()
+    node.spawn(Worker, "w")
+    with pytest.raises(macp.AskTimeout, match=r"^agents not available within 0.5 s: \['x@head'\]$"):
+        cluster.wait_for_agents(["w@head", "x@head"], timeout_s=0.5)
+    cluster.wait_for_agents(["w@head"])  # it is there: no error
 
 
 def test_control_commands_reach_one_agent_a_group_or_all(control: Any) -> None:
@@ -345,7 +353,7 @@ def test_control_commands_reach_one_agent_a_group_or_all(control: Any) -> None:
     node.spawn(Worker, "a", group="blue")
     node.spawn(Worker, "b", group="blue")
     node.spawn(Worker, "c", group="red")
-    wait_until(lambda: len(cluster.find(capabilities=["work"])) == 3)
+    cluster.wait_for_agents(["a@head", "b@head", "c@head"])
     assert cluster.control("pause", "group:blue") == {
         "a@head": {"ok": True, "result": {"state": "paused"}},
         "b@head": {"ok": True, "result": {"state": "paused"}},

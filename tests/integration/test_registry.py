@@ -350,6 +350,7 @@ def test_a_node_whose_head_is_not_up_is_ready_anyway_and_registers_once_it_is(
     worker = procs("w1", "--head", "head", "--peer", f"head={address}",
                    "--agent", "echo=agents:Echo", *QUICK_CLUSTER_FLAGS)  # fmt: skip
     assert worker.ready["registered"] is False
+    wait_until(lambda: worker.logs("node.unregistered"), 5, "no node.unregistered warning")
     assert [r["head"] for r in worker.logs("node.unregistered")] == ["head"]
 
     head = make_node("head", listen=address, settings=QUICK_CLUSTER)

@@ -100,7 +100,7 @@ def cluster(make_node: Callable[..., Node], tmp_path: Path) -> Iterator[Cluster]
     for i in range(6):
         node.spawn(Stepper, f"s{i}")
     cluster = Cluster(node)
-    wait_until(lambda: len(cluster.find(status="available", role=None)) >= 6)
+    cluster.wait_for_agents(f"s{i}@head" for i in range(6))
     yield cluster
     GATE.set()  # before the node stops: no step may be left waiting on it
 
