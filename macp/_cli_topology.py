@@ -140,6 +140,7 @@ def _wait_registered(cluster: macp.Cluster, spec: TopologySpec, timeout_s: float
             )
             shown = done
         if expected <= up:
+            cluster.wait_for_agents(())  # no one more: just its round trip to the coordinator
             return
         if time.monotonic() > deadline:
             missing = ", ".join(sorted(expected - up))
