@@ -12,14 +12,13 @@ import zmq
 from macp.envelope import Envelope, Kind
 from macp.errors import EnvelopeError
 from macp.transport import _system
-from macp.transport.frames import refusal, unpack_frame
+from macp.transport.frames import GATEWAY, refusal, unpack_frame
 
 if TYPE_CHECKING:
     from macp.transport.router import Router
 
-__all__ = ["GATEWAY", "bad", "receive"]
+__all__ = ["bad", "receive"]
 
-GATEWAY: Final = "$gateway"
 _RECV_BUDGET: Final = 5_000  # envelopes per visit to a socket, so that ticks are never starved
 SYSTEM: Final = _system.SYSTEM
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from macp.envelope import VERSION, Envelope, Kind, Priority, new_id, now_ms
 from macp.errors import ConfigError, InvalidParams, UnknownMessageType
+from macp.transport import _links
 from macp.transport.liveness import PeerState
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def _announced(router: Router, body: Any, peer: str, now: float) -> None:
     if name == router._name:
         return
     if _reachable(router, name, address):
-        router._connect(name, address)
+        _links.connect(router, name, address)
     if name in router._peers:
         router._apply(router._liveness.seen(name, now, incarnation))
 
@@ -144,7 +145,7 @@ def start_join(router: Router, spec: str) -> None:
                 f"--join {spec}: with keys, name the member (NAME=ADDRESS) so its key is known"
             )
         name, address = f"{JOIN_PREFIX}{spec}", spec
-    link = router._connect(name, address, hello=False)
+    link = _links.connect(router, name, address, hello=False)
     if name.startswith(JOIN_PREFIX):
         router._liveness.remove(name)
     join = envelope(router, Kind.ASK, JOIN, ANY_NODE, _hello_body(router))
@@ -172,9 +173,9 @@ def _joined(router: Router, body: Any, via: str) -> None:
         raise InvalidParams("a join answer needs a map of members")
     for name, address in members.items():
         if name != router._name and isinstance(address, str):
-            router._connect(name, address)
+            _links.connect(router, name, address)
     for temp in [p for n, p in router._peers.items() if n.startswith(JOIN_PREFIX)]:
-        router._disconnect(temp)
+        _links.disconnect(router, temp)
     router._log.info("node.joined", via=via, members=sorted(members))
 
 

@@ -25,9 +25,10 @@ from macp.errors import EnvelopeError, error_body
 if TYPE_CHECKING:
     import msgpack
 
-__all__ = ["BATCH_BYTES", "Link", "pack_frames", "refusal", "unpack_frame"]
+__all__ = ["BATCH_BYTES", "GATEWAY", "Link", "pack_frames", "refusal", "unpack_frame"]
 
 BATCH_BYTES: Final = 256 * 1024
+GATEWAY: Final = "$gateway"  # a client's one link: to the node that carries all its traffic
 _BACKLOG_FRAMES: Final = 10_000
 
 
@@ -113,7 +114,16 @@ def _reply_to(obj: object) -> dict[str, Any] | None:
 class Link:
     """The DEALER to one peer, and the frames waiting for it."""
 
-    __slots__ = ("address", "backlog", "last_sent", "monitor", "name", "socket")
+    __slots__ = (
+        "address",
+        "backlog",
+        "failures",
+        "last_sent",
+        "monitor",
+        "name",
+        "redial_at",
+        "socket",
+    )
 
     def __init__(self, name: str, address: str, socket: zmq.Socket[bytes]) -> None:
         self.name = name
@@ -122,6 +132,8 @@ class Link:
         self.monitor: zmq.Socket[bytes] | None = None  # connection events of ``socket``
         self.backlog: deque[bytes] = deque()
         self.last_sent = 0.0
+        self.failures = 0  # handshakes failed in a row
+        self.redial_at: float | None = None  # when to dial again after a failed handshake
 
     def send(self, frames: list[bytes], poller: zmq.Poller, counters: Counter[str]) -> None:
         """Send ``frames`` in order, keeping what the socket cannot take yet."""

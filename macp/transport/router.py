@@ -14,7 +14,6 @@ Sockets are created inside the thread and closed there with an explicit linger.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import Counter
@@ -22,13 +21,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from macp.envelope import Envelope, Kind
 from macp.errors import ConfigError, MacpError, NodeDown
 from macp.log import get_logger
-from macp.transport import _inbound, _system
-from macp.transport._inbound import GATEWAY as _GATEWAY
+from macp.transport import _inbound, _links, _system
+from macp.transport.frames import GATEWAY as _GATEWAY
 from macp.transport.frames import Link, pack_frames
 from macp.transport.liveness import Liveness, PeerEvent, PeerState
 from macp.transport.outbox import Outbox
@@ -43,8 +41,7 @@ __all__ = ["SYSTEM", "Router"]
 
 SYSTEM: Final = _system.SYSTEM
 _MAX_DRAIN: Final = 20_000
-_LINGER_MS: Final = 500
-_LINK_EVENTS: Final = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECTED
+_LINGER_MS: Final = _links.LINGER_MS
 
 _log = get_logger("macp.transport")
 
@@ -178,9 +175,9 @@ class Router:
             self._poller.register(sock, zmq.POLLIN)
         if self._gateway is not None:
             server, sep, address = self._gateway.partition("=")
-            self._connect(_GATEWAY, address if sep else server, hello=False, server=server)
+            _links.connect(self, _GATEWAY, address if sep else server, hello=False, server=server)
         for name, address in self._initial_peers.items():
-            self._connect(name, address)
+            _links.connect(self, name, address)
         if self._join is not None:
             _system.start_join(self, self._join)
         self._refresh_snapshot(time.monotonic())
@@ -196,80 +193,9 @@ class Router:
         sock.setsockopt(zmq.MAXMSGSIZE, s.max_message_bytes + 65536)
         return sock
 
-    def _connect(
-        self, name: str, address: str, *, hello: bool = True, server: str | None = None
-    ) -> Link:
-        """A DEALER to peer ``name`` (replacing one to an old address)."""
-        old = self._peers.get(name)
-        if old is not None:
-            if old.address == address:
-                return old
-            self._disconnect(old)
-        sock = self._socket(zmq.DEALER)
-        sock.setsockopt_string(zmq.IDENTITY, self._name)
-        # Queue only on a live connection: what cannot be sent waits in the link's backlog,
-        # where it is visible (and bounded) rather than inside ZeroMQ.
-        sock.setsockopt(zmq.IMMEDIATE, 1)
-        try:
-            if self._keys is not None:
-                self._keys.client(sock, server or name)
-            sock.connect(address)
-        except (zmq.ZMQError, ConfigError) as e:
-            sock.close(0)
-            if isinstance(e, ConfigError):
-                raise
-            raise ConfigError(
-                f"cannot connect to {name!r} at {address!r} ({e}); use tcp://HOST:PORT"
-            ) from e
-        peer = Link(name, address, sock)
-        self._peers[name] = peer
-        self._poller.register(sock, zmq.POLLIN)
-        if name != _GATEWAY:
-            peer.monitor = sock.get_monitor_socket(_LINK_EVENTS)
-            self._poller.register(peer.monitor, zmq.POLLIN)
-        if name != _GATEWAY:
-            self._liveness.add(name)
-        if hello:
-            _system.say_hello(self, peer)
-        return peer
-
-    def _disconnect(self, peer: Link) -> None:
-        self._poller.unregister(peer.socket)
-        self._close_link(peer, 0)
-        self._peers.pop(peer.name, None)
-
-    def _reset_link(self, peer: Link) -> None:
-        """A fresh DEALER to a peer that went down: what was queued for it (in the backlog or
-        inside ZeroMQ) is dropped, never delivered to the process that comes back there."""
-        self.counters["dropped_down"] += len(peer.backlog)
-        self._disconnect(peer)
-        self._connect(peer.name, peer.address, hello=False)
-
-    def _close_link(self, peer: Link, linger_ms: int) -> None:
-        if peer.monitor is not None:
-            with contextlib.suppress(zmq.ZMQError):
-                self._poller.unregister(peer.monitor)
-            peer.socket.disable_monitor()
-            peer.monitor.close(0)
-            peer.monitor = None
-        peer.socket.close(linger_ms)
-
-    def _link_event(self, peer: Link) -> None:
-        """A connection event of ``peer``'s DEALER: closed, or (re)established."""
-        assert peer.monitor is not None
-        while True:
-            try:
-                event = recv_monitor_message(peer.monitor, zmq.NOBLOCK)["event"]
-            except zmq.Again:
-                return
-            if event == zmq.EVENT_DISCONNECTED:
-                self._liveness.disconnected(peer.name, time.monotonic())
-            else:
-                self._liveness.connected(peer.name)
-
     def _close(self) -> None:
         for peer in list(self._peers.values()):
-            self._close_link(peer, _LINGER_MS)
+            _links.close(self, peer, _LINGER_MS)
         self._peers.clear()
         if getattr(self, "_router", None) is not None:
             self._router.close(_LINGER_MS)  # type: ignore[union-attr]
@@ -295,7 +221,7 @@ class Router:
                 if flags & zmq.POLLOUT:
                     peer.flush(self._poller, self.counters)
                 if peer.monitor is not None and peer.monitor in events:
-                    self._link_event(peer)
+                    _links.on_event(self, peer)
             self._drain_outbox()
             now = time.monotonic()
             if now >= next_tick:
@@ -383,6 +309,7 @@ class Router:
                     [_system.envelope(self, Kind.HEARTBEAT, _system.HEARTBEAT, peer.name, body)],
                 )
         self._apply(self._liveness.check(now))
+        _links.redial_due(self, now)
         self._refresh_snapshot(now)
 
     def _apply(self, events: list[PeerEvent]) -> None:
@@ -393,7 +320,7 @@ class Router:
             if event.kind == "node.up" and event.node in self._peers:
                 _system.say_hello(self, self._peers[event.node])
             elif event.kind == "node.down" and event.node in self._peers:
-                self._reset_link(self._peers[event.node])
+                _links.reset(self, self._peers[event.node])
             self._node._on_peer_event(event)
         if events:
             self._refresh_snapshot(time.monotonic())

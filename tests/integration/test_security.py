@@ -14,6 +14,7 @@ import msgpack
 import pytest
 import zmq
 import zmq.auth
+from procs import QUICK_CLUSTER_FLAGS
 from zmq.utils.monitor import recv_monitor_message
 
 from macp import ConfigError, Envelope, Kind, Node, encode
@@ -311,6 +312,36 @@ def test_a_peer_cannot_announce_another_node_at_an_address_of_its_choosing(
 
     wait_until(heard_a, 10.0, "b never handled a's own hello")
     assert peers["c"]["address"] == c.address
+
+
+def test_a_peer_that_refused_this_nodes_key_is_dialled_again_until_it_takes_it(
+    procs: Callable[..., NodeProcess],
+    keys: Path,
+    tmp_path: Path,
+    clients: Callable[[str, Path], Node],
+) -> None:
+    a_keys = tmp_path / "a-keys"  # a's allow-list: itself and the client, not b (yet)
+    a_keys.mkdir()
+    for file in ("a.key", "a.key_secret", "client.key"):
+        shutil.copy(keys / file, a_keys / file)
+    a = procs("a", "--keys", str(a_keys), *QUICK_CLUSTER_FLAGS)
+    b = procs("b", "--keys", str(keys), "--peer", f"a={a.address}", "--agent", "echo=agents:Echo",
+              *QUICK_CLUSTER_FLAGS)  # fmt: skip
+    wait_until(lambda: b.logs("transport.handshake_failed"), 10.0, "b never saw its key refused")
+    (failed,) = b.logs("transport.handshake_failed")  # warned once; retries log at debug
+    assert failed["peer"] == "a"
+    assert failed["reason"].startswith("the peer refused this node's key")
+
+    # The allow-list is fixed and a restarted at its address; b, never restarted, gets through.
+    shutil.copy(keys / "b.key", a_keys / "b.key")
+    assert a.terminate() == 0
+    assert a.address is not None
+    a = procs("a", "--keys", str(a_keys), *QUICK_CLUSTER_FLAGS, listen=a.address)
+    to_a = clients(f"a={a.address}", keys)
+    wait_until(
+        lambda: _info(to_a)["peers"].get("b", {}).get("state") == "up", 20.0, "b never reached a"
+    )
+    assert to_a.ask("echo@b", "echo", "hi").get()["me"] == "echo@b"
 
 
 def test_a_plaintext_node_refuses_to_listen_beyond_loopback() -> None:
