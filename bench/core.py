@@ -51,6 +51,7 @@ GROUPS = (
     "bench.spawn",
     "bench.scatter",
     "bench.tasks",
+    "bench.workflow",
     "bench.liveness",
 )
 """The modules that register workloads (imported by :func:`load_workloads`)."""

@@ -41,7 +41,6 @@ from macp.errors import (
     InvalidParams,
     NodeDown,
     PoisonMessage,
-    ResourceUnavailable,
     error_body,
     error_from_body,
 )
@@ -383,15 +382,7 @@ class Coordinator(Workflows, Routing, FanOut, Agent):
         self._report()
         if self.registry_incarnation is None or self.ticks % 8 == 0:  # every 2 s
             self._subscribe()
-        now = now_ms()
-        for task_id in list(self.waiting):
-            task = self.tasks[task_id]
-            if task["state"] == "pending" and now - task["queued_ms"] > task["timeout_s"] * 1000:
-                reason = self._wait_reason(task)
-                if reason.startswith("no agent"):
-                    self._finish(task, "failed", error=ResourceUnavailable(
-                        f"task {task['id']} waited {task['timeout_s']:g} s: {reason}"
-                    ))  # fmt: skip
+        self._expire_waiting()
         self._pump()
 
     def _report(self) -> None:

@@ -17,7 +17,7 @@ from macp.actors.agent import TASK_RUN, handler
 from macp.actors.registry import CHANGED, GONE, ROUTABLE, SUBSCRIBE
 from macp.actors.tasks import AgentView, Breaker, describe, log, requirement
 from macp.envelope import now_ms
-from macp.errors import MacpError
+from macp.errors import MacpError, ResourceUnavailable
 
 if TYPE_CHECKING:
     import itertools
@@ -66,6 +66,8 @@ class Routing:
 
         def _tell_self(self, message: Any) -> None: ...
         def _save(self, task: dict[str, Any]) -> None: ...
+        def _finish(self, task: dict[str, Any], state: str, *, result: Any = ...,
+                    error: BaseException | None = ...) -> None: ...  # fmt: skip
 
     # -- agents, from the registry ------------------------------------------------------------
 
@@ -206,6 +208,18 @@ class Routing:
         error = future.exception()
         value = future.result() if error is None else error
         self._tell_self(Outcome(task_id, attempt, agent, ok=error is None, value=value))
+
+    def _expire_waiting(self) -> None:
+        """Fail the tasks that waited their whole timeout for a capable agent."""
+        now = now_ms()
+        for task_id in list(self.waiting):
+            task = self.tasks[task_id]
+            if task["state"] == "pending" and now - task["queued_ms"] > task["timeout_s"] * 1000:
+                reason = self._wait_reason(task)
+                if reason.startswith("no agent"):
+                    self._finish(task, "failed", error=ResourceUnavailable(
+                        f"task {task['id']} waited {task['timeout_s']:g} s: {reason}"
+                    ))  # fmt: skip
 
     def _wait_reason(self, task: dict[str, Any]) -> str:
         need = requirement(task)
