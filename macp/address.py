@@ -6,9 +6,39 @@ from typing import NamedTuple
 
 from macp.errors import ConfigError
 
-__all__ = ["Address", "check_name"]
+__all__ = ["Address", "check_address", "check_name"]
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:")
+_CHECKED_MAX = 10_000
+_checked: set[str] = set()  # addresses found well formed (any thread may add; a race only
+# checks one twice)
+
+
+def check_address(address: object) -> str:
+    """Return ``address`` if it is ``name@node`` or a bare name, else raise :class:`ConfigError`.
+
+    Names are those of :func:`check_name`; the node's own actors (``$node``, ``$client``) start
+    with ``$``, clients' node names with ``~``, and ``*`` is any node.
+    """
+    if isinstance(address, str):
+        if address in _checked:
+            return address
+        name, at, node = address.partition("@")
+        if _is_name(name.removeprefix("$")) and (
+            not at or node == "*" or _is_name(node.removeprefix("~"))
+        ):
+            if len(_checked) >= _CHECKED_MAX:
+                _checked.clear()
+            _checked.add(address)
+            return address
+    raise ConfigError(
+        f"address {address!r} is invalid; use name@node or a bare name, each name made of "
+        "letters, digits and '_', '-', '.', ':'"
+    )
+
+
+def _is_name(text: str) -> bool:
+    return bool(text) and _NAME_CHARS.issuperset(text)
 
 
 def check_name(name: object, what: str) -> str:

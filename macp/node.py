@@ -29,7 +29,7 @@ from macp._node_actors import NodeActors
 from macp._registrar import Registrar
 from macp._timers import Scheduler
 from macp.actors.control import Command
-from macp.address import check_name
+from macp.address import check_address, check_name
 from macp.envelope import VERSION, Envelope, Kind, Priority, Wire, new_id, now_ms, round_trip
 from macp.errors import (
     ActorNotFound,
@@ -269,8 +269,12 @@ class Node(NodeActors):
 
     def resolve(self, address: str) -> str:
         """The canonical ``name@node`` form of ``address``: a bare name is this node's agent of
-        that name, else the one the registry knows (if this node has a head), else local."""
-        if "@" in address:
+        that name, else the one the registry knows (if this node has a head), else local.
+
+        Raises:
+            ConfigError: ``address`` is malformed (empty, a space, two ``@``, ...).
+        """
+        if "@" in check_address(address):
             return address
         if address in self._directory or self.registrar is None:
             return f"{address}@{self.name}"

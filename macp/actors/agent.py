@@ -309,7 +309,7 @@ class Agent(Controls, Supervised):
         entry = self._handlers.get(env.type)
         if entry is None:
             self.counters["failed"] += 1
-            known = ", ".join(sorted(self._handlers)) or "none"
+            known = ", ".join(sorted(t for t in self._handlers if t != TASK_RUN)) or "none"
             self._refuse(
                 env,
                 UnknownMessageType(
