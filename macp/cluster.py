@@ -113,6 +113,12 @@ def _check_monitor(monitor: Mapping[str, Wire]) -> None:
             ) from None
 
 
+def _listed(values: Sequence[str]) -> Any:
+    """A list for the wire; a lone string stays one, for the coordinator to refuse by name
+    (``list("summarize")`` would be its letters)."""
+    return values if isinstance(values, str) else list(values)
+
+
 class Task:
     """A submitted task: its id, and ways to follow it."""
 
@@ -246,9 +252,9 @@ class Cluster:
             notify: an address told ``task.done`` when the task finishes.
         """
         spec = {
-            "type": type, "body": body, "capabilities": list(capabilities), "role": role,
+            "type": type, "body": body, "capabilities": _listed(capabilities), "role": role,
             "agent": agent,
-            "priority": int(priority), "timeout_s": timeout_s, "max_retries": max_retries,
+            "priority": priority, "timeout_s": timeout_s, "max_retries": max_retries,
             "backoff_s": backoff_s, "backoff_max_s": backoff_max_s,
             "idempotency_key": idempotency_key, "notify": notify,
         }  # fmt: skip
@@ -285,7 +291,7 @@ class Cluster:
         """Send one task to many agents and aggregate: ``all``, ``first``, ``majority`` or
         ``quorum`` (with ``quorum=n``); see :mod:`macp.actors.gather`."""
         spec = {
-            "type": type, "body": body, "capabilities": list(capabilities),
+            "type": type, "body": body, "capabilities": _listed(capabilities),
             "agents": list(agents) if agents is not None else None, "count": count,
             "aggregation": aggregation, "quorum": quorum, "failure_threshold": failure_threshold,
             "timeout_s": timeout_s,

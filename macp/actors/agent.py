@@ -35,7 +35,7 @@ from macp.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from macp._inbox import PriorityInbox
     from macp.node import Node
@@ -143,7 +143,7 @@ class Agent(Controls, Supervised):
         self,
         config: Mapping[str, Wire] | None = None,
         *,
-        capabilities: tuple[str, ...] | list[str] | None = None,
+        capabilities: Sequence[str] | None = None,
         role: str | None = None,
         group: str | None = None,
     ) -> None:
@@ -152,7 +152,15 @@ class Agent(Controls, Supervised):
         super().__init__()
         self.config: dict[str, Any] = dict(config or {})
         if capabilities is not None:
+            if isinstance(capabilities, str) or not all(isinstance(c, str) for c in capabilities):
+                raise ConfigError(
+                    f"capabilities must be a list of strings, not {capabilities!r}; "
+                    "e.g. ['summarize']"
+                )
             self.capabilities = tuple(capabilities)  # type: ignore[misc]
+        for field, value in (("role", role), ("group", group)):
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{field} must be a string, not {value!r}")
         if role is not None:
             self.role = role  # type: ignore[misc]
         if group is not None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from macp.actors.agent import TASK_RUN, handler
 from macp.actors.control import Command
-from macp.actors.gather import Gather
+from macp.actors.gather import Gather, check_mode
 from macp.actors.registry import CONTROL_PLANE, ROUTABLE
 from macp.actors.routing import Outcome
 from macp.actors.tasks import FINAL, new_record, requirement
@@ -89,6 +89,7 @@ class FanOut:
             not isinstance(explicit, list) or not all(isinstance(a, str) for a in explicit)
         ):
             raise InvalidParams("scatter field 'agents' must be a list of addresses")
+        check_mode(body.get("aggregation", "all"))  # before looking for voters
         task.update(
             aggregation=body.get("aggregation", "all"),
             quorum=body.get("quorum"),

@@ -21,9 +21,15 @@ from typing import Any, Final, NamedTuple
 
 from macp.errors import InvalidParams
 
-__all__ = ["MODES", "Decision", "Gather"]
+__all__ = ["MODES", "Decision", "Gather", "check_mode"]
 
 MODES: Final = ("all", "first", "majority", "quorum")
+
+
+def check_mode(mode: object) -> None:
+    """Refuse an aggregation that is not one of :data:`MODES`."""
+    if mode not in MODES:
+        raise InvalidParams(f"aggregation must be one of {', '.join(MODES)}, not {mode!r}")
 
 
 class Decision(NamedTuple):
@@ -56,8 +62,7 @@ class Gather:
 
     def __post_init__(self) -> None:
         n = len(self.expected)
-        if self.mode not in MODES:
-            raise InvalidParams(f"aggregation must be one of {', '.join(MODES)}, not {self.mode!r}")
+        check_mode(self.mode)
         if self.mode == "majority":
             self.quorum = n // 2 + 1
         if self.mode == "quorum" and (

@@ -61,7 +61,9 @@ def new_record(task_id: str, spec: Wire, *, kind: str = "task") -> dict[str, Any
         raise InvalidParams("task field 'type' must be a non-empty string, e.g. 'summarize'")
     capabilities = spec.get("capabilities") or []
     if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
-        raise InvalidParams("task field 'capabilities' must be a list of strings")
+        raise InvalidParams(
+            f"task field 'capabilities' must be a list of strings, not {capabilities!r}"
+        )
     for name in ("idempotency_key", "notify", "role", "agent"):
         if spec.get(name) is not None and not isinstance(spec.get(name), str):
             raise InvalidParams(f"task field {name!r} must be a string")

@@ -3,9 +3,10 @@ control commands."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -105,6 +106,26 @@ def test_tells_are_handled_in_order(node: Node) -> None:
     for i in range(100):
         ref.tell("set", i)
     assert ref.ask("get").get() == 99
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"capabilities": "summarize"},
+         "capabilities must be a list of strings, not 'summarize'; e.g. ['summarize']"),
+        ({"capabilities": ["a", 1]},
+         "capabilities must be a list of strings, not ['a', 1]; e.g. ['summarize']"),
+        ({"role": 3}, "role must be a string, not 3"),
+        ({"group": ["g"]}, "group must be a string, not ['g']"),
+    ],
+)  # fmt: skip
+def test_spawn_refuses_a_bad_capability_role_or_group_and_the_node_lives_on(
+    node: Node, given: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(macp.ConfigError, match=f"^{re.escape(message)}$"):
+        node.spawn(Echo, "echo", **given)
+    assert node.children() == []
+    assert node.spawn(Echo, "echo", capabilities=["summarize"]).ask("echo", 1).get() is not None
 
 
 def test_an_unknown_type_is_answered_with_unknown_message_type(node: Node) -> None:

@@ -4,6 +4,7 @@ cancellation, the circuit breaker, scatter-gather, idempotency, and resuming fro
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 import threading
 from typing import TYPE_CHECKING, Any
@@ -338,6 +339,39 @@ def test_scatter_fails_when_no_value_can_reach_the_quorum(control: Any) -> None:
         cluster.scatter("vote", aggregation="quorum", quorum=3).result()
     with pytest.raises(macp.InvalidParams, match="quorum must be an integer from 1 to 3"):
         cluster.scatter("vote", aggregation="quorum", quorum=4)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"type": ""}, "task field 'type' must be a non-empty string, e.g. 'summarize'"),
+        ({"priority": "high"}, "task field 'priority' must be an integer >= 0, not 'high'"),
+        ({"priority": 7}, "task field 'priority' must be 0 to 3, not 7"),
+        ({"capabilities": "summarize"},
+         "task field 'capabilities' must be a list of strings, not 'summarize'"),
+        ({"timeout_s": -1}, "task field 'timeout_s' must be a number >= 0.001, not -1"),
+        ({"max_retries": -2}, "task field 'max_retries' must be an integer >= 0, not -2"),
+    ],
+)  # fmt: skip
+def test_a_bad_task_is_refused_naming_the_field_and_nothing_is_queued(
+    control: Any, fields: dict[str, Any], message: str
+) -> None:
+    _, cluster = control()
+    spec = {"type": "work", "body": 1, **fields}
+    with pytest.raises(macp.InvalidParams, match=f"^{re.escape(message)}$"):
+        cluster.submit(spec.pop("type"), **spec)
+    assert cluster.tasks() == []
+
+
+def test_a_scatter_with_an_unknown_aggregation_is_refused_before_voters_are_sought(
+    control: Any,
+) -> None:
+    _, cluster = control()  # no agent at all: the aggregation is still what is wrong
+    with pytest.raises(
+        macp.InvalidParams,
+        match=r"^aggregation must be one of all, first, majority, quorum, not 'most'$",
+    ):
+        cluster.scatter("vote", aggregation="most")
 
 
 def test_waiting_for_agents_names_those_that_never_came(control: Any) -> None:
