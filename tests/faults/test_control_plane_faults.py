@@ -33,6 +33,16 @@ def _done(cluster: macp.Cluster) -> int:
     return len(cluster.tasks(states=["succeeded"]))
 
 
+def _submit_queued(cluster: macp.Cluster, count: int) -> dict[str, int]:
+    """Submit ``count`` tasks while every worker is paused, then resume them all: the queue is
+    deep from the start, so every worker has tasks in flight until near the end (submitting
+    one by one to running workers, a fast machine could finish them as they come)."""
+    cluster.control("pause", "all")
+    tasks = {cluster.submit("crunch", {"x": x, "n": N}).id: x for x in range(count)}
+    cluster.control("resume", "all")
+    return tasks
+
+
 def _check_all_once(cluster: macp.Cluster, tasks: dict[str, int]) -> list[dict[str, Any]]:
     """Every task's result is right, and each task succeeded once and only once."""
     for task_id, x in tasks.items():
@@ -50,8 +60,8 @@ def test_no_task_is_lost_or_counted_twice_when_a_worker_node_is_killed(
     head = procs("head", *FAST, "--control-plane", "--journal", str(tmp_path / "j.sqlite3"))
     workers = _workers(procs, head, 3)
     with macp.connect(str(head.address)) as cluster:
-        wait_until(lambda: len(cluster.find(capabilities=["crunch"], status="available")) == 6, 20)
-        tasks = {cluster.submit("crunch", {"x": x, "n": N}).id: x for x in range(1000)}
+        cluster.wait_for_agents(f"c{c}@w{w}" for c in (1, 2) for w in range(3))
+        tasks = _submit_queued(cluster, 1000)
         wait_until(lambda: _done(cluster) >= 300, 60, "the first 300 tasks did not finish")
         workers[1].kill()
         statuses = _check_all_once(cluster, tasks)
@@ -69,8 +79,8 @@ def test_no_task_is_lost_or_counted_twice_when_the_head_is_killed_and_restarted(
     head = procs("head", *FAST, "--control-plane", "--journal", journal)
     _workers(procs, head, 2)
     with macp.connect(str(head.address)) as cluster:
-        wait_until(lambda: len(cluster.find(capabilities=["crunch"], status="available")) == 4, 20)
-        tasks = {cluster.submit("crunch", {"x": x, "n": N}).id: x for x in range(300)}
+        cluster.wait_for_agents(f"c{c}@w{w}" for c in (1, 2) for w in range(2))
+        tasks = _submit_queued(cluster, 300)
         wait_until(lambda: _done(cluster) >= 50, 60, "the first 50 tasks did not finish")
     head.kill()
     assert head.address is not None
