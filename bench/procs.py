@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections import deque
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -126,6 +127,7 @@ class Child:
         self._stderr: IO[str] = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
         self._reader: threading.Thread | None = None
         self._unparsed: list[str] = []  # standard output lines that were not JSON records
+        self._early: deque[dict[str, Any]] = deque()  # records printed before the ready line
 
     def start(self, deadline: Deadline, event: str) -> dict[str, Any]:
         """Start the process; return its ``event`` line once printed (or fail loudly)."""
@@ -159,6 +161,7 @@ class Child:
             if line.get("event") == event:
                 self.ready = line
                 return line
+            self._early.append(line)
 
     def _read(self) -> None:
         assert self.proc is not None
@@ -190,8 +193,11 @@ class Child:
         return self.proc is not None and self.proc.poll() is None
 
     def next_record(self, timeout_s: float) -> dict[str, Any] | None:
-        """The next JSON line printed after the ready line, waiting at most ``timeout_s``;
-        ``None`` if there was none in time (or the child closed its standard output)."""
+        """The next JSON line other than the ready line (those printed before it first),
+        waiting at most ``timeout_s``; ``None`` if there was none in time (or the child closed
+        its standard output)."""
+        if self._early:
+            return self._early.popleft()
         try:
             return self._lines.get(timeout=max(0.0, timeout_s))
         except queue.Empty:
