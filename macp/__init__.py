@@ -40,6 +40,7 @@ from macp.errors import PeerClosed as PeerClosed
 from macp.errors import PoisonMessage as PoisonMessage
 from macp.errors import ProtocolError as ProtocolError
 from macp.errors import ResourceUnavailable as ResourceUnavailable
+from macp.errors import StartFailed as StartFailed
 from macp.errors import SupervisorEscalation as SupervisorEscalation
 from macp.errors import TransportError as TransportError
 from macp.errors import Unauthorized as Unauthorized
@@ -96,6 +97,7 @@ __all__ = [
     "Restart",
     "Run",
     "Settings",
+    "StartFailed",
     "Strategy",
     "SupervisorEscalation",
     "SupervisorSpec",

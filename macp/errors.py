@@ -149,6 +149,11 @@ class SupervisorEscalation(MacpError):
     """A supervisor exceeded its restart intensity and gave up; the reason travels upward."""
 
 
+class StartFailed(MacpError):
+    """A child's ``on_start`` raised or did not finish in time, so it was not added (as OTP's
+    ``start_child`` answers an error): a spawn of a broken agent fails, the node lives on."""
+
+
 class TransportError(MacpError):
     """The connection to a peer node cannot carry the message."""
 

@@ -197,13 +197,15 @@ class Node(NodeActors):
             raise ConfigError(f"node {self.name!r} is already started")
         self.scheduler.start()
         self.scheduler.call_every(_SWEEP_INTERVAL_S, self._pending.expire)
-        if self.router is not None:
-            try:
+        try:
+            if self.router is not None:
                 self.router.start()
-            except BaseException:
-                self.scheduler.stop()
-                raise
-        self._root = node_supervisor(self, self._supervision)
+            self._root = node_supervisor(self, self._supervision)
+        except BaseException:  # a transport or a child that cannot start: nothing is left
+            if self.router is not None:
+                self.router.stop()
+            self.scheduler.stop()
+            raise
         self._names.supervisors[self._supervision.name] = self._root
         if self.registrar is not None:
             self.registrar.start()

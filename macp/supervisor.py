@@ -28,7 +28,7 @@ import pykka
 
 from macp._supervised import ChildExited, Supervised
 from macp.address import check_name
-from macp.errors import ConfigError, SupervisorEscalation
+from macp.errors import ConfigError, StartFailed, SupervisorEscalation
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -153,7 +153,10 @@ class Supervisor(Supervised):
 
     def on_start(self) -> None:
         for child in self._children:
-            self._start_child(child)
+            failure = self._start_child(child)
+            if failure is not None:  # as OTP: a supervisor whose child cannot start fails too
+                self._stop_children(self._children, close=True)
+                raise failure
         interval = self.node.settings.supervisor_check_interval_s
         self._timer = self.node.scheduler.call_every(interval, self._tell_tick)
 
@@ -186,7 +189,8 @@ class Supervisor(Supervised):
 
     # -- starting and stopping children --------------------------------------------------------
 
-    def _start_child(self, child: _Child) -> None:
+    def _start_child(self, child: _Child) -> StartFailed | None:
+        """Start ``child``'s actor and wait for its ``on_start``; why it failed, if it did."""
         spec = child.spec
         if isinstance(spec, SupervisorSpec):
             actor: Supervised = Supervisor(spec)
@@ -201,9 +205,19 @@ class Supervisor(Supervised):
                 child.inbox = actor.inbox
         child.actor = actor
         actor._start_actor_loop()
-        if not actor._wait_started(wait_s):
-            self.log.warning("child.start_failed", child=spec.name)
-            # Its exit report (if it died) arrives as ChildExited and is handled as a crash.
+        if actor._wait_started(wait_s):
+            return None
+        self.log.warning("child.start_failed", child=spec.name)
+        # A restart that fails counts as a crash (its exit report arrives as ChildExited); a
+        # first start that fails is the caller's to handle.
+        reason = actor._exit_reason
+        if isinstance(reason, StartFailed):
+            return reason  # a supervisor whose own child failed: that child is the news
+        if reason is None:
+            return StartFailed(f"child {spec.name!r} did not finish starting within {wait_s:g} s")
+        return StartFailed(
+            f"child {spec.name!r} failed to start: {type(reason).__name__}: {reason}"
+        )
 
     def _stop_child(self, child: _Child, *, close: bool) -> None:
         """Stop the child's actor; with ``close``, its name goes too (its mailbox refused)."""
@@ -229,7 +243,10 @@ class Supervisor(Supervised):
         if spec.name in self._by_name:
             raise ConfigError(f"supervisor {self.name!r} already has a child named {spec.name!r}")
         child = _Child(spec)
-        self._start_child(child)
+        failure = self._start_child(child)
+        if failure is not None:
+            self._stop_child(child, close=True)  # its name goes: nothing was added
+            raise failure
         self._children.append(child)
         self._by_name[spec.name] = child
         assert child.actor is not None
@@ -311,5 +328,7 @@ def node_supervisor(node: Node, spec: SupervisorSpec) -> pykka.ActorRef[Supervis
     root = Supervisor(spec)
     root._bind(spec.name, node, None)
     root._start_actor_loop()
-    root._wait_started(_FOREVER_S)
+    if not root._wait_started(_FOREVER_S):
+        reason = root._exit_reason
+        raise reason if isinstance(reason, StartFailed) else StartFailed(f"{reason!r}")
     return root.actor_ref

@@ -29,6 +29,7 @@ _FAILED_HANDSHAKES: Final[dict[int, str]] = {
     "key to its keys directory)",
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the handshake broke the protocol (one side without "
     "keys?)",
+    # Also what a peer killed in the middle of a handshake gives: not worth a warning alone.
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the handshake failed (a wrong key for the peer, or "
     "one side without keys?)",
 }
@@ -41,6 +42,7 @@ _EVENTS: Final = (
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
 _REDIAL_MAX_S: Final = 10.0
+_VAGUE_WARN_AT: Final = 3  # a failure without detail is worth a warning once it repeats
 
 
 def connect(
@@ -117,21 +119,26 @@ def on_event(router: Router, peer: Link) -> None:
         if event == zmq.EVENT_DISCONNECTED:
             router._liveness.disconnected(peer.name, time.monotonic())
         elif event in _FAILED_HANDSHAKES:
-            _handshake_failed(router, peer, _FAILED_HANDSHAKES[event])
+            _handshake_failed(router, peer, event)
         elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             peer.failures, peer.redial_at = 0, None
         else:
             router._liveness.connected(peer.name)
 
 
-def _handshake_failed(router: Router, peer: Link, reason: str) -> None:
+def _handshake_failed(router: Router, peer: Link, event: int) -> None:
     peer.failures += 1
     delay_s = min(router._settings.heartbeat_interval_s * 2 ** (peer.failures - 1), _REDIAL_MAX_S)
     peer.redial_at = time.monotonic() + delay_s
     router.counters["handshakes_failed"] += 1
-    log = router._log.warning if peer.failures == 1 else router._log.debug
-    log("transport.handshake_failed", peer=peer.name, address=peer.address, reason=reason,
-        retry_in_s=round(delay_s, 3))  # fmt: skip
+    vague = event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    log = router._log.debug
+    if peer.failures == (_VAGUE_WARN_AT if vague else 1):
+        log = router._log.warning
+    elif peer.failures == 1:
+        log = router._log.info
+    log("transport.handshake_failed", peer=peer.name, address=peer.address,
+        reason=_FAILED_HANDSHAKES[event], retry_in_s=round(delay_s, 3))  # fmt: skip
 
 
 def redial_due(router: Router, now: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 import pytest
@@ -213,3 +214,67 @@ def test_messages_queued_behind_a_crash_are_handled_by_the_next_incarnation(node
     ref.control("resume").get()
     assert [p.get() for p in pings] == ["w"] * 20
     assert RECORDER.events.count(("start", "w")) == 2
+
+
+# -- a child that cannot start ------------------------------------------------------------------
+
+HOLD = threading.Event()
+
+
+class Unready(Worker):
+    """Its ``on_start`` fails (config ``{"fail": True}``) or waits for HOLD."""
+
+    def on_start(self) -> None:
+        super().on_start()
+        if self.config.get("fail"):
+            raise RuntimeError("cannot load its model")
+        HOLD.wait(10)
+
+
+def test_a_spawn_whose_on_start_raises_fails_and_the_node_lives_on(node: Node) -> None:
+    with pytest.raises(
+        macp.StartFailed, match=r"^child 'u' failed to start: RuntimeError: cannot load its model$"
+    ):
+        node.spawn(Unready, "u", config={"fail": True})
+    assert node.children() == []  # not added, so never restarted
+    assert node.spawn(Worker, "u").ask("ping").get() == "u"  # and its name is free
+    assert node.children() == [{"name": "u", "alive": True, "restarts": 0, "supervisor": False}]
+    assert RECORDER.events == [("start", "u"), ("start", "u")]  # the failed one, then Worker
+
+
+def test_a_spawn_whose_on_start_hangs_fails_after_its_shutdown_time(node: Node) -> None:
+    HOLD.clear()
+    try:
+        with pytest.raises(
+            macp.StartFailed, match=r"^child 'u' did not finish starting within 0.2 s$"
+        ):
+            node.start_child(ChildSpec(Unready, "u", shutdown_s=0.2))
+        assert node.children() == []
+    finally:
+        HOLD.set()
+    assert node.spawn(Worker, "u").ask("ping").get() == "u"
+
+
+def test_a_subtree_with_a_child_that_cannot_start_is_not_added_at_all(node: Node) -> None:
+    spec = SupervisorSpec("team", [
+        ChildSpec(Worker, "a"),
+        ChildSpec(Unready, "b", kwargs={"config": {"fail": True}}),
+        ChildSpec(Worker, "c"),
+    ])  # fmt: skip
+    with pytest.raises(macp.StartFailed, match=r"^child 'b' failed to start: RuntimeError"):
+        node.start_child(spec)
+    assert node.children() == []
+    assert RECORDER.events == [("start", "a"), ("start", "b"), ("stop", "a")]  # c never began
+    with pytest.raises(macp.ActorNotFound):
+        node.ask("a", "ping").get(timeout_s=10)
+
+
+def test_a_node_whose_static_child_cannot_start_fails_to_start_and_leaves_no_thread() -> None:
+    spec = SupervisorSpec("root", [ChildSpec(Unready, "b", kwargs={"config": {"fail": True}})])
+    with pytest.raises(macp.StartFailed, match=r"^child 'b' failed to start: RuntimeError"):
+        macp.Node("broken", supervision=spec).start()
+    wait_until(
+        lambda: not [t for t in threading.enumerate() if "broken" in t.name],
+        10,
+        "a thread of node 'broken' is still running",
+    )
