@@ -248,20 +248,9 @@ class Node(NodeActors):
 
     def info(self) -> dict[str, Any]:
         """Name, address, uptime, peers, actors and counters (what ``macp node ping`` shows)."""
-        from macp.transport._system import info, process_metrics  # noqa: PLC0415
+        from macp.transport._system import info  # noqa: PLC0415
 
-        if self.router is not None:
-            return info(self.router)
-        return {
-            "name": self.name,
-            "address": None,
-            "uptime_s": round(time.time() - self.started_at, 3),
-            "peers": {},
-            "head": self.head,
-            "actors": sorted(self.agents()),
-            "counters": dict(self.counters),
-            "metrics": process_metrics(),
-        }
+        return info(self)
 
     # -- messaging ----------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from macp.transport import _links
 from macp.transport.liveness import PeerState
 
 if TYPE_CHECKING:
+    from macp.node import Node
     from macp.transport.frames import Link
     from macp.transport.router import Router
 
@@ -114,7 +115,7 @@ def _handle(router: Router, env: Envelope, peer: str) -> None:
     elif env.type == BYE:
         router._apply(router._liveness.left(peer))
     elif env.type == INFO:
-        _answer(router, env, info(router))
+        _answer(router, env, info(router._node))
     elif env.answered:
         _answer(router, env, UnknownMessageType(f"nodes do not handle {env.type!r}"))
 
@@ -212,17 +213,17 @@ def _sockets(proc: Any) -> int:
     return count
 
 
-def info(router: Router) -> dict[str, Any]:
-    """What ``node.info`` answers."""
-    node = router._node
+def info(node: Node) -> dict[str, Any]:
+    """What ``node.info`` answers (a node without a transport has no peers)."""
+    router = node.router
     return {
-        "name": router._name,
-        "address": router.address,
-        "incarnation": router.incarnation,
-        "uptime_s": round(time.time() - router.started_at, 3),
-        "peers": router.peers(),
+        "name": node.name,
+        "address": node.address,
+        "incarnation": node.incarnation,
+        "uptime_s": round(time.time() - node.started_at, 3),
+        "peers": node.peers(),
         "head": node.head,
         "actors": sorted(node.agents()),
-        "counters": dict(router.counters + node.counters),
+        "counters": dict(node.counters + router.counters if router else node.counters),
         "metrics": process_metrics(),
     }
