@@ -97,3 +97,10 @@ class Chainer(Agent):
         seen = list(dict.fromkeys(before))  # a diamond's two branches share their ancestors
         self.log.info("chain.ran", step=body["step"])
         return {"seen": [*seen, body["step"]], "check": total % 997}
+
+
+class Unloadable(Agent):
+    """Cannot start: its ``on_start`` raises, as an agent whose model file is missing would."""
+
+    def on_start(self) -> None:
+        raise RuntimeError("cannot load its model")

@@ -19,6 +19,7 @@ from topology_procs import (
     free_ports,
     macp_cli,
     node_processes,
+    unlogged,
 )
 
 import macp
@@ -362,12 +363,12 @@ def test_up_of_a_task_that_fails_exits_1_and_stops_every_node(env: dict[str, str
     task = '{"corpus": "/nonexistent"}'
     done = macp_cli("up", "examples/wordcount/topology.yaml", "--task", task, env=env)
     assert (done.returncode, done.stdout) == (1, "")
-    unlogged = [line for line in done.stderr.splitlines() if not line.startswith("{")]
-    assert len(unlogged) == 1, done.stderr
+    errors = unlogged(done.stderr)
+    assert len(errors) == 1, done.stderr
     assert re.fullmatch(
         r"error: PoisonMessage: task \w+ \(topology\.submit\) failed 2 times; last: AgentError: "
         r"ValueError: no \.txt files in '/nonexistent'",
-        unlogged[0],
+        errors[0],
     ), done.stderr
     assert node_processes(env["MACP_DATA_DIR"]) == []
 
@@ -456,3 +457,16 @@ def test_a_script_that_configures_no_logging_sees_only_warnings_on_standard_erro
     )  # fmt: skip
     assert (done.returncode, done.stdout) == (0, "only this\n"), done.stderr
     assert re.fullmatch(r"\S+ \S+ \[warning\s*\] disk\.full\s+node=solo\n", done.stderr)
+
+
+def test_node_start_with_an_agent_that_cannot_start_exits_2_naming_it(
+    env: dict[str, str],
+) -> None:
+    done = macp_cli("node", "start", "--name", "n1", "--listen", "tcp://127.0.0.1:0",
+                    "--agent", "ok=agents:Echo", "--agent", "broken=agents:Unloadable",
+                    "--log-json", env=env)  # fmt: skip
+    assert (done.returncode, done.stdout) == (2, "")  # never ready
+    assert unlogged(done.stderr) == [
+        "error: child 'broken' failed to start: RuntimeError: cannot load its model"
+    ]
+    assert node_processes(env["MACP_DATA_DIR"]) == []
