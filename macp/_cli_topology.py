@@ -279,10 +279,11 @@ def run(
     configure_logging(level="warning")
     spec = _spec(file)
     body = _task_body(task, task_file)
+    given = parse_json(input, "--input") if input else None  # bad input before any wait
     with _connect(spec, connect, min(timeout_s, 10.0)) as cluster:
         try:
             if workflow is not None:
-                started = cluster.run(workflow, parse_json(input, "--input") if input else None)
+                started = cluster.run(workflow, given)
                 if sys.stderr.isatty():
                     _show_progress(started, timeout_s)
                 _print(started.result(timeout_s=timeout_s))
@@ -318,12 +319,11 @@ def control(
 ) -> None:
     """Send a control command to an agent, a group or every agent; print each answer."""
     configure_logging(level="warning")
+    body = parse_json(params, "--params") if params else None  # bad input before any wait
     spec = _spec(file) if file is not None else None
     with _connect(spec, connect) as cluster:
         try:
-            answers = cluster.control(
-                command, target, parse_json(params, "--params") if params else None
-            )
+            answers = cluster.control(command, target, body)
         except MacpError as e:
             fail(f"{type(e).__name__}: {e.message}", 1)
     _print(answers)

@@ -320,6 +320,25 @@ def test_a_task_that_is_not_json_exits_2_saying_where_it_breaks(
     assert node_processes(env["MACP_DATA_DIR"]) == []
 
 
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["run", PEERS, "--workflow", "summary", "--input", "{1}"], "--input"),
+        (["control", "configure", "all", "--params", "{1}"], "--params"),
+    ],
+)
+def test_bad_json_is_refused_before_connecting_to_anything(
+    args: list[str], flag: str, env: dict[str, str]
+) -> None:
+    (port,) = free_ports(1)  # nothing listens: waiting for it would take 10 s
+    done = macp_cli(*args, "--connect", f"tcp://127.0.0.1:{port}", env=env, timeout_s=5)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"error: {flag} is not valid JSON: Expecting property name enclosed in double quotes "
+        "at line 1 column 2\n"
+    )
+
+
 def test_up_of_a_file_with_errors_exits_1_printing_each_error(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
