@@ -257,7 +257,7 @@ def test_a_task_submitted_while_paused_completes_only_after_resume(peers: Topolo
     with macp.connect(peers.head) as cluster:
         # retries: the analyst may run it before the registry shows its helpers resumed
         task = cluster.submit("analyze", {"numbers": [6, 7]}, timeout_s=60, max_retries=5)
-        wait_until(lambda: task.status().get("wait_reason"), 5, "the task has no wait reason")
+        wait_until(lambda: task.status().get("wait_reason"), 10, "the task has no wait reason")
         waiting = task.status()
         assert (waiting["state"], waiting["attempts"], waiting["wait_reason"]) == (
             "pending",
