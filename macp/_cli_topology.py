@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 import macp
-from macp.cli_support import fail, parse_json
+from macp.cli_support import STOP_WITH_PARENT, fail, parse_json
 from macp.errors import ConfigError, MacpError
 from macp.log import configure_logging
 from macp.topologies import builders
@@ -83,8 +83,9 @@ class _Process:
             args += ["--address", f"{name}={address}"]
         self.node = node
         self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
-        )
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, STOP_WITH_PARENT: str(os.getpid())},
+        )  # fmt: skip
         self.ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
 

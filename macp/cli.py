@@ -9,6 +9,7 @@ terminal, JSON lines otherwise or with ``--log-json``; results go to standard ou
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import sys
@@ -21,7 +22,7 @@ import typer
 
 import macp
 from macp._cli_topology import register
-from macp.cli_support import fail
+from macp.cli_support import STOP_WITH_PARENT, fail
 from macp.errors import ConfigError, MacpError
 from macp.log import configure_logging, get_logger
 
@@ -149,6 +150,7 @@ def node_start(
     """
     _logging(log_json, log_level)
     stop = _stop_on_signals()  # before anything starts, so no signal finds it half-made
+    parent = _parent_to_follow()
     from macp._loader import load_class  # noqa: PLC0415
 
     if config is not None:
@@ -168,7 +170,7 @@ def node_start(
                  "or leave out --config")  # fmt: skip
         node = _node_of_file(config, node_name or name, _pairs(address or [], "--address"))
         _announce(node)
-        raise typer.Exit(_serve(node, stop))
+        raise typer.Exit(_serve(node, stop, parent))
     if name is None or listen is None:
         fail("give --name and --listen (or --config FILE --node NAME)")
     if node_name is not None or address:
@@ -205,7 +207,7 @@ def node_start(
         node.stop()
         fail(e.message)
     _announce(node)
-    raise typer.Exit(_serve(node, stop))
+    raise typer.Exit(_serve(node, stop, parent))
 
 
 def _monitor_options(
@@ -264,11 +266,26 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _serve(node: macp.Node, stop: threading.Event) -> int:
-    """Run ``node`` until ``stop`` (a signal) or its root supervisor gives up; its exit code."""
+def _parent_to_follow() -> int | None:
+    """The process whose end stops this node, from ``MACP_STOP_WITH_PARENT`` (``macp up`` sets
+    it for its nodes, so that a ``macp up`` killed with SIGKILL leaves none behind)."""
+    value = os.environ.get(STOP_WITH_PARENT)
+    if not value:
+        return None
+    if not value.isdigit():
+        fail(f"{STOP_WITH_PARENT} must be a process id, not {value!r}; or leave it unset")
+    return int(value)
+
+
+def _serve(node: macp.Node, stop: threading.Event, parent: int | None = None) -> int:
+    """Run ``node`` until ``stop`` (a signal), its root supervisor gives up, or process
+    ``parent`` is no longer its parent; its exit code."""
     macp.tune_gc()  # this process is the node's: tune it for throughput
     while not stop.wait(0.2):
         if node.wait(0) is not None:
+            break
+        if parent is not None and os.getppid() != parent:
+            get_logger("macp.cli").warning("node.parent_gone", node=node.name, parent=parent)
             break
     node.stop()
     left = _macp_threads(deadline=time.monotonic() + 2.0)

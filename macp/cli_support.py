@@ -7,7 +7,10 @@ from typing import Any, NoReturn
 
 import typer
 
-__all__ = ["fail", "parse_json"]
+__all__ = ["STOP_WITH_PARENT", "fail", "parse_json"]
+
+STOP_WITH_PARENT = "MACP_STOP_WITH_PARENT"
+"""The environment variable naming the process whose end stops a ``macp node start``."""
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

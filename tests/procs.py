@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from macp import Settings
+from macp.cli_support import STOP_WITH_PARENT
 from macp.testing import wait_until
 
 TESTS = Path(__file__).parent
@@ -43,6 +44,7 @@ class NodeProcess:
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+            STOP_WITH_PARENT: str(os.getpid()),  # a killed test run leaves no node behind
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "macp", "node", "start", *self.args, "--log-json"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import signal
 import socket
@@ -20,6 +21,7 @@ import psutil
 import pytest
 
 import macp
+from macp.cli_support import STOP_WITH_PARENT
 from macp.testing import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +141,7 @@ class TopologyNodes:
         proc = subprocess.Popen(
             [sys.executable, "-m", "macp", *args, "--log-level", "warning", "--log-json"],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, STOP_WITH_PARENT: str(os.getpid())},  # none left if pytest dies
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -423,6 +423,23 @@ def test_up_stops_its_nodes_when_interrupted_while_its_task_runs(
     assert node_processes(env["MACP_DATA_DIR"]) == []
 
 
+def test_the_nodes_of_an_up_killed_with_sigkill_stop_by_themselves(
+    env: dict[str, str], background: Callable[..., subprocess.Popen[str]]
+) -> None:
+    up = background("up", PEERS)
+    assert up.stderr is not None
+    for line in up.stderr:  # "... is up: 2 nodes ...", once every agent registered
+        if " is up: " in line:
+            break
+    assert " is up: 2 nodes" in line
+    assert len(node_processes(env["MACP_DATA_DIR"])) == 2
+    up.kill()  # no clean-up of its own: its nodes see their parent gone
+    up.wait(10)
+    wait_until(
+        lambda: node_processes(env["MACP_DATA_DIR"]) == [], 10, "a node outlived its macp up"
+    )
+
+
 def test_run_waits_for_the_cluster_no_longer_than_its_timeout(env: dict[str, str]) -> None:
     nowhere = f"tcp://127.0.0.1:{free_ports(1)[0]}"
     done = macp_cli("run", PEERS, "--task", "{}", "--connect", nowhere, "--timeout-s", "1", env=env)
