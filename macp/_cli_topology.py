@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 import macp
+from macp.actors.registry import ROUTABLE
 from macp.cli_support import STOP_WITH_PARENT, fail, parse_json
 from macp.errors import ConfigError, MacpError
 from macp.log import configure_logging
@@ -133,15 +134,15 @@ def _wait_registered(cluster: macp.Cluster, spec: TopologySpec, timeout_s: float
     deadline = time.monotonic() + timeout_s
     shown = -1
     while True:
-        up = {r["address"] for r in cluster.agents() if r["status"] in {"available", "busy"}}
+        up = {r["address"] for r in cluster.agents() if r["status"] in ROUTABLE}
         done = len(expected & up)
         if done != shown and sys.stderr.isatty():
             typer.echo(
                 f"\ragents registered: {done}/{len(expected)}", err=True, nl=done == len(expected)
             )
             shown = done
-        if expected <= up:
-            cluster.wait_for_agents(())  # no one more: just its round trip to the coordinator
+        if expected <= up:  # and then the coordinator knows them too, before a task goes
+            cluster.wait_for_agents(expected, max(0.0, deadline - time.monotonic()))
             return
         if time.monotonic() > deadline:
             missing = ", ".join(sorted(expected - up))

@@ -24,7 +24,7 @@ from macp.actors.fanout import CONTROL, SCATTER
 from macp.actors.memory import MemoryStore
 from macp.actors.metrics import Rule
 from macp.actors.monitor import Monitor
-from macp.actors.registry import FIND, LIST, Registry
+from macp.actors.registry import FIND, LIST, ROUTABLE, Registry
 from macp.actors.resources import ResourceManager
 from macp.envelope import Priority, Wire
 from macp.errors import AskTimeout, ConfigError, MacpError
@@ -347,19 +347,18 @@ class Cluster:
 
     def wait_for_agents(self, addresses: Iterable[str], timeout_s: float = 30.0) -> None:
         """Wait until the coordinator can route to every agent of ``addresses`` (``name@node``):
-        the registry shows each available, and the coordinator has taken that news (the
-        registry tells it before answering, so one ask to the coordinator after is enough).
+        the registry shows each routable (available or busy), and the coordinator has taken
+        that news (the registry tells it before answering, so one ask to the coordinator after
+        is enough).
 
         Raises:
-            AskTimeout: some are not available within ``timeout_s``; the message names them.
+            AskTimeout: some are not routable within ``timeout_s``; the message names them.
         """
         wanted = set(addresses)
         deadline = time.monotonic() + timeout_s
-        while missing := wanted - {
-            r["address"] for r in self.agents() if r["status"] == "available"
-        }:
+        while missing := wanted - {r["address"] for r in self.agents() if r["status"] in ROUTABLE}:
             if time.monotonic() > deadline:
-                raise AskTimeout(f"agents not available within {timeout_s:g} s: {sorted(missing)}")
+                raise AskTimeout(f"agents not routable within {timeout_s:g} s: {sorted(missing)}")
             time.sleep(_POLL_S)
         self._ask("coordinator", TASKS, {"states": []})  # answers nothing, after the news
 

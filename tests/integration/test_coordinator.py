@@ -377,7 +377,7 @@ def test_a_scatter_with_an_unknown_aggregation_is_refused_before_voters_are_soug
 def test_waiting_for_agents_names_those_that_never_came(control: Any) -> None:
     node, cluster = control()
     node.spawn(Worker, "w")
-    with pytest.raises(macp.AskTimeout, match=r"^agents not available within 0.5 s: \['x@head'\]$"):
+    with pytest.raises(macp.AskTimeout, match=r"^agents not routable within 0.5 s: \['x@head'\]$"):
         cluster.wait_for_agents(["w@head", "x@head"], timeout_s=0.5)
     cluster.wait_for_agents(["w@head"])  # it is there: no error
 
