@@ -45,6 +45,7 @@ class NodeActors:
         name: str
         counters: Any
         registrar: Registrar | None
+        _running: dict[str, Agent]
         _names: Directory
         _directory: dict[str, PriorityInbox]
         router: Router | None
@@ -106,11 +107,13 @@ class NodeActors:
 
     def _agent_started(self, agent: Agent) -> None:
         """An agent's ``on_start`` returned (called on its thread): register it."""
+        self._running[agent.name] = agent  # before reading the registrar: see Node.set_head
         if self.registrar is not None:
             self.registrar.agent_started(agent)
 
     def _close_mailbox(self, name: str, inbox: PriorityInbox) -> None:
         """The name is gone for good: refuse what is queued for it, and what comes later."""
+        self._running.pop(name, None)
         if self.registrar is not None:
             self.registrar.agent_gone(name)
         queued = self._names.release(name, inbox)

@@ -57,13 +57,19 @@ class Registrar:
         self._change_in_flight = False  # a state change's heartbeat awaits its answer
 
     def start(self) -> None:
-        interval = self._node.settings.heartbeat_interval_s
-        self._timer = self._node.scheduler.call_every(interval, self.beat)
+        """Start the heartbeats (any thread; a second call does nothing)."""
+        with self._lock:
+            if self._timer is not None:
+                return
+            interval = self._node.settings.heartbeat_interval_s
+            self._timer = self._node.scheduler.call_every(interval, self.beat)
         self._node.scheduler.call_later(0, self.beat)
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        with self._lock:
+            timer = self._timer
+        if timer is not None:
+            timer.cancel()
 
     def agent_started(self, agent: Agent) -> None:
         """A local agent (or a new incarnation of one) is up: register it now."""

@@ -145,8 +145,10 @@ def node_start(
 
     Prints one JSON line {"event": "node.ready", "name", "address", "registered"} on standard
     output once the node listens and the head's registry holds its agents (or, "registered":
-    false, after three heartbeats, at least 1 s, without an answer); exits 0 after a clean
-    stop, 1 if its root supervisor gave up.
+    false, after three heartbeats, at least 1 s, without an answer, or at once for a node with
+    no head); a node started with --join and no --head takes the head of the member it joined.
+    Exits 0 after a clean stop, 1 if its root supervisor gave up, 2 for a bad flag or value:
+    among them a name held by a live node, and a listen address in use.
     """
     _logging(log_json, log_level)
     stop = _stop_on_signals()  # before anything starts, so no signal finds it half-made
@@ -225,18 +227,31 @@ def _monitor_options(
 
 def _announce(node: macp.Node) -> None:
     """Print node.ready once the registry holds the node's agents, so that a program started
-    after it finds them; if the head does not answer soon, print it anyway and say so."""
+    after it finds them; if the head does not answer soon, print it anyway and say so. A node
+    that joined without --head learns the head from the member it joined first."""
+    wait_s = max(
+        _REGISTER_WAIT_MIN_S, _REGISTER_WAIT_HEARTBEATS * node.settings.heartbeat_interval_s
+    )
+    deadline = time.monotonic() + wait_s
+    joined = True
+    if node.head is None and node.router is not None:
+        joined = node.router.joined.wait(wait_s)
     registrar = node.registrar
-    registered = True
+    registered = False
     if registrar is not None:
-        wait_s = _REGISTER_WAIT_HEARTBEATS * node.settings.heartbeat_interval_s
-        registered = registrar.wait_registered(max(_REGISTER_WAIT_MIN_S, wait_s))
+        registered = registrar.wait_registered(max(0.0, deadline - time.monotonic()))
         if not registered:
             get_logger("macp.cli").warning(
                 "node.unregistered",
                 head=registrar.head,
                 detail="the registry has not answered; the agents register once it does",
             )
+    elif not joined:
+        get_logger("macp.cli").warning(
+            "node.unregistered",
+            head=None,
+            detail="the member joined has not answered; the agents register once a head is known",
+        )
     ready = {"event": "node.ready", "name": node.name, "address": node.address}
     typer.echo(json.dumps({**ready, "registered": registered}))
     sys.stdout.flush()

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from types import TracebackType
 
+    from macp.actors.agent import Agent
     from macp.transport.router import Router
     from macp.transport.security import Keys
 
@@ -124,6 +125,7 @@ class Node(NodeActors):
         self.incarnation = new_id()
         self._stopping = False
         self.registrar: Registrar | None = None
+        self._running: dict[str, Agent] = {}  # the agents started, for a head named later
         if head is not None:
             self.set_head(head)
         self._log = _log.bind(node=name)
@@ -175,9 +177,22 @@ class Node(NodeActors):
             return
         if self.registrar is not None:
             self.registrar.stop()
-        self.registrar = Registrar(self, head)
+        registrar = self.registrar = Registrar(self, head)
+        # The agents already started (an agent starting meanwhile is added first, then reads
+        # the registrar: it is in this copy, or it sees the new registrar, or both).
+        for agent in self._running.copy().values():
+            registrar.agent_started(agent)
         if self._root is not None:
-            self.registrar.start()
+            registrar.start()
+
+    def learn_head(self, head: str) -> None:
+        """Take ``head`` as the head if this node has none (what a member joined names).
+
+        Raises:
+            ConfigError: ``head`` is not a node name.
+        """
+        if self.registrar is None and not self._stopping:
+            self.set_head(head)
 
     @property
     def head(self) -> str | None:

@@ -6,7 +6,8 @@ They are addressed to ``$node@NODE`` (``$node@*`` means "the node that receives 
 node.hello       tell   ``{name, address, incarnation}``: I exist, reach me there (sent first
                         on every new link, and again whenever the peer comes up)
 node.heartbeat   beat   ``{incarnation}``: still alive (only when nothing else was sent)
-node.join        ask    ``{name, address, incarnation}``: answered with ``{members: {name: addr}}``
+node.join        ask    ``{name, address, incarnation}``: answered with ``{members: {name: addr},
+                        head}`` (the node hosting the control plane, if the member knows it)
 node.bye         tell   a clean shutdown: the peer is down at once
 node.info        ask    answered with name, address, uptime, peers, actors, counters
 ===============  =====  ========================================================================
@@ -111,7 +112,7 @@ def _handle(router: Router, env: Envelope, peer: str) -> None:
         _announced(router, body, peer, now)
         members = {n: p.address for n, p in router._peers.items() if not n.startswith("$")}
         members[router._name] = router.address or ""
-        _answer(router, env, {"members": members})
+        _answer(router, env, {"members": members, "head": router._node.head})
     elif env.type == BYE:
         router._apply(router._liveness.left(peer))
     elif env.type == INFO:
@@ -177,7 +178,11 @@ def _joined(router: Router, body: Any, via: str) -> None:
             _links.connect(router, name, address)
     for temp in [p for n, p in router._peers.items() if n.startswith(JOIN_PREFIX)]:
         _links.disconnect(router, temp)
-    router._log.info("node.joined", via=via, members=sorted(members))
+    head = body.get("head")
+    if isinstance(head, str):  # a node that joined without a head of its own takes this one
+        router._node.learn_head(head)
+    router._log.info("node.joined", via=via, members=sorted(members), head=head)
+    router.joined.set()
 
 
 _process: list[Any] = []  # psutil.Process of this process (cpu_percent needs the same one)

@@ -25,7 +25,8 @@ import zmq
 from macp.envelope import Envelope, Kind
 from macp.errors import ConfigError, MacpError, NodeDown
 from macp.log import get_logger
-from macp.transport import _inbound, _links, _system
+from macp.transport import _inbound, _links, _listener, _system
+from macp.transport._claim import Claim
 from macp.transport.frames import GATEWAY as _GATEWAY
 from macp.transport.frames import Link, pack_frames
 from macp.transport.liveness import Liveness, PeerEvent, PeerState
@@ -93,6 +94,7 @@ class Router:
         self._routes: dict[str, str] = {}  # client node -> the peer (or ROUTER) it came through
         self._snapshot: dict[str, dict[str, Any]] = {}
         self._join_id: str | None = None
+        self.joined = threading.Event()  # set once the member joined answered (or no join)
         s = self._settings
         self._liveness = Liveness(s.heartbeat_interval_s, s.heartbeat_misses, s.acceptable_pause_s)
         self._log = _log.bind(node=node.name)
@@ -111,6 +113,7 @@ class Router:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Say goodbye to the peers, close the sockets, end the thread."""
         self._stopping = True
+        self.joined.set()  # nobody waits for an answer that will not come
         self._outbox.wake()
         if self._thread is not None:
             self._thread.join(timeout_s)
@@ -129,6 +132,9 @@ class Router:
     def _run(self) -> None:
         self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._auth: Any = None
+        self._router: zmq.Socket[bytes] | None = None
+        self._claim: Claim | None = None
+        self._refusals: _listener.Refusals | None = None
         try:
             self._setup()
         except BaseException as e:  # noqa: BLE001 - reported to start()'s caller
@@ -140,7 +146,6 @@ class Router:
             self._close()
             self._started.set()
             return
-        self._started.set()
         try:
             self._loop()
         except Exception:  # noqa: BLE001 - the last resort: log, then close cleanly
@@ -148,6 +153,7 @@ class Router:
         finally:
             _system.goodbye(self)
             self._close()
+            self._started.set()  # a node refused its name ends before it started
 
     def _setup(self) -> None:
         from macp.transport.security import start_authenticator  # noqa: PLC0415
@@ -155,32 +161,56 @@ class Router:
         self._packer = msgpack.Packer()
         self._poller = zmq.Poller()
         self._poller.register(self._outbox.fileno(), zmq.POLLIN)
-        self._router: zmq.Socket[bytes] | None = None
         if self._keys is not None and self._keys_dir is not None and self._listen is not None:
             self._auth = start_authenticator(self._context, self._keys, self._keys_dir)
         if self._listen is not None:
-            sock = self._socket(zmq.ROUTER)
-            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-            # A restarted peer reconnects under its old name before the old link is noticed
-            # gone: the new connection takes the name over instead of being refused.
-            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-            if self._keys is not None:
-                self._keys.server(sock)
-            listen = self._listen
-            if listen.startswith("tcp://") and listen.endswith(":0"):
-                listen = listen[:-1] + "*"
-            sock.bind(listen)
+            sock = _listener.listen(self, self._listen)
             self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-            self._router = sock
             self._poller.register(sock, zmq.POLLIN)
+            self._refusals = _listener.Refusals(self, sock)
+            self._poller.register(self._refusals.monitor, zmq.POLLIN)
         if self._gateway is not None:
             server, sep, address = self._gateway.partition("=")
             _links.connect(self, _GATEWAY, address if sep else server, hello=False, server=server)
+            self._open_links()
+            return
+        members = dict(self._initial_peers)
+        if self._join is not None:
+            name, sep, address = self._join.partition("=")
+            members[name if sep else f"{_system.JOIN_PREFIX}{address}"] = address if sep else name
+        if members:
+            self._claim = Claim(self, members)  # the links open once it is settled
+        else:
+            self._open_links()
+
+    def _open_links(self) -> None:
+        """Link to the peers and the member to join: the name is this node's to use."""
         for name, address in self._initial_peers.items():
             _links.connect(self, name, address)
         if self._join is not None:
             _system.start_join(self, self._join)
+        else:
+            self.joined.set()
         self._refresh_snapshot(time.monotonic())
+        self._started.set()
+
+    def _settle_claim(self, claim: Claim, events: dict[Any, int]) -> None:
+        """Take the claim's answers; once it is settled, open the links, or end refused."""
+        claim.receive(events)
+        if not claim.settled(time.monotonic()):
+            return
+        self._claim = None
+        claim.close()
+        try:
+            if claim.holder is not None:
+                raise ConfigError(
+                    f"node name {self._name!r} is held by a live node at {claim.holder}; pick "
+                    "another --name or stop that node"
+                )
+            self._open_links()
+        except MacpError as e:
+            self._error = e
+            self._stopping = True
 
     def _socket(self, kind: int) -> zmq.Socket[bytes]:
         s = self._settings
@@ -194,11 +224,15 @@ class Router:
         return sock
 
     def _close(self) -> None:
+        if self._claim is not None:
+            self._claim.close()
         for peer in list(self._peers.values()):
             _links.close(self, peer, _LINGER_MS)
         self._peers.clear()
-        if getattr(self, "_router", None) is not None:
-            self._router.close(_LINGER_MS)  # type: ignore[union-attr]
+        if self._refusals is not None:
+            self._refusals.close()
+        if self._router is not None:
+            self._router.close(_LINGER_MS)
         if self._auth is not None:
             self._auth.stop()
         self._context.term()
@@ -210,8 +244,10 @@ class Router:
         while not self._stopping:
             timeout_ms = max(0.0, next_tick - time.monotonic()) * 1000
             events = dict(self._poller.poll(int(timeout_ms)))
-            if self._router is not None and self._router in events:
-                _inbound.receive(self, self._router, None)
+            if self._claim is not None:
+                self._settle_claim(self._claim, events)
+            if self._router is not None:
+                self._receive_listening(self._router, events)
             for peer in list(self._peers.values()):
                 flags = events.get(peer.socket, 0)
                 if flags & zmq.POLLIN:
@@ -228,6 +264,13 @@ class Router:
                 next_tick = now + tick_s
                 self._tick(now)
         self._drain_outbox()
+
+    def _receive_listening(self, router: zmq.Socket[bytes], events: dict[Any, int]) -> None:
+        """Take what the ROUTER holds, and the refused handshakes its monitor reported."""
+        if router in events:
+            _inbound.receive(self, router, None)
+        if self._refusals is not None and self._refusals.monitor in events:
+            self._refusals.receive()
 
     # -- outbound -----------------------------------------------------------------------------
 

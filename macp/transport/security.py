@@ -13,10 +13,12 @@ user says ``insecure``.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import zmq
 import zmq.auth
@@ -37,6 +39,12 @@ __all__ = [
     "is_loopback",
     "start_authenticator",
 ]
+
+_MAX_PORT: Final = 65535
+_DENIALS_KEPT: Final = 64
+_ADDRESS: Final = 3  # the frames of a ZAP request: version, id, domain, address, identity,
+_CREDENTIALS: Final = 6  # mechanism, credentials (for CURVE, the client's public key)
+_KEY_BYTES: Final = 32
 
 
 def generate_keys(directory: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
@@ -125,13 +133,29 @@ class Keys:
 
 
 class _NamingAuthenticator(ThreadAuthenticator):
-    """A ZAP handler whose User-Id for a CURVE peer is that peer's node name."""
+    """A ZAP handler whose User-Id for a CURVE peer is that peer's node name, and which keeps
+    the address and key of the last peers it refused (the I/O thread names them in its log)."""
 
     def __init__(self, context: zmq.Context[zmq.Socket[bytes]], keys: Keys) -> None:
         super().__init__(context)
         self._keys = keys
+        self.denials: deque[tuple[str, str]] = deque(maxlen=_DENIALS_KEPT)  # (address, key)
+
+    async def handle_zap_message(self, msg: list[bytes]) -> None:
+        """Answer one ZAP request (on the authenticator's thread), keeping a refused CURVE peer.
+
+        The peer is kept before the answer goes (the I/O thread may look as soon as libzmq
+        has the answer), and taken back if it is admitted. Requests are answered one by one.
+        """
+        if len(msg) > _CREDENTIALS:
+            key = msg[_CREDENTIALS]
+            z85 = zmq.utils.z85.encode(key).decode("ascii") if len(key) == _KEY_BYTES else "?"
+            self.denials.append((msg[_ADDRESS].decode("utf-8", "replace"), z85))
+        await super().handle_zap_message(msg)
 
     def curve_user_id(self, client_public_key: bytes) -> str:
+        with contextlib.suppress(IndexError):  # called for an allowed key only: not refused
+            self.denials.pop()
         name = self._keys.name_of(zmq.utils.z85.encode(client_public_key).decode("ascii"))
         return name or "?"
 
@@ -167,13 +191,19 @@ def check_endpoint(address: object, what: str, *, bind: bool = False) -> str:
     address to listen on (where port 0 means any free port).
     """
     scheme, sep, rest = address.partition("://") if isinstance(address, str) else ("", "", "")
+    hint = " (PORT 0 picks a free one)" if bind else ""
     if scheme == "tcp" and sep:
         host, colon, port = rest.rpartition(":")
-        if colon and host and (port == "*" or port.isdigit()):
-            return str(address)
+        if colon and host and (port == "*" or (port.isascii() and port.isdigit())):
+            lowest = 0 if bind else 1
+            if (port == "*" and bind) or (port != "*" and lowest <= int(port) <= _MAX_PORT):
+                return str(address)
+            raise ConfigError(
+                f"{what} {address!r} is invalid: port {port} is out of range; use a port from "
+                f"{lowest} to {_MAX_PORT}{hint}"
+            )
     elif scheme in {"ipc", "inproc"} and sep and rest:
         return str(address)
-    hint = " (PORT 0 picks a free one)" if bind else ""
     raise ConfigError(f"{what} {address!r} is invalid; use tcp://HOST:PORT{hint}")
 
 

@@ -389,3 +389,39 @@ def test_keys_generate_refuses_to_overwrite_a_secret_key(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(secret))} already exists; delete it"):
         generate_keys(tmp_path, "a")
     assert (public.read_bytes(), secret.read_bytes()) == written
+
+
+def test_refused_handshakes_are_counted_and_logged_at_a_bounded_rate(
+    b: NodeProcess,
+    keys: Path,
+    intruder_keys: Path,
+    clients: Callable[[str, Path], Node],
+    raw: Callable[..., Raw],
+) -> None:
+    client = clients(f"b={b.address}", keys)
+    before: int = _info(client)["counters"].get("handshakes_refused", 0)
+    assert b.address is not None
+    knocks = 30
+    for _ in range(knocks):  # each a new connection: a plaintext one, and one with a strange key
+        assert raw(b.address, b"a").handshake() in _FAILED
+        intruder = raw(b.address, b"a", intruder_keys / "a.key_secret", intruder_keys / "b.key")
+        assert intruder.handshake() == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+
+    def counted() -> bool:
+        refused: int = _info(client)["counters"].get("handshakes_refused", 0)
+        return refused - before >= 2 * knocks
+
+    wait_until(counted, 10.0, "b did not count every refused handshake")
+    assert _info(client)["counters"]["handshakes_refused"] - before == 2 * knocks
+    refused = b.logs("transport.handshake_refused")
+    # At most one line per peer and reason, not one per knock: the rest are counted only.
+    kinds = {(r["peer"], r["reason"]) for r in refused}
+    assert len(refused) == len(kinds)
+    assert kinds <= {
+        ("127.0.0.1", "its key is not in this node's keys directory"),
+        ("?", "plaintext met keys: one side has no keys"),
+        ("?", "the handshake failed without detail (the peer went in the middle?)"),
+    }
+    (unknown_key,) = [r for r in refused if r["peer"] == "127.0.0.1"]
+    assert unknown_key["key"] in (intruder_keys / "a.key").read_text()
+    assert client.ask("echo@b", "echo", "still here").get()["me"] == "echo@b"

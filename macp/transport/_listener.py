@@ -1,0 +1,137 @@
+"""The node's listening side: its ROUTER, bound on its address, and the handshakes refused there.
+
+A bind that fails is one sentence (an address in use names itself and the fix). A peer whose
+key is not in the keys directory, plaintext to a node with keys (or keys to a plaintext node),
+a peer with a wrong public key for this node: libzmq refuses each handshake, and the peer gets
+nothing through. Each refusal counts in ``handshakes_refused``, and is logged as
+``transport.handshake_refused``, at most once per peer and reason every ``_LOG_EVERY_S``; the
+next line says how many were ``suppressed`` since (so a peer that knocks a thousand times a
+second costs a counter, never the log). The socket monitor names only this node's own endpoint;
+for a refused key, the ZAP handler (:mod:`macp.transport.security`) saw the peer's address and
+key, and the line names them.
+
+Only the I/O thread uses this module (the ZAP handler's records reach it through a deque).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import time
+from typing import TYPE_CHECKING, Final
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from macp.errors import ConfigError
+
+if TYPE_CHECKING:
+    from macp.transport.router import Router
+
+__all__ = ["Refusals", "listen"]
+
+_LOG_EVERY_S: Final = 30.0
+_MAX_KEYS: Final = 1024  # peers remembered by the throttle; the oldest is forgotten first
+_EVENTS: Final = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+_PROTOCOL: Final[dict[int, str]] = {
+    zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: "plaintext met keys: one side has no keys",
+    zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: "the peer holds a wrong public key for this node",
+}
+
+
+def listen(router: Router, address: str) -> zmq.Socket[bytes]:
+    """Bind ``router``'s ROUTER on ``address`` (port 0: any free one); set as ``router._router``
+    before it binds, so that the router closes it whatever happens.
+
+    Raises:
+        ConfigError: the address is in use, or not one of this host.
+    """
+    sock = router._router = router._socket(zmq.ROUTER)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    # A restarted peer reconnects under its old name before the old link is noticed gone: the
+    # new connection takes the name over instead of being refused. (A second live node of one
+    # name never gets this far: it is refused its name before it links to anyone.)
+    sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    if router._keys is not None:
+        router._keys.server(sock)
+    any_port = address.startswith("tcp://") and address.endswith(":0")
+    try:
+        sock.bind(address[:-1] + "*" if any_port else address)
+    except zmq.ZMQError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"address already in use: {address}; choose another port or stop what listens there"
+            ) from e
+        raise ConfigError(f"cannot listen on {address}: {e}; use an address of this host") from e
+    return sock
+
+
+class _Throttle:
+    """At most one line per key every ``every_s``; :meth:`allow` says how many were held back
+    since the last line of that key (``None``: hold this one back too)."""
+
+    def __init__(self, every_s: float, max_keys: int) -> None:
+        self._every_s = every_s
+        self._max_keys = max_keys
+        self._keys: dict[str, tuple[float, int]] = {}  # key -> (last line at, held back since)
+
+    def allow(self, key: str, now: float) -> int | None:
+        last = self._keys.get(key)
+        if last is not None and now - last[0] < self._every_s:
+            self._keys[key] = (last[0], last[1] + 1)
+            return None
+        if last is None and len(self._keys) >= self._max_keys:
+            self._keys.pop(next(iter(self._keys)))
+        self._keys[key] = (now, 0)
+        return 0 if last is None else last[1]
+
+
+class Refusals:
+    """The refused handshakes of ``router``'s ROUTER ``sock``, seen through its monitor."""
+
+    def __init__(self, router: Router, sock: zmq.Socket[bytes]) -> None:
+        self._router = router
+        self._sock = sock
+        self.monitor: zmq.Socket[bytes] = sock.get_monitor_socket(_EVENTS)
+        self._throttle = _Throttle(_LOG_EVERY_S, _MAX_KEYS)
+
+    def receive(self) -> None:
+        """Count and log the refusals the monitor reported (the poller said it has some)."""
+        while True:
+            try:
+                message = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._refused(int(message["event"]), int(message["value"]))
+
+    def close(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.disable_monitor()
+        self.monitor.close(0)
+
+    def _refused(self, event: int, value: int) -> None:
+        router = self._router
+        router.counters["handshakes_refused"] += 1
+        peer, key = "?", None  # libzmq does not say who, except to the ZAP handler
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            reason = "its key is not in this node's keys directory"
+            denials = getattr(router._auth, "denials", None)
+            with contextlib.suppress(IndexError):
+                peer, key = denials.popleft() if denials is not None else (peer, key)
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            reason = _PROTOCOL.get(value, f"the handshake broke the protocol (error {value:#x})")
+        else:
+            reason = "the handshake failed without detail (the peer went in the middle?)"
+        suppressed = self._throttle.allow(f"{peer} {reason}", time.monotonic())
+        if suppressed is not None:
+            router._log.warning(
+                "transport.handshake_refused",
+                peer=peer,
+                key=key,
+                reason=reason,
+                suppressed=suppressed,
+            )
