@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS, TESTS
+from topology_procs import TopologyNodes, free_ports, macp_cli
 
+import macp
 from macp import Agent, AskTimeout, ConfigError, Node, Settings, handler, start_control_plane
 from macp.actors.registry import CHANGED, LIST, SUBSCRIBE
 from macp.testing import Recorder, wait_until
@@ -134,6 +136,49 @@ def test_a_node_whose_name_a_live_node_holds_is_refused_and_the_live_one_is_not_
     assert head.ask("echo", "echo", 1).get()["me"] == "echo@w1"
     assert w1.logs("node.down") == []
     assert w1.running()
+
+
+CLUSTER = """\
+name: names
+nodes:
+  - {name: head, listen: "tcp://127.0.0.1:0", head: true}
+  - {name: w1, listen: "tcp://127.0.0.1:0"}
+  - {name: w2, listen: "tcp://127.0.0.1:0"}
+agents:
+  - {name: echo, class: "agents:Echo", node: w1}
+  - {name: echo2, class: "agents:Echo", node: w2}
+settings: {heartbeat_interval_s: 0.1, acceptable_pause_s: 0.2}
+"""
+
+
+def test_a_second_w1_of_a_topology_file_is_refused_and_no_node_of_the_file_sees_a_change(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "names.yaml"
+    path.write_text(CLUSTER)
+    nodes = TopologyNodes(str(path), ["head", "w1", "w2"], env)
+    try:
+        nodes.start({"echo@w1", "echo2@w2"})
+        elsewhere = f"tcp://127.0.0.1:{free_ports(1)[0]}"  # the file's w1, at another address
+        where = {**nodes.addresses, "w1": elsewhere}
+        overrides = [arg for n, a in where.items() for arg in ("--address", f"{n}={a}")]
+        with macp.connect(nodes.head) as cluster:
+            done = macp_cli("node", "start", "--config", str(path), "--node", "w1", *overrides,
+                            "--log-json", env=env, timeout_s=30)  # fmt: skip
+            assert done.returncode == 2, done.stderr
+            assert _errors(done.stderr) == [_held("w1", nodes.addresses["w1"])]
+
+            def flapped() -> bool:  # any node of the file saw w1 go, or its agent offline
+                downs = [line for lines in nodes.stderr.values() for line in lines
+                         if '"node.down"' in line]  # fmt: skip
+                return bool(downs) or any(r["status"] != "available" for r in cluster.agents()
+                                          if r["address"] == "echo@w1")  # fmt: skip
+
+            with pytest.raises(AskTimeout):
+                wait_until(flapped, 3 * THRESHOLD_S, poll_s=0.05)
+        assert nodes.terminate() == {"head": 0, "w1": 0, "w2": 0}
+    finally:
+        nodes.stop()
 
 
 def test_a_node_named_like_a_peer_it_was_given_is_refused_naming_that_peer(
