@@ -32,6 +32,7 @@ from macp.errors import (
     MacpError,
     ResourceUnavailable,
     UnknownMessageType,
+    plain_error_body,
 )
 
 if TYPE_CHECKING:
@@ -348,11 +349,18 @@ class Agent(Controls, Supervised):
     def _answer(self, env: Envelope, answer: Envelope) -> None:
         try:
             self.node.send(answer)
-        except MacpError as exc:  # e.g. a reply the strict setting cannot encode
-            if answer.kind == Kind.ERROR:
-                self.log.warning("reply.undeliverable", msg_id=env.id, error=str(exc))
-            else:
-                self._answer(env, env.error(exc, self.address))
+        except MacpError as exc:  # a reply that cannot cross nodes (the payload rule)
+            self.counters["failed"] += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.log.warning("reply.refused", msg_id=env.id, type=env.type, error=str(exc))
+            if answer.kind != Kind.ERROR:  # the asker learns why instead of waiting
+                fallback = env.error(exc, self.address)
+            else:  # an error whose data or message cannot cross: its class and plain text
+                fallback = answer._replace(body=plain_error_body(answer.body))
+            try:
+                self.node.send(fallback)
+            except MacpError as again:
+                self.log.warning("reply.undeliverable", msg_id=env.id, error=str(again))
 
     def _refuse(self, env: Envelope, exc: BaseException) -> None:
         """Answer ``env`` with an error if its sender waits; else log the refusal."""
