@@ -234,7 +234,7 @@ class Supervisor(Supervised):
     # -- reacting to exits --------------------------------------------------------------------
 
     def _watch(self) -> None:
-        grace_ms = self.node.settings.abandon_grace_s * 1000
+        grace_s = self.node.settings.abandon_grace_s
         for child in list(self._children):
             actor = child.actor
             if actor is None:
@@ -249,7 +249,7 @@ class Supervisor(Supervised):
             if in_hand is None or in_hand.due_ms is None:
                 continue
             over_s = (now_ms() - in_hand.due_ms) / 1000
-            if over_s * 1000 > grace_ms:
+            if over_s > grace_s:
                 self._abandon_child(actor, "overdue", in_hand, over_s=over_s)
                 reason = TimeoutError(
                     f"its {in_hand.type!r} handler ran {over_s:.1f} s past its deadline"
