@@ -207,6 +207,31 @@ def test_an_ask_past_its_deadline_and_the_grace_is_abandoned_and_queued_work_mov
     assert (node.counters["abandoned"], restarts(node, "b")) == (1, 1)
 
 
+def test_work_held_behind_an_abandoned_handler_goes_to_the_next_incarnation_first(
+    stuck_node: Node, gate: threading.Event, events: Recorder
+) -> None:
+    node = stuck_node
+    first = spawn(node, "b", gate, events)
+    node.control("b", "pause").get(timeout_s=5)
+    stuck = node.ask("b", "block", "stuck", timeout_s=0.5)
+    held = [node.ask("b", "echo", f"held-{i}", timeout_s=10) for i in range(3)]
+    wait_until(lambda: node.control("b", "status").get(timeout_s=5)["held"] == 4, 10,
+               "the paused agent does not hold the four asks")  # fmt: skip
+    node.control("b", "resume").get(timeout_s=5)  # handles held work: "block" first
+    events.wait_for(lambda ev: ("blocking", "stuck", first) in ev)
+    later = [node.ask("b", "echo", f"later-{i}", timeout_s=10) for i in range(2)]
+    with pytest.raises(macp.AskTimeout):
+        stuck.get()
+    assert [f.get() for f in held + later] == ["held-0", "held-1", "held-2", "later-0", "later-1"]
+    (new,) = starts(events)[1:]
+    assert [e[1:] for e in events.events if e[0] == "echo"] == [
+        ("held-0", new), ("held-1", new), ("held-2", new), ("later-0", new), ("later-1", new)
+    ]  # fmt: skip
+    gate.set()
+    wait_until(lambda: len(threads_of("head", "b")) == 1, 10, "the abandoned thread runs on")
+    assert node.control("b", "status").get(timeout_s=5)["queue_depth"] == 0
+
+
 def test_a_tell_has_no_deadline_so_it_is_never_abandoned_by_itself(
     stuck_node: Node, gate: threading.Event, events: Recorder
 ) -> None:
