@@ -69,6 +69,7 @@ _REPLY: Final = int(Kind.REPLY)
 _ERROR: Final = int(Kind.ERROR)
 _MEDIUM: Final = int(Priority.MEDIUM)
 _ANSWERS: Final = frozenset({_REPLY, _ERROR})
+_RESTART: Final = Command.RESTART.type
 _SWEEP_INTERVAL_S: Final = 0.5
 
 
@@ -295,7 +296,9 @@ class Node(NodeActors):
     def control(
         self, dst: str, command: str, params: Wire = None, *, timeout_s: float | None = None
     ) -> AskFuture:
-        """Send a control command (start, stop, pause, resume, configure, status, reset)."""
+        """Send a control command (start, stop, pause, resume, configure, status, reset,
+        restart); ``restart`` is handled by the agent's supervisor, so it works on an agent
+        stuck in a handler, and answers ``{incarnation, previous, abandoned}``."""
         try:
             type_ = Command(command).type
         except ValueError:
@@ -395,6 +398,9 @@ class Node(NodeActors):
                 future.settle(env.body)
             else:
                 future.settle(exc=error_from_body(env.body))
+            return
+        if env.type == _RESTART:
+            self._restart(env, name)
             return
         inbox = self._directory.get(name)
         if inbox is not None:

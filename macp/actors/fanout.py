@@ -9,7 +9,9 @@ sent again.
 
 ``coordinator.control`` ``{command, target, params?}`` -> ``{address: {ok, result | error}}``:
 a control command to one agent (an address or a name), a ``group:NAME``, a ``role:NAME``, or
-``all``, with the answer of each.
+``all``, with the answer of each. ``restart`` of a group restarts each of its agents on its
+own (each by its own supervisor, at once, whatever is stuck); the coordinator does not restart
+itself this way, since its answer would be lost with it.
 """
 
 from __future__ import annotations
@@ -202,6 +204,11 @@ class FanOut:
         addresses = self._targets(target)
         if not addresses:
             raise InvalidParams(f"no registered agent matches target {target!r}")
+        if command == Command.RESTART and self.address in addresses:
+            raise InvalidParams(
+                f"the coordinator cannot restart itself ({self.address} is in {target!r}): the "
+                "answer would be lost with it; send restart to it with Node.control instead"
+            )
         run_id = new_id()
         reply = ctx.defer()
         self.controls[run_id] = (reply, {}, len(addresses))
