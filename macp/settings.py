@@ -24,10 +24,11 @@ class Settings:
     """How one node behaves.
 
     Attributes:
-        strict: round-trip every local message through msgpack, so a payload that could not
-            cross nodes fails in tests, not in production (like Akka's ``serialize-messages``).
-            Defaults to the ``MACP_STRICT`` environment variable.
-        max_message_bytes: the largest frame accepted or sent.
+        strict: round-trip every local message through msgpack, so no handler shares a mutable
+            object with its sender (like Akka's ``serialize-messages``); the payload rule holds
+            without it. Defaults to the ``MACP_STRICT`` environment variable.
+        max_message_bytes: the largest payload (a packed body) a message may carry, refused by
+            its sender above it; frames may hold 64 KiB more, for the rest of the envelope.
         ask_timeout_s: the default time an ``ask`` waits for its reply.
         shutdown_timeout_s: the default time a child gets to stop before it is abandoned.
         supervisor_check_interval_s: how often supervisors look for children whose thread died
