@@ -42,7 +42,7 @@ from macp.errors import (
     error_from_body,
 )
 from macp.log import get_logger
-from macp.payload import check
+from macp.payload import UNUSUAL, bound, fit
 from macp.settings import Settings
 from macp.supervisor import (
     SupervisorSpec,
@@ -364,19 +364,11 @@ class Node(NodeActors):
         body = env.body
         if body is not None:
             try:
-                fitted, size = check(body, "result" if env.kind == _REPLY else "body")
-            except InvalidParams as e:
-                self.counters["refused_payload"] += 1
-                raise InvalidParams(f"{e.message} ({_what(env)})") from None
-            if size > self._max_body:
-                self.counters["refused_payload"] += 1
-                raise InvalidParams(
-                    f"{_what(env)} is {size:,} bytes packed, over max_message_bytes "
-                    f"({self._max_body:,}); send less (e.g. a reference to the data) or raise "
-                    "settings.max_message_bytes on every node"
-                )
-            if fitted is not body:
-                env = env._replace(body=fitted)
+                size = bound(body)
+            except UNUSUAL:
+                size = -1
+            if not 0 <= size <= self._max_body:
+                env = self._fit(env)
         name, _, node = env.dst.partition("@")
         if node and node != self.name:
             if self.router is None:
@@ -387,6 +379,22 @@ class Node(NodeActors):
                 self.router.send(env, node)
             return
         self._deliver(round_trip(env) if self._strict else env, name)
+
+    def _fit(self, env: Envelope) -> Envelope:
+        """``env`` as it may be sent, once the payload rule's thorough check vouches for it."""
+        try:
+            body, size = fit(env.body, "result" if env.kind == _REPLY else "body")
+        except InvalidParams as e:
+            self.counters["refused_payload"] += 1
+            raise InvalidParams(f"{e.message} ({_what(env)})") from None
+        if size > self._max_body:
+            self.counters["refused_payload"] += 1
+            raise InvalidParams(
+                f"{_what(env)} is {size:,} bytes packed, over max_message_bytes "
+                f"({self._max_body:,}); send less (e.g. a reference to the data) or raise "
+                "settings.max_message_bytes on every node"
+            )
+        return env if body is env.body else env._replace(body=body)
 
     def _deliver(self, env: Envelope, name: str) -> None:
         """Deliver ``env``, addressed to this node, to actor ``name`` or a waiting ask."""

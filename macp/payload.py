@@ -3,7 +3,8 @@
 A payload crosses nodes as msgpack, and the receiver takes only what msgpack writes natively
 with string keys: ``dict`` (``str`` or ``bytes`` keys), ``list``, ``str``, ``bytes``, ``int``
 (64 bits), ``float``, ``bool`` and ``None``. Every envelope a node sends, to a local actor or
-to another node, is checked against that rule by :func:`check` in the sending thread, so a
+to another node, is checked against that rule in the sending thread (:func:`bound`, then
+:func:`fit` for what it cannot vouch for), so a
 value that could not cross nodes fails in the same way on one node, at once, with
 :class:`~macp.errors.InvalidParams` naming the type and where it sits
 (``result['when']: datetime is not msgpack-native``), and a payload larger than
@@ -15,9 +16,10 @@ Values msgpack writes but reads back as another type (a ``tuple`` read as a ``li
 are sent as what the receiver will read, locally too, so a handler sees the same value
 wherever its sender runs.
 
-The check is a walk of the value that computes its packed size as it goes (nothing is copied):
-about 1 µs for a five-field map. Only a value holding something unusual takes the slow way,
-which finds the culprit's path or normalizes the value through msgpack.
+The check is a walk of the value that bounds its packed size as it goes (nothing is copied;
+the exact size is computed only when the bound is over the limit): under 1 µs for a
+five-field map. Only a value holding something unusual takes the slow way, which finds the
+culprit's path or normalizes the value through msgpack.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ import msgpack
 from macp.errors import InvalidParams
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sized
+
     from macp.envelope import Wire
 
-__all__ = ["HEADER_ROOM", "MAX_DEPTH", "NATIVE", "check", "packed_size"]
+__all__ = ["HEADER_ROOM", "MAX_DEPTH", "NATIVE", "UNUSUAL", "bound", "fit"]
 
 MAX_DEPTH: Final = 512
 """The deepest nesting of maps and lists a payload may have."""
@@ -42,6 +46,8 @@ about 34 KiB, with the longest ids, addresses and ask chain the decoder accepts)
 
 NATIVE: Final = "dict (str keys)/list/str/bytes/int/float/bool/None"
 
+_KEYS: dict[str, int] = {}  # map keys seen, and their size bound: keys repeat across messages
+_KEYS_MAX: Final = 4096
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
 
@@ -50,95 +56,100 @@ class _Unusual(Exception):  # a private signal, not an error users see
     """The fast walk met a value it does not size itself: take the slow way."""
 
 
-def _str_size(s: str) -> int:
-    n = len(s) if s.isascii() else len(s.encode())
-    return n + (1 if n < 32 else 2 if n < 256 else 3 if n < 65536 else 5)  # noqa: PLR2004
+UNUSUAL: Final = (_Unusual, UnicodeEncodeError, RecursionError)
+"""What :func:`bound` raises when it cannot vouch for a value."""
 
 
-def _int_size(n: int) -> int:
-    if 0 <= n < 128 or -32 <= n < 0:  # noqa: PLR2004
-        return 1
-    if not _INT_MIN <= n <= _INT_MAX:
-        raise _Unusual
-    if n > 0:
-        return 2 if n < 256 else 3 if n < 65536 else 5 if n < 2**32 else 9  # noqa: PLR2004
-    return 2 if n >= -128 else 3 if n >= -32768 else 5 if n >= -(2**31) else 9  # noqa: PLR2004
+def bound(  # noqa: C901, PLR0912
+    obj: object,
+    depth: int = 0,
+    *,
+    str: type[str] = str,
+    int: type[int] = int,
+    float: type[float] = float,
+    bool: type[bool] = bool,
+    dict: type[dict[object, object]] = dict,
+    list: type[list[object]] = list,
+    type: type[type] = type,
+    len: Callable[[Sized], int] = len,
+    isascii: Callable[[str], bool] = str.isascii,
+    keys: dict[str, int] = _KEYS,
+) -> int:
+    """An upper bound of the packed size of ``obj`` (exact to within 5 bytes an item), if it
+    holds only exact native types with str keys: the fast check, for every message.
 
-
-def _header(n: int, small: int) -> int:
-    return 1 if n < small else 3 if n < 65536 else 5  # noqa: PLR2004
-
-
-def _size(obj: object, depth: int) -> int:  # noqa: C901, PLR0911, PLR0912
-    """The packed size of ``obj`` if it holds only exact native types with str keys; else
-    raise _Unusual (or UnicodeEncodeError). Written out flat: it runs for every message."""
+    Raises:
+        Exception: one of :data:`UNUSUAL` if it cannot vouch for ``obj`` (it holds another
+            type, a key that is not a str, text UTF-8 cannot encode, an int over 64 bits, or
+            nests too deep): then :func:`fit` decides, and says why.
+    """
+    # Written out flat, with the builtins as locals and known keys cached.
     t = type(obj)
     if t is dict:
         if depth >= MAX_DEPTH:
             raise _Unusual
-        n = len(obj)  # type: ignore[arg-type]
-        total = 1 if n < 16 else 3 if n < 65536 else 5  # noqa: PLR2004
+        total = 5
         for k, v in obj.items():  # type: ignore[attr-defined]
-            if type(k) is not str:
-                raise _Unusual
-            n = len(k) if k.isascii() else len(k.encode())
-            total += n + (1 if n < 32 else 2 if n < 256 else 3 if n < 65536 else 5)  # noqa: PLR2004
+            n = keys.get(k)
+            if n is None:
+                n = _key(k)
             t = type(v)
             if t is str:
-                n = len(v) if v.isascii() else len(v.encode())
-                total += n + (1 if n < 32 else 2 if n < 256 else 3 if n < 65536 else 5)  # noqa: PLR2004
+                total += n + (len(v) if isascii(v) else len(v.encode()))
             elif t is int:
-                total += 1 if -32 <= v < 128 else _int_size(v)  # noqa: PLR2004
-            elif t is float:
-                total += 9
-            elif v is None or t is bool:
-                total += 1
+                if not -0x8000000000000000 <= v <= 0xFFFFFFFFFFFFFFFF:  # noqa: PLR2004
+                    raise _Unusual
+                total += n + 4
+            elif t is float or t is bool or v is None:
+                total += n + 4
             else:
-                total += _size(v, depth + 1)
+                total += n + bound(v, depth + 1)
         return total
     if t is list:
         if depth >= MAX_DEPTH:
             raise _Unusual
-        n = len(obj)  # type: ignore[arg-type]
-        total = 1 if n < 16 else 3 if n < 65536 else 5  # noqa: PLR2004
+        total = 5
         for v in obj:  # type: ignore[attr-defined]
             t = type(v)
             if t is str:
-                n = len(v) if v.isascii() else len(v.encode())
-                total += n + (1 if n < 32 else 2 if n < 256 else 3 if n < 65536 else 5)  # noqa: PLR2004
+                total += 5 + (len(v) if isascii(v) else len(v.encode()))
             elif t is int:
-                total += 1 if -32 <= v < 128 else _int_size(v)  # noqa: PLR2004
-            elif t is float:
+                if not -0x8000000000000000 <= v <= 0xFFFFFFFFFFFFFFFF:  # noqa: PLR2004
+                    raise _Unusual
                 total += 9
-            elif v is None or t is bool:
-                total += 1
+            elif t is float or t is bool or v is None:
+                total += 9
             else:
-                total += _size(v, depth + 1)
+                total += bound(v, depth + 1)
         return total
     if t is str:
-        return _str_size(obj)  # type: ignore[arg-type]
-    if t is int:
-        return _int_size(obj)  # type: ignore[arg-type]
+        return 5 + (len(obj) if isascii(obj) else len(obj.encode()))  # type: ignore[arg-type,attr-defined]
     if t is bytes:
-        n = len(obj)  # type: ignore[arg-type]
-        return n + (2 if n < 256 else 3 if n < 65536 else 5)  # noqa: PLR2004
-    if t is float:
+        return 5 + len(obj)  # type: ignore[arg-type]
+    if t is int:
+        if not -0x8000000000000000 <= obj <= 0xFFFFFFFFFFFFFFFF:  # type: ignore[operator]  # noqa: PLR2004
+            raise _Unusual
         return 9
-    if obj is None or t is bool:
-        return 1
+    if t is float or t is bool or obj is None:
+        return 9
     raise _Unusual
 
 
-def packed_size(obj: object) -> int | None:
-    """The size msgpack writes ``obj`` in, if it holds only exact native types, else ``None``."""
-    try:
-        return _size(obj, 0)
-    except (_Unusual, UnicodeEncodeError, RecursionError):
-        return None
+def _key(k: object) -> int:
+    """A bound of the packed size of map key ``k`` plus 5 (its value's header), cached;
+    _Unusual for any key but a str (the slow way checks and sizes the others)."""
+    if type(k) is not str:
+        raise _Unusual
+    n = (len(k) if k.isascii() else len(k.encode())) + 10  # 5 for each header, at most
+    if len(_KEYS) >= _KEYS_MAX:
+        _KEYS.clear()
+    _KEYS[k] = n
+    return n
 
 
-def check(body: Wire, where: str) -> tuple[Wire, int]:
-    """Check ``body`` against the payload rule: what to send in its place, and its packed size.
+def fit(body: Wire, where: str) -> tuple[Wire, int]:
+    """Check ``body`` against the payload rule, the slow and thorough way (what :func:`bound`
+    could not vouch for): what to send in its place, and its exact packed size.
 
     Args:
         body: the payload.
@@ -146,25 +157,30 @@ def check(body: Wire, where: str) -> tuple[Wire, int]:
 
     Returns:
         ``body`` itself, or, if it holds values msgpack reads back as another type (tuples,
-        subclasses), the value the receiver would read; and the size msgpack packs it in.
+        subclasses), the value the receiver would read; and its packed size.
 
     Raises:
         InvalidParams: ``body`` holds a value that cannot cross nodes; the message starts with
             its path and type (``result['when']: datetime is not msgpack-native``).
     """
-    try:
-        return body, _size(body, 0)
-    except (_Unusual, UnicodeEncodeError, RecursionError):
-        pass
     _explain(body, where, 0)  # raises, if anything is wrong
     try:
         data = msgpack.packb(body)
+        if _bound_or_none(body) is not None:
+            return body, len(data)  # plain, only large
         normalized = msgpack.unpackb(data, strict_map_key=True, raw=False)
     except Exception as e:  # whatever msgpack refuses, the sender is told
         raise InvalidParams(
             f"{where}: cannot be encoded ({type(e).__name__}: {e}); send only {NATIVE}"
         ) from e
     return normalized, len(data)
+
+
+def _bound_or_none(body: object) -> int | None:
+    try:
+        return bound(body)
+    except UNUSUAL:
+        return None
 
 
 def _refuse(path: str, problem: str, fix: str) -> InvalidParams:
