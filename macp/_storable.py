@@ -160,4 +160,10 @@ def _walk(value: object, max_depth: int) -> Iterator[tuple[str, int, object]]:
 
 
 def _short(path: str) -> str:
-    return path if len(path) <= _PATH_SHOWN else f"{path[:40]}...{path[-36:]}"
+    """``path`` shortened in its middle, between brackets, if it is long."""
+    if len(path) <= _PATH_SHOWN:
+        return path
+    head, tail = path[:40], path[-36:]
+    head = head[: head.rfind("]") + 1] or head
+    tail = tail[tail.find("[") :] if "[" in tail else tail
+    return f"{head}...{tail}"

@@ -337,13 +337,14 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
                                       "duration_ms": task["finished_ms"] - started})  # fmt: skip
         waiters = self.waiters.pop(task["id"], [])
         notify = task.get("notify")
+        stored = None if error is None else error_from_body(task["error"])  # as a reader gets it
 
         def announce() -> None:
             for waiter in waiters:
-                if error is None:
+                if stored is None:
                     waiter.resolve(result)
                 else:
-                    waiter.fail(error)
+                    waiter.fail(stored)
             if notify:
                 done = {
                     "task_id": task["id"],
