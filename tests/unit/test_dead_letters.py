@@ -69,8 +69,8 @@ def test_task_and_workflow_rows_that_cannot_be_read_back_are_set_aside(
     assert journal.workflows() == []
     assert _letters(journal) == [
         ("tasks", "a-list", "its record is a list, not a map"),
-        ("tasks", "ext", "its record is not msgpack data an envelope could carry "
-                         "(extension type 5 is not allowed in an envelope)"),
+        ("tasks", "ext", ("its record is not msgpack data an envelope could carry "
+                          "(extension type 5 is not allowed in an envelope)")),
         ("tasks", "garbage", f"its record {UNREADABLE}"),
         ("tasks", "no-state", "its record has no string 'state' or no integer 'updated_ms'"),
         ("workflows", "run", "its record is a str, not msgpack bytes"),
