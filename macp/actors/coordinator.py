@@ -135,9 +135,15 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
     @handler(SUBMIT)
     def submit(self, body: Wire, ctx: Context) -> Reply:
         key = body.get("idempotency_key") if isinstance(body, dict) else None
-        if isinstance(key, str) and key in self.keys:
-            task = self.tasks[self.keys[key]]
-            return {"task_id": task["id"], "state": task["state"], "duplicate": True}
+        first_id = self.keys.get(key) if isinstance(key, str) else None
+        # the first task may be finished long ago, and no longer kept in memory
+        first = (
+            None
+            if first_id is None
+            else self.tasks.get(first_id) or self.journal.get_task(first_id)
+        )
+        if first is not None:
+            return {"task_id": first["id"], "state": first["state"], "duplicate": True}
         task = new_record(new_id(), body)
         self.tasks[task["id"]] = task
         if key:

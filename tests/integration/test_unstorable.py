@@ -16,6 +16,8 @@ import pytest
 
 import macp
 from macp import Agent, Cluster, Context, Envelope, Kind, Settings, handler, start_control_plane
+from macp.actors.coordinator import Coordinator
+from macp.actors.registry import Registry
 from macp.store import Journal
 from macp.testing import wait_until
 from macp.transport.refs import AskFuture
@@ -344,3 +346,41 @@ def test_resource_amounts_that_cannot_be_used_fail_their_call_only(
         cluster.resources("define_pool", pool="big", capacity=10**400)
     lease = cluster.resources("allocate", owner="o", amounts={"gpu": 1})
     assert lease["amounts"] == {"gpu": 1.0}
+
+
+# -- a bug: a value that got past every check -----------------------------------------------------
+
+
+class Buggy(Coordinator):
+    """A coordinator with a bug: ``test.plant`` puts a set into a task's body."""
+
+    @handler("test.plant")
+    def plant(self, body: Any) -> None:
+        task = self.tasks[body["task_id"]]
+        task["body"] = {"tags": {1, 2}}
+        self._save(task)
+
+
+def test_a_record_the_journal_refuses_fails_its_task_and_the_coordinator_goes_on(
+    make_node: Callable[..., Node], tmp_path: Path
+) -> None:
+    node = make_node("head", settings=HEAD)
+    node.set_head(node.name)
+    node.spawn(Registry, "registry")
+    node.spawn(Buggy, "coordinator", config={"journal": str(tmp_path / "journal.sqlite3")})
+    cluster = Cluster(node)
+    task = cluster.submit("nobody-handles-this", 1)  # waits: no agent
+    node.ask("coordinator", "test.plant", {"task_id": task.id}).get()
+    with pytest.raises(
+        macp.InvalidParams,
+        match=rf"^the task record cannot be stored: record\['body'\]\['tags'\] is a set{NATIVE}",
+    ):
+        task.result(timeout_s=5)
+    assert task.status()["state"] == "failed"
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        stored = journal.get_task(task.id)
+    assert stored is not None
+    assert (stored["state"], stored["body"]) == ("failed", None)
+    node.spawn(Sneaky, "sneaky")
+    cluster.wait_for_agents(["sneaky@head"])
+    _still_serves(cluster, 10)
