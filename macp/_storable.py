@@ -84,6 +84,8 @@ def storable(
         unpack_envelope_data(data, max_bytes=len(data))
     except EnvelopeError as e:
         raise InvalidParams(_refusal(value, what, field, e.message, max_depth)) from e
+    except RecursionError:  # only past MAX_DEPTH: the search for timestamps recurses
+        raise InvalidParams(_refusal(value, what, field, "nested too deep", max_depth)) from None
     return data
 
 

@@ -52,7 +52,7 @@ def _record(state: str = "done", **extra: Any) -> dict[str, Any]:
 def test_task_and_workflow_rows_that_cannot_be_read_back_are_set_aside(
     journal: Journal, path: Path
 ) -> None:
-    for task_id in ("good", "garbage", "a-list", "no-state", "ext"):
+    for task_id in ("good", "garbage", "a-list", "no-state", "ext", "deep"):
         journal.put_task(task_id, _record(body=task_id))
     journal.put_workflow("run", _record())
     bad = {
@@ -60,6 +60,7 @@ def test_task_and_workflow_rows_that_cannot_be_read_back_are_set_aside(
         "a-list": msgpack.packb([1, 2]),
         "no-state": msgpack.packb({"updated_ms": 1}),
         "ext": msgpack.packb({"state": "done", "updated_ms": 1, "x": msgpack.ExtType(5, b"")}),
+        "deep": b"\x91" * 1000 + msgpack.packb(msgpack.Timestamp(1, 0)),  # deeper than we write
     }
     for task_id, blob in bad.items():
         _sql(path, "UPDATE tasks SET record = ? WHERE id = ?", blob, task_id)
@@ -69,16 +70,17 @@ def test_task_and_workflow_rows_that_cannot_be_read_back_are_set_aside(
     assert journal.workflows() == []
     assert _letters(journal) == [
         ("tasks", "a-list", "its record is a list, not a map"),
+        ("tasks", "deep", "its record is nested too deep to read back"),
         ("tasks", "ext", ("its record is not msgpack data an envelope could carry "
                           "(extension type 5 is not allowed in an envelope)")),
         ("tasks", "garbage", f"its record {UNREADABLE}"),
         ("tasks", "no-state", "its record has no string 'state' or no integer 'updated_ms'"),
         ("workflows", "run", "its record is a str, not msgpack bytes"),
     ]  # fmt: skip
-    assert journal.dead_letter_count() == 5
+    assert journal.dead_letter_count() == 6
     # moved, not copied: a second read finds nothing more to set aside
     assert journal.tasks() == [_record(body="good")]
-    assert journal.dead_letter_count() == 5
+    assert journal.dead_letter_count() == 6
 
 
 def test_a_single_read_of_an_unreadable_row_sets_it_aside_too(journal: Journal, path: Path) -> None:
