@@ -11,7 +11,7 @@ name the part at fault (``result['tags'] is a set``) in an :class:`InvalidParams
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Final, TypeGuard
+from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 import msgpack
 
@@ -21,16 +21,17 @@ from macp.errors import EnvelopeError, InvalidParams
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["MAX_DEPTH", "NATIVE", "READABLE_DEPTH", "is_number", "pack", "storable"]
+__all__ = ["MAX_DEPTH", "NATIVE", "READABLE_DEPTH", "is_number", "pack", "scrub", "storable"]
 
 NATIVE: Final = "dict/list/str/bytes/int/float/bool/None"
-MAX_DEPTH: Final = 512
+MAX_DEPTH: Final = 256
 # msgpack's unpacker reads at most READABLE_DEPTH maps and lists inside one another (its packer
 # writes one more: a value it packed may not unpack). A value is stored inside a record and
-# sent inside an envelope, and code walks it recursively (gather's votes, workflow templates),
-# so it may nest half of that: checked by skipping over it behind one-element arrays (a skip
-# builds nothing: about a microsecond). A record holding values is checked against the limit
-# itself.
+# sent inside an envelope, and code walks it recursively (gather's votes, workflow templates,
+# the envelope's search for timestamps: two Python frames a level, under a limit of 1000), so
+# it may nest a quarter of that: checked by skipping over it behind one-element arrays (a skip
+# builds nothing: about a microsecond). A record holding values is checked against
+# READABLE_DEPTH itself.
 READABLE_DEPTH: Final = 1024
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
@@ -87,6 +88,22 @@ def storable(
     except RecursionError:  # only past MAX_DEPTH: the search for timestamps recurses
         raise InvalidParams(_refusal(value, what, field, "nested too deep", max_depth)) from None
     return data
+
+
+def scrub(value: object, depth: int = 0) -> Any:
+    """``value`` with every part :func:`storable` would refuse replaced by ``None`` (a map
+    entry whose key is not a string dropped): for data that must be kept in some form."""
+    if isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
+        return None
+    if isinstance(value, _SCALARS):
+        return value
+    if depth >= MAX_DEPTH or isinstance(value, msgpack.ExtType | msgpack.Timestamp):
+        return None
+    if isinstance(value, dict):
+        return {k: scrub(v, depth + 1) for k, v in value.items() if isinstance(k, str | bytes)}
+    if isinstance(value, list | tuple):
+        return [scrub(v, depth + 1) for v in value]
+    return None
 
 
 def _shallow(data: bytes, max_depth: int) -> bool:

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from macp._storable import scrub
 from macp.actors.agent import handler
 from macp.actors.dag import Workflow
 from macp.actors.records import DEFINITION, RUN_FINAL, definition_fault, run_fault, task_fault
 from macp.actors.tasks import FINAL, error_record, log
 from macp.envelope import Wire, now_ms
 from macp.errors import InternalError, InvalidParams
-from macp.store import DEAD_LETTERS_KEPT, storable
+from macp.store import DEAD_LETTERS_KEPT
 
 if TYPE_CHECKING:
     from collections import deque
@@ -41,9 +42,6 @@ __all__ = ["DEAD_LETTERS", "Journaled"]
 DEAD_LETTERS: Final = "coordinator.dead_letters"
 _FLUSH_AT: Final = 256  # dirty tasks that make a flush at once, before the burst ends
 _KEEP: Final = 20_000  # tasks kept in memory (finished ones go first; the journal keeps all)
-
-# Fields a record refused by the journal keeps as they are: what identifies it and its state.
-_IDENTITY: Final = frozenset({"id", "kind", "type", "state", "updated_ms", "workflow", "steps"})
 
 
 class Journaled:
@@ -186,15 +184,11 @@ class Journaled:
                 self._step_failed(run, step_id)
 
     def _unstorable(self, kind: str, record: dict[str, Any], error: InvalidParams) -> None:
-        """A record the journal refused: drop the fields it cannot store and fail its task or
-        run with the reason (stored at the next flush); the coordinator goes on."""
+        """A record the journal refused: replace the parts it cannot store with null, and fail
+        its task or run with the reason (stored at the next flush); the coordinator goes on."""
         self.log.error("coordinator.unstorable", record=kind, id=record["id"], error=error.message)
         for name, value in list(record.items()):
-            if name not in _IDENTITY:
-                try:
-                    storable(value, f"{kind} field {name!r}", name)
-                except InvalidParams:
-                    record[name] = [] if name == "log" else None
+            record[name] = scrub(value)
         final = record["state"] in FINAL
         if kind == "run" and not final:
             self._end_run(record, "failed", error)

@@ -19,7 +19,7 @@ for ``get``, ``delete`` and ``list``; a timer deletes expired keys from the jour
 Every write reaches the journal before the reply is sent; reads come from an in-memory copy
 loaded from the journal when the store starts, so a restarted store has the data it had. A
 value that cannot be stored (not msgpack-native, a map key that is not a string, nested over
-512 deep) fails its ``memory.put`` with :class:`~macp.errors.InvalidParams` naming the part
+256 deep) fails its ``memory.put`` with :class:`~macp.errors.InvalidParams` naming the part
 at fault; a stored row that cannot be read back is set aside as a dead letter when the store
 starts (see :mod:`macp.store`), and the store starts with the others.
 """

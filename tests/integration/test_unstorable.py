@@ -16,6 +16,7 @@ import pytest
 
 import macp
 from macp import Agent, Cluster, Context, Envelope, Kind, Settings, handler, start_control_plane
+from macp._storable import MAX_DEPTH
 from macp.actors.coordinator import Coordinator
 from macp.actors.registry import Registry
 from macp.store import Journal
@@ -47,7 +48,7 @@ BAD = [
     pytest.param({"tags": {1, 2}}, r"\['tags'\] is a set", id="set"),
     pytest.param({"at": WHEN}, r"\['at'\] is a datetime", id="datetime"),
     pytest.param({1: "one"}, r" has the key 1 \(an int\); keys must be strings", id="int-key"),
-    pytest.param(nested(600), r"\[0\].* is nested more than 512 maps and lists deep", id="deep"),
+    pytest.param(nested(300), r"\[0\].* is nested more than 256 maps and lists deep", id="deep"),
     pytest.param([2**64], r"\[0\] is an integer of 65 bits \(at most 64 fit\)", id="big-int"),
 ]
 
@@ -380,7 +381,34 @@ def test_a_record_the_journal_refuses_fails_its_task_and_the_coordinator_goes_on
     with Journal(tmp_path / "journal.sqlite3") as journal:
         stored = journal.get_task(task.id)
     assert stored is not None
-    assert (stored["state"], stored["body"]) == ("failed", None)
+    assert (stored["state"], stored["body"]) == ("failed", {"tags": None})  # the rest is kept
     node.spawn(Sneaky, "sneaky")
     cluster.wait_for_agents(["sneaky@head"])
     _still_serves(cluster, 10)
+
+
+class Deep(Agent):
+    """Answers a value nested as deep as the control plane stores."""
+
+    capabilities = ("deep",)
+
+    @handler("deep")
+    def deep(self, _body: Any) -> Any:
+        return nested(MAX_DEPTH)
+
+
+def test_values_nested_as_deep_as_allowed_go_through_votes_and_templates(
+    head: tuple[Node, Cluster],
+) -> None:
+    node, cluster = head
+    for name in ("deep-1", "deep-2"):
+        node.spawn(Deep, name)
+    cluster.wait_for_agents(["deep-1@head", "deep-2@head"])
+    vote = cluster.scatter("deep", capabilities=["deep"], aggregation="majority")
+    assert vote.result(timeout_s=5) == nested(MAX_DEPTH)  # equal answers, compared recursively
+    template: Any = "${input}"
+    answer: Any = 5
+    for _ in range(MAX_DEPTH - 5):  # the definition holds the body four levels down
+        template, answer = [template], [answer]
+    definition = {"name": "deep", "steps": [{"id": "a", "type": "good", "body": template}]}
+    assert cluster.run(definition, 5).result(timeout_s=5) == {"a": {"ok": answer}}

@@ -10,7 +10,7 @@ import msgpack
 import pytest
 
 import macp
-from macp._storable import MAX_DEPTH, is_number, storable
+from macp._storable import MAX_DEPTH, is_number, scrub, storable
 
 FIX = (
     "; use only dict/list/str/bytes/int/float/bool/None (e.g. a set as a sorted list, a "
@@ -67,7 +67,7 @@ def test_a_value_that_cannot_be_stored_is_refused_naming_the_part_at_fault(
 def test_a_value_that_nests_itself_is_refused_without_walking_forever() -> None:
     loop: list[Any] = []
     loop.append(loop)
-    with pytest.raises(macp.InvalidParams, match=r"is nested more than 512 maps and lists deep"):
+    with pytest.raises(macp.InvalidParams, match=r"is nested more than 256 maps and lists deep"):
         storable({"loop": loop}, "the value")
 
 
@@ -84,3 +84,14 @@ def test_the_field_names_the_root_of_the_path() -> None:
 )
 def test_is_number_is_a_finite_int_or_float_not_a_bool(value: object, number: bool) -> None:
     assert is_number(value) is number
+
+
+def test_scrub_keeps_what_can_be_stored_and_nulls_the_rest() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    value = {"a": {1, 2}, 1: "int key", "b": [dt.date(2026, 1, 1), 2**70, "ok", (1, 2)], "c": loop}
+    scrubbed = scrub(value)
+    assert scrubbed["a"] is None
+    assert scrubbed["b"] == [None, None, "ok", [1, 2]]
+    assert set(scrubbed) == {"a", "b", "c"}
+    assert storable(scrubbed, "the scrubbed value") == msgpack.packb(scrubbed, use_bin_type=True)
