@@ -11,6 +11,12 @@ SIGKILL of the process. On a power cut or an OS crash the last few commits may b
 is synced at checkpoints, not at each commit); pass ``synchronous="FULL"`` to sync every commit
 at the cost of one fsync per write.
 
+What is written is checked first (:func:`storable`: what an envelope could carry, or
+:class:`~macp.errors.InvalidParams` naming the part at fault, and nothing is written); what is
+read is checked as it is read, and a row that cannot be read back is set aside as a dead
+letter instead (:mod:`macp._dead_letters`), so no reader fails on one bad row. The schema has
+a version (:data:`SCHEMA_VERSION`); a file of an earlier version is migrated as it is opened.
+
 Threads: open one :class:`Journal` per actor (each actor runs on its own thread); several
 journals on one file see each other's committed writes, and a writer waits up to ``busy_timeout_s``
 for another one's transaction to end. One journal may move between threads (it is built in the
