@@ -156,3 +156,16 @@ class Returner(Agent):
         except macp.MacpError as e:
             return {"error": type(e).__name__, "message": e.message}
         return {"error": None}
+
+
+class Unstorable(Agent):
+    """Answers ``unstorable`` with a set, which msgpack cannot carry (run it on a node with the
+    strict setting off, so the value reaches the coordinator); ``echo`` answers normally."""
+
+    @handler("unstorable")
+    def unstorable(self, _body: macp.Wire) -> Any:
+        return {"tags": {"a", "b"}}
+
+    @handler("echo")
+    def echo(self, body: macp.Wire) -> macp.Wire:
+        return {"echo": body}

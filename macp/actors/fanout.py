@@ -24,9 +24,10 @@ from macp.actors.control import Command
 from macp.actors.gather import Gather, check_mode
 from macp.actors.registry import CONTROL_PLANE, ROUTABLE
 from macp.actors.routing import Outcome
-from macp.actors.tasks import FINAL, new_record, requirement
+from macp.actors.tasks import FINAL, error_record, new_record, requirement
 from macp.envelope import Wire, new_id
 from macp.errors import AgentError, InvalidParams, MacpError, ResourceUnavailable, error_body
+from macp.store import storable
 
 if TYPE_CHECKING:
     from macp.actors.context import Context, Deferred, Reply
@@ -158,7 +159,12 @@ class FanOut:
         gather = self.gathers.get(task["id"])
         if gather is None or task["state"] in FINAL:
             return
-        decision = gather.add(agent, ok, value if ok else error_body(value))
+        if ok:
+            try:  # an answer its agent's node did not check counts as that agent's failure
+                storable(value, f"the answer of {agent} to scatter {task['id']}", "answer")
+            except InvalidParams as e:
+                ok, value = False, e
+        decision = gather.add(agent, ok, value if ok else error_record(value))
         if decision is not None:
             self._decided(task, decision.ok, decision.result, decision.reason)
 
