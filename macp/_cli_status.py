@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from macp.errors import MacpError
@@ -13,11 +14,12 @@ if TYPE_CHECKING:
 __all__ = ["gather", "render"]
 
 _ACTIVE = ["pending", "assigned", "running", "retrying"]
+_DEAD_LETTERS_SHOWN = 5
 
 
 def gather(cluster: Cluster) -> dict[str, Any]:
     """Nodes (state, uptime), agents (status, load, tasks done and failed), tasks in flight,
-    and workflow runs."""
+    workflow runs, and the journal's dead letters (a count and the newest few)."""
     node = cluster.node
     head = node.ask_node("*", "node.info", timeout_s=cluster.timeout_s).get()
     nodes = [{"name": head["name"], "state": "up", "address": head["address"],
@@ -50,6 +52,7 @@ def gather(cluster: Cluster) -> dict[str, Any]:
         "tasks": cluster.tasks(states=_ACTIVE),
         "workflows": [r for r in runs["runs"] if r["state"] in {"running", "paused"}],
         "workflow_definitions": runs["definitions"],
+        "dead_letters": cluster.dead_letters(limit=_DEAD_LETTERS_SHOWN),
     }
 
 
@@ -71,4 +74,18 @@ def render(report: dict[str, Any]) -> None:
             table.add_column(column)
         for row in report[title]:
             table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        console.print(table)
+    letters = report["dead_letters"]
+    if letters["count"]:  # shown only when there are any
+        title = (
+            f"dead letters ({letters['count']}; journal records set aside, not replayed; "
+            f"the newest {len(letters['newest'])})"
+        )
+        table = Table(title=title, title_justify="left")
+        for column in ("source", "key", "time", "reason"):
+            table.add_column(column, overflow="fold")
+        for letter in letters["newest"]:
+            when = datetime.fromtimestamp(letter["time_ms"] / 1000, UTC)
+            table.add_row(letter["source"], letter["key"], f"{when:%Y-%m-%d %H:%M:%S}Z",
+                          letter["reason"])  # fmt: skip
         console.print(table)

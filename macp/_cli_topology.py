@@ -312,7 +312,11 @@ def status(
 
 def control(
     command: Annotated[
-        str, typer.Argument(help="start, stop, pause, resume, configure, status or reset.")
+        str,
+        typer.Argument(
+            help="start, stop, pause, resume, configure, status, reset or restart (handled by "
+            "the agent's supervisor: it works on an agent stuck in a handler)."
+        ),
     ],
     target: Annotated[str, typer.Argument(help="An agent, group:NAME, role:NAME or all.")],
     file: Annotated[Path | None, typer.Argument(help="The topology file.")] = None,

@@ -1,4 +1,5 @@
-"""A node's names: the mailbox of each agent, the ref of each supervisor, who hears what event.
+"""A node's names: the mailbox of each agent and the supervisor it belongs to, the ref of each
+supervisor, who hears what event.
 
 Names are per node (never Pykka's process-global registry), so several nodes can share one
 process. A name's mailbox outlives restarts of its agent; it is closed when the name goes.
@@ -26,6 +27,7 @@ class Directory:
         self._lock = threading.Lock()
         self.mailboxes: dict[str, PriorityInbox] = {}
         self.supervisors: dict[str, Any] = {}
+        self._owners: dict[str, Any] = {}  # an agent's name -> its supervisor's ref
         self._subscribers: dict[str, set[str]] = {}
 
     def register(self, name: str, actor: Supervised, *, supervisor: bool) -> None:
@@ -45,13 +47,19 @@ class Directory:
                 self.supervisors[name] = actor.actor_ref
             else:
                 self.mailboxes[name] = actor.inbox
+                self._owners[name] = actor.parent
 
     def release(self, name: str, inbox: PriorityInbox) -> list[Any]:
         """The name goes: close its mailbox; what was queued in it."""
         with self._lock:
             if self.mailboxes.get(name) is inbox:
                 del self.mailboxes[name]
+                self._owners.pop(name, None)
         return inbox.close()
+
+    def owner(self, name: str) -> Any:
+        """The ref of the supervisor of agent ``name``, or ``None`` (no such agent)."""
+        return self._owners.get(name)
 
     def supervisor(self, name: str) -> Any:
         """The ref of running supervisor ``name``.

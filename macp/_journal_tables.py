@@ -1,15 +1,20 @@
-"""The journal's tables for the memory store and the resource manager.
+"""The journal's tables: task and workflow records, memory, leases, locks and pools.
 
 Mixed into :class:`~macp.store.Journal`, which provides the connection (``_execute`` and
-``_read``, serialized by its lock) and the schema.
+``_read``, serialized by its lock), transactions and the schema.
+
+Every value is checked before it is written (:func:`~macp._storable.storable`: what an
+envelope could carry), and every row is checked as it is read back: one that cannot be read
+back is set aside (:mod:`macp._dead_letters`) and skipped.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import json
+from typing import TYPE_CHECKING, Any, Final
 
-import msgpack
-
+from macp._dead_letters import DeadLetters, Unreadable, ms_column, text_column, unpack
+from macp._storable import READABLE_DEPTH, is_number, storable
 from macp.errors import InvalidParams
 
 if TYPE_CHECKING:
@@ -17,49 +22,180 @@ if TYPE_CHECKING:
 
     from macp.envelope import Wire
 
-__all__ = ["MemoryTables", "ResourceTables", "pack", "unpack"]
+__all__ = ["Tables"]
+
+# States are passed as one JSON array parameter, so the SQL text never changes with them.
+_STATES: Final = "state IN (SELECT value FROM json_each(?))"
 
 
-def pack(value: object, what: str) -> bytes:
-    try:
-        data: bytes = msgpack.packb(value, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as e:
+def _memory_item(key: object, value: object, expires: object) -> tuple[str, Wire, int | None]:
+    return text_column(key, "key"), unpack(value, "value"), ms_column(expires, "expiry")
+
+
+def _lease(lease_id: object, owner: object, amounts: object, created: object) -> dict[str, Any]:
+    held = unpack(amounts, "amounts")
+    if not isinstance(held, dict) or not all(
+        isinstance(p, str) and is_number(a) and a > 0 for p, a in held.items()
+    ):
+        raise Unreadable(f"its amounts are {held!r:.60}, not a map of pool to amount > 0")
+    created_ms = ms_column(created, "created_ms", optional=False)
+    return {"lease_id": text_column(lease_id, "id"), "owner": text_column(owner, "owner"),
+            "amounts": held, "created_ms": created_ms}  # fmt: skip
+
+
+def _lock(path: object, owner: object, expires: object) -> dict[str, Any]:
+    return {"path": text_column(path, "path"), "owner": text_column(owner, "owner"),
+            "expires_at_ms": ms_column(expires, "expiry")}  # fmt: skip
+
+
+def _pool(name: object, capacity: object) -> tuple[str, float]:
+    if not is_number(capacity) or capacity < 0:
+        raise Unreadable(f"its capacity is {capacity!r:.40}, not a number >= 0")
+    return text_column(name, "name"), float(capacity)
+
+
+def _record(blob: object) -> dict[str, Wire]:
+    record = unpack(blob)
+    if not isinstance(record, dict):
+        raise Unreadable(f"its record is a {type(record).__name__}, not a map")
+    if not isinstance(record.get("state"), str) or type(record.get("updated_ms")) is not int:
+        raise Unreadable("its record has no string 'state' or no integer 'updated_ms'")
+    return record
+
+
+def _record_bytes(record: Mapping[str, Wire], what: str) -> bytes:
+    # The values a record holds were checked as they came in (at most MAX_DEPTH deep); the
+    # record around them only needs to be readable.
+    return storable(dict(record), f"the {what} record", "record", max_depth=READABLE_DEPTH)
+
+
+def _indexed(record: Mapping[str, Wire], what: str) -> tuple[str, int]:
+    state, updated_ms = record.get("state"), record.get("updated_ms")
+    if not isinstance(state, str) or type(updated_ms) is not int:
         raise InvalidParams(
-            f"the {what} is not msgpack-native data ({e}); store only "
-            "dict/list/str/bytes/int/float/bool/None"
-        ) from e
-    return data
+            f"a {what} record needs 'state' (a string) and 'updated_ms' (an integer), "
+            f"not {state!r:.40} and {updated_ms!r:.40}; set both before storing it"
+        )
+    return state, updated_ms
 
 
-def unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+def _states(states: Iterable[str]) -> str:
+    return json.dumps([states] if isinstance(states, str) else list(states))
 
 
-class _Tables:
-    if TYPE_CHECKING:
+class RecordTables(DeadLetters):
+    """Task and workflow records (the coordinator's state), by id."""
 
-        def _execute(self, sql: str, params: Iterable[object] = ()) -> int: ...
-        def _read(self, sql: str, params: Iterable[object] = ()) -> list[Any]: ...
+    def put_task(self, task_id: str, record: Mapping[str, Wire]) -> None:
+        """Insert or replace a task record; it needs ``state`` (str) and ``updated_ms`` (int).
+
+        Raises:
+            InvalidParams: the record lacks them, or cannot be stored; nothing is written.
+        """
+        self._put_record("tasks", task_id, record, "task")
+
+    def get_task(self, task_id: str) -> dict[str, Wire] | None:
+        """A task's record, or ``None`` if there is no such task (or it was set aside)."""
+        return self._get_record("tasks", task_id)
+
+    def tasks(self, states: Iterable[str] | None = None) -> list[dict[str, Wire]]:
+        """Task records, oldest update first; only those in ``states`` if given."""
+        return [record for _, record in self.task_entries(states)]
+
+    def task_entries(
+        self, states: Iterable[str] | None = None
+    ) -> list[tuple[str, dict[str, Wire]]]:
+        """``(task id, record)`` pairs, as :meth:`tasks`; a row that cannot be read back is
+        set aside instead."""
+        return self._records("tasks", states)
+
+    def delete_task(self, task_id: str) -> bool:
+        """Forget a task; whether it was stored."""
+        return self._execute("DELETE FROM tasks WHERE id = ?", (task_id,)) > 0
+
+    def put_workflow(self, run_id: str, record: Mapping[str, Wire]) -> None:
+        """Insert or replace a workflow run; it needs ``state`` (str) and ``updated_ms`` (int).
+
+        Raises:
+            InvalidParams: the record lacks them, or cannot be stored; nothing is written.
+        """
+        self._put_record("workflows", run_id, record, "workflow")
+
+    def get_workflow(self, run_id: str) -> dict[str, Wire] | None:
+        """A workflow run's record, or ``None`` if there is no such run (or it was set aside)."""
+        return self._get_record("workflows", run_id)
+
+    def workflows(self, states: Iterable[str] | None = None) -> list[dict[str, Wire]]:
+        """Workflow records, oldest update first; only those in ``states`` if given."""
+        return [record for _, record in self.workflow_entries(states)]
+
+    def workflow_entries(
+        self, states: Iterable[str] | None = None
+    ) -> list[tuple[str, dict[str, Wire]]]:
+        """``(run id, record)`` pairs, as :meth:`workflows`; a row that cannot be read back is
+        set aside instead."""
+        return self._records("workflows", states)
+
+    def delete_workflow(self, run_id: str) -> bool:
+        """Forget a workflow run; whether it was stored."""
+        return self._execute("DELETE FROM workflows WHERE id = ?", (run_id,)) > 0
+
+    # The table name comes from the fixed literals above, never from a caller.
+    def _put_record(self, table: str, id_: str, record: Mapping[str, Wire], what: str) -> None:
+        state, updated_ms = _indexed(record, what)
+        self._execute(
+            f"INSERT OR REPLACE INTO {table} (id, state, updated_ms, record) VALUES (?, ?, ?, ?)",  # noqa: S608
+            (id_, state, updated_ms, _record_bytes(record, what)),
+        )
+
+    def _get_record(self, table: str, id_: str) -> dict[str, Wire] | None:
+        rows = self._read(f"SELECT record FROM {table} WHERE id = ?", (id_,))  # noqa: S608
+        return self._readable(table, (id_,), _record, rows[0][0]) if rows else None
+
+    def _records(
+        self, table: str, states: Iterable[str] | None
+    ) -> list[tuple[str, dict[str, Wire]]]:
+        if states is None:
+            rows = self._read(f"SELECT id, record FROM {table} ORDER BY updated_ms, id")  # noqa: S608
+        else:
+            rows = self._read(
+                f"SELECT id, record FROM {table} WHERE {_STATES} ORDER BY updated_ms, id",  # noqa: S608
+                (_states(states),),
+            )
+        found = []
+        for id_, blob in rows:
+            record = self._readable(table, (id_,), _record, blob)
+            if record is not None and isinstance(id_, str):
+                found.append((id_, record))
+            elif record is not None:
+                self.set_aside(table, (id_,), f"its id is {id_!r:.40}, not a string")
+        return found
 
 
-class MemoryTables(_Tables):
+class MemoryTables(DeadLetters):
     """Keys by namespace, with an optional expiry (the memory store's state)."""
 
     def put_memory(self, namespace: str, key: str, value: Wire, expires_at_ms: int | None) -> None:
-        """Insert or replace a key; ``expires_at_ms`` is epoch milliseconds, ``None`` never."""
+        """Insert or replace a key; ``expires_at_ms`` is epoch milliseconds, ``None`` never.
+
+        Raises:
+            InvalidParams: ``value`` cannot be stored (see :func:`~macp._storable.storable`).
+        """
         self._execute(
             "INSERT OR REPLACE INTO memory (namespace, key, value, expires_at_ms) "
             "VALUES (?, ?, ?, ?)",
-            (namespace, key, pack(value, "memory value"), expires_at_ms),
+            (namespace, key, storable(value, "the memory value"), expires_at_ms),
         )
 
     def get_memory(self, namespace: str, key: str) -> tuple[Wire, int | None] | None:
-        """The value and expiry of a key (expired or not), or ``None`` if it is not stored."""
+        """The value and expiry of a key (expired or not), or ``None`` if it is not stored (or
+        could not be read back, and was set aside)."""
         rows = self._read(
-            "SELECT value, expires_at_ms FROM memory WHERE namespace = ? AND key = ?",
+            "SELECT key, value, expires_at_ms FROM memory WHERE namespace = ? AND key = ?",
             (namespace, key),
         )
-        return (unpack(rows[0][0]), rows[0][1]) if rows else None
+        found = self._memory_rows(namespace, rows)
+        return (found[0][1], found[0][2]) if found else None
 
     def delete_memory(self, namespace: str, key: str) -> bool:
         """Delete a key; whether it was stored."""
@@ -74,14 +210,32 @@ class MemoryTables(_Tables):
             "WHERE namespace = ? AND substr(key, 1, ?) = ? ORDER BY key",
             (namespace, len(prefix), prefix),
         )
-        return [(k, unpack(v), e) for k, v, e in rows]
+        return self._memory_rows(namespace, rows)
 
     def all_memory_items(self) -> list[tuple[str, str, Wire, int | None]]:
-        """``(namespace, key, value, expires_at_ms)`` of every stored key (to load a cache)."""
+        """``(namespace, key, value, expires_at_ms)`` of every stored key (to load a cache);
+        a row that cannot be read back is set aside instead."""
         rows = self._read(
             "SELECT namespace, key, value, expires_at_ms FROM memory ORDER BY namespace, key"
         )
-        return [(n, k, unpack(v), e) for n, k, v, e in rows]
+        found = []
+        for namespace, key, value, expires in rows:
+            item = self._readable("memory", (namespace, key), _memory_item, key, value, expires)
+            if item is not None and isinstance(namespace, str):
+                found.append((namespace, *item))
+            elif item is not None:
+                self.set_aside("memory", (namespace, key), f"its namespace is {namespace!r:.40}")
+        return found
+
+    def _memory_rows(
+        self, namespace: object, rows: list[Any]
+    ) -> list[tuple[str, Wire, int | None]]:
+        found = []
+        for key, value, expires in rows:
+            item = self._readable("memory", (namespace, key), _memory_item, key, value, expires)
+            if item is not None:
+                found.append(item)
+        return found
 
     def purge_expired_memory(self, now_ms: int) -> int:
         """Delete every key whose expiry is at or before ``now_ms``; how many went."""
@@ -89,7 +243,7 @@ class MemoryTables(_Tables):
         return self._execute(sql, (now_ms,))
 
 
-class ResourceTables(_Tables):
+class ResourceTables(DeadLetters):
     """Leases, path locks and pools (the resource manager's state)."""
 
     def put_lease(
@@ -98,7 +252,7 @@ class ResourceTables(_Tables):
         """Insert or replace a lease: ``amounts`` held by ``owner`` since ``created_ms``."""
         self._execute(
             "INSERT OR REPLACE INTO leases (id, owner, amounts, created_ms) VALUES (?, ?, ?, ?)",
-            (lease_id, owner, pack(dict(amounts), "lease amounts"), created_ms),
+            (lease_id, owner, storable(dict(amounts), "the lease amounts", "amounts"), created_ms),
         )
 
     def delete_lease(self, lease_id: str) -> bool:
@@ -106,14 +260,17 @@ class ResourceTables(_Tables):
         return self._execute("DELETE FROM leases WHERE id = ?", (lease_id,)) > 0
 
     def leases(self) -> list[dict[str, Any]]:
-        """Every lease as ``{"lease_id", "owner", "amounts", "created_ms"}``, oldest first."""
+        """Every lease as ``{"lease_id", "owner", "amounts", "created_ms"}``, oldest first; a
+        row that cannot be read back is set aside instead."""
         rows = self._read(
             "SELECT id, owner, amounts, created_ms FROM leases ORDER BY created_ms, id"
         )
-        return [
-            {"lease_id": i, "owner": o, "amounts": unpack(a), "created_ms": c}
-            for i, o, a, c in rows
-        ]
+        found = []
+        for lease_id, owner, amounts, created in rows:
+            lease = self._readable("leases", (lease_id,), _lease, lease_id, owner, amounts, created)
+            if lease is not None:
+                found.append(lease)
+        return found
 
     def put_lock(self, path: str, owner: str, expires_at_ms: int | None) -> None:
         """Insert or replace the lock on ``path``; ``expires_at_ms`` ``None`` is no expiry."""
@@ -127,9 +284,15 @@ class ResourceTables(_Tables):
         return self._execute("DELETE FROM locks WHERE path = ?", (path,)) > 0
 
     def locks(self) -> list[dict[str, Any]]:
-        """Every lock (expired ones included) as ``{"path", "owner", "expires_at_ms"}``."""
+        """Every lock (expired ones included) as ``{"path", "owner", "expires_at_ms"}``; a row
+        that cannot be read back is set aside instead."""
         rows = self._read("SELECT path, owner, expires_at_ms FROM locks ORDER BY path")
-        return [{"path": p, "owner": o, "expires_at_ms": e} for p, o, e in rows]
+        found = []
+        for path, owner, expires in rows:
+            lock = self._readable("locks", (path,), _lock, path, owner, expires)
+            if lock is not None:
+                found.append(lock)
+        return found
 
     def put_pool(self, name: str, capacity: float) -> None:
         """Insert or replace a pool's capacity."""
@@ -138,5 +301,14 @@ class ResourceTables(_Tables):
         )
 
     def pools(self) -> dict[str, float]:
-        """Every pool's capacity by name."""
-        return dict(self._read("SELECT name, capacity FROM pools ORDER BY name"))
+        """Every pool's capacity by name; a row that cannot be read back is set aside instead."""
+        found = []
+        for name, capacity in self._read("SELECT name, capacity FROM pools ORDER BY name"):
+            pool = self._readable("pools", (name,), _pool, name, capacity)
+            if pool is not None:
+                found.append(pool)
+        return dict(found)
+
+
+class Tables(RecordTables, MemoryTables, ResourceTables):
+    """Every table of the journal."""

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pykka
+
 from macp._supervised import answer_foreign
 from macp.envelope import Envelope, Kind, Wire
-from macp.errors import ActorNotFound, MacpError
+from macp.errors import ActorNotFound, MacpError, UnknownMessageType
 from macp.supervisor import (
     ChildSpec,
     Restart,
+    RestartChild,
     StartChild,
     Supervisor,
     SupervisorSpec,
@@ -54,6 +57,7 @@ class NodeActors:
         _log: structlog.stdlib.BoundLogger
 
         def send(self, env: Envelope) -> None: ...
+        def _undeliverable(self, env: Envelope, exc: MacpError) -> None: ...
         def ref(self, address: str) -> Ref: ...
         def resolve(self, address: str) -> str: ...
 
@@ -122,6 +126,24 @@ class NodeActors:
         for env in queued:
             if type(env) is Envelope and env.answered:
                 self.send(env.error(gone, f"{SYSTEM}@{self.name}"))
+
+    def _restart(self, env: Envelope, name: str) -> None:
+        """Hand a ``restart`` command to the supervisor of agent ``name`` rather than to its
+        mailbox, which an agent stuck in a handler never reads (called by ``_deliver``)."""
+        if env.kind != Kind.CONTROL:
+            self._undeliverable(env, UnknownMessageType(
+                f"{env.type!r} is a control command: send it with Node.control"
+            ))  # fmt: skip
+            return
+        owner = self._names.owner(name)
+        if owner is not None:
+            try:
+                owner.tell(RestartChild(name, env))
+            except pykka.ActorDeadError:  # its supervisor is restarting, and the agent with it
+                pass
+            else:
+                return
+        self._undeliverable(env, ActorNotFound(f"no actor named {name!r} on node {self.name!r}"))
 
     # -- events -------------------------------------------------------------------------------
 

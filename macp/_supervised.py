@@ -3,7 +3,13 @@
 Pykka has no links or monitors, so the actor reports its own end: whatever way its thread ends
 (a normal stop, a crash in ``on_start``, a handler or ``on_stop``), the last thing it does is
 tell its parent :class:`ChildExited` with the reason. A supervisor also watches the thread, in
-case that report never comes.
+case that report never comes, and what it is handling (:meth:`Supervised._in_hand`), in case it
+never ends.
+
+Python cannot kill a thread, so a supervisor that gives up on an incarnation *abandons* it
+(:meth:`Supervised._abandon`): the thread is left to finish its handler, then ends without
+reading its mailbox again (the name's next incarnation reads it), without handing anything
+back to it, and without an exit report.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ if TYPE_CHECKING:
 
     from macp.node import Node
 
-__all__ = ["ChildExited", "Supervised", "answer_foreign"]
+__all__ = ["ChildExited", "InHand", "Supervised", "answer_foreign", "incarnation_of"]
 
 _log = get_logger("macp.actor")
 
@@ -44,6 +50,26 @@ class ChildExited(NamedTuple):
     name: str
     urn: str
     reason: BaseException | None
+
+
+class InHand(NamedTuple):
+    """What an actor is handling, as its supervisor sees it.
+
+    Attributes:
+        type: the message type (for a coordinator's task, the task's type).
+        task_id: the task's id, for a task.
+        due_ms: when the handler's sender stops waiting (epoch ms): the deadline, or for a
+            task, the end of its attempt's timeout; ``None`` for a message with no deadline.
+    """
+
+    type: str
+    task_id: str | None
+    due_ms: int | None
+
+
+def incarnation_of(actor: pykka.Actor) -> str:
+    """The id of one incarnation of an actor: its name and address outlive restarts, not this."""
+    return actor.actor_urn.rpartition(":")[2]
 
 
 def answer_foreign(items: list[Any], name: str) -> None:
@@ -77,11 +103,17 @@ class Supervised(pykka.ThreadingActor):
         self._exit_reported = False
         self._thread: threading.Thread | None = None
         self._crash_expected = False
+        self._abandoned = False
         self.log: structlog.stdlib.BoundLogger = _log
 
     @staticmethod
     def _create_actor_inbox() -> ActorInbox:
         return ActorInbox(PriorityInbox())
+
+    @property
+    def parent(self) -> pykka.ActorRef[Any] | None:
+        """The supervisor this actor reports to (``None`` for a node's root supervisor)."""
+        return self._parent
 
     @property
     def inbox(self) -> PriorityInbox:
@@ -125,6 +157,33 @@ class Supervised(pykka.ThreadingActor):
     def _wait_started(self, timeout_s: float) -> bool:
         """Wait until ``on_start`` has finished; ``False`` if the actor died starting or hung."""
         return self._ready.wait(timeout_s) and not self.actor_stopped.is_set()
+
+    def _in_hand(self) -> InHand | None:
+        """What this actor is handling now, if anything (read from its supervisor's thread)."""
+        return None
+
+    def _stop_within(self, timeout_s: float) -> bool:
+        """Ask this incarnation to stop and wait until its thread has ended; ``False`` if it
+        has not within ``timeout_s`` (a handler that does not return)."""
+        with contextlib.suppress(pykka.ActorDeadError):  # already stopped
+            self.actor_ref.stop(block=False)
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+        return thread is None or not thread.is_alive()
+
+    def _abandon(self) -> None:
+        """Give up on this incarnation (called from its supervisor's thread).
+
+        Its thread is left to finish what it is handling, then ends without taking another
+        message from the mailbox (the next incarnation's from now on: it never takes a wake-up
+        token meant for its successor), without handing anything back to the mailbox and
+        without an exit report. No stop request is queued, and ``on_stop`` is not called (as
+        a killed Erlang process runs no ``terminate``): it would run at an unknown later time,
+        beside the successor.
+        """
+        self._abandoned = True
+        self.actor_stopped.set()
 
     def _thread_ended(self) -> bool:
         """Whether the thread has ended without reporting its exit (the watchdog's question)."""
@@ -181,6 +240,9 @@ class Supervised(pykka.ThreadingActor):
     def _report_exit(self) -> None:
         reason = self._exit_reason
         self._exit_reported = True
+        if self._abandoned:  # replaced long ago: its end is news to nobody but the log
+            self.log.info("agent.abandoned_ended", reason=repr(reason))
+            return
         if self._parent is None:
             self.node._on_root_exit(reason)
             return

@@ -136,7 +136,7 @@ def node_start(
         float, typer.Option(help="Extra silence tolerated before a peer is down.")
     ] = 1.0,
     max_message_bytes: Annotated[
-        int, typer.Option(help="Largest frame accepted or sent, bytes.")
+        int, typer.Option(help="Largest payload a message may carry (packed), bytes.")
     ] = macp.Settings().max_message_bytes,
     log_json: LogJson = False,
     log_level: LogLevel = "info",

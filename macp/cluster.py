@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Self
 from macp.actors import workflows as wf
 from macp.actors.coordinator import CANCEL, RESULT, STATUS, SUBMIT, TASKS, Coordinator
 from macp.actors.fanout import CONTROL, SCATTER
+from macp.actors.journaled import DEAD_LETTERS
 from macp.actors.memory import MemoryStore
 from macp.actors.metrics import Rule
 from macp.actors.monitor import Monitor
@@ -334,6 +335,18 @@ class Cluster:
     def runs(self) -> dict[str, Any]:
         """The defined workflows and every run."""
         return dict(self._ask("coordinator", wf.LIST))
+
+    # -- the journal --------------------------------------------------------------------------
+
+    def dead_letters(self, limit: int = 10) -> dict[str, Any]:
+        """The head journal's dead letters: records that could not be replayed, set aside.
+
+        Returns:
+            ``{"count", "kept", "newest"}``: how many there are, how many the journal keeps
+            at most (the oldest go first), and the newest ``limit`` as ``{"id", "source",
+            "key", "reason", "time_ms", "size"}``, newest first.
+        """
+        return dict(self._ask("coordinator", DEAD_LETTERS, {"limit": limit}))
 
     # -- registry, memory, resources ----------------------------------------------------------
 

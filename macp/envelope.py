@@ -77,7 +77,7 @@ class Priority(IntEnum):
 _KINDS: Final = frozenset(int(k) for k in Kind)
 _REPLY: Final = Kind.REPLY
 _tuple_new = tuple.__new__
-_time = time.time
+_time_ns = time.time_ns
 _ANSWERED: Final = frozenset({Kind.ASK, Kind.CONTROL})
 
 
@@ -131,7 +131,7 @@ class Envelope(NamedTuple):
         # runs once per message.
         return _tuple_new(cls, (
             VERSION, f"{_prefix}{next(_counter):x}", kind, type, src, dst, corr, prio,
-            int(_time() * 1000), deadline, chain, body,
+            _time_ns() // 1_000_000, deadline, chain, body,
         ))  # fmt: skip
 
     @property
@@ -143,7 +143,7 @@ class Envelope(NamedTuple):
         """The ``reply`` envelope that answers this one with ``body``."""
         return _tuple_new(Envelope, (
             VERSION, f"{_prefix}{next(_counter):x}", _REPLY, self.type, src or self.dst,
-            self.src, self.id, self.prio, int(_time() * 1000), None, (), body,
+            self.src, self.id, self.prio, _time_ns() // 1_000_000, None, (), body,
         ))  # fmt: skip
 
     def error(self, exc: BaseException, src: str | None = None) -> Envelope:

@@ -39,6 +39,7 @@ __all__ = [
     "UnknownMessageType",
     "error_body",
     "error_from_body",
+    "plain_error_body",
 ]
 
 
@@ -213,6 +214,20 @@ def error_body(exc: BaseException) -> dict[str, Wire]:
         "error": AgentError.__name__,
         "message": f"{type(exc).__name__}: {exc}",
         "data": {"remote_type": type(exc).__name__, "remote_message": str(exc)},
+    }
+
+
+def plain_error_body(body: Wire) -> dict[str, Wire]:
+    """``body`` (an error envelope's) with its data dropped and its text made encodable: what
+    is sent instead of an error whose data or message could not cross nodes."""
+    fields = body if isinstance(body, dict) else {}
+    code, name, message = fields.get("code"), fields.get("error"), fields.get("message")
+    text = message if isinstance(message, str) else repr(body)
+    return {
+        "code": code if type(code) is int else InternalError.code,
+        "error": name if isinstance(name, str) and name.isidentifier() else "InternalError",
+        "message": text.encode("utf-8", "backslashreplace").decode("utf-8"),
+        "data": {},
     }
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+import time
+from typing import Any, Final
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["Throttle", "configure_logging", "get_logger"]
 
 
 def get_logger(name: str) -> Any:
@@ -56,3 +57,65 @@ def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))  # rendered by structlog already
     logging.basicConfig(handlers=[handler], level=level.upper(), force=True)
+
+
+_MAX_KEYS: Final = 1024
+
+
+class Throttle:
+    """Bounded-rate logging per key (a peer, say), so that a flood of bad input costs a few
+    lines, not one line per item: each key may log ``burst`` lines at once, then ``rate_per_s``
+    lines a second; what it could not log is counted and reported with its next line, or by
+    :meth:`quiet` once the key has gone quiet.
+
+    At most ``max_keys`` keys are tracked (a flood from many made-up names shares one key,
+    ``"*"``). Not thread-safe: one owner thread (the transport's I/O thread) uses it.
+
+    Example::
+
+        suppressed = throttle.admit(peer)
+        if suppressed is not None:
+            log.warning("envelope.rejected", peer=peer, suppressed=suppressed)
+    """
+
+    __slots__ = ("_burst", "_keys", "_max_keys", "_rate")
+
+    def __init__(self, rate_per_s: float = 1.0, burst: int = 5, max_keys: int = _MAX_KEYS) -> None:
+        self._rate = rate_per_s
+        self._burst = float(burst)
+        self._max_keys = max_keys
+        # key -> [tokens, last refill (monotonic s), suppressed since the last line]
+        self._keys: dict[str, list[float]] = {}
+
+    def admit(self, key: str, now: float | None = None) -> int | None:
+        """Whether an event of ``key`` may be logged now: ``None`` if not (it is counted),
+        else how many of its events were suppressed since its last line."""
+        now = time.monotonic() if now is None else now
+        state = self._keys.get(key)
+        if state is None:
+            if len(self._keys) >= self._max_keys:
+                return self.admit("*", now) if key != "*" else None
+            state = self._keys[key] = [self._burst, now, 0.0]
+        tokens = min(self._burst, state[0] + (now - state[1]) * self._rate)
+        state[1] = now
+        if tokens < 1.0:
+            state[0] = tokens
+            state[2] += 1
+            return None
+        state[0] = tokens - 1.0
+        suppressed, state[2] = int(state[2]), 0.0
+        return suppressed
+
+    def quiet(self, now: float | None = None) -> list[tuple[str, int]]:
+        """The keys with suppressed events that have been quiet for the time of one token
+        (``1 / rate_per_s``), and how many each suppressed; they are forgotten (call it now and
+        then, to log a last ``suppressed`` count after a flood)."""
+        now = time.monotonic() if now is None else now
+        window = 1.0 / self._rate
+        done = [key for key, state in self._keys.items() if now - state[1] >= window]
+        out: list[tuple[str, int]] = []
+        for key in done:
+            suppressed = int(self._keys.pop(key)[2])
+            if suppressed:
+                out.append((key, suppressed))
+        return out

@@ -34,6 +34,7 @@ from macp.envelope import VERSION, Envelope, Kind, Priority, Wire, new_id, now_m
 from macp.errors import (
     ActorNotFound,
     ConfigError,
+    InvalidParams,
     MacpError,
     NodeDown,
     PeerClosed,
@@ -41,6 +42,7 @@ from macp.errors import (
     error_from_body,
 )
 from macp.log import get_logger
+from macp.payload import UNUSUAL, bound, fit
 from macp.settings import Settings
 from macp.supervisor import (
     SupervisorSpec,
@@ -68,6 +70,7 @@ _REPLY: Final = int(Kind.REPLY)
 _ERROR: Final = int(Kind.ERROR)
 _MEDIUM: Final = int(Priority.MEDIUM)
 _ANSWERS: Final = frozenset({_REPLY, _ERROR})
+_RESTART: Final = Command.RESTART.type
 _SWEEP_INTERVAL_S: Final = 0.5
 
 
@@ -114,6 +117,7 @@ class Node(NodeActors):
         self.scheduler = Scheduler(name)
         self.counters: Counter[str] = Counter()
         self._strict = self.settings.strict
+        self._max_body = self.settings.max_message_bytes
         self._client = f"{CLIENT}@{name}"
         self._names = Directory(name)
         self._directory = self._names.mailboxes  # the hot path reads it directly
@@ -307,7 +311,9 @@ class Node(NodeActors):
     def control(
         self, dst: str, command: str, params: Wire = None, *, timeout_s: float | None = None
     ) -> AskFuture:
-        """Send a control command (start, stop, pause, resume, configure, status, reset)."""
+        """Send a control command (start, stop, pause, resume, configure, status, reset,
+        restart); ``restart`` is handled by the agent's supervisor, so it works on an agent
+        stuck in a handler, and answers ``{incarnation, previous, abandoned}``."""
         try:
             type_ = Command(command).type
         except ValueError:
@@ -363,9 +369,21 @@ class Node(NodeActors):
     def send(self, env: Envelope) -> None:
         """Route ``env``: to a local actor's inbox, to a waiting ask, or to another node.
 
+        The payload rule holds for both: a body that could not cross nodes, or that is larger
+        than ``max_message_bytes`` packed, is refused here, in the sender's thread.
+
         Raises:
-            InvalidParams: with the strict setting, a body that msgpack cannot carry.
+            InvalidParams: the body holds a value msgpack cannot carry (the message names its
+                type and path), nests too deep, or is too large.
         """
+        body = env.body
+        if body is not None:
+            try:
+                size = bound(body)
+            except UNUSUAL:
+                size = -1
+            if not 0 <= size <= self._max_body:
+                env = self._fit(env)
         name, _, node = env.dst.partition("@")
         if node and node != self.name:
             if self.router is None:
@@ -377,6 +395,22 @@ class Node(NodeActors):
             return
         self._deliver(round_trip(env) if self._strict else env, name)
 
+    def _fit(self, env: Envelope) -> Envelope:
+        """``env`` as it may be sent, once the payload rule's thorough check vouches for it."""
+        try:
+            body, size = fit(env.body, "result" if env.kind == _REPLY else "body")
+        except InvalidParams as e:
+            self.counters["refused_payload"] += 1
+            raise InvalidParams(f"{e.message} ({_what(env)})") from None
+        if size > self._max_body:
+            self.counters["refused_payload"] += 1
+            raise InvalidParams(
+                f"{_what(env)} is {size:,} bytes packed, over max_message_bytes "
+                f"({self._max_body:,}); send less (e.g. a reference to the data) or raise "
+                "settings.max_message_bytes on every node"
+            )
+        return env if body is env.body else env._replace(body=body)
+
     def _deliver(self, env: Envelope, name: str) -> None:
         """Deliver ``env``, addressed to this node, to actor ``name`` or a waiting ask."""
         if env.kind in _ANSWERS:
@@ -387,6 +421,9 @@ class Node(NodeActors):
                 future.settle(env.body)
             else:
                 future.settle(exc=error_from_body(env.body))
+            return
+        if env.type == _RESTART:
+            self._restart(env, name)
             return
         inbox = self._directory.get(name)
         if inbox is not None:
@@ -404,3 +441,12 @@ class Node(NodeActors):
             self.send(env.error(exc, f"{SYSTEM}@{self.name}"))
         elif env.kind not in _ANSWERS and not self._stopping:
             self._log.info("envelope.undeliverable", msg_id=env.id, type=env.type, dst=env.dst)
+
+
+def _what(env: Envelope) -> str:
+    """How an error names the message ``env`` (``the reply of a@n1 to 'sum' for b@n2``)."""
+    if env.kind == _REPLY:
+        return f"the reply of {env.src} to {env.type!r} for {env.dst}"
+    if env.kind == _ERROR:
+        return f"the error of {env.src} answering {env.type!r} for {env.dst}"
+    return f"{env.type!r} from {env.src} to {env.dst}"

@@ -24,13 +24,20 @@ class Settings:
     """How one node behaves.
 
     Attributes:
-        strict: round-trip every local message through msgpack, so a payload that could not
-            cross nodes fails in tests, not in production (like Akka's ``serialize-messages``).
-            Defaults to the ``MACP_STRICT`` environment variable.
-        max_message_bytes: the largest frame accepted or sent.
+        strict: round-trip every local message through msgpack, so no handler shares a mutable
+            object with its sender (like Akka's ``serialize-messages``); the payload rule holds
+            without it. Defaults to the ``MACP_STRICT`` environment variable.
+        max_message_bytes: the largest payload (a packed body) a message may carry, refused by
+            its sender above it; frames may hold 64 KiB more, for the rest of the envelope.
         ask_timeout_s: the default time an ``ask`` waits for its reply.
         shutdown_timeout_s: the default time a child gets to stop before it is abandoned.
-        supervisor_check_interval_s: how often supervisors look for children whose thread died.
+        supervisor_check_interval_s: how often supervisors look for children whose thread died
+            or whose handler is overdue.
+        abandon_grace_s: how long past its deadline (for a coordinator's task: past the task's
+            timeout) a handler may run before its agent is abandoned and restarted. The
+            default, like ``shutdown_timeout_s``, leaves a handler that is about to finish, or
+            a clock a few seconds off another host's, alone; an agent stuck for good is back
+            within its deadline plus this plus one check interval.
         heartbeat_interval_s: how often nodes tell each other they are alive.
         heartbeat_misses: missed intervals after which a silent peer is down.
         acceptable_pause_s: extra silence tolerated before a peer is down (a busy host's pause).
@@ -43,6 +50,7 @@ class Settings:
     ask_timeout_s: float = 5.0
     shutdown_timeout_s: float = 5.0
     supervisor_check_interval_s: float = 1.0
+    abandon_grace_s: float = 5.0
     heartbeat_interval_s: float = 1.0
     heartbeat_misses: int = 3
     acceptable_pause_s: float = 1.0

@@ -11,6 +11,12 @@ SIGKILL of the process. On a power cut or an OS crash the last few commits may b
 is synced at checkpoints, not at each commit); pass ``synchronous="FULL"`` to sync every commit
 at the cost of one fsync per write.
 
+What is written is checked first (:func:`storable`: what an envelope could carry, or
+:class:`~macp.errors.InvalidParams` naming the part at fault, and nothing is written); what is
+read is checked as it is read, and a row that cannot be read back is set aside as a dead
+letter instead (:mod:`macp._dead_letters`), so no reader fails on one bad row. The schema has
+a version (:data:`SCHEMA_VERSION`); a file of an earlier version is migrated as it is opened.
+
 Threads: open one :class:`Journal` per actor (each actor runs on its own thread); several
 journals on one file see each other's committed writes, and a writer waits up to ``busy_timeout_s``
 for another one's transaction to end. One journal may move between threads (it is built in the
@@ -21,25 +27,32 @@ meant for one thread at a time: a transaction holds the lock until it ends.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from macp._journal_tables import MemoryTables, ResourceTables, pack, unpack
-from macp.errors import ConfigError, InternalError, InvalidParams
+from macp._dead_letters import DEAD_LETTER_TABLE, DEAD_LETTERS_KEPT
+from macp._journal_tables import Tables
+from macp._storable import storable
+from macp.errors import ConfigError, InternalError
+from macp.log import get_logger
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Iterable, Iterator
     from types import TracebackType
 
-    from macp.envelope import Wire
+__all__ = [
+    "DEAD_LETTERS_KEPT",
+    "SCHEMA_VERSION",
+    "Journal",
+    "default_journal_path",
+    "open_journal",
+    "storable",
+]
 
-__all__ = ["SCHEMA_VERSION", "Journal", "default_journal_path", "open_journal"]
-
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _SYNCHRONOUS: Final = frozenset({"NORMAL", "FULL", "EXTRA"})
 
 _SCHEMA: Final = """
@@ -66,9 +79,12 @@ CREATE TABLE IF NOT EXISTS locks (
 );
 CREATE TABLE IF NOT EXISTS pools (name TEXT PRIMARY KEY, capacity REAL NOT NULL);
 """
-
-# States are passed as one JSON array parameter, so the SQL text never changes with them.
-_STATES: Final = "state IN (SELECT value FROM json_each(?))"
+# What a file of each earlier version needs to reach the next one, run in order in one
+# transaction with the version bump (the statements are safe to run twice).
+_MIGRATIONS: Final = {
+    2: DEAD_LETTER_TABLE,  # rows that could not be read back, set aside instead of replayed
+}
+_log = get_logger("macp.store")
 
 
 def default_journal_path(node_name: str) -> Path:
@@ -86,30 +102,18 @@ def open_journal(path: object, node_name: str) -> Journal:
         ConfigError: ``path`` is not a non-empty string, or the file cannot be opened.
     """
     if path is None:
-        return Journal(default_journal_path(node_name)).open()
-    if not isinstance(path, str | os.PathLike) or not str(path):
+        path = default_journal_path(node_name)
+    elif not isinstance(path, str | os.PathLike) or not str(path):
         raise ConfigError(
             f"config 'journal' must be a file path, not {path!r:.60}; "
             "leave it out to use the node's default journal"
         )
-    return Journal(path).open()
+    journal = Journal(path)
+    journal._log = _log.bind(node=node_name)
+    return journal.open()
 
 
-def _indexed(record: Mapping[str, Wire], what: str) -> tuple[str, int]:
-    state, updated_ms = record.get("state"), record.get("updated_ms")
-    if not isinstance(state, str) or type(updated_ms) is not int:
-        raise InvalidParams(
-            f"a {what} record needs 'state' (a string) and 'updated_ms' (an integer), "
-            f"not {state!r:.40} and {updated_ms!r:.40}; set both before storing it"
-        )
-    return state, updated_ms
-
-
-def _states(states: Iterable[str]) -> str:
-    return json.dumps([states] if isinstance(states, str) else list(states))
-
-
-class Journal(MemoryTables, ResourceTables):
+class Journal(Tables):
     """A connection to the journal file; build it, :meth:`open` it, :meth:`close` it.
 
     Also a context manager (``with Journal(path) as journal: ...``).
@@ -141,6 +145,7 @@ class Journal(MemoryTables, ResourceTables):
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
         self._depth = 0
+        self._log = _log
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -187,7 +192,11 @@ class Journal(MemoryTables, ResourceTables):
             )
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _SCHEMA.split(";"):
+            # Read again inside the transaction: another connection may have migrated it.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            statements = _SCHEMA.split(";") if version == 0 else []
+            statements += [_MIGRATIONS[v] for v in range(max(version, 1) + 1, SCHEMA_VERSION + 1)]
+            for statement in statements:
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -265,59 +274,3 @@ class Journal(MemoryTables, ResourceTables):
                 raise InternalError(
                     f"journal {str(self.path)!r} failed: {type(e).__name__}: {e}"
                 ) from e
-
-    # -- tasks and workflows (records the coordinator defines) --------------------------------
-
-    def put_task(self, task_id: str, record: Mapping[str, Wire]) -> None:
-        """Insert or replace a task record; it needs ``state`` (str) and ``updated_ms`` (int)."""
-        self._put_record("tasks", task_id, record, "task")
-
-    def get_task(self, task_id: str) -> dict[str, Wire] | None:
-        """A task's record, or ``None`` if there is no such task."""
-        return self._get_record("tasks", task_id)
-
-    def tasks(self, states: Iterable[str] | None = None) -> list[dict[str, Wire]]:
-        """Task records, oldest update first; only those in ``states`` if given."""
-        return self._records("tasks", states)
-
-    def delete_task(self, task_id: str) -> bool:
-        """Forget a task; whether it was stored."""
-        return self._execute("DELETE FROM tasks WHERE id = ?", (task_id,)) > 0
-
-    def put_workflow(self, run_id: str, record: Mapping[str, Wire]) -> None:
-        """Insert or replace a workflow run; it needs ``state`` (str) and ``updated_ms`` (int)."""
-        self._put_record("workflows", run_id, record, "workflow")
-
-    def get_workflow(self, run_id: str) -> dict[str, Wire] | None:
-        """A workflow run's record, or ``None`` if there is no such run."""
-        return self._get_record("workflows", run_id)
-
-    def workflows(self, states: Iterable[str] | None = None) -> list[dict[str, Wire]]:
-        """Workflow records, oldest update first; only those in ``states`` if given."""
-        return self._records("workflows", states)
-
-    def delete_workflow(self, run_id: str) -> bool:
-        """Forget a workflow run; whether it was stored."""
-        return self._execute("DELETE FROM workflows WHERE id = ?", (run_id,)) > 0
-
-    # The table name comes from the fixed literals above, never from a caller.
-    def _put_record(self, table: str, id_: str, record: Mapping[str, Wire], what: str) -> None:
-        state, updated_ms = _indexed(record, what)
-        self._execute(
-            f"INSERT OR REPLACE INTO {table} (id, state, updated_ms, record) VALUES (?, ?, ?, ?)",  # noqa: S608
-            (id_, state, updated_ms, pack(dict(record), f"{what} record")),
-        )
-
-    def _get_record(self, table: str, id_: str) -> dict[str, Wire] | None:
-        rows = self._read(f"SELECT record FROM {table} WHERE id = ?", (id_,))  # noqa: S608
-        return unpack(rows[0][0]) if rows else None
-
-    def _records(self, table: str, states: Iterable[str] | None) -> list[dict[str, Wire]]:
-        if states is None:
-            rows = self._read(f"SELECT record FROM {table} ORDER BY updated_ms, id")  # noqa: S608
-        else:
-            rows = self._read(
-                f"SELECT record FROM {table} WHERE {_STATES} ORDER BY updated_ms, id",  # noqa: S608
-                (_states(states),),
-            )
-        return [unpack(r[0]) for r in rows]

@@ -14,104 +14,42 @@ within ``within_s`` seconds means the supervisor gives up: it stops its children
 supervisor of a node that gives up ends the node with exit code 1.
 
 A restarted child keeps its name (so its address stays valid) and starts with fresh state.
+
+A child stuck in a handler is *abandoned* (Python cannot kill a thread): on its watch tick, a
+supervisor that finds an agent still handling a message more than ``abandon_grace_s`` past the
+message's deadline (for a coordinator's task, past the task's timeout) leaves that thread to
+finish on its own, and handles it as the child's crash: a fresh incarnation takes the name and
+the mailbox, and the restart counts toward the intensity (as OTP counts a killed child). A
+message without a deadline (a tell) is never abandoned so; the ``restart`` control command
+(:class:`RestartChild`, handed over by the node) is, and it restarts that child only, without
+counting toward the intensity (as OTP's ``restart_child``, an operator's act, does not).
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import pykka
-
-from macp._supervised import ChildExited, Supervised
-from macp.address import check_name
-from macp.errors import ConfigError, StartFailed, SupervisorEscalation
+from macp._child_spec import ChildSpec, Restart, Strategy, SupervisorSpec
+from macp._supervised import ChildExited, Supervised, incarnation_of
+from macp.envelope import Envelope, now_ms
+from macp.errors import ActorNotFound, ConfigError, MacpError, StartFailed, SupervisorEscalation
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
+
+    import pykka
 
     from macp._inbox import PriorityInbox
+    from macp._supervised import InHand
+    from macp.envelope import Wire
     from macp.node import Node
 
-__all__ = ["ChildSpec", "Restart", "Strategy", "Supervisor", "SupervisorSpec"]
+__all__ = ["ChildSpec", "Restart", "RestartChild", "Strategy", "Supervisor", "SupervisorSpec"]
 
 
 _FOREVER_S = 3600.0
-
-
-class Restart(StrEnum):
-    PERMANENT = "permanent"
-    TRANSIENT = "transient"
-    TEMPORARY = "temporary"
-
-
-class Strategy(StrEnum):
-    ONE_FOR_ONE = "one_for_one"
-    ONE_FOR_ALL = "one_for_all"
-    REST_FOR_ONE = "rest_for_one"
-
-
-@dataclass(frozen=True)
-class ChildSpec:
-    """How a supervisor starts, and restarts, one actor.
-
-    Attributes:
-        actor: the actor class (an :class:`~macp.Agent` subclass).
-        name: the child's name, unique on its node; kept across restarts.
-        args: positional arguments for the constructor.
-        kwargs: keyword arguments for the constructor (an agent's ``config`` goes here).
-        restart: ``permanent``, ``transient`` or ``temporary``.
-        shutdown_s: how long the child gets to stop; ``None`` uses the node's setting.
-    """
-
-    actor: type[Supervised]
-    name: str
-    args: tuple[Any, ...] = ()
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    restart: Restart = Restart.PERMANENT
-    shutdown_s: float | None = None
-
-    def __post_init__(self) -> None:
-        check_name(self.name, "child")
-        if not (isinstance(self.actor, type) and issubclass(self.actor, Supervised)):
-            raise ConfigError(
-                f"child {self.name!r}: actor must be an Agent subclass, not {self.actor!r}"
-            )
-        object.__setattr__(self, "restart", Restart(self.restart))
-
-
-@dataclass(frozen=True)
-class SupervisorSpec:
-    """A nested supervisor and its children, started in the order given."""
-
-    name: str
-    children: Sequence[ChildSpec | SupervisorSpec] = ()
-    strategy: Strategy = Strategy.ONE_FOR_ONE
-    max_restarts: int = 3
-    within_s: float = 5.0
-    restart: Restart = Restart.PERMANENT
-    shutdown_s: float | None = None
-
-    def __post_init__(self) -> None:
-        check_name(self.name, "supervisor")
-        try:
-            object.__setattr__(self, "strategy", Strategy(self.strategy))
-            object.__setattr__(self, "restart", Restart(self.restart))
-        except ValueError as e:
-            raise ConfigError(
-                f"supervisor {self.name!r}: {e}; strategy is one of "
-                f"{', '.join(Strategy)} and restart one of {', '.join(Restart)}"
-            ) from e
-        if not isinstance(self.max_restarts, int) or self.max_restarts < 0:
-            raise ConfigError(f"supervisor {self.name!r}: max_restarts must be an integer >= 0")
-        if not isinstance(self.within_s, int | float) or self.within_s <= 0:
-            raise ConfigError(f"supervisor {self.name!r}: within_s must be a positive number")
-        names = [c.name for c in self.children]
-        if len(names) != len(set(names)):
-            raise ConfigError(f"supervisor {self.name!r}: child names must be unique: {names}")
 
 
 class StartChild(NamedTuple):
@@ -124,6 +62,13 @@ class TerminateChild(NamedTuple):
 
 class WhichChildren(NamedTuple):
     pass
+
+
+class RestartChild(NamedTuple):
+    """Restart agent ``name`` now, and answer ``command`` (its ``restart`` control envelope)."""
+
+    name: str
+    command: Envelope
 
 
 class _Tick(NamedTuple):
@@ -175,17 +120,21 @@ class Supervisor(Supervised):
             self._timer.cancel()
 
     def _handle_receive(self, message: Any) -> Any:
-        if isinstance(message, ChildExited):
-            return self._on_child_exit(message)
-        if isinstance(message, _Tick):
-            return self._watch()
         if isinstance(message, StartChild):
             return self._add(message.spec)
         if isinstance(message, TerminateChild):
             return self._terminate(message.name)
         if isinstance(message, WhichChildren):
             return self._which()
-        return super()._handle_receive(message)
+        if isinstance(message, ChildExited):
+            self._on_child_exit(message)
+        elif isinstance(message, _Tick):
+            self._watch()
+        elif isinstance(message, RestartChild):
+            self._restart_command(message)
+        else:
+            return super()._handle_receive(message)
+        return None
 
     # -- starting and stopping children --------------------------------------------------------
 
@@ -219,21 +168,32 @@ class Supervisor(Supervised):
             f"child {spec.name!r} failed to start: {type(reason).__name__}: {reason}"
         )
 
-    def _stop_child(self, child: _Child, *, close: bool) -> None:
-        """Stop the child's actor; with ``close``, its name goes too (its mailbox refused)."""
+    def _stop_child(
+        self, child: _Child, *, close: bool, timeout_s: float | None = None, cause: str = "stop"
+    ) -> bool:
+        """Stop the child's actor; with ``close``, its name goes too (its mailbox refused).
+
+        Returns ``False`` if the actor did not stop within its shutdown timeout (or
+        ``timeout_s``, if shorter), and so was abandoned.
+        """
         actor, child.actor = child.actor, None
-        if actor is not None and actor.actor_ref.is_alive():
-            timeout_s = child.spec.shutdown_s or self.node.settings.shutdown_timeout_s
-            if isinstance(child.spec, SupervisorSpec) and child.spec.shutdown_s is None:
-                timeout_s = _FOREVER_S  # a supervisor waits for its children's own timeouts
-            try:
-                actor.actor_ref.stop(block=True, timeout=timeout_s)
-            except pykka.Timeout:  # Python threads cannot be killed: it is abandoned
-                self.log.warning("child.stop_timed_out", child=child.spec.name, timeout_s=timeout_s)
+        stopped = True
+        if actor is not None:
+            shutdown_s = self._shutdown_s(child)
+            wait_s = shutdown_s if timeout_s is None else min(timeout_s, shutdown_s)
+            if not actor._stop_within(wait_s):
+                self._abandon_child(actor, cause, wait_s=wait_s)
+                stopped = False
         if close:
             inbox, child.inbox = child.inbox, None
             if inbox is not None:
                 self.node._close_mailbox(child.spec.name, inbox)
+        return stopped
+
+    def _shutdown_s(self, child: _Child) -> float:
+        if isinstance(child.spec, SupervisorSpec) and child.spec.shutdown_s is None:
+            return _FOREVER_S  # a supervisor waits for its children's own timeouts
+        return child.spec.shutdown_s or self.node.settings.shutdown_timeout_s
 
     def _stop_children(self, children: Sequence[_Child], *, close: bool) -> None:
         for child in reversed(children):
@@ -274,13 +234,89 @@ class Supervisor(Supervised):
     # -- reacting to exits --------------------------------------------------------------------
 
     def _watch(self) -> None:
+        grace_s = self.node.settings.abandon_grace_s
         for child in list(self._children):
             actor = child.actor
-            if actor is not None and actor._thread_ended():
+            if actor is None:
+                continue
+            if actor._thread_ended():
                 self.log.warning("child.thread_died", child=child.spec.name)
                 self._on_child_exit(
                     ChildExited(child.spec.name, actor.actor_urn, RuntimeError("thread died"))
                 )
+                continue
+            in_hand = actor._in_hand()
+            if in_hand is None or in_hand.due_ms is None:
+                continue
+            over_s = (now_ms() - in_hand.due_ms) / 1000
+            if over_s > grace_s:
+                self._abandon_child(actor, "overdue", in_hand, over_s=over_s)
+                reason = TimeoutError(
+                    f"its {in_hand.type!r} handler ran {over_s:.1f} s past its deadline"
+                )
+                self._on_child_exit(ChildExited(child.spec.name, actor.actor_urn, reason))
+
+    def _abandon_child(
+        self,
+        actor: Supervised,
+        cause: str,
+        in_hand: InHand | None = None,
+        *,
+        over_s: float | None = None,
+        wait_s: float | None = None,
+    ) -> None:
+        """Leave ``actor``'s thread to finish on its own (Python cannot kill it); count it."""
+        in_hand = in_hand or actor._in_hand()
+        actor._abandon()
+        self.node.counters["abandoned"] += 1
+        actor.log.warning(
+            "agent.abandoned",
+            cause=cause,
+            type=None if in_hand is None else in_hand.type,
+            task_id=None if in_hand is None else in_hand.task_id,
+            over_s=None if over_s is None else round(over_s, 3),
+            waited_s=wait_s,
+        )
+
+    def _restart_command(self, message: RestartChild) -> None:
+        """The ``restart`` control command: a fresh incarnation of one agent, answered once
+        the registry has it. Only that child, whatever the strategy; not counted toward the
+        intensity (an operator's restart is no crash)."""
+        env = message.command
+        child = self._by_name.get(message.name)
+        old = None if child is None else child.actor
+        if child is None or old is None or isinstance(child.spec, SupervisorSpec):
+            gone = ActorNotFound(f"no actor named {message.name!r} on node {self.node.name!r}")
+            self._send(env.error(gone, env.dst))
+            return
+        # A clean stop gets its shutdown timeout, but at most half the command's time left:
+        # the answer must reach an asker still waiting for it.
+        wait_s = None if env.deadline is None else max(0.0, (env.deadline - now_ms()) / 2000)
+        stopped = self._stop_child(child, close=False, timeout_s=wait_s, cause="restart")
+        child.restarts += 1
+        self.log.info("child.restarting", child=child.spec.name, cause="restart command")
+        failure = self._start_child(child)  # a start that fails reports an exit: a crash
+        if failure is not None:
+            self._send(env.error(failure, env.dst))
+            return
+        assert child.actor is not None
+        result: Wire = {
+            "incarnation": incarnation_of(child.actor),
+            "previous": incarnation_of(old),
+            "abandoned": not stopped,
+        }
+        answer = env.reply(result, env.dst)
+        registrar = self.node.registrar
+        if registrar is None or registrar.registry == env.dst:
+            self._send(answer)
+        else:  # answered once the registry (and so routing) has the new incarnation
+            registrar.agent_changed().add_done_callback(lambda _: self._send(answer))
+
+    def _send(self, answer: Envelope) -> None:
+        try:
+            self.node.send(answer)
+        except MacpError as e:
+            self.log.warning("reply.undeliverable", msg_id=answer.corr, error=str(e))
 
     def _on_child_exit(self, exit: ChildExited) -> None:
         child = self._by_name.get(exit.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from typing import Any
 
@@ -104,3 +105,67 @@ class Unloadable(Agent):
 
     def on_start(self) -> None:
         raise RuntimeError("cannot load its model")
+
+
+class Opaque:
+    """A user's own class: not msgpack-native."""
+
+
+def build(recipe: Any) -> Any:
+    """The Python value a recipe describes (recipes are msgpack-native, so they can be sent to
+    agents anywhere; the values they build need not be): ``["v", x]`` is ``x``; ``["list", [r,
+    ...]]``, ``["tuple", ...]``, ``["set", [...]]`` and ``["dict", [[key_r, value_r], ...]]``
+    nest; ``["int", "123..."]`` is a big int; ``["datetime", epoch_s]``, ``["object"]``,
+    ``["str", n]``, ``["bytes", n]`` and ``["bytearray", n]`` are what they say."""
+    tag, *args = recipe
+    made: Any
+    if tag == "v":
+        made = args[0]
+    elif tag in {"list", "tuple", "set"}:
+        items = [build(r) for r in args[0]]
+        made = {"list": list, "tuple": tuple, "set": set}[tag](items)
+    elif tag == "dict":
+        made = {build(k): build(v) for k, v in args[0]}
+    elif tag == "int":
+        made = int(args[0])
+    elif tag == "datetime":
+        made = dt.datetime.fromtimestamp(args[0], tz=dt.UTC)
+    elif tag == "object":
+        made = Opaque()
+    elif tag == "str":
+        made = "x" * args[0]
+    elif tag in {"bytes", "bytearray"}:
+        made = (bytes if tag == "bytes" else bytearray)(args[0])
+    else:
+        raise macp.InvalidParams(f"unknown recipe tag {tag!r}")
+    return made
+
+
+class Returner(Agent):
+    """Returns (or sends on) the value a recipe builds, whatever it is: for the payload rule."""
+
+    @handler("give")
+    def give(self, body: dict[str, Any]) -> Any:
+        return build(body["recipe"])
+
+    @handler("send")
+    def send(self, body: dict[str, Any]) -> macp.Wire:
+        """Ask ``body["to"]`` with the built value as the body; what that raised, by name."""
+        try:
+            self.ask(body["to"], "echo", build(body["recipe"])).get()
+        except macp.MacpError as e:
+            return {"error": type(e).__name__, "message": e.message}
+        return {"error": None}
+
+
+class Unstorable(Agent):
+    """Answers ``unstorable`` with a set, which msgpack cannot carry (run it on a node with the
+    strict setting off, so the value reaches the coordinator); ``echo`` answers normally."""
+
+    @handler("unstorable")
+    def unstorable(self, _body: macp.Wire) -> Any:
+        return {"tags": {"a", "b"}}
+
+    @handler("echo")
+    def echo(self, body: macp.Wire) -> macp.Wire:
+        return {"echo": body}

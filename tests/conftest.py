@@ -66,8 +66,13 @@ def procs() -> Iterator[Callable[..., NodeProcess]]:
     """Start ``macp node start`` processes; every one is killed when the test ends."""
     started: list[NodeProcess] = []
 
-    def start(name: str, *args: str, listen: str = "tcp://127.0.0.1:0") -> NodeProcess:
-        proc = NodeProcess(name, *args, listen=listen).start()
+    def start(
+        name: str,
+        *args: str,
+        listen: str = "tcp://127.0.0.1:0",
+        env: dict[str, str] | None = None,
+    ) -> NodeProcess:
+        proc = NodeProcess(name, *args, listen=listen, env=env).start()
         started.append(proc)
         return proc
 

@@ -32,8 +32,15 @@ QUICK_CLUSTER_FLAGS = ("--heartbeat-s", "0.1", "--acceptable-pause-s", "0.2")
 class NodeProcess:
     """One ``macp node start`` subprocess; :meth:`start` returns once it prints its address."""
 
-    def __init__(self, name: str, *args: str, listen: str = "tcp://127.0.0.1:0") -> None:
+    def __init__(
+        self,
+        name: str,
+        *args: str,
+        listen: str = "tcp://127.0.0.1:0",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
+        self.extra_env = dict(env or {})
         self.args = ["--name", name, "--listen", listen, *args]
         self.address: str | None = None
         self.ready: dict[str, Any] = {}  # the node.ready line
@@ -45,6 +52,7 @@ class NodeProcess:
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
             STOP_WITH_PARENT: str(os.getpid()),  # a killed test run leaves no node behind
+            **self.extra_env,
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "macp", "node", "start", *self.args, "--log-json"],

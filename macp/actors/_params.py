@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING, Final
 
+from macp._storable import is_number
 from macp.errors import InvalidParams
 
 if TYPE_CHECKING:
     from macp.envelope import Wire
 
-__all__ = ["body_map", "is_number", "text", "ttl_s"]
+__all__ = ["MAX_TTL_S", "body_map", "is_number", "text", "ttl_s"]
 
-
-def is_number(value: object) -> TypeGuard[int | float]:
-    """A finite int or float (not a bool)."""
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+MAX_TTL_S: Final = 3_155_760_000  # 100 years: an expiry (epoch ms) must fit SQLite's integer
 
 
 def body_map(type_: str, body: Wire, example: str) -> dict[str, Wire]:
@@ -43,6 +40,11 @@ def ttl_s(type_: str, body: dict[str, Wire], forever: str) -> float | None:
     if not is_number(ttl) or ttl <= 0:
         raise InvalidParams(
             f"{type_} needs 'ttl_s' as a positive number of seconds or null, got {ttl!r:.60}; "
+            f"{forever}"
+        )
+    if ttl > MAX_TTL_S:
+        raise InvalidParams(
+            f"{type_} needs 'ttl_s' of at most {MAX_TTL_S} seconds (100 years), got {ttl:.4g}; "
             f"{forever}"
         )
     return float(ttl)

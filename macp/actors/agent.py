@@ -18,10 +18,11 @@ what it returns is the reply to an ``ask``. A handler that raises answers the as
 from __future__ import annotations
 
 import inspect
+import math
 from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, TypeVar
 
-from macp._supervised import Supervised
+from macp._supervised import InHand, Supervised, incarnation_of
 from macp.actors.context import Context, Deferred
 from macp.actors.control import COMMAND_PREFIX, AgentState, Controls
 from macp.envelope import Envelope, Kind, Priority, Wire, now_ms
@@ -32,6 +33,7 @@ from macp.errors import (
     MacpError,
     ResourceUnavailable,
     UnknownMessageType,
+    plain_error_body,
 )
 
 if TYPE_CHECKING:
@@ -44,7 +46,9 @@ if TYPE_CHECKING:
 __all__ = ["TASK_ACK", "TASK_RUN", "Agent", "handler"]
 
 TASK_RUN: Final = "task.run"
-"""A coordinator's assignment ``{task_id, attempt, type, body}``; the reply is the result."""
+"""A coordinator's assignment ``{task_id, attempt, type, body, timeout_s?}``; the reply is the
+result. ``timeout_s`` is the attempt's (the ask waits longer, for a late reply): a handler still
+running ``abandon_grace_s`` past it is abandoned."""
 TASK_ACK: Final = "task.ack"
 
 _F = TypeVar("_F", bound="Callable[..., Any]")
@@ -225,7 +229,7 @@ class Agent(Controls, Supervised):
             "group": self.group,
             "capabilities": sorted(self.capabilities),
             "handles": sorted(t for t in self._handlers if t != TASK_RUN),
-            "incarnation": self.actor_urn.rpartition(":")[2],  # new after every restart
+            "incarnation": incarnation_of(self),  # new after every restart
             "model": self.model,
             "metadata": {"class": f"{type(self).__module__}:{type(self).__qualname__}"},
         }
@@ -293,7 +297,7 @@ class Agent(Controls, Supervised):
 
     def _handle_receive(self, message: Any) -> Any:
         result = self._receive(message)
-        if self._has_idle_hook and self.inbox.depth() == 0:
+        if self._has_idle_hook and self.inbox.depth() == 0 and not self._abandoned:
             self.on_idle()
         return result
 
@@ -348,11 +352,18 @@ class Agent(Controls, Supervised):
     def _answer(self, env: Envelope, answer: Envelope) -> None:
         try:
             self.node.send(answer)
-        except MacpError as exc:  # e.g. a reply the strict setting cannot encode
-            if answer.kind == Kind.ERROR:
-                self.log.warning("reply.undeliverable", msg_id=env.id, error=str(exc))
-            else:
-                self._answer(env, env.error(exc, self.address))
+        except MacpError as exc:  # a reply that cannot cross nodes (the payload rule)
+            self.counters["failed"] += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.log.warning("reply.refused", msg_id=env.id, type=env.type, error=str(exc))
+            if answer.kind != Kind.ERROR:  # the asker learns why instead of waiting
+                fallback = env.error(exc, self.address)
+            else:  # an error whose data or message cannot cross: its class and plain text
+                fallback = answer._replace(body=plain_error_body(answer.body))
+            try:
+                self.node.send(fallback)
+            except MacpError as again:
+                self.log.warning("reply.undeliverable", msg_id=env.id, error=str(again))
 
     def _refuse(self, env: Envelope, exc: BaseException) -> None:
         """Answer ``env`` with an error if its sender waits; else log the refusal."""
@@ -364,10 +375,48 @@ class Agent(Controls, Supervised):
             )
 
     def _actor_loop_teardown(self) -> None:
-        # Work held by PAUSE goes back to the head of the mailbox, for the next incarnation.
-        held, self._held = self._held, deque()
-        self.inbox.push_front(held)
+        # Work held by PAUSE goes back to the head of the mailbox, for the next incarnation
+        # (an abandoned incarnation's went to it when it was abandoned).
+        if not self._abandoned:
+            held, self._held = self._held, deque()
+            self.inbox.push_front(held)
         super()._actor_loop_teardown()
+
+    # -- supervision (the supervisor's thread) ------------------------------------------------
+
+    def _in_hand(self) -> InHand | None:
+        env = self._current
+        if env is None:
+            return None
+        body = env.body
+        if env.type != TASK_RUN or not isinstance(body, dict):
+            return InHand(env.type, None, env.deadline)
+        # A task's attempt ends at its timeout (the coordinator waits longer for a late reply).
+        type_, task_id, timeout_s = body.get("type"), body.get("task_id"), body.get("timeout_s")
+        due_ms = env.deadline
+        if (
+            isinstance(timeout_s, int | float)
+            and not isinstance(timeout_s, bool)
+            and 0 < timeout_s < math.inf  # from the network: NaN and infinity are no timeout
+        ):
+            due_ms = env.ts + int(timeout_s * 1000)
+        return InHand(
+            type_ if isinstance(type_, str) else env.type,
+            task_id if isinstance(task_id, str) else None,
+            due_ms,
+        )
+
+    def _abandon(self) -> None:
+        super()._abandon()
+        # What PAUSE held goes to the successor now, ahead of the mailbox. popleft is atomic:
+        # should the old thread still be taking held work, each message goes to one of them.
+        held: list[Envelope] = []
+        while True:
+            try:
+                held.append(self._held.popleft())
+            except IndexError:
+                break
+        self.inbox.push_front(held)
 
 
 Agent._handlers = {TASK_RUN: _Handler(Agent._run_task, _wants_ctx(Agent._run_task))}

@@ -2,7 +2,10 @@
 
 A control command is an envelope of kind ``control`` and type ``control.<command>``, sent at
 CRITICAL priority so it overtakes queued work. Every command is answered with a reply (its
-result) or an error, and recorded in a bounded history that STATUS returns.
+result) or an error. All but RESTART are handled by the agent, between two messages, and
+recorded in a bounded history that STATUS returns; RESTART is handled by the agent's
+supervisor (the node hands it over before the mailbox), so it works on an agent stuck in a
+handler.
 
 =========  =========================================================================
 START      accept work again after STOP (or PAUSE); held work is then handled.
@@ -16,6 +19,12 @@ CONFIGURE  call ``on_configure(params)``; if it returns, merge ``params`` into
 STATUS     return state, counters, queue depth, held count, last error and the last
            commands.
 RESET      call ``on_reset()``, zero the counters and forget the last error.
+RESTART    (the supervisor) stop this incarnation and start a fresh one under the
+           same name, with the same mailbox: queued work is kept. One that does not
+           stop within its shutdown timeout (at most half the command's time left) is
+           abandoned: its thread is left to finish its handler on its own. Returns
+           ``{incarnation, previous, abandoned}``, once the registry has the new one.
+           Does not count toward the supervisor's restart intensity.
 =========  =========================================================================
 """
 
@@ -48,6 +57,7 @@ class Command(StrEnum):
     CONFIGURE = "configure"
     STATUS = "status"
     RESET = "reset"
+    RESTART = "restart"
 
     @property
     def type(self) -> str:
@@ -136,9 +146,12 @@ class Controls:
             self._answer(env, answer)
         else:  # answered once the registry (and so routing) knows the new state
             registrar.agent_changed().add_done_callback(lambda _: self._answer(env, answer))
-        if self.state is AgentState.RUNNING:
-            while self._held and self.state is AgentState.RUNNING:
-                self._handle_receive(self._held.popleft())
+        while self.state is AgentState.RUNNING:
+            try:  # not `while self._held`: a supervisor abandoning this agent may empty it
+                held = self._held.popleft()
+            except IndexError:
+                break
+            self._handle_receive(held)
 
     def _run_command(self, command: Command, params: Wire) -> Wire:
         if not isinstance(params, dict):

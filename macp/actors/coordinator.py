@@ -26,13 +26,15 @@ from collections import deque
 from functools import partial
 from typing import Any, Final, NamedTuple
 
+from macp._storable import is_number
 from macp.actors.agent import TASK_ACK, Agent, handler
 from macp.actors.context import TASK_PROGRESS, Context, Deferred, Reply
 from macp.actors.fanout import FanOut
+from macp.actors.journaled import Journaled
 from macp.actors.monitor import SAMPLES
 from macp.actors.registry import CONTROL_PLANE
 from macp.actors.routing import AttemptDue, Outcome, Routing
-from macp.actors.tasks import ACTIVE, FINAL, AgentView, backoff_s, log, new_record
+from macp.actors.tasks import ACTIVE, FINAL, AgentView, backoff_s, error_record, log, new_record
 from macp.actors.workflows import Workflows
 from macp.envelope import Wire, new_id, now_ms
 from macp.errors import (
@@ -41,10 +43,9 @@ from macp.errors import (
     InvalidParams,
     NodeDown,
     PoisonMessage,
-    error_body,
     error_from_body,
 )
-from macp.store import open_journal
+from macp.store import open_journal, storable
 
 __all__ = ["CANCEL", "RESULT", "STATUS", "SUBMIT", "TASKS", "Coordinator"]
 
@@ -54,8 +55,6 @@ RESULT: Final = "coordinator.result"
 CANCEL: Final = "coordinator.cancel"
 TASKS: Final = "coordinator.tasks"
 TASK_DONE: Final = "task.done"
-_FLUSH_AT: Final = 256
-_KEEP: Final = 20_000
 _NOT_RETRIED: Final = (InvalidParams, Cancelled)
 
 
@@ -67,7 +66,7 @@ class _Tick(NamedTuple):
     pass
 
 
-class Coordinator(Workflows, Routing, FanOut, Agent):
+class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
     """Routes tasks to agents (one per cluster, on the head node, named ``coordinator``).
 
     Config: ``journal`` (path), ``max_in_flight`` tasks per agent (4), ``breaker_failures`` (3),
@@ -114,54 +113,6 @@ class Coordinator(Workflows, Routing, FanOut, Agent):
         self.timer.cancel()
         self.journal.close()
 
-    # -- journal ------------------------------------------------------------------------------
-
-    def _replay(self) -> None:
-        recovered = 0
-        for record in self.journal.tasks():
-            task: dict[str, Any] = dict(record)
-            self.tasks[task["id"]] = task
-            if task.get("idempotency_key"):
-                self.keys[task["idempotency_key"]] = task["id"]
-            if task["state"] not in FINAL:
-                task.update(state="pending", agent=None, queued_ms=now_ms())
-                log(task, "recovered", note="the coordinator restarted")
-                self._save(task)
-                if task["kind"] == "task":
-                    self._enqueue(task)
-                recovered += 1
-        self.log.info("coordinator.replayed", tasks=len(self.tasks), recovered=recovered)
-        self._rerun_scatters()
-        self._resume_runs()
-
-    def _save(self, task: dict[str, Any]) -> None:
-        task["updated_ms"] = now_ms()
-        self.dirty[task["id"]] = task
-        if len(self.dirty) >= _FLUSH_AT:
-            self._flush()
-
-    def _forget_old(self) -> None:
-        """Keep at most _KEEP tasks in memory (finished ones go first; the journal keeps all)."""
-        while len(self.tasks) > _KEEP and self.finished:
-            task_id = self.finished.popleft()
-            if task_id not in self.dirty:
-                self.tasks.pop(task_id, None)
-
-    def _flush(self) -> None:
-        """Commit every change since the last flush, then send the answers that waited on it."""
-        if self.dirty or self.dirty_runs:
-            with self.journal.transaction():
-                for task_id, task in self.dirty.items():
-                    self.journal.put_task(task_id, task)
-                for run_id, run in self.dirty_runs.items():
-                    self.journal.put_workflow(run_id, run)
-            self.dirty.clear()
-            self.dirty_runs.clear()
-            self._forget_old()
-        after, self.after_commit = self.after_commit, []
-        for action in after:
-            action()
-
     def on_idle(self) -> None:
         self._pump()
         self._flush()
@@ -184,9 +135,15 @@ class Coordinator(Workflows, Routing, FanOut, Agent):
     @handler(SUBMIT)
     def submit(self, body: Wire, ctx: Context) -> Reply:
         key = body.get("idempotency_key") if isinstance(body, dict) else None
-        if isinstance(key, str) and key in self.keys:
-            task = self.tasks[self.keys[key]]
-            return {"task_id": task["id"], "state": task["state"], "duplicate": True}
+        first_id = self.keys.get(key) if isinstance(key, str) else None
+        # the first task may be finished long ago, and no longer kept in memory
+        first = (
+            None
+            if first_id is None
+            else self.tasks.get(first_id) or self.journal.get_task(first_id)
+        )
+        if first is not None:
+            return {"task_id": first["id"], "state": first["state"], "duplicate": True}
         task = new_record(new_id(), body)
         self.tasks[task["id"]] = task
         if key:
@@ -252,22 +209,34 @@ class Coordinator(Workflows, Routing, FanOut, Agent):
     # -- outcomes -----------------------------------------------------------------------------
 
     @handler(TASK_ACK)
-    def _acked(self, body: dict[str, Any]) -> None:
-        task = self.tasks.get(body.get("task_id", ""))
-        if (
-            task is not None
-            and task["state"] == "assigned"
-            and task["attempts"] == body.get("attempt")
-        ):
+    def _acked(self, body: Wire) -> None:
+        task = self._attempt_of(body)
+        if task is not None and task["state"] == "assigned":
             task.update(state="running", started_ms=now_ms())
             self._save(task)
 
     @handler(TASK_PROGRESS)
-    def _progressed(self, body: dict[str, Any]) -> None:
-        task = self.tasks.get(body.get("task_id", ""))
-        if task is not None and task["state"] in ACTIVE and task["attempts"] == body.get("attempt"):
-            task["progress"] = float(body.get("progress", 0.0))
-            task["progress_message"] = str(body.get("message", ""))[:500]
+    def _progressed(self, body: Wire) -> None:
+        task = self._attempt_of(body)
+        if task is None or task["state"] not in ACTIVE:
+            return
+        assert isinstance(body, dict)
+        progress, message = body.get("progress", 0.0), body.get("message", "")
+        if not is_number(progress) or not isinstance(message, str):
+            raise InvalidParams(
+                f"{TASK_PROGRESS} needs 'progress' as a number from 0 to 1 and 'message' as a "
+                f"string, not {progress!r:.40} and {message!r:.40}"
+            )
+        task["progress"] = min(1.0, max(0.0, float(progress)))
+        task["progress_message"] = message[:500]
+
+    def _attempt_of(self, body: Wire) -> dict[str, Any] | None:
+        """The task a report (``{task_id, attempt}``) is about, if it is its current attempt."""
+        if not isinstance(body, dict):
+            return None
+        task_id, attempt = body.get("task_id"), body.get("attempt")
+        task = self.tasks.get(task_id) if isinstance(task_id, str) else None
+        return task if task is not None and task["attempts"] == attempt else None
 
     def _on_outcome(self, outcome: Outcome) -> None:
         task = self.tasks.get(outcome.task_id)
@@ -283,16 +252,28 @@ class Coordinator(Workflows, Routing, FanOut, Agent):
         if task["state"] in FINAL:
             log(task, "duplicate_ignored", agent=outcome.agent, attempt=outcome.attempt)
             return
-        if outcome.ok:
+        refusal = self._refused_result(task, outcome) if outcome.ok else None
+        if outcome.ok and refusal is None:
             if view is not None:
                 view.breaker.success()
             self._finish(task, "succeeded", result=outcome.value)
             return
+        error = refusal or outcome.value
         if outcome.attempt == task["attempts"] and task["state"] in ACTIVE:
-            if view is not None and not isinstance(outcome.value, NodeDown):
+            if view is not None and not isinstance(error, NodeDown):
                 view.breaker.failure(time.monotonic())
-            self._failed_attempt(task, outcome.agent, outcome.value)
+            self._failed_attempt(task, outcome.agent, error)
         # else an attempt that already timed out failed late: the current one decides
+
+    @staticmethod
+    def _refused_result(task: dict[str, Any], outcome: Outcome) -> InvalidParams | None:
+        """Why ``outcome``'s result cannot be stored (its agent's node did not check it)."""
+        try:
+            storable(outcome.value, f"the result of task {task['id']} ({task['type']}) from "
+                     f"{outcome.agent}", "result")  # fmt: skip
+        except InvalidParams as e:
+            return e
+        return None
 
     def _on_attempt_due(self, due: AttemptDue) -> None:
         task = self.tasks.get(due.task_id)
@@ -315,12 +296,12 @@ class Coordinator(Workflows, Routing, FanOut, Agent):
             poison = PoisonMessage(
                 f"task {task['id']} ({task['type']}) failed {task['attempts']} times; last: "
                 f"{type(error).__name__}: {error}",
-                data={"last_error": error_body(error)},
+                data={"last_error": error_record(error)},
             )
             self._finish(task, "failed", error=poison)
         else:
             delay = 0.0 if isinstance(error, NodeDown) else backoff_s(task)
-            task.update(state="retrying", agent=None, error=error_body(error))
+            task.update(state="retrying", agent=None, error=error_record(error))
             self._save(task)
             self.node.scheduler.call_later(delay, self._tell_self, _Due(task["id"]))
 
@@ -343,8 +324,13 @@ class Coordinator(Workflows, Routing, FanOut, Agent):
         self.waiting.discard(task["id"])
         if task["state"] not in FINAL:
             self.finished.append(task["id"])
+        if result is not None:
+            try:
+                storable(result, f"the result of task {task['id']} ({task['type']})", "result")
+            except InvalidParams as e:
+                state, result, error = "failed", None, e
         task.update(state=state, finished_ms=now_ms(), result=result)
-        task["error"] = error_body(error) if error is not None else None
+        task["error"] = error_record(error) if error is not None else None
         if state == "succeeded":
             task["progress"] = 1.0
         log(task, state, agent=task["agent"])
@@ -357,13 +343,14 @@ class Coordinator(Workflows, Routing, FanOut, Agent):
                                       "duration_ms": task["finished_ms"] - started})  # fmt: skip
         waiters = self.waiters.pop(task["id"], [])
         notify = task.get("notify")
+        stored = None if error is None else error_from_body(task["error"])  # as a reader gets it
 
         def announce() -> None:
             for waiter in waiters:
-                if error is None:
+                if stored is None:
                     waiter.resolve(result)
                 else:
-                    waiter.fail(error)
+                    waiter.fail(stored)
             if notify:
                 done = {
                     "task_id": task["id"],

@@ -117,12 +117,31 @@ def _step(raw: Any, where: str) -> Step:  # noqa: C901 - one check per field, in
                     f"'{key}' must be {'an integer' if kind is int else 'a number'} >= {minimum}",
                 )
             values[key] = value
+    _check_templates(raw.get("body"), where)
     return Step(
         id=step_id, type=type_, description=str(raw.get("description", "")),
         body=raw.get("body"), depends_on=tuple(raw.get("depends_on", [])),
         capabilities=tuple(raw.get("capabilities", [])), role=raw.get("role"),
         agent=raw.get("agent"), resources=dict(resources), on_failure=policy, **values,
     )  # fmt: skip
+
+
+def _check_templates(body: Any, where: str) -> None:
+    """Refuse a template that :func:`render` could not fill in (it would fail at each run)."""
+    pending = [body]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            for match in _TEMPLATE.finditer(item):
+                path = match.group(1)
+                if path != "input" and not path.startswith(("input.", "deps.")):
+                    raise _fail(
+                        where, f"template ${{{path}}} must start with 'input' or 'deps.STEP'"
+                    )
 
 
 @dataclass(frozen=True)

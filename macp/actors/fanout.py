@@ -9,7 +9,9 @@ sent again.
 
 ``coordinator.control`` ``{command, target, params?}`` -> ``{address: {ok, result | error}}``:
 a control command to one agent (an address or a name), a ``group:NAME``, a ``role:NAME``, or
-``all``, with the answer of each.
+``all``, with the answer of each. ``restart`` of a group restarts each of its agents on its
+own (each by its own supervisor, at once, whatever is stuck); the coordinator does not restart
+itself this way, since its answer would be lost with it.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from macp.actors.control import Command
 from macp.actors.gather import Gather, check_mode
 from macp.actors.registry import CONTROL_PLANE, ROUTABLE
 from macp.actors.routing import Outcome
-from macp.actors.tasks import FINAL, new_record, requirement
+from macp.actors.tasks import FINAL, error_record, new_record, requirement
 from macp.envelope import Wire, new_id
 from macp.errors import AgentError, InvalidParams, MacpError, ResourceUnavailable, error_body
+from macp.store import storable
 
 if TYPE_CHECKING:
     from macp.actors.context import Context, Deferred, Reply
@@ -156,7 +159,12 @@ class FanOut:
         gather = self.gathers.get(task["id"])
         if gather is None or task["state"] in FINAL:
             return
-        decision = gather.add(agent, ok, value if ok else error_body(value))
+        if ok:
+            try:  # an answer its agent's node did not check counts as that agent's failure
+                storable(value, f"the answer of {agent} to scatter {task['id']}", "answer")
+            except InvalidParams as e:
+                ok, value = False, e
+        decision = gather.add(agent, ok, value if ok else error_record(value))
         if decision is not None:
             self._decided(task, decision.ok, decision.result, decision.reason)
 
@@ -202,6 +210,11 @@ class FanOut:
         addresses = self._targets(target)
         if not addresses:
             raise InvalidParams(f"no registered agent matches target {target!r}")
+        if command == Command.RESTART and self.address in addresses:
+            raise InvalidParams(
+                f"the coordinator cannot restart itself ({self.address} is in {target!r}): the "
+                "answer would be lost with it; send restart to it with Node.control instead"
+            )
         run_id = new_id()
         reply = ctx.defer()
         self.controls[run_id] = (reply, {}, len(addresses))

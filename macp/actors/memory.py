@@ -17,7 +17,11 @@ for ``get``, ``delete`` and ``list``; a timer deletes expired keys from the jour
 ``purge_interval_s``. Expiry times are epoch milliseconds, so they hold across a restart.
 
 Every write reaches the journal before the reply is sent; reads come from an in-memory copy
-loaded from the journal when the store starts, so a restarted store has the data it had.
+loaded from the journal when the store starts, so a restarted store has the data it had. A
+value that cannot be stored (not msgpack-native, a map key that is not a string, nested over
+256 deep) fails its ``memory.put`` with :class:`~macp.errors.InvalidParams` naming the part
+at fault; a stored row that cannot be read back is set aside as a dead letter when the store
+starts (see :mod:`macp.store`), and the store starts with the others.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from macp.actors.control import AgentState
 from macp.actors.registry import CONTROL_PLANE
 from macp.envelope import Priority, Wire, now_ms
 from macp.errors import ConfigError, InternalError, InvalidParams
-from macp.store import Journal, open_journal
+from macp.store import Journal, open_journal, storable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -111,7 +115,8 @@ class MemoryStore(Agent):
     # -- lifecycle (the store's thread) -------------------------------------------------------
 
     def on_start(self) -> None:
-        """Open the journal, load the keys that have not expired, start the purge timer.
+        """Open the journal, load the keys that have not expired, start the purge timer (a
+        row that cannot be read back is set aside by the journal, not loaded).
 
         Raises:
             ConfigError: a bad ``journal`` or ``purge_interval_s``, or a journal that cannot
@@ -185,8 +190,9 @@ class MemoryStore(Agent):
             )
         ttl_s = _ttl_s(MEMORY_PUT, body)
         expires_at_ms = None if ttl_s is None else now_ms() + max(1, math.ceil(ttl_s * 1000))
+        packed = storable(body["value"], f"{MEMORY_PUT} field 'value'", "value")
         self.journal.put_memory(namespace, key, body["value"], expires_at_ms)
-        self._set(namespace, key, _Entry.of(body["value"], expires_at_ms))
+        self._set(namespace, key, _Entry(packed, expires_at_ms))
         return {"ok": True, "expires_at_ms": expires_at_ms}
 
     @handler(MEMORY_GET)

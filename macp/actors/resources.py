@@ -107,6 +107,11 @@ def _amounts(type_: str, body: Wire) -> dict[str, float]:
         )
     checked: dict[str, float] = {}
     for pool, amount in amounts.items():
+        if not isinstance(pool, str) or not pool:
+            raise InvalidParams(
+                f"{type_} needs the pools in 'amounts' named by strings, got {pool!r:.60}; "
+                "send e.g. {'gpu': 1}"
+            )
         if not is_number(amount) or amount <= 0:
             raise InvalidParams(
                 f"{type_} needs 'amounts.{pool}' to be a number > 0, got {amount!r:.60}; "

@@ -183,15 +183,17 @@ class Routing:
             agent.in_flight -= 1
 
     def _send_run(self, task: dict[str, Any], address: str, attempt: int) -> None:
+        # The attempt times out at the task's timeout (a timer), but its reply is awaited for
+        # longer: a late success still completes the task if nothing else has. The agent's
+        # supervisor abandons a handler still running past the timeout (plus a grace).
+        timeout_s = task["timeout_s"]
         body = {
             "task_id": task["id"],
             "attempt": attempt,
             "type": task["type"],
             "body": task["body"],
+            "timeout_s": timeout_s,
         }
-        # The attempt times out at the task's timeout (a timer), but its reply is awaited for
-        # longer: a late success still completes the task if nothing else has.
-        timeout_s = task["timeout_s"]
         self.node.scheduler.call_later(timeout_s, self._tell_self, AttemptDue(task["id"], attempt))
         try:
             future = self.node.ask(

@@ -12,16 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from macp._storable import storable
 from macp.envelope import Priority, Wire, now_ms
-from macp.errors import InvalidParams
+from macp.errors import InvalidParams, error_body
 
 __all__ = [
     "ACTIVE",
     "FINAL",
+    "STATES",
     "AgentView",
     "Breaker",
     "backoff_s",
     "describe",
+    "error_record",
     "log",
     "new_record",
     "requirement",
@@ -29,6 +32,7 @@ __all__ = [
 
 FINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE: Final = frozenset({"assigned", "running"})
+STATES: Final = frozenset({"pending", "retrying"} | ACTIVE | FINAL)
 _LOG_LIMIT: Final = 20
 _DEFAULTS: Final[dict[str, Any]] = {
     "priority": int(Priority.MEDIUM),
@@ -52,10 +56,12 @@ def new_record(task_id: str, spec: Wire, *, kind: str = "task") -> dict[str, Any
     """A fresh ``pending`` record from a submitted spec.
 
     Raises:
-        InvalidParams: a field is missing or of the wrong type (the message names it).
+        InvalidParams: a field is missing or of the wrong type, or the body cannot be stored
+            (:func:`~macp._storable.storable`); the message names it.
     """
     if not isinstance(spec, dict):
         raise InvalidParams("a task is a map with at least a 'type'")
+    storable(spec.get("body"), "task field 'body'", "body")
     type_ = spec.get("type")
     if not isinstance(type_, str) or not type_:
         raise InvalidParams("task field 'type' must be a non-empty string, e.g. 'summarize'")
@@ -101,6 +107,17 @@ def new_record(task_id: str, spec: Wire, *, kind: str = "task") -> dict[str, Any
         "updated_ms": now,
         "log": [{"ts": now, "event": "submitted"}],
     }
+
+
+def error_record(error: BaseException) -> dict[str, Wire]:
+    """``error`` as a record keeps it (:func:`~macp.errors.error_body`); if its ``data`` (or
+    message) cannot be stored, they are replaced by the reason, and the rest is kept."""
+    body = error_body(error)
+    try:
+        storable(body, "the error", "error")
+    except InvalidParams as e:
+        body = {**body, "message": str(body["message"]), "data": {"unstorable": e.message}}
+    return body
 
 
 def log(record: dict[str, Any], event: str, **fields: Wire) -> None:

@@ -25,11 +25,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from macp.actors.agent import handler
-from macp.actors.dag import Workflow, render
+from macp.actors.dag import STRATEGIES, Workflow, render
+from macp.actors.records import DEFINITION
 from macp.actors.registry import ROUTABLE
-from macp.actors.tasks import new_record, requirement
+from macp.actors.tasks import error_record, new_record, requirement
 from macp.envelope import Wire, new_id, now_ms
 from macp.errors import Cancelled, ConfigError, InsufficientResources, InvalidParams, MacpError
+from macp.store import storable
 
 if TYPE_CHECKING:
     from macp.actors.context import Context, Deferred, Reply
@@ -47,7 +49,6 @@ RESULT: Final = "workflow.result"
 LIST: Final = "workflow.list"
 _FINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
 _RESOLVED: Final = frozenset({"succeeded", "failed", "skipped"})  # dependents may go on
-_DEFINITION: Final = "definition"
 
 
 class Workflows:
@@ -74,19 +75,7 @@ class Workflows:
         self.parsed: dict[str, Workflow] = {}
         self.run_waiters: dict[str, list[Deferred]] = {}
         self.dirty_runs: dict[str, dict[str, Any]] = {}
-        self.step_seq = itertools.count(1)
-        for record in self.journal.workflows():
-            if record["state"] == _DEFINITION:
-                self.definitions[record["name"]] = record["definition"]
-            else:
-                self.runs[record["id"]] = dict(record)
-
-    def _resume_runs(self) -> None:
-        """After a restart: go on with every run that had not finished."""
-        for run in self.runs.values():
-            if run["state"] not in _FINAL:
-                self.parsed[run["id"]] = Workflow.parse(run["definition"])
-                self._advance(run)
+        self.step_seq = itertools.count(1)  # the journal's runs are loaded by the coordinator
 
     def _save_run(self, run: dict[str, Any]) -> None:
         run["updated_ms"] = now_ms()
@@ -98,12 +87,13 @@ class Workflows:
     def define(self, body: Wire) -> Wire:
         workflow = self._parse(body)
         self.definitions[workflow.name] = dict(body)  # type: ignore[arg-type]
-        record_id = f"definition:{workflow.name}"
-        self.dirty_runs[record_id] = {"id": record_id, "state": _DEFINITION, "name": workflow.name,
+        record_id = f"{DEFINITION}:{workflow.name}"
+        self.dirty_runs[record_id] = {"id": record_id, "state": DEFINITION, "name": workflow.name,
                                       "definition": body, "updated_ms": now_ms()}  # fmt: skip
         return {"name": workflow.name, "steps": [s.id for s in workflow.steps]}
 
     def _parse(self, definition: Wire) -> Workflow:
+        storable(definition, "the workflow definition", "definition")  # first: any data at all
         try:
             return Workflow.parse(definition)
         except ConfigError as e:
@@ -116,14 +106,18 @@ class Workflows:
         definition = body.get("definition")
         if definition is None:
             name = body.get("workflow")
-            if name not in self.definitions:
+            if not isinstance(name, str) or name not in self.definitions:
                 known = ", ".join(sorted(self.definitions)) or "none"
-                raise InvalidParams(f"no workflow {name!r} is defined (defined: {known})")
-            definition = self.definitions[str(name)]
+                raise InvalidParams(f"no workflow {name!r:.60} is defined (defined: {known})")
+            definition = self.definitions[name]
         workflow = self._parse(definition)
         strategy = body.get("strategy") or workflow.strategy
-        if strategy not in ("sequential", "parallel", "priority", "resource-aware", "adaptive"):
-            raise InvalidParams(f"'strategy' {strategy!r} is not a pipeline strategy")
+        if strategy not in STRATEGIES:
+            raise InvalidParams(f"'strategy' {strategy!r:.60} is not a pipeline strategy")
+        limit = body.get("max_concurrency")
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise InvalidParams(f"'max_concurrency' must be an integer >= 1, not {limit!r:.60}")
+        storable(body.get("input"), "workflow.run field 'input'", "input")
         run = self._new_run(workflow, definition, body, strategy)
         self.parsed[run["id"]] = workflow
         self.runs[run["id"]] = run
@@ -362,9 +356,7 @@ class Workflows:
         self._end_run(run, "succeeded", None)
 
     def _end_run(self, run: dict[str, Any], state: str, error: MacpError | None) -> None:
-        from macp.errors import error_body  # noqa: PLC0415
-
-        run.update(state=state, finished_ms=now_ms(), error=error_body(error) if error else None)
+        run.update(state=state, finished_ms=now_ms(), error=error_record(error) if error else None)
         duration_ms = run["finished_ms"] - run["created_ms"]
         sample = {
             "workflow": run["workflow"],

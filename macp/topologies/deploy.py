@@ -51,7 +51,8 @@ def build_node(
     settings = Settings(
         heartbeat_interval_s=s.heartbeat_interval_s, heartbeat_misses=s.heartbeat_misses,
         acceptable_pause_s=s.acceptable_pause_s, ask_timeout_s=s.ask_timeout_s,
-        shutdown_timeout_s=s.shutdown_timeout_s, max_message_bytes=s.max_message_bytes,
+        shutdown_timeout_s=s.shutdown_timeout_s, abandon_grace_s=s.abandon_grace_s,
+        max_message_bytes=s.max_message_bytes,
         strict=s.strict or Settings().strict,
     )  # fmt: skip
     peers = {n: a for n, a in where.items() if n != name and not a.endswith(":0")}

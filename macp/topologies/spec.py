@@ -103,6 +103,7 @@ class SettingsSpec(_Model):
     acceptable_pause_s: Annotated[float, Field(ge=0)] = 1.0
     ask_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     shutdown_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    abandon_grace_s: Annotated[float, Field(gt=0)] = 5.0
     max_message_bytes: Annotated[int, Field(gt=0)] = 10 * 1024 * 1024
     journal: str | None = None
     strict: bool = False

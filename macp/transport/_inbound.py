@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, Final
 import zmq
 
 from macp.envelope import Envelope, Kind
-from macp.errors import EnvelopeError
+from macp.errors import EnvelopeError, MacpError
 from macp.transport import _system
-from macp.transport.frames import GATEWAY, refusal, unpack_frame
+from macp.transport.frames import GATEWAY, addresses_of, answers_asker, refusal, unpack_frame
 
 if TYPE_CHECKING:
     from macp.transport.router import Router
@@ -59,7 +59,11 @@ def _authentic(router: Router, claimed: str, frame: Any) -> bool:
     if user == claimed or (claimed.startswith("~") and user not in {None, "?"}):
         return True
     router.counters["impersonations"] += 1
-    router._log.warning("transport.impersonation", claimed=claimed, key_of=user)
+    suppressed = router.throttle.admit(claimed)
+    if suppressed is not None:
+        router._log.warning(
+            "transport.impersonation", claimed=claimed, key_of=user, suppressed=suppressed
+        )
     return False
 
 
@@ -69,25 +73,45 @@ def _payload(router: Router, peer: str, payload: bytes, identity: bytes | None) 
     if peer in router._peers and peer != GATEWAY:  # strangers are not tracked
         router._apply(router._liveness.seen(peer, time.monotonic()))
     try:
-        envelopes, errors = unpack_frame(payload, router._settings.max_message_bytes)
+        envelopes, errors = unpack_frame(payload, router.frame_limit)
     except EnvelopeError as e:  # the network boundary: count, log, carry on
-        bad(router, peer, identity, e)
+        bad(router, peer, identity, e, size=len(payload))
         return 0
     for env in envelopes:
         _inbound(router, env, peer, identity)
     if errors:
-        bad(router, peer, identity, *errors)
+        router.counters["bad_envelopes"] += len(errors)
+        bad(router, peer, identity, *errors, size=len(payload))
     return len(envelopes)
 
 
-def bad(router: Router, peer: str, identity: bytes | None, *errors: EnvelopeError) -> None:
-    """Count one bad frame; log and, where they can be, answer its bad envelopes."""
+def bad(
+    router: Router, peer: str, identity: bytes | None, *errors: EnvelopeError, size: int = 0
+) -> None:
+    """Count a bad frame (refused whole, or holding ``errors``, the envelopes refused); log
+    each (at a bounded rate per peer) and answer whoever waits on it: the sender of a bad ask,
+    the asker of a bad reply."""
     router.counters["bad_frames"] += 1
     for error in errors:
-        router._log.warning("envelope.rejected", peer=peer, reason=error.message)
+        suppressed = router.throttle.admit(peer)
+        if suppressed is not None:
+            router._log.warning(
+                "envelope.rejected",
+                peer=peer,
+                reason=error.message,
+                type=error.data.get("type"),
+                size=size,
+                suppressed=suppressed,
+            )
         answer = refusal(error, f"{SYSTEM}@{router._name}")
-        if answer is not None and identity is not None and router._router is not None:
+        if answer is None:
+            continue
+        if answers_asker(error):  # a bad reply: its asker (here, or a client) gets the error
+            router._node.send(answer)
+        elif identity is not None:  # a bad ask from a client or a peer: back where it came
             router._emit_router(identity, [answer])
+        else:  # a bad ask through the link of a peer (or the gateway of a client)
+            router._route(peer, [answer])
 
 
 def _inbound(router: Router, env: Envelope, peer: str, identity: bytes | None) -> None:
@@ -97,7 +121,15 @@ def _inbound(router: Router, env: Envelope, peer: str, identity: bytes | None) -
     foreign = src_node != peer and not (src_node.startswith("~") and not peer.startswith("~"))
     if foreign and peer != GATEWAY:
         router.counters["refused_src"] += 1
-        router._log.warning("envelope.refused", peer=peer, src=env.src, reason="foreign src")
+        suppressed = router.throttle.admit(peer)
+        if suppressed is not None:
+            router._log.warning(
+                "envelope.refused",
+                peer=peer,
+                src=env.src,
+                reason="foreign src",
+                suppressed=suppressed,
+            )
         return
     if src_node.startswith("~") and src_node != router._name:
         router._routes[src_node] = peer if peer in router._peers else (identity or b"").decode()
@@ -107,7 +139,10 @@ def _inbound(router: Router, env: Envelope, peer: str, identity: bytes | None) -
     elif env.kind == Kind.HEARTBEAT:
         return
     elif node and node != router._name:
-        router._node.send(env)  # for another node: this one relays (for its clients)
+        try:
+            router._node.send(env)  # for another node: this one relays (for its clients)
+        except MacpError as e:  # not for this node's limits: refused, answered where it can be
+            bad(router, peer, identity, EnvelopeError(e.message, data=addresses_of(list(env))))
     else:
         router._node._deliver(env, name)
 

@@ -4,11 +4,12 @@ A bind that fails is one sentence (an address in use names itself and the fix). 
 key is not in the keys directory, plaintext to a node with keys (or keys to a plaintext node),
 a peer with a wrong public key for this node: libzmq refuses each handshake, and the peer gets
 nothing through. Each refusal counts in ``handshakes_refused``, and is logged as
-``transport.handshake_refused``, at most once per peer and reason every ``_LOG_EVERY_S``; the
-next line says how many were ``suppressed`` since (so a peer that knocks a thousand times a
-second costs a counter, never the log). The socket monitor names only this node's own endpoint;
-for a refused key, the ZAP handler (:mod:`macp.transport.security`) saw the peer's address and
-key, and the line names them.
+``transport.handshake_refused`` at the bounded rate per peer of the router's throttle (bad
+input from the network: :class:`macp.log.Throttle`), each line saying how many were
+``suppressed`` since the last; so a peer that knocks a thousand times a second costs a counter,
+not the log. The socket monitor names only this node's own endpoint; for a refused key, the ZAP
+handler (:mod:`macp.transport.security`) saw the peer's address and key, and the line names
+them (the peer is ``"?"`` otherwise).
 
 Only the I/O thread uses this module (the ZAP handler's records reach it through a deque).
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import time
 from typing import TYPE_CHECKING, Final
 
 import zmq
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Refusals", "listen"]
 
-_LOG_EVERY_S: Final = 30.0
-_MAX_KEYS: Final = 1024  # peers remembered by the throttle; the oldest is forgotten first
 _EVENTS: Final = (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -70,26 +68,6 @@ def listen(router: Router, address: str) -> zmq.Socket[bytes]:
     return sock
 
 
-class _Throttle:
-    """At most one line per key every ``every_s``; :meth:`allow` says how many were held back
-    since the last line of that key (``None``: hold this one back too)."""
-
-    def __init__(self, every_s: float, max_keys: int) -> None:
-        self._every_s = every_s
-        self._max_keys = max_keys
-        self._keys: dict[str, tuple[float, int]] = {}  # key -> (last line at, held back since)
-
-    def allow(self, key: str, now: float) -> int | None:
-        last = self._keys.get(key)
-        if last is not None and now - last[0] < self._every_s:
-            self._keys[key] = (last[0], last[1] + 1)
-            return None
-        if last is None and len(self._keys) >= self._max_keys:
-            self._keys.pop(next(iter(self._keys)))
-        self._keys[key] = (now, 0)
-        return 0 if last is None else last[1]
-
-
 class Refusals:
     """The refused handshakes of ``router``'s ROUTER ``sock``, seen through its monitor."""
 
@@ -97,7 +75,6 @@ class Refusals:
         self._router = router
         self._sock = sock
         self.monitor: zmq.Socket[bytes] = sock.get_monitor_socket(_EVENTS)
-        self._throttle = _Throttle(_LOG_EVERY_S, _MAX_KEYS)
 
     def receive(self) -> None:
         """Count and log the refusals the monitor reported (the poller said it has some)."""
@@ -126,7 +103,7 @@ class Refusals:
             reason = _PROTOCOL.get(value, f"the handshake broke the protocol (error {value:#x})")
         else:
             reason = "the handshake failed without detail (the peer went in the middle?)"
-        suppressed = self._throttle.allow(f"{peer} {reason}", time.monotonic())
+        suppressed = router.throttle.admit(peer)
         if suppressed is not None:
             router._log.warning(
                 "transport.handshake_refused",

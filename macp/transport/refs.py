@@ -13,7 +13,7 @@ import time
 from _thread import allocate_lock as _allocate_lock
 from typing import TYPE_CHECKING, Any
 
-from macp.envelope import Priority, Wire
+from macp.envelope import Envelope, Kind, Priority, Wire
 from macp.errors import AskTimeout, MacpError, NodeDown
 from macp.log import get_logger
 
@@ -28,6 +28,7 @@ _log = get_logger("macp.refs")
 _callbacks_lock = threading.Lock()  # short: orders a callback's registration and settlement
 
 _MEDIUM = int(Priority.MEDIUM)
+_TELL = Kind.TELL
 
 
 class AskFuture:
@@ -176,7 +177,8 @@ class Ref:
 
     def tell(self, type: str, body: Wire = None, *, prio: int = _MEDIUM) -> None:
         """Send a one-way message (at-most-once)."""
-        self._node.tell(self.address, type, body, prio=prio)
+        node = self._node  # the address is already resolved: straight to the node's send
+        node.send(Envelope.new(_TELL, type, node._client, self.address, body, prio=prio))
 
     def ask(
         self, type: str, body: Wire = None, *, timeout_s: float | None = None, prio: int = _MEDIUM

@@ -23,12 +23,13 @@ import msgpack
 import zmq
 
 from macp.envelope import Envelope, Kind
-from macp.errors import ConfigError, MacpError, NodeDown
-from macp.log import get_logger
+from macp.errors import ConfigError, MacpError, NodeDown, error_body
+from macp.log import Throttle, get_logger
+from macp.payload import HEADER_ROOM
 from macp.transport import _inbound, _links, _listener, _system
 from macp.transport._claim import Claim
+from macp.transport.frames import BATCH_BYTES, Link, pack_frames
 from macp.transport.frames import GATEWAY as _GATEWAY
-from macp.transport.frames import Link, pack_frames
 from macp.transport.liveness import Liveness, PeerEvent, PeerState
 from macp.transport.outbox import Outbox
 
@@ -98,6 +99,10 @@ class Router:
         s = self._settings
         self._liveness = Liveness(s.heartbeat_interval_s, s.heartbeat_misses, s.acceptable_pause_s)
         self._log = _log.bind(node=node.name)
+        # A frame holds a payload of up to max_message_bytes plus the rest of its envelope.
+        self.frame_limit = s.max_message_bytes + HEADER_ROOM
+        self._batch_bytes = min(BATCH_BYTES, self.frame_limit - 8)
+        self.throttle = Throttle()  # logs of bad input, per peer
 
     # -- any thread ---------------------------------------------------------------------------
 
@@ -218,9 +223,9 @@ class Router:
         sock.setsockopt(zmq.LINGER, _LINGER_MS)
         sock.setsockopt(zmq.SNDHWM, s.send_hwm)
         sock.setsockopt(zmq.RCVHWM, s.recv_hwm)
-        # zmq drops a link that sends more than this; a little above our own limit, so that a
-        # frame slightly too large still reaches decode() and is counted and answered.
-        sock.setsockopt(zmq.MAXMSGSIZE, s.max_message_bytes + 65536)
+        # zmq drops a link that sends more than this; above our own limit, so that a frame
+        # somewhat too large still reaches decode() and is counted, logged and answered.
+        sock.setsockopt(zmq.MAXMSGSIZE, self.frame_limit + HEADER_ROOM)
         return sock
 
     def _close(self) -> None:
@@ -305,7 +310,7 @@ class Router:
             self._emit(peer, envs)
 
     def _frames(self, envs: list[Envelope]) -> list[bytes]:
-        frames, refused = pack_frames(envs, self._packer)
+        frames, refused = pack_frames(envs, self._packer, self._batch_bytes)
         for env, error in refused:
             self._unroutable([env], error)
         self.counters["envelopes_out"] += len(envs)
@@ -332,6 +337,9 @@ class Router:
             self.counters["unroutable"] += 1
             if env.answered:
                 self._node.send(env.error(exc, f"{SYSTEM}@{self._name}"))
+            elif env.kind == Kind.REPLY and env.corr is not None:  # its asker must not wait
+                failed = Envelope.new(Kind.ERROR, env.type, env.src, env.dst, corr=env.corr)
+                self._route(env.dst.partition("@")[2], [failed._replace(body=error_body(exc))])
 
     # -- liveness -----------------------------------------------------------------------------
 
@@ -352,6 +360,8 @@ class Router:
                     [_system.envelope(self, Kind.HEARTBEAT, _system.HEARTBEAT, peer.name, body)],
                 )
         self._apply(self._liveness.check(now))
+        for key, suppressed in self.throttle.quiet(now):
+            self._log.warning("transport.log_suppressed", peer=key, suppressed=suppressed)
         _links.redial_due(self, now)
         self._refresh_snapshot(now)
 

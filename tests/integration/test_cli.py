@@ -285,7 +285,7 @@ def test_control_of_an_unknown_command_or_target_exits_1_naming_it(peers: Topolo
     assert (unknown_command.returncode, unknown_command.stdout) == (1, "")
     assert unknown_command.stderr == (
         "error: InvalidParams: 'command' must be one of start, stop, pause, resume, configure, "
-        "status, reset, not 'freeze'\n"
+        "status, reset, restart, not 'freeze'\n"
     )
     assert statuses(status(peers)) == {"available"}
 

@@ -157,7 +157,7 @@ def test_control_reaches_one_agent_or_a_role_and_refuses_unknown_targets(
         with pytest.raises(
             macp.InvalidParams,
             match=r"^'command' must be one of start, stop, pause, resume, configure, status, "
-            r"reset, not 'explode'$",
+            r"reset, restart, not 'explode'$",
         ):
             cluster.control("explode", "all")
 

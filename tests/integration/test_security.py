@@ -4,10 +4,12 @@ nothing through; a plaintext bind beyond loopback is refused; keys are never ove
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
@@ -258,11 +260,16 @@ def test_a_client_key_cannot_speak_under_the_name_of_node_a(
     sent = _intrusion("a")
     for env in sent:
         impostor.send(env)
-    wait_until(
-        lambda: len(b.logs("transport.impersonation")) >= len(sent),
-        10.0,
-        "b did not log every impersonation",
-    )
+
+    def logged() -> int:  # each line, and the ones it stood for (logged at a bounded rate)
+        lines = b.logs("transport.impersonation") + b.logs("transport.log_suppressed")
+        return sum(
+            r.get("suppressed", 0) + (r["event"] != "transport.log_suppressed") for r in lines
+        )
+
+    wait_until(lambda: logged() >= len(sent), 10.0, "b did not log every impersonation")
+    assert logged() == len(sent)
+    assert len(b.logs("transport.impersonation")) < len(sent)
     assert _control(client) == {"control": {"count": CONTROL_TELLS, "in_order": True}}
     after = _info(client)
     assert after["counters"]["impersonations"] == len(sent)
@@ -401,7 +408,8 @@ def test_refused_handshakes_are_counted_and_logged_at_a_bounded_rate(
     client = clients(f"b={b.address}", keys)
     before: int = _info(client)["counters"].get("handshakes_refused", 0)
     assert b.address is not None
-    knocks = 30
+    knocks = 100
+    started = time.monotonic()
     for _ in range(knocks):  # each a new connection: a plaintext one, and one with a strange key
         assert raw(b.address, b"a").handshake() in _FAILED
         intruder = raw(b.address, b"a", intruder_keys / "a.key_secret", intruder_keys / "b.key")
@@ -412,16 +420,21 @@ def test_refused_handshakes_are_counted_and_logged_at_a_bounded_rate(
         return refused - before >= 2 * knocks
 
     wait_until(counted, 10.0, "b did not count every refused handshake")
-    assert _info(client)["counters"]["handshakes_refused"] - before == 2 * knocks
+    elapsed_s = time.monotonic() - started
     refused = b.logs("transport.handshake_refused")
-    # At most one line per peer and reason, not one per knock: the rest are counted only.
-    kinds = {(r["peer"], r["reason"]) for r in refused}
-    assert len(refused) == len(kinds)
-    assert kinds <= {
-        ("127.0.0.1", "its key is not in this node's keys directory"),
-        ("?", "plaintext met keys: one side has no keys"),
-        ("?", "the handshake failed without detail (the peer went in the middle?)"),
+    counted_now: int = _info(client)["counters"]["handshakes_refused"] - before
+    # Per peer (the address of a refused key; "?" where libzmq does not say), a burst of five
+    # lines and then one a second: not one line per knock.
+    for peer in ("127.0.0.1", "?"):
+        lines = [r for r in refused if r["peer"] == peer]
+        assert 1 <= len(lines) <= 5 + math.ceil(elapsed_s) + 1
+    assert {r["reason"] for r in refused} <= {
+        "its key is not in this node's keys directory",
+        "plaintext met keys: one side has no keys",
+        "the handshake failed without detail (the peer went in the middle?)",
     }
-    (unknown_key,) = [r for r in refused if r["peer"] == "127.0.0.1"]
-    assert unknown_key["key"] in (intruder_keys / "a.key").read_text()
+    # (a plaintext link whose handshake failed without detail dials again: more than a knock)
+    assert len(refused) + sum(r["suppressed"] for r in refused) <= counted_now
+    intruder_key = (intruder_keys / "a.key").read_text()
+    assert all(r["key"] in intruder_key for r in refused if r["peer"] == "127.0.0.1")
     assert client.ask("echo@b", "echo", "still here").get()["me"] == "echo@b"

@@ -22,6 +22,8 @@ from macp import ConfigError, Settings, tune_gc
          "not 2.5; use a value such as 3")),
         ("send_hwm", True, ("settings.send_hwm must be a positive whole number, not True; "
          "use a value such as 100000")),
+        ("abandon_grace_s", 0, ("settings.abandon_grace_s must be a positive number, not 0; "
+         "use a value such as 5.0")),
         ("strict", "yes", "settings.strict must be true or false, not 'yes'"),
     ],
 )  # fmt: skip

@@ -91,7 +91,9 @@ def test_a_record_without_state_or_updated_ms_is_refused(journal: Journal) -> No
 
 
 def test_a_value_msgpack_cannot_write_is_refused(journal: Journal) -> None:
-    with pytest.raises(macp.InvalidParams, match="the memory value is not msgpack-native data"):
+    with pytest.raises(
+        macp.InvalidParams, match=r"^the memory value cannot be stored: value is a set; use only "
+    ):
         journal.put_memory("ns", "k", {1, 2}, None)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,132 @@
+"""Frame isolation: a bad envelope inside a batched frame costs only itself; the others are
+delivered, and whoever waits on the bad one is answered at once."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+import msgpack
+import pytest
+import zmq
+from agents import Echo
+
+import macp
+from macp import Envelope, Kind, Settings
+from macp.transport.router import SYSTEM
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from macp import Node
+
+pytestmark = pytest.mark.fault
+
+DEFAULTS: Final = Settings(strict=False)
+BATCH: Final = 601
+BAD: Final = 300  # the one envelope of the batch whose body has an int map key
+
+
+@pytest.fixture
+def socket() -> Iterator[Callable[[int], zmq.Socket[bytes]]]:
+    """Make raw ZeroMQ sockets (no macp); all closed when the test ends."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    made: list[zmq.Socket[bytes]] = []
+
+    def make(kind: int) -> zmq.Socket[bytes]:
+        sock = ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        made.append(sock)
+        return sock
+
+    yield make
+    for sock in made:
+        sock.close(0)
+    ctx.term()
+
+
+def _batch(envelopes: list[list[Any]]) -> bytes:
+    """One frame holding ``envelopes``, packed as a sender that checks nothing would."""
+    frame: bytes = msgpack.packb(envelopes)
+    return frame
+
+
+def _received(sock: zmq.Socket[bytes], count: int, kind: int | None) -> list[list[Any]]:
+    """The first ``count`` envelopes (of ``kind``, if given) to arrive on ``sock`` (in 10 s)."""
+    found: list[list[Any]] = []
+    deadline = time.monotonic() + 10
+    while len(found) < count:
+        assert sock.poll(max(0, int((deadline - time.monotonic()) * 1000))), (
+            f"{len(found)} of {count} arrived"
+        )
+        frame = sock.recv_multipart()[-1]
+        obj = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+        batch = obj if obj and type(obj[0]) is list else [obj]
+        found.extend(env for env in batch if kind is None or env[2] == kind)
+    return found
+
+
+def test_a_bad_reply_in_a_batch_fails_only_its_asker_and_at_once(
+    make_node: Callable[..., Node], socket: Callable[[int], zmq.Socket[bytes]]
+) -> None:
+    """A peer answers 601 asks in one frame, one reply holding an int map key: the 600 others
+    are delivered, and the asker of the bad one gets an EnvelopeError, not a timeout."""
+    inbound = socket(zmq.ROUTER)  # what node "t" sends to the peer "raw"
+    inbound.bind("tcp://127.0.0.1:*")
+    node = make_node(
+        "t",
+        listen="tcp://127.0.0.1:0",
+        settings=DEFAULTS,
+        peers={"raw": inbound.getsockopt_string(zmq.LAST_ENDPOINT)},
+    )
+    outbound = socket(zmq.DEALER)  # what the peer "raw" answers through
+    outbound.setsockopt(zmq.IDENTITY, b"raw")
+    assert node.address is not None
+    outbound.connect(node.address)
+    heartbeat = Envelope.new(Kind.HEARTBEAT, "heartbeat", f"{SYSTEM}@raw", f"{SYSTEM}@t", {})
+    outbound.send(msgpack.packb(heartbeat))
+
+    futures = [node.ask("echo@raw", "echo", i, timeout_s=5) for i in range(BATCH)]
+    asks = _received(inbound, BATCH, Kind.ASK)
+    replies = [
+        list(Envelope.new(Kind.REPLY, "echo", "echo@raw", ask[4], ask[11], corr=ask[1]))
+        for ask in asks
+    ]
+    replies[BAD][11] = {1: "an int key"}  # type: ignore[dict-item]
+    start = time.monotonic()
+    outbound.send(_batch(replies))
+
+    for i, future in enumerate(futures):
+        if i == BAD:
+            with pytest.raises(macp.EnvelopeError, match=r"not a msgpack envelope"):
+                future.get()
+        else:
+            assert future.get() == i
+    assert time.monotonic() - start < 1.0
+    assert node.router is not None
+    assert node.router.counters["bad_envelopes"] == 1
+
+
+def test_a_bad_ask_in_a_batch_is_answered_and_the_others_are_served(
+    make_node: Callable[..., Node], socket: Callable[[int], zmq.Socket[bytes]]
+) -> None:
+    node = make_node("t", listen="tcp://127.0.0.1:0", settings=DEFAULTS)
+    node.spawn(Echo, "echo")
+    client = socket(zmq.DEALER)
+    client.setsockopt(zmq.IDENTITY, b"batcher")
+    assert node.address is not None
+    client.connect(node.address)
+    asks = [
+        list(Envelope.new(Kind.ASK, "echo", "$client@~batcher", "echo@t", i)) for i in range(BATCH)
+    ]
+    asks[BAD][11] = {"counts": {7: "seven"}}  # type: ignore[dict-item]
+    client.send(_batch(asks))
+
+    answers = _received(client, BATCH, None)
+    replies = [a for a in answers if a[2] == Kind.REPLY]
+    assert sorted(r[11]["echo"] for r in replies) == [i for i in range(BATCH) if i != BAD]
+    (error,) = [a for a in answers if a[2] == Kind.ERROR]
+    assert error[6] == asks[BAD][1]
+    assert error[11]["error"] == "EnvelopeError"
+    assert node.router is not None
+    assert node.router.counters["bad_envelopes"] == 1
