@@ -189,15 +189,6 @@ class Node(NodeActors):
         if self._root is not None:
             registrar.start()
 
-    def learn_head(self, head: str) -> None:
-        """Take ``head`` as the head if this node has none (what a member joined names).
-
-        Raises:
-            ConfigError: ``head`` is not a node name.
-        """
-        if self.registrar is None and not self._stopping:
-            self.set_head(head)
-
     @property
     def head(self) -> str | None:
         """The node hosting the control plane, if known."""
@@ -211,7 +202,14 @@ class Node(NodeActors):
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> Self:
-        """Start the timer thread, the transport, and the root supervisor with its children."""
+        """Start the timer thread, the transport, and the root supervisor with its children.
+
+        A node with peers (or a member to join) first makes sure no live node holds its name.
+
+        Raises:
+            ConfigError: the node is started already; its listen address is in use (or not
+                one of this host); a live node holds its name (the error names its address).
+        """
         if self._root is not None:
             raise ConfigError(f"node {self.name!r} is already started")
         self.scheduler.start()

@@ -179,8 +179,8 @@ def _joined(router: Router, body: Any, via: str) -> None:
     for temp in [p for n, p in router._peers.items() if n.startswith(JOIN_PREFIX)]:
         _links.disconnect(router, temp)
     head = body.get("head")
-    if isinstance(head, str):  # a node that joined without a head of its own takes this one
-        router._node.learn_head(head)
+    if isinstance(head, str) and router._node.head is None:  # a node without a head of its
+        router._node.set_head(head)  # own takes the member's (a bad name: ConfigError, logged)
     router._log.info("node.joined", via=via, members=sorted(members), head=head)
     router.joined.set()
 
