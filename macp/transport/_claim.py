@@ -27,6 +27,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from macp.envelope import VERSION, Envelope, Kind, Priority, new_id, now_ms
 from macp.errors import ConfigError, EnvelopeError
+from macp.transport._system import ANY_NODE, INFO, SYSTEM
 from macp.transport.frames import unpack_frame
 
 if TYPE_CHECKING:
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Claim"]
 
-_INFO: Final = "node.info"
-_SYSTEM: Final = "$node"
 _BOUND_MIN_S: Final = 1.0  # a member that is up answers in milliseconds; a loaded one, later
 # A connection refused (nobody listens), closed, or a handshake refused: no answer will come.
 _ENDS: Final = (
@@ -85,24 +84,23 @@ class Claim:
         identity = f"~{new_id()}"
         sock = router._socket(zmq.DEALER)
         sock.setsockopt_string(zmq.IDENTITY, identity)
+        now = now_ms()
+        ask = Envelope(
+            VERSION, new_id(), Kind.ASK, INFO, f"$client@{identity}", f"{SYSTEM}@{ANY_NODE}",
+            None, Priority.HIGH, now, now + int(self._bound_s * 1000), (), None,
+        )  # fmt: skip
+        monitor = sock.get_monitor_socket(_ENDS)  # before connecting: no event is missed
+        probe = _Probe(address, sock, monitor, ask.id, time.monotonic() + self._bound_s)
+        router._poller.register(sock, zmq.POLLIN)
+        router._poller.register(monitor, zmq.POLLIN)
+        self._probes.append(probe)
         try:
             if router._keys is not None:
                 router._keys.client(sock, server)
             sock.connect(address)
+            sock.send(router._packer.pack(ask), zmq.NOBLOCK)  # queued until connected
         except (zmq.ZMQError, ConfigError):
-            sock.close(0)  # the link to that member reports it, when it is opened
-            return
-        monitor = sock.get_monitor_socket(_ENDS)
-        now = now_ms()
-        ask = Envelope(
-            VERSION, new_id(), Kind.ASK, _INFO, f"$client@{identity}", f"{_SYSTEM}@*", None,
-            Priority.HIGH, now, now + int(self._bound_s * 1000), (), None,
-        )  # fmt: skip
-        sock.send(router._packer.pack(ask), zmq.NOBLOCK)
-        router._poller.register(sock, zmq.POLLIN)
-        router._poller.register(monitor, zmq.POLLIN)
-        probe = _Probe(address, sock, monitor, ask.id, time.monotonic() + self._bound_s)
-        self._probes.append(probe)
+            self._end(probe)  # the link to that member reports it, when it is opened
 
     def receive(self, events: Mapping[Any, int]) -> None:
         """Take the answers and connection events the poller reported."""
