@@ -5,6 +5,7 @@ refused at once; a node that joins without --head finds the head and registers t
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -190,6 +191,22 @@ def test_a_node_named_like_a_peer_it_was_given_is_refused_naming_that_peer(
     assert done.returncode == 2, done.stderr
     assert _errors(done.stderr) == [_held("w1", w1.address)]
     assert w1.logs("node.down") == []
+
+
+def test_node_start_raises_naming_the_holder_and_leaves_nothing_running(
+    make_node: Callable[..., Node],
+) -> None:
+    head = make_node("head", listen="tcp://127.0.0.1:0", settings=QUICK_CLUSTER)
+    w1 = make_node("w1", listen="tcp://127.0.0.1:0", peers={"head": head.address},
+                   settings=QUICK_CLUSTER)  # fmt: skip
+    wait_until(lambda: head.peers().get("w1", {}).get("state") == "up", 10, "w1 never up")
+    again = Node("w1", listen="tcp://127.0.0.1:0", peers={"head": str(head.address)},
+                 settings=QUICK_CLUSTER)  # fmt: skip
+    held = _held("w1", w1.address).removeprefix("error: ")
+    with pytest.raises(ConfigError, match=f"^{re.escape(held)}$"):
+        again.start()
+    peer = head.peers()["w1"]
+    assert (peer["address"], peer["state"]) == (w1.address, "up")
 
 
 def test_a_killed_node_restarted_at_once_on_its_address_takes_its_name_over(
