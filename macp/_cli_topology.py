@@ -56,7 +56,7 @@ def summary(spec: TopologySpec) -> str:
         caps = ", ".join(agent.capabilities or [])
         lines.append(f"  {agent.name:<12} x{agent.replicas:<3} on {where:<16} {agent.class_}"
                      + (f" [{caps}]" if caps else ""))  # fmt: skip
-    lines.append(f"workflows: {', '.join(w['name'] for w in spec.workflows) or '(none)'}")
+    lines.append(f"workflows: {', '.join(w.name for w in spec.workflows) or '(none)'}")
     return "\n".join(lines)
 
 

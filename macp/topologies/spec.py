@@ -15,24 +15,21 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from macp.actors.dag import Workflow  # noqa: TC001 - pydantic reads the annotation at run time
+from macp.actors.monitor import MonitorOptions
+from macp.actors.routing import CoordinatorOptions
 from macp.errors import ConfigError
+from macp.schema import Location, Schema, field_path, problems
 from macp.supervisor import Restart, Strategy
 
 __all__ = ["AgentSpec", "NodeSpec", "TopologySpec", "load_spec", "parse_spec"]
 
 _ENV: Final = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
-_TAGS: Final = frozenset(
-    {"hub-and-spoke", "peer-to-peer", "assembly-line", "hierarchical", "Stage", "str"}
-)
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class NodeSpec(_Model):
+class NodeSpec(Schema):
     name: str
     listen: str
     head: bool = False
@@ -40,7 +37,7 @@ class NodeSpec(_Model):
     insecure: bool = False
 
 
-class AgentSpec(_Model):
+class AgentSpec(Schema):
     name: str
     class_: str = Field(alias="class")
     node: str | list[str] | None = None
@@ -62,42 +59,42 @@ class AgentSpec(_Model):
         return [(f"{self.name}-{i + 1}", nodes[i % len(nodes)]) for i in range(self.replicas)]
 
 
-class SupervisionSpec(_Model):
+class SupervisionSpec(Schema):
     strategy: Strategy = Strategy.ONE_FOR_ONE
     max_restarts: Annotated[int, Field(ge=0)] = 3
     within_seconds: Annotated[float, Field(gt=0)] = 5.0
 
 
-class HubAndSpoke(_Model):
+class HubAndSpoke(Schema):
     kind: Literal["hub-and-spoke"]
     hub: str
     spokes: list[str]
 
 
-class PeerToPeer(_Model):
+class PeerToPeer(Schema):
     kind: Literal["peer-to-peer"]
     peers: list[str]
     entry: str
 
 
-class Stage(_Model):
+class Stage(Schema):
     agent: str
     mode: Literal["each", "all"] = "each"
     max_in_flight: Annotated[int, Field(ge=1)] | None = None
 
 
-class AssemblyLine(_Model):
+class AssemblyLine(Schema):
     kind: Literal["assembly-line"]
     stages: list[Stage | str]
 
 
-class Hierarchical(_Model):
+class Hierarchical(Schema):
     kind: Literal["hierarchical"]
     root: str
     tree: dict[str, list[str]]
 
 
-class SettingsSpec(_Model):
+class SettingsSpec(Schema):
     heartbeat_interval_s: Annotated[float, Field(gt=0)] = 1.0
     heartbeat_misses: Annotated[int, Field(ge=1)] = 3
     acceptable_pause_s: Annotated[float, Field(ge=0)] = 1.0
@@ -113,7 +110,7 @@ Topology = Annotated[
 ]
 
 
-class TopologySpec(_Model):
+class TopologySpec(Schema):
     """A whole topology file, validated."""
 
     name: str
@@ -122,9 +119,9 @@ class TopologySpec(_Model):
     supervision: SupervisionSpec = Field(default_factory=SupervisionSpec)
     topology: Topology | None = None
     resources: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
-    workflows: list[dict[str, Any]] = Field(default_factory=list)
-    monitor: dict[str, Any] = Field(default_factory=dict)
-    coordinator: dict[str, Any] = Field(default_factory=dict)
+    workflows: list[Workflow] = Field(default_factory=list)
+    monitor: MonitorOptions = Field(default_factory=MonitorOptions)
+    coordinator: CoordinatorOptions = Field(default_factory=CoordinatorOptions)
     settings: SettingsSpec = Field(default_factory=SettingsSpec)
     path: str = Field(default="", exclude=True)
 
@@ -149,35 +146,13 @@ class TopologySpec(_Model):
         return [f"{inst}@{node}" for inst, node in self.agent(agent).instances(head)]
 
 
-_SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
-    (): TopologySpec, ("nodes", "#"): NodeSpec, ("agents", "#"): AgentSpec,
-    ("supervision",): SupervisionSpec, ("settings",): SettingsSpec,
-    ("topology", "hub-and-spoke"): HubAndSpoke, ("topology", "peer-to-peer"): PeerToPeer,
-    ("topology", "assembly-line"): AssemblyLine, ("topology", "hierarchical"): Hierarchical,
-    ("topology", "assembly-line", "stages", "#", "Stage"): Stage,
-}  # fmt: skip
-
-
-def _field(loc: tuple[Any, ...]) -> str:
-    """``agents[2].class`` from a validation location (union tags left out)."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part not in _TAGS:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def _line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int:
+def _line(root: yaml.Node | None, loc: Location) -> int:
     """The line (1-based) of the deepest YAML node along ``loc`` that exists."""
     node, line = root, 1
     for part in loc:
         if node is None:
             break
         line = node.start_mark.line + 1
-        if part in _TAGS:
-            continue  # a union's tag, not a key of the file
         if isinstance(node, yaml.MappingNode):
             node = next((v for k, v in node.value if k.value == part), None)
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
@@ -189,40 +164,21 @@ def _line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int:
     return line
 
 
-def _allowed(loc: tuple[Any, ...]) -> str:
-    shape = tuple("#" if isinstance(p, int) else p for p in loc)
-    model = _SECTIONS.get(shape)
-    if model is None:
-        return ""
-    names = [f.alias or name for name, f in model.model_fields.items() if name != "path"]
-    return f"; expected one of: {', '.join(names)}"
-
-
-def _explain(error: Any) -> str:
-    kind, loc = error["type"], error["loc"]
-    if kind == "extra_forbidden":
-        return f"unknown key {loc[-1]!r}{_allowed(loc[:-1])}"
-    if kind == "missing":
-        return "is required"
-    if kind == "too_short":
-        return "must list at least one entry"
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        return "'kind' must be one of hub-and-spoke, peer-to-peer, assembly-line, hierarchical"
-    return str(error["msg"]).replace("Input should be", "must be")
-
-
 class _Problems:
     """Collected errors, each as ``FILE:LINE: FIELD: what is wrong``."""
 
     def __init__(self, path: str, root: yaml.Node | None) -> None:
-        self.path, self.root, self.lines = path, root, []  # type: ignore[var-annotated]
+        self.path, self.root = path, root
+        self.found: list[tuple[int, str]] = []
 
-    def add(self, loc: tuple[Any, ...], message: str) -> None:
-        self.lines.append(f"{self.path}:{_line(self.root, loc)}: {_field(loc)}: {message}")
+    def add(self, loc: Location, message: str) -> None:
+        self.found.append((_line(self.root, loc), f"{field_path(loc)}: {message}"))
 
     def raise_if_any(self) -> None:
-        if self.lines:
-            raise ConfigError("\n".join(self.lines))
+        """Raise them all, in the order of their lines in the file."""
+        if self.found:
+            ordered = sorted(self.found, key=lambda found: found[0])
+            raise ConfigError("\n".join(f"{self.path}:{line}: {what}" for line, what in ordered))
 
 
 class _Loader(yaml.SafeLoader):
@@ -297,19 +253,19 @@ def parse_spec(text: str, path: str = "<topology>") -> TopologySpec:
     root, data = _compose(text, path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: a topology file is a map with name, nodes and agents")
-    problems = _Problems(path, root)
+    found = _Problems(path, root)
     try:
         spec = TopologySpec.model_validate(data)
     except ValidationError as e:
-        for error in e.errors():
-            problems.add(tuple(error["loc"]), _explain(error))
-        problems.raise_if_any()
+        for loc, message in problems(TopologySpec, e):
+            found.add(loc, message)
+        found.raise_if_any()
         raise  # pragma: no cover - errors() is never empty
     spec.path = path
     from macp.topologies.checks import check  # noqa: PLC0415 - the checks import builders
 
-    check(spec, problems.add)
-    problems.raise_if_any()
+    check(spec, found.add)
+    found.raise_if_any()
     return spec
 
 
