@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from macp.actors import workflows as wf
@@ -201,8 +202,14 @@ class Cluster:
             try:
                 info = node.ask_node("*", "node.info", timeout_s=timeout_s).get()
             except AskTimeout:
+                keys = node.router._keys_dir if node.router is not None else None
+                also = "" if keys is None else (
+                    ", and does its keys directory hold this client's public key "
+                    f"({Path(keys) / 'client.key'})"
+                )  # fmt: skip
                 raise AskTimeout(
-                    f"no answer from {gateway} within {timeout_s:g} s; is a node running there?"
+                    f"no answer from {gateway} within {timeout_s:g} s; is a node running "
+                    f"there{also}?"
                 ) from None
             head = info.get("head")
             if head is None:

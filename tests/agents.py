@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -104,3 +105,13 @@ class Unloadable(Agent):
 
     def on_start(self) -> None:
         raise RuntimeError("cannot load its model")
+
+
+class OutputCloser(Agent):
+    """Closes its process's standard output, then fails to start a moment later: a node whose
+    output ends before the node does (``macp up`` must wait for the process, not the pipe)."""
+
+    def on_start(self) -> None:
+        os.close(1)
+        threading.Event().wait(1.0)  # the node lingers on after its output is gone
+        raise RuntimeError("cannot reach its model server")
