@@ -38,9 +38,10 @@ _KINDS = {
 
 
 class Schema(BaseModel):
-    """A record whose unknown keys are refused (a typo is an error, never ignored)."""
+    """A record whose unknown keys are refused (a typo is an error, never ignored); a field's
+    docstring is its description."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, use_attribute_docstrings=True)
 
 
 def _unwrap(annotation: Any) -> Any:

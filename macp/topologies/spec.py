@@ -30,23 +30,41 @@ _ENV: Final = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
 
 
 class NodeSpec(Schema):
+    """One node: one ``macp node start`` process."""
+
     name: str
+    """Unique in the file; the ``@node`` of its agents' addresses."""
     listen: str
+    """``tcp://HOST:PORT`` it listens on (port 0: ``macp up`` picks a free one)."""
     head: bool = False
+    """Whether it runs the control plane (default: the first node)."""
     keys: str | None = None
+    """A keys directory (relative to the file): CURVE encryption and the allow-list."""
     insecure: bool = False
+    """Allow plaintext on a non-loopback address."""
 
 
 class AgentSpec(Schema):
+    """An agent, and its replicas."""
+
     name: str
+    """Unique in the file; replicas are NAME-1, NAME-2, ..."""
     class_: str = Field(alias="class")
+    """Its class, as ``package.module:Class``."""
     node: str | list[str] | None = None
+    """The node, or nodes its replicas are spread over in turn (default: the head)."""
     replicas: Annotated[int, Field(ge=1)] = 1
+    """How many instances to run."""
     capabilities: list[str] | None = None
+    """What it can do, for routing (default: its class's)."""
     role: str | None = None
+    """A role name, for routing (default: its class's)."""
     group: str | None = None
+    """A group, for control commands sent to ``group:NAME``."""
     config: dict[str, Any] = Field(default_factory=dict)
+    """The agent's ``self.config``."""
     restart: Restart = Restart.PERMANENT
+    """permanent (always restarted), transient (after a crash only) or temporary (never)."""
 
     def nodes(self, head: str) -> list[str]:
         return [self.node] if isinstance(self.node, str) else (self.node or [head])
@@ -60,49 +78,84 @@ class AgentSpec(Schema):
 
 
 class SupervisionSpec(Schema):
+    """How each node's supervisor restarts its agents."""
+
     strategy: Strategy = Strategy.ONE_FOR_ONE
+    """one_for_one, one_for_all or rest_for_one."""
     max_restarts: Annotated[int, Field(ge=0)] = 3
+    """Restarts allowed within ``within_seconds``; past them the node gives up (exit 1)."""
     within_seconds: Annotated[float, Field(gt=0)] = 5.0
+    """The window ``max_restarts`` counts in."""
 
 
 class HubAndSpoke(Schema):
+    """A hub (a ``macp.Hub``) splits each task among its spokes and merges their results."""
+
     kind: Literal["hub-and-spoke"]
     hub: str
+    """The hub agent."""
     spokes: list[str]
+    """The agents that work on the parts."""
 
 
 class PeerToPeer(Schema):
+    """Peers (``macp.Peer``) that find each other in the registry and ask for help."""
+
     kind: Literal["peer-to-peer"]
     peers: list[str]
+    """The peer agents."""
     entry: str
+    """The task type a submitted task is sent as (some peer handles it)."""
 
 
 class Stage(Schema):
+    """One stage of an assembly line."""
+
     agent: str
+    """The agent that works on the stage."""
     mode: Literal["each", "all"] = "each"
+    """each: one task per item, pipelined; all: one task for the whole value."""
     max_in_flight: Annotated[int, Field(ge=1)] | None = None
+    """Items in the stage at once (default: twice the agent's replicas)."""
 
 
 class AssemblyLine(Schema):
+    """Items flow stage to stage, the output of one the input of the next."""
+
     kind: Literal["assembly-line"]
     stages: list[Stage | str]
+    """The stages in order: a Stage, or an agent's name."""
 
 
 class Hierarchical(Schema):
+    """A tree of leads (``macp.Hub``) and workers, decomposing and merging at each level."""
+
     kind: Literal["hierarchical"]
     root: str
+    """The agent a submitted task goes to."""
     tree: dict[str, list[str]]
+    """Each lead's children."""
 
 
 class SettingsSpec(Schema):
+    """Every node's runtime settings (see ``macp.Settings``)."""
+
     heartbeat_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    """Seconds between two heartbeats to each peer."""
     heartbeat_misses: Annotated[int, Field(ge=1)] = 3
+    """Heartbeats missed before a peer is down (plus ``acceptable_pause_s``)."""
     acceptable_pause_s: Annotated[float, Field(ge=0)] = 1.0
+    """Extra silence tolerated before a peer is down."""
     ask_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    """The default timeout of an ask."""
     shutdown_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    """How long an actor may take to start or stop."""
     max_message_bytes: Annotated[int, Field(gt=0)] = 10 * 1024 * 1024
+    """The largest frame sent or accepted."""
     journal: str | None = None
+    """The control plane's SQLite journal (default: .macp/NAME/journal.sqlite3)."""
     strict: bool = False
+    """Round-trip every local message through msgpack, as between nodes."""
 
 
 Topology = Annotated[
@@ -114,15 +167,25 @@ class TopologySpec(Schema):
     """A whole topology file, validated."""
 
     name: str
+    """The topology's name (its journal's directory by default)."""
     nodes: Annotated[list[NodeSpec], Field(min_length=1)]
+    """Its nodes, one process each."""
     agents: list[AgentSpec] = Field(default_factory=list)
+    """Its agents, placed on the nodes."""
     supervision: SupervisionSpec = Field(default_factory=SupervisionSpec)
+    """How agents are restarted."""
     topology: Topology | None = None
+    """Its shape, by ``kind``, and so what ``macp run --task`` does."""
     resources: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    """The resource manager's pools and their capacities."""
     workflows: list[Workflow] = Field(default_factory=list)
+    """Workflows defined at start (see ``macp.actors.dag``)."""
     monitor: MonitorOptions = Field(default_factory=MonitorOptions)
+    """The monitor's options and alert rules."""
     coordinator: CoordinatorOptions = Field(default_factory=CoordinatorOptions)
+    """The coordinator's options."""
     settings: SettingsSpec = Field(default_factory=SettingsSpec)
+    """Runtime settings of every node."""
     path: str = Field(default="", exclude=True)
 
     @property
