@@ -38,6 +38,8 @@ __all__ = [
     "start_authenticator",
 ]
 
+_MAX_PORT = 65535
+
 
 def generate_keys(directory: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
     """Write a CURVE key pair for node ``name`` into ``directory``; the (public, secret) paths.
@@ -167,13 +169,18 @@ def check_endpoint(address: object, what: str, *, bind: bool = False) -> str:
     address to listen on (where port 0 means any free port).
     """
     scheme, sep, rest = address.partition("://") if isinstance(address, str) else ("", "", "")
+    hint = " (PORT 0 picks a free one)" if bind else ""
     if scheme == "tcp" and sep:
         host, colon, port = rest.rpartition(":")
-        if colon and host and (port == "*" or port.isdigit()):
+        lowest = 0 if bind else 1  # a port to connect to is a real one, never 0 or *
+        fits = port.isdigit() and lowest <= int(port) <= _MAX_PORT
+        bracketed = host.startswith("[") == host.endswith("]")  # an IPv6 host is [::1]
+        if colon and host and bracketed and (fits or (bind and port == "*")):
             return str(address)
+        if colon and host and bracketed and not bind:
+            hint = f" (PORT {lowest}-{_MAX_PORT})"
     elif scheme in {"ipc", "inproc"} and sep and rest:
         return str(address)
-    hint = " (PORT 0 picks a free one)" if bind else ""
     raise ConfigError(f"{what} {address!r} is invalid; use tcp://HOST:PORT{hint}")
 
 

@@ -260,7 +260,7 @@ def test_a_workflow_template_that_cannot_be_filled_in_is_refused_at_definition(
     definition = {"name": "w", "steps": [{"id": "a", "type": "good", "body": "${inptu.x}"}]}
     with pytest.raises(
         macp.InvalidParams,
-        match=r"^workflow 'w', step 1 \('a'\): template \$\{inptu\.x\} must start with "
+        match=r"^workflow 'w': 'steps\[0\]\.body' template \$\{inptu\.x\} must start with "
         r"'input' or 'deps\.STEP'$",
     ):
         cluster.define(definition)
