@@ -6,20 +6,19 @@ import contextlib
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 import macp
+from macp._cli_nodes import NodeChild, start_all, stop_all
 from macp.actors.registry import ROUTABLE
-from macp.cli_support import STOP_WITH_PARENT, fail, parse_json
-from macp.errors import ConfigError, MacpError
+from macp.cli_support import fail, parse_json
+from macp.errors import ConfigError, MacpError, NodeDown
 from macp.log import configure_logging
 from macp.topologies import builders
 from macp.topologies.spec import TopologySpec, load_spec
@@ -56,76 +55,8 @@ def summary(spec: TopologySpec) -> str:
         caps = ", ".join(agent.capabilities or [])
         lines.append(f"  {agent.name:<12} x{agent.replicas:<3} on {where:<16} {agent.class_}"
                      + (f" [{caps}]" if caps else ""))  # fmt: skip
-    lines.append(f"workflows: {', '.join(w['name'] for w in spec.workflows) or '(none)'}")
+    lines.append(f"workflows: {', '.join(w.name for w in spec.workflows) or '(none)'}")
     return "\n".join(lines)
-
-
-def _free_addresses(spec: TopologySpec) -> dict[str, str]:
-    """Concrete addresses for nodes that listen on port 0 (to run them all on this host)."""
-    chosen = {}
-    for node in spec.nodes:
-        if node.listen.startswith("tcp://") and node.listen.endswith(":0"):
-            host = node.listen[len("tcp://") : -2]
-            with socket.socket() as probe:
-                probe.bind((host, 0))
-                chosen[node.name] = f"tcp://{host}:{probe.getsockname()[1]}"
-    return chosen
-
-
-class _Process:
-    """One node of ``macp up``, as a child process; ``ready`` once it listens."""
-
-    def __init__(
-        self, spec: TopologySpec, node: str, addresses: dict[str, str], level: str
-    ) -> None:
-        args = [sys.executable, "-m", "macp", "node", "start", "--config", spec.path,
-                "--node", node, "--log-level", level]  # fmt: skip
-        for name, address in addresses.items():
-            args += ["--address", f"{name}={address}"]
-        self.node = node
-        self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
-            env={**os.environ, STOP_WITH_PARENT: str(os.getpid())},
-        )  # fmt: skip
-        self.ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        with self.proc.stdout as out:
-            for line in out:
-                if '"node.ready"' in line:
-                    self.ready.set()
-        self.ready.set()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
-def _start_all(spec: TopologySpec, level: str, started: list[_Process]) -> dict[str, str]:
-    """Start the head node, then the others, into ``started`` (for the caller to stop them
-    whatever happens); their addresses."""
-    addresses = {**{n.name: n.listen for n in spec.nodes}, **_free_addresses(spec)}
-    head = spec.head.name
-    started.append(_Process(spec, head, addresses, level))
-    if not started[0].ready.wait(60) or started[0].proc.poll() is not None:
-        fail(f"node {head!r} did not start; its errors are above", 1)
-    started += [_Process(spec, n.name, addresses, level) for n in spec.nodes if n.name != head]
-    for process in started[1:]:
-        if not process.ready.wait(60) or process.proc.poll() is not None:
-            fail(f"node {process.node!r} did not start; its errors are above", 1)
-    return addresses
-
-
-def _stop_all(processes: list[_Process]) -> None:
-    for process in reversed(processes):
-        process.stop()
 
 
 def _wait_registered(cluster: macp.Cluster, spec: TopologySpec, timeout_s: float) -> None:
@@ -238,10 +169,10 @@ def up(
     body = _task_body(task, task_file)
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    processes: list[_Process] = []
+    processes: list[NodeChild] = []
     code = 0
     try:
-        addresses = _start_all(spec, "info" if verbose else "warning", processes)
+        addresses = start_all(spec, "info" if verbose else "warning", processes)
         with macp.connect(addresses[spec.head.name]) as cluster:
             _wait_registered(cluster, spec, 60.0)
             if task is not None or task_file is not None:
@@ -262,7 +193,7 @@ def up(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
-        _stop_all(processes)
+        stop_all(processes)
     raise typer.Exit(code)
 
 
@@ -292,7 +223,7 @@ def run(
             else:
                 _print(_submit(cluster, spec, body, timeout_s))
         except MacpError as e:
-            fail(f"{type(e).__name__}: {e.message}", 1)
+            _failed(cluster, e)
 
 
 def status(
@@ -306,7 +237,10 @@ def status(
     configure_logging(level="warning")
     spec = _spec(file) if file is not None else None
     with _connect(spec, connect) as cluster:
-        report = gather(cluster)
+        try:
+            report = gather(cluster)
+        except MacpError as e:
+            _failed(cluster, e)
     _print(report) if as_json else render(report)
 
 
@@ -331,10 +265,19 @@ def control(
         try:
             answers = cluster.control(command, target, body)
         except MacpError as e:
-            fail(f"{type(e).__name__}: {e.message}", 1)
+            _failed(cluster, e)
     _print(answers)
     if not all(a["ok"] for a in answers.values()):
         raise typer.Exit(1)
+
+
+def _failed(cluster: macp.Cluster, error: MacpError) -> NoReturn:
+    """Exit 1 with one sentence about ``error`` (these commands ask the head's control plane,
+    so a node down on their way is, by name, the head)."""
+    if isinstance(error, NodeDown) and repr(cluster.head) in error.message:
+        fail(f"the head node {cluster.head!r} is down, and with it the control plane; start it "
+             "again, then retry", 1)  # fmt: skip
+    fail(f"{type(error).__name__}: {error.message}", 1)
 
 
 def register(app: typer.Typer) -> None:

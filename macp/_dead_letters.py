@@ -77,8 +77,6 @@ def unpack(data: object, column: str = "record") -> Any:
         raise Unreadable(f"its {column} is a {type(data).__name__}, not msgpack bytes")
     try:
         return unpack_envelope_data(data, max_bytes=len(data))
-    except RecursionError:  # nested deeper than any value macp writes: searched for timestamps
-        raise Unreadable(f"its {column} is nested too deep to read back") from None
     except EnvelopeError as e:
         cause = e.__cause__  # msgpack's own error, when it could not decode the bytes
         detail = (

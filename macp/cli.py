@@ -70,8 +70,21 @@ def _logging(log_json: bool, log_level: str) -> None:
     configure_logging(json=True if log_json else None, level=log_level)
 
 
+def _print_version(given: bool) -> None:
+    if given:
+        typer.echo(macp.__version__)
+        raise typer.Exit
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Multi-Agent Control Protocol: run supervised agents on one host or many."""
 
 
@@ -373,5 +386,10 @@ def keys_generate(
 
 
 def main() -> None:
-    """Entry point of the ``macp`` console script."""
-    app()
+    """Entry point of the ``macp`` console script: an error no command expected is still one
+    sentence and exit code 1, never a traceback."""
+    try:
+        app()
+    except MacpError as e:
+        typer.echo(f"error: {type(e).__name__}: {e.message}", err=True)
+        sys.exit(1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from macp.actors import workflows as wf
@@ -23,22 +24,24 @@ from macp.actors.coordinator import CANCEL, RESULT, STATUS, SUBMIT, TASKS, Coord
 from macp.actors.fanout import CONTROL, SCATTER
 from macp.actors.journaled import DEAD_LETTERS
 from macp.actors.memory import MemoryStore
-from macp.actors.metrics import Rule
-from macp.actors.monitor import Monitor
+from macp.actors.monitor import Monitor, MonitorOptions
 from macp.actors.registry import FIND, LIST, ROUTABLE, Registry
 from macp.actors.resources import ResourceManager
+from macp.actors.routing import CoordinatorOptions
 from macp.envelope import Priority, Wire
-from macp.errors import AskTimeout, ConfigError, MacpError
+from macp.errors import AskTimeout, ConfigError
 from macp.node import Node
+from macp.schema import check
 from macp.supervisor import ChildSpec, SupervisorSpec
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from types import TracebackType
 
+    from pydantic import BaseModel
+
 __all__ = ["Cluster", "Run", "Task", "connect", "start_control_plane"]
 
-_MAX_PORT = 65535
 _POLL_S = 0.02  # how often wait_for_agents asks the registry
 
 
@@ -56,10 +59,16 @@ def start_control_plane(
         node: a started node.
         journal: the SQLite journal's path (default: a data directory per node).
         pools: resource pools and their capacities.
-        coordinator: coordinator settings (``max_in_flight``, ``breaker_failures``, ...).
-        monitor: monitor settings (``sample_s``, ``rules``, ``prometheus_port``, ...).
+        coordinator: coordinator settings (:class:`~macp.actors.routing.CoordinatorOptions`).
+        monitor: monitor settings (:class:`~macp.actors.monitor.MonitorOptions`).
+
+    Raises:
+        ConfigError: a setting is unknown or malformed (named), or the Prometheus port is in
+            use; nothing is started then.
     """
-    _check_monitor(monitor or {})
+    options = check(MonitorOptions, dict(monitor or {}), "monitor", ConfigError)
+    _check_port(options)
+    settings = check(CoordinatorOptions, dict(coordinator or {}), "coordinator", ConfigError)
     path = None if journal is None else os.fspath(journal)
     base: dict[str, Wire] = {"journal": path}
     node.set_head(node.name)
@@ -74,9 +83,9 @@ def start_control_plane(
                     kwargs={"config": {**base, "pools": dict(pools or {})}},
                 ),
                 ChildSpec(MemoryStore, "memory", kwargs={"config": base}),
-                ChildSpec(Monitor, "monitor", kwargs={"config": dict(monitor or {})}),
+                ChildSpec(Monitor, "monitor", kwargs={"config": _wire(options)}),
                 ChildSpec(
-                    Coordinator, "coordinator", kwargs={"config": {**base, **(coordinator or {})}}
+                    Coordinator, "coordinator", kwargs={"config": {**base, **_wire(settings)}}
                 ),
             ],
             max_restarts=5,
@@ -85,22 +94,18 @@ def start_control_plane(
     )
 
 
-def _check_monitor(monitor: Mapping[str, Wire]) -> None:
-    """Refuse monitor settings that would only fail once the monitor starts, over and over."""
-    rules = monitor.get("rules") or []
-    if not isinstance(rules, list):
-        raise ConfigError("monitor rules must be a list of rules")
-    for rule in rules:
-        try:
-            Rule.parse(rule)
-        except MacpError as e:
-            raise ConfigError(f"monitor rules: {e.message}") from e
-    port = monitor.get("prometheus_port")
+def _wire(options: BaseModel) -> dict[str, Wire]:
+    """The options given (defaults left to the actor), as an actor's config."""
+    given: dict[str, Wire] = options.model_dump(exclude_unset=True)
+    return given
+
+
+def _check_port(monitor: MonitorOptions) -> None:
+    """Refuse a Prometheus port in use: the monitor would fail to start, over and over."""
+    port = monitor.prometheus_port
     if port is None:
         return
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= _MAX_PORT:
-        raise ConfigError(f"monitor prometheus_port must be a port number 0-65535, not {port!r}")
-    addr = str(monitor.get("prometheus_addr", "127.0.0.1"))
+    addr = monitor.prometheus_addr
     if port == 0:
         return
     with socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET) as probe:
@@ -198,8 +203,14 @@ class Cluster:
             try:
                 info = node.ask_node("*", "node.info", timeout_s=timeout_s).get()
             except AskTimeout:
+                keys = node.router._keys_dir if node.router is not None else None
+                also = "" if keys is None else (
+                    ", and does its keys directory hold this client's public key "
+                    f"({Path(keys) / 'client.key'})"
+                )  # fmt: skip
                 raise AskTimeout(
-                    f"no answer from {gateway} within {timeout_s:g} s; is a node running there?"
+                    f"no answer from {gateway} within {timeout_s:g} s; is a node running "
+                    f"there{also}?"
                 ) from None
             head = info.get("head")
             if head is None:

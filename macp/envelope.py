@@ -290,12 +290,16 @@ _TIMESTAMP_MARKS: Final = (b"\xd6\xff", b"\xd7\xff", b"\xc7\x0c\xff")
 
 
 def _holds_timestamp(obj: object) -> bool:
-    if isinstance(obj, msgpack.Timestamp):
-        return True
-    if isinstance(obj, list):
-        return any(_holds_timestamp(x) for x in obj)
-    if isinstance(obj, dict):
-        return any(_holds_timestamp(x) for x in obj.values())
+    """Whether a timestamp sits anywhere in ``obj`` (iterative: a peer chooses the depth)."""
+    pending = [obj]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, msgpack.Timestamp):
+            return True
+        if isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
     return False
 
 

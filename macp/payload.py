@@ -35,10 +35,12 @@ if TYPE_CHECKING:
 
     from macp.envelope import Wire
 
-__all__ = ["HEADER_ROOM", "MAX_DEPTH", "NATIVE", "UNUSUAL", "bound", "fit"]
+__all__ = ["HEADER_ROOM", "MAX_DEPTH", "NATIVE", "UNUSUAL", "bound", "explain", "fit", "packed"]
 
-MAX_DEPTH: Final = 512
-"""The deepest nesting of maps and lists a payload may have."""
+MAX_DEPTH: Final = 256
+"""The deepest nesting of maps and lists a payload may have: enough for any real data, and
+shallow enough for the recursive code that handles payloads (comparisons, templates, a
+handler's own) to stay within Python's recursion limit."""
 
 HEADER_ROOM: Final = 64 * 1024
 """What a frame may hold beyond ``max_message_bytes``: the envelope's other fields (at most
@@ -48,6 +50,7 @@ NATIVE: Final = "dict (str keys)/list/str/bytes/int/float/bool/None"
 
 _KEYS: dict[str, int] = {}  # map keys seen, and their size bound: keys repeat across messages
 _KEYS_MAX: Final = 4096
+_PATH_SHOWN: Final = 80
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
 
@@ -147,13 +150,15 @@ def _key(k: object) -> int:
     return n
 
 
-def fit(body: Wire, where: str) -> tuple[Wire, int]:
+def fit(body: Wire, where: str, max_depth: int = MAX_DEPTH) -> tuple[Wire, int]:
     """Check ``body`` against the payload rule, the slow and thorough way (what :func:`bound`
     could not vouch for): what to send in its place, and its exact packed size.
 
     Args:
         body: the payload.
         where: how an error names the payload (``body``, ``result``).
+        max_depth: how many maps and lists it may nest (a record holding payloads, a little
+            more than :data:`MAX_DEPTH`).
 
     Returns:
         ``body`` itself, or, if it holds values msgpack reads back as another type (tuples,
@@ -163,17 +168,30 @@ def fit(body: Wire, where: str) -> tuple[Wire, int]:
         InvalidParams: ``body`` holds a value that cannot cross nodes; the message starts with
             its path and type (``result['when']: datetime is not msgpack-native``).
     """
-    _explain(body, where, 0)  # raises, if anything is wrong
+    data = packed(body, where, max_depth)
+    if _bound_or_none(body) is not None:
+        return body, len(data)  # plain, only large
+    return msgpack.unpackb(data, strict_map_key=True, raw=False), len(data)
+
+
+def packed(body: object, where: str, max_depth: int = MAX_DEPTH) -> bytes:
+    """``body`` packed, once the payload rule vouches for it (:func:`bound`, else
+    :func:`explain`).
+
+    Raises:
+        InvalidParams: as :func:`fit`.
+    """
     try:
-        data = msgpack.packb(body)
-        if _bound_or_none(body) is not None:
-            return body, len(data)  # plain, only large
-        normalized = msgpack.unpackb(data, strict_map_key=True, raw=False)
-    except Exception as e:  # whatever msgpack refuses, the sender is told
+        bound(body)
+    except UNUSUAL:
+        explain(body, where, max_depth)
+    try:
+        data: bytes = msgpack.packb(body)
+    except Exception as e:  # whatever msgpack still refuses, the sender is told
         raise InvalidParams(
-            f"{where}: cannot be encoded ({type(e).__name__}: {e}); send only {NATIVE}"
+            f"{where}: cannot be encoded ({type(e).__name__}: {e}); use only {NATIVE}"
         ) from e
-    return normalized, len(data)
+    return data
 
 
 def _bound_or_none(body: object) -> int | None:
@@ -183,54 +201,89 @@ def _bound_or_none(body: object) -> int | None:
         return None
 
 
-def _refuse(path: str, problem: str, fix: str) -> InvalidParams:
-    return InvalidParams(f"{path}: {problem}; send only {NATIVE}{fix}")
-
-
-def _explain(obj: object, path: str, depth: int) -> None:  # noqa: C901, PLR0912
-    """Raise InvalidParams for the first value in ``obj`` that cannot cross nodes, if any."""
-    if depth > MAX_DEPTH:
-        raise _refuse(path, f"nesting deeper than {MAX_DEPTH} levels is not allowed", ", flatter")
-    if obj is None or isinstance(obj, bool | float):
-        return
-    if isinstance(obj, int):
-        if not _INT_MIN <= obj <= _INT_MAX:
-            raise _refuse(
-                path, "int out of the 64-bit range is not msgpack-native", ", e.g. str(...)"
+def explain(obj: object, where: str, max_depth: int = MAX_DEPTH) -> None:
+    """Raise InvalidParams for the first part of ``obj`` (depth first) that cannot cross nodes,
+    naming its path from ``where``; return if there is none. Iterative: any depth."""
+    pending: list[tuple[str, int, object]] = [(where, 0, obj)]
+    while pending:
+        path, depth, item = pending.pop()
+        problem = _problem(item)
+        if problem is not None:
+            raise InvalidParams(f"{_short(path)}: {problem}")
+        if not isinstance(item, dict | list | tuple) or isinstance(item, msgpack.ExtType):
+            continue
+        if depth >= max_depth:
+            raise InvalidParams(
+                f"{_short(path)}: nested deeper than {max_depth} maps and lists; flatten it"
             )
-        return
-    if isinstance(obj, str):
+        if isinstance(item, dict):
+            for key in item:
+                _check_key(key, path)
+            parts: list[tuple[object, object]] = list(item.items())
+        else:
+            parts = list(enumerate(item))
+        # Only the parts worth a look get a path (containers, and values that are wrong).
+        for key, value in reversed(parts):
+            if isinstance(value, dict | list | tuple) or _problem(value) is not None:
+                where_ = f"{path}[{key!r:.40}]" if isinstance(item, dict) else f"{path}[{key}]"
+                pending.append((where_, depth + 1, value))
+
+
+def _check_key(key: object, path: str) -> None:
+    if not isinstance(key, str | bytes):
+        raise InvalidParams(
+            f"{_short(f'{path}[{key!r:.40}]')}: a map key of type {type(key).__name__} is not "
+            f"allowed; use str keys, e.g. str({key!r:.40})"
+        )
+    if isinstance(key, str) and (fault := _problem(key)) is not None:
+        raise InvalidParams(f"{_short(f'{path}[{key!r:.40}]')}: the key {fault}")
+
+
+_HINTS: Final = {
+    "set": "sorted(...) as a list",
+    "frozenset": "sorted(...) as a list",
+    "datetime": ".isoformat() or a timestamp",
+    "date": ".isoformat()",
+    "time": ".isoformat()",
+    "Decimal": "str(...)",
+    "UUID": "str(...)",
+}
+
+
+def _problem(item: object) -> str | None:  # noqa: PLR0911 - one answer per kind of value
+    """What is wrong with ``item`` itself (not its parts), in words; ``None`` if nothing."""
+    if item is None or isinstance(item, bool | float | bytes | bytearray | memoryview):
+        return None
+    if isinstance(item, int):
+        if _INT_MIN <= item <= _INT_MAX:
+            return None
+        return (
+            f"an int of {item.bit_length()} bits is out of msgpack's 64-bit range; send it as a "
+            "str, e.g. str(...)"
+        )
+    if isinstance(item, str):
         try:
-            obj.encode()
+            item.encode()
         except UnicodeEncodeError as e:
-            raise _refuse(
-                path, f"str holds {obj[e.start]!r}, which UTF-8 cannot encode", ""
-            ) from None
-        return
-    if isinstance(obj, bytes | bytearray | memoryview):
-        return
-    if isinstance(obj, msgpack.ExtType | msgpack.Timestamp):
-        raise _refuse(path, f"{type(obj).__name__} (a msgpack extension) is not allowed", "")
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if not isinstance(key, str | bytes):
-                raise _refuse(
-                    f"{path}[{key!r:.40}]", f"map key of type {type(key).__name__} is not allowed",
-                    "; map keys must be str, e.g. str(key)",
-                )  # fmt: skip
-            _explain(key, f"{path}[{key!r:.40}]", depth + 1)
-            _explain(value, f"{path}[{key!r:.40}]", depth + 1)
-        return
-    if isinstance(obj, list | tuple):
-        for i, value in enumerate(obj):
-            _explain(value, f"{path}[{i}]", depth + 1)
-        return
-    name = type(obj).__name__
-    hint = {
-        "set": ", e.g. sorted(...) as a list",
-        "frozenset": ", e.g. sorted(...) as a list",
-        "datetime": ", e.g. .isoformat() or a timestamp",
-        "date": ", e.g. .isoformat()",
-        "Decimal": ", e.g. str(...)",
-    }.get(name, ", e.g. a dict of its fields")
-    raise _refuse(path, f"{name} is not msgpack-native", hint)
+            return (
+                f"str holds {item[e.start]!r}, which UTF-8 cannot encode; use only valid text "
+                "(e.g. .encode(errors='replace').decode()) or bytes"
+            )
+        return None
+    if isinstance(item, msgpack.ExtType | msgpack.Timestamp):
+        return f"{type(item).__name__} (a msgpack extension) is not allowed; use only {NATIVE}"
+    if isinstance(item, dict | list | tuple):
+        return None
+    name = type(item).__name__
+    hint = _HINTS.get(name, "a dict of its fields")
+    return f"{name} is not msgpack-native; use only {NATIVE}, e.g. {hint}"
+
+
+def _short(path: str) -> str:
+    """``path`` shortened in its middle, between brackets, if it is long."""
+    if len(path) <= _PATH_SHOWN:
+        return path
+    head, tail = path[:40], path[-36:]
+    head = head[: head.rfind("]") + 1] or head
+    tail = tail[tail.find("[") :] if "[" in tail else tail
+    return f"{head}...{tail}"

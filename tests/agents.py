@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from typing import Any
 
@@ -169,3 +170,13 @@ class Unstorable(Agent):
     @handler("echo")
     def echo(self, body: macp.Wire) -> macp.Wire:
         return {"echo": body}
+
+
+class OutputCloser(Agent):
+    """Closes its process's standard output, then fails to start a moment later: a node whose
+    output ends before the node does (``macp up`` must wait for the process, not the pipe)."""
+
+    def on_start(self) -> None:
+        os.close(1)
+        threading.Event().wait(1.0)  # the node lingers on after its output is gone
+        raise RuntimeError("cannot reach its model server")

@@ -33,7 +33,7 @@ from macp.actors.fanout import FanOut
 from macp.actors.journaled import Journaled
 from macp.actors.monitor import SAMPLES
 from macp.actors.registry import CONTROL_PLANE
-from macp.actors.routing import AttemptDue, Outcome, Routing
+from macp.actors.routing import AttemptDue, CoordinatorOptions, Outcome, Routing
 from macp.actors.tasks import ACTIVE, FINAL, AgentView, backoff_s, error_record, log, new_record
 from macp.actors.workflows import Workflows
 from macp.envelope import Wire, new_id, now_ms
@@ -69,8 +69,8 @@ class _Tick(NamedTuple):
 class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
     """Routes tasks to agents (one per cluster, on the head node, named ``coordinator``).
 
-    Config: ``journal`` (path), ``max_in_flight`` tasks per agent (4), ``breaker_failures`` (3),
-    ``breaker_cooldown_s`` (10), ``registry`` (address, default ``registry`` on this node).
+    Config: ``journal`` (path), ``registry`` (address, default ``registry`` on this node), and
+    the :class:`~macp.actors.routing.CoordinatorOptions`.
     """
 
     capabilities = ("coordinator",)
@@ -78,9 +78,10 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
 
     def on_start(self) -> None:
         cfg = self.config
-        self.max_in_flight = int(cfg.get("max_in_flight", 4))
-        self.breaker_failures = int(cfg.get("breaker_failures", 3))
-        self.breaker_cooldown_s = float(cfg.get("breaker_cooldown_s", 10.0))
+        options = CoordinatorOptions.of(cfg)
+        self.max_in_flight = options.max_in_flight
+        self.breaker_failures = options.breaker_failures
+        self.breaker_cooldown_s = options.breaker_cooldown_s
         self.registry = str(cfg.get("registry") or f"registry@{self.node.name}")
         self.journal = open_journal(cfg.get("journal"), self.node.name)
         self.tasks: dict[str, dict[str, Any]] = {}

@@ -16,45 +16,85 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal, Self
+
+from pydantic import AfterValidator, Field, model_validator
 
 from macp.errors import ConfigError
+from macp.schema import Location, Schema, check
 
 __all__ = ["MERGES", "STRATEGIES", "Step", "Workflow", "render"]
 
 STRATEGIES: Final = ("sequential", "parallel", "priority", "resource-aware", "adaptive")
 MERGES: Final = ("dict", "list", "union")
-_POLICIES: Final = ("fail", "continue")
 _TEMPLATE: Final = re.compile(r"\$\{([A-Za-z0-9_.\-:]+)\}")
-_STEP_KEYS: Final = frozenset({
-    "id", "description", "type", "body", "depends_on", "capabilities", "role", "agent",
-    "timeout_s", "retries", "priority", "resources", "on_failure",
-})  # fmt: skip
-_WORKFLOW_KEYS: Final = frozenset(
-    {"name", "description", "strategy", "max_concurrency", "merge", "steps"}
-)
 
 
-def _fail(where: str, message: str) -> ConfigError:
-    return ConfigError(f"{where}: {message}")
+def _policy(value: str) -> str:
+    if value in ("fail", "continue") or (value.startswith("fallback:") and len(value) > 9):  # noqa: PLR2004
+        return value
+    raise ValueError(f"must be fail, continue or fallback:STEP, not {value!r}")
 
 
-@dataclass(frozen=True)
-class Step:
-    id: str
-    type: str
+_Text = Annotated[str, Field(min_length=1)]
+
+
+def _templates(body: Any) -> Any:
+    """Refuse a template that :func:`render` could not fill in (it would fail at every run)."""
+    pending = [body]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            for match in _TEMPLATE.finditer(item):
+                path = match.group(1)
+                if path != "input" and not path.startswith(("input.", "deps.")):
+                    raise ValueError(f"template ${{{path}}} must start with 'input' or 'deps.STEP'")
+    return body
+
+
+class Step(Schema):
+    """One step of a workflow: a coordinator task, run once the steps it depends on end."""
+
+    id: _Text = Field(description="The step's name, unique in its workflow.")
     description: str = ""
-    body: Any = None
-    depends_on: tuple[str, ...] = ()
-    capabilities: tuple[str, ...] = ()
-    role: str | None = None
-    agent: str | None = None
-    timeout_s: float = 30.0
-    retries: int = 2
-    priority: int = 1
-    resources: dict[str, float] = field(default_factory=dict)
-    on_failure: str = "fail"
+    type: _Text = Field(description="The task type, handled by the agent that runs the step.")
+    body: Annotated[Any, AfterValidator(_templates)] = Field(
+        default=None, description="The task's body, with ${input...}/${deps...} filled in."
+    )
+    depends_on: list[str] = Field(default_factory=list, description="Steps that run first.")
+    capabilities: list[str] = Field(
+        default_factory=list, description="Run on an agent with these capabilities."
+    )
+    role: str | None = Field(default=None, description="Run on an agent with this role.")
+    agent: str | None = Field(
+        default=None, description="Run on this agent (its address, NAME@NODE)."
+    )
+    timeout_s: Annotated[float, Field(strict=True, gt=0)] = Field(
+        default=30.0, description="How long one attempt may take."
+    )
+    retries: Annotated[int, Field(strict=True, ge=0)] = Field(
+        default=2, description="Attempts after the first one fails."
+    )
+    priority: Annotated[int, Field(strict=True, ge=0, le=3)] = Field(
+        default=1, description="0 (low) to 3 (critical); the priority strategy runs higher first."
+    )
+    resources: dict[str, Annotated[float, Field(strict=True, gt=0)]] = Field(
+        default_factory=dict, description="Pool amounts leased while it runs (resource-aware)."
+    )
+    on_failure: Annotated[str, AfterValidator(_policy)] = Field(
+        default="fail", description="fail (the run fails), continue (dependents run without its "
+        "output) or fallback:STEP (that step runs in its place).",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if sum(1 for target in (self.capabilities, self.role, self.agent) if target) > 1:
+            raise ValueError("give one of 'capabilities', 'role' or 'agent', not several")
+        return self
 
     @property
     def fallback(self) -> str | None:
@@ -73,87 +113,23 @@ class Step:
         }  # fmt: skip
 
 
-def _step(raw: Any, where: str) -> Step:  # noqa: C901 - one check per field, in order
-    if not isinstance(raw, dict):
-        raise _fail(where, "a step is a map with at least 'id' and 'type'")
-    unknown = sorted(set(raw) - _STEP_KEYS)
-    if unknown:
-        raise _fail(
-            where, f"unknown key {unknown[0]!r}; a step has {', '.join(sorted(_STEP_KEYS))}"
-        )
-    step_id, type_ = raw.get("id"), raw.get("type")
-    if not isinstance(step_id, str) or not step_id:
-        raise _fail(where, "'id' must be a non-empty string")
-    where = f"{where} ({step_id!r})"
-    if not isinstance(type_, str) or not type_:
-        raise _fail(where, "'type' must be the task type its agent handles, e.g. 'summarize'")
-    for key in ("depends_on", "capabilities"):
-        value = raw.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise _fail(where, f"'{key}' must be a list of strings")
-    if sum(1 for k in ("capabilities", "role", "agent") if raw.get(k)) > 1:
-        raise _fail(where, "give one of 'capabilities', 'role' or 'agent', not several")
-    policy = raw.get("on_failure", "fail")
-    if not isinstance(policy, str) or not (policy in _POLICIES or policy.startswith("fallback:")):
-        raise _fail(where, f"'on_failure' must be fail, continue or fallback:STEP, not {policy!r}")
-    resources = raw.get("resources") or {}
-    if not isinstance(resources, dict) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in resources.values()
-    ):
-        raise _fail(where, "'resources' must map pool names to amounts > 0, e.g. {cpu: 1}")
-    numbers = {"timeout_s": (float, 0.001), "retries": (int, 0), "priority": (int, 0)}
-    values: dict[str, Any] = {}
-    for key, (kind, minimum) in numbers.items():
-        if key in raw:
-            value = raw[key]
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or value < minimum
-                or (kind is int and not isinstance(value, int))
-            ):
-                raise _fail(
-                    where,
-                    f"'{key}' must be {'an integer' if kind is int else 'a number'} >= {minimum}",
-                )
-            values[key] = value
-    _check_templates(raw.get("body"), where)
-    return Step(
-        id=step_id, type=type_, description=str(raw.get("description", "")),
-        body=raw.get("body"), depends_on=tuple(raw.get("depends_on", [])),
-        capabilities=tuple(raw.get("capabilities", [])), role=raw.get("role"),
-        agent=raw.get("agent"), resources=dict(resources), on_failure=policy, **values,
-    )  # fmt: skip
+class Workflow(Schema):
+    """A workflow definition: its fields checked by the model, its graph by :meth:`problems`."""
 
-
-def _check_templates(body: Any, where: str) -> None:
-    """Refuse a template that :func:`render` could not fill in (it would fail at each run)."""
-    pending = [body]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, str):
-            for match in _TEMPLATE.finditer(item):
-                path = match.group(1)
-                if path != "input" and not path.startswith(("input.", "deps.")):
-                    raise _fail(
-                        where, f"template ${{{path}}} must start with 'input' or 'deps.STEP'"
-                    )
-
-
-@dataclass(frozen=True)
-class Workflow:
-    """A checked workflow definition."""
-
-    name: str
-    steps: tuple[Step, ...]
+    name: _Text = Field(description="The name runs refer to.")
     description: str = ""
-    strategy: str = "parallel"
-    max_concurrency: int | None = None
-    merge: str = "dict"
+    strategy: Literal["sequential", "parallel", "priority", "resource-aware", "adaptive"] = Field(
+        default="parallel",
+        description="How ready steps are dispatched (see macp.actors.workflows).",
+    )
+    max_concurrency: Annotated[int, Field(strict=True, ge=1)] | None = Field(
+        default=None, description="The most steps running at once."
+    )
+    merge: Literal["dict", "list", "union"] = Field(
+        default="dict",
+        description="The run's result: {sink: output}, [outputs] or their maps merged.",
+    )
+    steps: Annotated[list[Step], Field(min_length=1)]
 
     @classmethod
     def parse(cls, raw: Any) -> Workflow:
@@ -162,55 +138,35 @@ class Workflow:
         Raises:
             ConfigError: a malformed field, a duplicate step id, a dependency on a step that
                 does not exist, a fallback to a step that does not exist, or a dependency
-                cycle; the message names the steps involved.
+                cycle; the message names the workflow and the steps involved.
         """
-        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
-            raise ConfigError("a workflow is a map with a 'name' and a list of 'steps'")
-        where = f"workflow {raw['name']!r}"
-        unknown = sorted(set(raw) - _WORKFLOW_KEYS)
-        if unknown:
-            raise _fail(
-                where,
-                f"unknown key {unknown[0]!r}; a workflow has {', '.join(sorted(_WORKFLOW_KEYS))}",
-            )
-        steps_raw = raw.get("steps")
-        if not isinstance(steps_raw, list) or not steps_raw:
-            raise _fail(where, "'steps' must be a non-empty list")
-        steps = tuple(_step(s, f"{where}, step {i + 1}") for i, s in enumerate(steps_raw))
-        strategy = raw.get("strategy", "parallel")
-        if strategy not in STRATEGIES:
-            raise _fail(
-                where, f"'strategy' must be one of {', '.join(STRATEGIES)}, not {strategy!r}"
-            )
-        merge = raw.get("merge", "dict")
-        if merge not in MERGES:
-            raise _fail(where, f"'merge' must be one of {', '.join(MERGES)}, not {merge!r}")
-        limit = raw.get("max_concurrency")
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
-        ):
-            raise _fail(where, "'max_concurrency' must be an integer >= 1")
-        workflow = cls(raw["name"], steps, str(raw.get("description", "")), strategy, limit, merge)
-        workflow._check_graph(where)
+        named = isinstance(raw, dict) and isinstance(raw.get("name"), str) and raw["name"]
+        where = f"workflow {raw['name']!r}" if named else "a workflow"
+        workflow = check(cls, raw, where, ConfigError)
+        for _, message in workflow.problems()[:1]:
+            raise ConfigError(f"{where}: {message}")
         return workflow
 
-    def _check_graph(self, where: str) -> None:
+    def problems(self) -> list[tuple[Location, str]]:
+        """What is wrong with the graph of steps: each with where (within this workflow)."""
+        found: list[tuple[Location, str]] = []
         seen: set[str] = set()
-        for step in self.steps:
+        for i, step in enumerate(self.steps):
             if step.id in seen:
-                raise _fail(where, f"two steps have the id {step.id!r}; step ids must be unique")
+                unique = f"two steps have the id {step.id!r}; step ids must be unique"
+                found.append((("steps", i, "id"), unique))
             seen.add(step.id)
-        for step in self.steps:
-            for dep in step.depends_on:
+        for i, step in enumerate(self.steps):
+            for j, dep in enumerate(step.depends_on):
                 if dep not in seen:
-                    raise _fail(where, f"step {step.id!r} depends on {dep!r}, which is not a step")
+                    missing = f"step {step.id!r} depends on {dep!r}, which is not a step"
+                    found.append((("steps", i, "depends_on", j), missing))
             if step.fallback is not None and step.fallback not in seen:
-                raise _fail(
-                    where, f"step {step.id!r} falls back to {step.fallback!r}, which is not a step"
-                )
-        cycle = self._cycle()
-        if cycle:
-            raise _fail(where, f"the steps form a cycle: {' -> '.join(cycle)}")
+                missing = f"step {step.id!r} falls back to {step.fallback!r}, which is not a step"
+                found.append((("steps", i, "on_failure"), missing))
+        if not found and (cycle := self._cycle()):
+            found.append(((), f"the steps form a cycle: {' -> '.join(cycle)}"))
+        return found
 
     def _cycle(self) -> list[str]:
         deps = {s.id: s.depends_on for s in self.steps}

@@ -15,14 +15,17 @@ import operator
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Self
+
+from pydantic import Field, field_validator, model_validator
 
 from macp.errors import InvalidParams
+from macp.schema import Schema, check
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-__all__ = ["BUCKETS_S", "History", "Outcomes", "Rule", "metric_name", "percentile"]
+__all__ = ["BUCKETS_S", "History", "Outcomes", "Rule", "RuleSpec", "metric_name", "percentile"]
 
 BUCKETS_S: Final = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, math.inf)
 _OPS: Final[dict[str, Callable[[float, float], bool]]] = {
@@ -108,9 +111,60 @@ class History:
         return [[ts, v] for ts, v in self.series.get(name, ()) if ts >= oldest_ms]
 
 
+_Seconds = Annotated[float, Field(strict=True, ge=0)]
+
+
+class RuleSpec(Schema):
+    """An alert rule as written: a ``name`` and a condition, either ``expr`` or ``metric``,
+    ``op`` and ``threshold`` (a topology file's ``monitor.rules``, and ``monitor.add_rule``)."""
+
+    name: str = Field(description="The rule's name; a rule added with a name in use replaces it.")
+    expr: str | None = Field(
+        default=None, description="The condition as 'METRIC OP THRESHOLD [for Ns]', e.g. "
+        "'tasks.error_rate{type=x} > 0.5 for 10s'; instead of metric, op, threshold and for_s.",
+    )  # fmt: skip
+    metric: str | None = Field(
+        default=None, description="A metric name, e.g. 'tasks.error_rate{type=x}'."
+    )
+    op: Literal[">", ">=", "<", "<=", "==", "!="] | None = Field(
+        default=None, description="How the metric compares to the threshold."
+    )
+    threshold: Annotated[float, Field(strict=True)] | None = Field(
+        default=None, description="The value the metric is compared to."
+    )
+    for_s: _Seconds = Field(
+        default=0.0, description="How long the condition must hold before it fires."
+    )
+    cooldown_s: _Seconds = Field(default=60.0, description="The least time between two firings.")
+
+    @field_validator("expr")
+    @classmethod
+    def _expression(cls, expr: str | None) -> str | None:
+        if expr is not None and _EXPRESSION.match(expr) is None:
+            raise ValueError(
+                "must read 'METRIC OP THRESHOLD [for Ns]', e.g. "
+                f"'tasks.error_rate{{type=x}} > 0.5 for 10s', not {expr!r}"
+            )
+        return expr
+
+    @model_validator(mode="after")
+    def _condition(self) -> Self:
+        parts = ("metric", "op", "threshold")
+        if self.expr is not None:
+            if any(getattr(self, p) is not None for p in parts) or "for_s" in self.model_fields_set:
+                raise ValueError(
+                    "give the condition as 'expr' or as 'metric', 'op' and 'threshold', not both"
+                )
+            return self
+        for part in parts:
+            if getattr(self, part) is None:
+                raise ValueError(f"{part!r} is required (or give the whole condition as 'expr')")
+        return self
+
+
 @dataclass
 class Rule:
-    """An alert rule (see the module docstring)."""
+    """An alert rule (see the module docstring) and its state."""
 
     name: str
     metric: str
@@ -124,38 +178,29 @@ class Rule:
 
     @classmethod
     def parse(cls, raw: Any) -> Rule:
-        """From ``{name, metric, op, threshold, for_s?, cooldown_s?}`` or ``{name, expr,
-        cooldown_s?}`` with ``expr`` like ``"tasks.error_rate{type=x} > 0.5 for 10s"``.
+        """From a :class:`RuleSpec`'s fields, e.g. ``{name, expr, cooldown_s?}`` with ``expr``
+        like ``"tasks.error_rate{type=x} > 0.5 for 10s"``.
 
         Raises:
             InvalidParams: a missing or malformed field, named in the message.
         """
-        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-            raise InvalidParams("an alert rule is a map with a 'name' and a metric condition")
-        fields = dict(raw)
-        expr = fields.pop("expr", None)
-        if expr is not None:
-            match = _EXPRESSION.match(str(expr))
-            if match is None:
-                raise InvalidParams(
-                    f"rule {raw['name']!r}: 'expr' must read 'METRIC OP THRESHOLD [for Ns]', "
-                    f"e.g. 'tasks.error_rate{{type=x}} > 0.5 for 10s', not {expr!r}"
-                )
-            fields.update(
-                metric=match["metric"], op=match["op"], threshold=float(match["threshold"]),
-                for_s=float(match["for"] or 0),
-            )  # fmt: skip
-        if fields.get("op") not in _OPS:
-            raise InvalidParams(f"rule {raw['name']!r}: 'op' must be one of {' '.join(_OPS)}")
-        for key, default in (("threshold", None), ("for_s", 0), ("cooldown_s", 60)):
-            value = fields.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise InvalidParams(f"rule {raw['name']!r}: {key!r} must be a number")
-        if not isinstance(fields.get("metric"), str):
-            raise InvalidParams(f"rule {raw['name']!r}: 'metric' must be a metric name")
+        named = isinstance(raw, dict) and isinstance(raw.get("name"), str)
+        where = f"rule {raw['name']!r}" if named else "an alert rule"
+        return cls.of(check(RuleSpec, raw, where, InvalidParams))
+
+    @classmethod
+    def of(cls, spec: RuleSpec) -> Rule:
+        """The rule ``spec`` describes, not yet evaluated."""
+        if spec.expr is None:
+            assert spec.metric is not None
+            assert spec.op is not None
+            assert spec.threshold is not None
+            return cls(spec.name, spec.metric, spec.op, spec.threshold, spec.for_s, spec.cooldown_s)
+        match = _EXPRESSION.match(spec.expr)
+        assert match is not None
         return cls(
-            fields["name"], fields["metric"], fields["op"], float(fields["threshold"]),
-            float(fields.get("for_s", 0)), float(fields.get("cooldown_s", 60)),
+            spec.name, match["metric"], match["op"], float(match["threshold"]),
+            float(match["for"] or 0), spec.cooldown_s,
         )  # fmt: skip
 
     def evaluate(self, value: float | None, now: float) -> str | None:

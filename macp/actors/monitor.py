@@ -18,20 +18,23 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Final, NamedTuple
+
+from pydantic import Field
 
 from macp.actors.agent import Agent, handler
-from macp.actors.metrics import BUCKETS_S, History, Outcomes, Rule, metric_name
+from macp.actors.metrics import BUCKETS_S, History, Outcomes, Rule, RuleSpec, metric_name
 from macp.actors.registry import CONTROL_PLANE, LIST
 from macp.envelope import Wire, now_ms
-from macp.errors import InvalidParams, MacpError
+from macp.errors import ConfigError, InvalidParams, MacpError
+from macp.schema import Schema, check
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from macp.transport.refs import AskFuture
 
-__all__ = ["ALERT", "METRICS", "SAMPLES", "Monitor"]
+__all__ = ["ALERT", "METRICS", "SAMPLES", "Monitor", "MonitorOptions"]
 
 SAMPLES: Final = "monitor.samples"
 METRICS: Final = "monitor.metrics"
@@ -41,6 +44,29 @@ ADD_RULE: Final = "monitor.add_rule"
 SUBSCRIBE: Final = "monitor.subscribe"
 PROMETHEUS: Final = "monitor.prometheus"
 ALERT: Final = "alert"
+
+
+class MonitorOptions(Schema):
+    """The monitor's settings: a topology file's ``monitor:`` section, and
+    ``start_control_plane(monitor=...)``."""
+
+    sample_s: Annotated[float, Field(strict=True, gt=0)] = Field(
+        default=1.0, description="Seconds between two samples of every figure (and rule checks)."
+    )
+    window_s: Annotated[float, Field(strict=True, gt=0)] = Field(
+        default=60.0,
+        description="Seconds over which throughput, error rates and percentiles are taken.",
+    )
+    history_size: Annotated[int, Field(strict=True, ge=1)] = Field(
+        default=3600, description="Samples kept per metric for monitor.history."
+    )
+    rules: list[RuleSpec] = Field(default_factory=list, description="Alert rules.")
+    prometheus_port: Annotated[int, Field(strict=True, ge=0, le=65535)] | None = Field(
+        default=None, description="Serve /metrics for Prometheus on this port (0: any free one)."
+    )
+    prometheus_addr: str = Field(
+        default="127.0.0.1", description="The address prometheus_port listens on."
+    )
 
 
 class _Sample(NamedTuple):
@@ -56,9 +82,8 @@ class _Polled(NamedTuple):
 class Monitor(Agent):
     """Metrics, history, alerts (one per cluster, on the head node, named ``monitor``).
 
-    Config: ``sample_s`` (1.0), ``window_s`` for rates (60), ``history_size`` samples per
-    metric (3600), ``rules`` (a list of rules), ``prometheus_port`` (off by default; 0 picks
-    a free port), ``prometheus_addr`` ("127.0.0.1"), ``registry`` (address).
+    Config: the :class:`MonitorOptions`, and ``registry`` (address, default ``registry`` on
+    this node).
     """
 
     capabilities = ("monitor",)
@@ -66,23 +91,22 @@ class Monitor(Agent):
 
     def on_start(self) -> None:
         cfg = self.config
-        self.sample_s = float(cfg.get("sample_s", 1.0))
-        self.window_s = float(cfg.get("window_s", 60.0))
-        self.history = History(int(cfg.get("history_size", 3600)))
+        given = {k: v for k, v in cfg.items() if k in MonitorOptions.model_fields}
+        options = check(MonitorOptions, given, "monitor", ConfigError)
+        self.sample_s = options.sample_s
+        self.window_s = options.window_s
+        self.history = History(options.history_size)
         self.registry = str(cfg.get("registry") or f"registry@{self.node.name}")
         self.outcomes: dict[str, Outcomes] = {}  # by "tasks{type=...}", "agent{agent=...}", ...
         self.polled: dict[str, float] = {}
         self.polled_at: dict[str, float] = {}  # a figure not refreshed for 3 samples is dropped
         self.gauges: dict[str, float] = {}
-        self.rules = [Rule.parse(r) for r in cfg.get("rules") or []]
+        self.rules = [Rule.of(r) for r in options.rules]
         self.subscribers: set[str] = set()
         self.server: Any = None
         self.timer = self.node.scheduler.call_every(self.sample_s, self._tell_self, _Sample())
-        if cfg.get("prometheus_port") is not None:
-            self._serve_prometheus(
-                int(cfg["prometheus_port"]),
-                str(cfg.get("prometheus_addr", "127.0.0.1")),
-            )
+        if options.prometheus_port is not None:
+            self._serve_prometheus(options.prometheus_port, options.prometheus_addr)
 
     def on_stop(self) -> None:
         self._close()

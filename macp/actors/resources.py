@@ -13,9 +13,10 @@ Messages (body -> reply):
 
 An allocation is all or nothing: if any pool is unknown or short, nothing is taken and the
 asker gets :class:`~macp.errors.InsufficientResources` whose ``data["missing"]`` maps each such
-pool to its shortfall. The manager handles one message at a time, so allocations from many
-callers never oversubscribe a pool. A pool may be resized below what is allocated: the leases
-stay, and ``free`` is zero until enough of them are released.
+pool to its shortfall, and ``data["never"]`` (if any) each pool no release could make enough
+of (unknown, or smaller than the amount) to why. The manager handles one message at a time,
+so allocations from many callers never oversubscribe a pool. A pool may be resized below what
+is allocated: the leases stay, and ``free`` is zero until enough of them are released.
 
 Path locks (one owner, optional TTL) live in :mod:`macp.actors.locks`.
 
@@ -237,20 +238,24 @@ class ResourceManager(OwnerWatch, PathLocks, Agent):
                 much each one is short.
         """
         missing: dict[str, Wire] = {}
+        never: dict[str, str] = {}  # pools no release could make enough of, and why
         reasons = []
         for pool, amount in amounts.items():
             if pool not in self._pools:
                 missing[pool] = amount
-                reasons.append(f"{pool!r} is not a pool")
+                reasons.append(never.setdefault(pool, f"{pool!r} is not a pool"))
             elif amount > (free := self._free(pool)) + _EPS:
                 missing[pool] = amount - free
                 reasons.append(
                     f"{pool!r} is short by {amount - free:g} ({free:g} of {amount:g} free)"
                 )
+                if amount > self._pools[pool] + _EPS:
+                    capacity = self._pools[pool]
+                    never[pool] = f"{pool!r} has a capacity of {capacity:g}, less than {amount:g}"
         if missing:
             raise InsufficientResources(
                 f"cannot allocate to {owner!r}: {', '.join(reasons)}; nothing was taken",
-                data={"missing": missing},
+                data={"missing": missing, **({"never": dict(never)} if never else {})},
             )
         lease_id = uuid.uuid4().hex
         self.journal.put_lease(lease_id, owner, amounts, now_ms())

@@ -11,20 +11,52 @@ from __future__ import annotations
 import heapq
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, Self
+
+from pydantic import Field
 
 from macp.actors.agent import TASK_RUN, handler
 from macp.actors.registry import CHANGED, GONE, ROUTABLE, SUBSCRIBE
 from macp.actors.tasks import AgentView, Breaker, describe, log, requirement
 from macp.envelope import now_ms
-from macp.errors import MacpError, ResourceUnavailable
+from macp.errors import ConfigError, MacpError, ResourceUnavailable
+from macp.schema import Schema, check
 
 if TYPE_CHECKING:
     import itertools
+    from collections.abc import Mapping
 
     from macp.transport.refs import AskFuture
 
-__all__ = ["AttemptDue", "Outcome", "Routing"]
+__all__ = ["AttemptDue", "CoordinatorOptions", "Outcome", "Routing"]
+
+
+class CoordinatorOptions(Schema):
+    """The coordinator's settings: a topology file's ``coordinator:`` section, and
+    ``start_control_plane(coordinator=...)``."""
+
+    max_in_flight: Annotated[int, Field(strict=True, ge=1)] = Field(
+        default=4,
+        description="Tasks one agent may have in flight at once; more wait for a free agent.",
+    )
+    breaker_failures: Annotated[int, Field(strict=True, ge=1)] = Field(
+        default=3, description="Failures in a row that open an agent's circuit breaker."
+    )
+    breaker_cooldown_s: Annotated[float, Field(strict=True, ge=0)] = Field(
+        default=10.0,
+        description="Seconds an open breaker keeps work from its agent, before one trial task "
+        "decides whether it closes again.",
+    )
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> Self:
+        """The options in the coordinator's ``config`` (which holds other keys too).
+
+        Raises:
+            ConfigError: an option is malformed (named in the message).
+        """
+        given = {k: v for k, v in config.items() if k in cls.model_fields}
+        return check(cls, given, "coordinator", ConfigError)
 
 
 class Outcome(NamedTuple):

@@ -24,13 +24,22 @@ import itertools
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
+from macp.actors.adaptive import adapt
 from macp.actors.agent import handler
-from macp.actors.dag import STRATEGIES, Workflow, render
+from macp.actors.dag import STRATEGIES, Step, Workflow, render
 from macp.actors.records import DEFINITION
-from macp.actors.registry import ROUTABLE
-from macp.actors.tasks import error_record, new_record, requirement
+from macp.actors.tasks import error_record, new_record
 from macp.envelope import Wire, new_id, now_ms
-from macp.errors import Cancelled, ConfigError, InsufficientResources, InvalidParams, MacpError
+from macp.errors import (
+    Cancelled,
+    ConfigError,
+    InsufficientResources,
+    InvalidParams,
+    MacpError,
+    ResourceUnavailable,
+    error_body,
+    error_from_body,
+)
 from macp.store import storable
 
 if TYPE_CHECKING:
@@ -132,7 +141,7 @@ class Workflows:
         limit = body.get("max_concurrency") or workflow.max_concurrency
         chosen = {"strategy": strategy, "reason": "requested"}
         if strategy == "adaptive":
-            chosen, limit = self._adapt(workflow, limit)
+            chosen, limit = adapt(workflow, self.agents.values(), limit)
         now = now_ms()
         return {
             "id": new_id(), "workflow": workflow.name, "definition": definition,
@@ -144,31 +153,6 @@ class Workflows:
                              "dispatched": None, "finished": None, "lease": None,
                              "instead_of": None} for s in workflow.steps},
         }  # fmt: skip
-
-    def _adapt(self, workflow: Workflow, limit: int | None) -> tuple[dict[str, str], int | None]:
-        """Choose a strategy from the run's shape and the agents free now; say why."""
-        needs = [requirement(new_record("-", s.task_spec())) for s in workflow.steps]
-        free = sum(
-            1
-            for v in self.agents.values()
-            if v.status in ROUTABLE and v.in_flight == 0 and any(v.meets(n) for n in needs)
-        )
-        width = workflow.width()
-        if any(s.resources for s in workflow.steps):
-            return {"strategy": "resource-aware", "reason": "steps declare resources"}, limit
-        if width > 1 and free >= 2:  # noqa: PLR2004
-            bound = min(width, free, limit or width)
-            reason = (
-                f"{free} free agents for up to {width} steps at once: at most {bound} at a time"
-            )
-            return {"strategy": "parallel", "reason": reason}, bound
-        if len({s.priority for s in workflow.steps}) > 1:
-            return {
-                "strategy": "priority",
-                "reason": f"{free} free agent(s); steps have priorities",
-            }, 1
-        reason = f"{free} free agent(s) for at most {width} step(s) at once: one at a time"
-        return {"strategy": "sequential", "reason": reason}, 1
 
     @handler(STATUS)
     def run_status(self, body: Wire) -> Wire:
@@ -227,8 +211,6 @@ class Workflows:
     def _outcome(self, run: dict[str, Any]) -> Wire:
         if run["state"] == "succeeded":
             return run["result"]  # type: ignore[no-any-return]
-        from macp.errors import error_from_body  # noqa: PLC0415
-
         raise error_from_body(run["error"])
 
     # -- running ------------------------------------------------------------------------------
@@ -245,32 +227,60 @@ class Workflows:
         if run["state"] != "running":
             self._save_run(run)
             return
-        strategy = run["chosen"]["strategy"]
-        limit = 1 if strategy == "sequential" else run["max_concurrency"] or len(steps)
-        ready = [s for s in [*order, *workflow.fallbacks] if steps[s]["state"] == "ready"]
-        if strategy == "priority":
-            ready.sort(key=lambda s: -workflow.step(s).priority)
-        running = sum(1 for s in steps.values() if s["state"] == "running")
-        for step_id in ready:
-            if running >= limit:
-                break
-            if strategy == "resource-aware" and not self._lease(run, workflow.step(step_id)):
-                continue  # it waits for the resources; another step may fit
-            self._dispatch(run, step_id)
-            running += 1
-        if running == 0 and not any(s["state"] in ("waiting", "ready") for s in steps.values()):
+        running, refused = self._start_ready(run, workflow)
+        if run["state"] == "running" and refused:  # its fallback or dependents may go on
+            self._advance(run)
+            return
+        waiting = any(s["state"] in ("waiting", "ready") for s in steps.values())
+        if run["state"] == "running" and running == 0 and not waiting:
             self._complete(run)
         self._save_run(run)
 
-    def _lease(self, run: dict[str, Any], step: Any) -> bool:
+    def _start_ready(self, run: dict[str, Any], workflow: Workflow) -> tuple[int, bool]:
+        """Dispatch the ready steps the strategy allows; the steps running, and whether a step
+        failed because its resources could never be granted."""
+        steps, strategy = run["steps"], run["chosen"]["strategy"]
+        limit = 1 if strategy == "sequential" else run["max_concurrency"] or len(steps)
+        ready = [
+            s for s in [*workflow.order(), *workflow.fallbacks] if steps[s]["state"] == "ready"
+        ]
+        if strategy == "priority":
+            ready.sort(key=lambda s: -workflow.step(s).priority)
+        running = sum(1 for s in steps.values() if s["state"] == "running")
+        refused = False
+        for step_id in ready:
+            if running >= limit or run["state"] != "running":
+                break
+            if strategy == "resource-aware":
+                granted = self._lease(run, workflow.step(step_id))
+                refused |= granted is None
+                if not granted:
+                    continue  # it waits for the resources (or failed); another step may fit
+            self._dispatch(run, step_id)
+            running += 1
+        return running, refused
+
+    def _lease(self, run: dict[str, Any], step: Step) -> bool | None:
+        """Lease the step's resources: whether they were granted, or None if they never could
+        be (a pool that does not exist, or is too small): then the step failed, saying why."""
         if not step.resources:
             return True
         owner = f"workflow:{run['id']}:{step.id}"
         body = {"owner": owner, "amounts": step.resources}
         try:
             lease = self.node.ask(f"resources@{self.node.name}", "resources.allocate", body).get()
-        except InsufficientResources:
-            return False
+        except InsufficientResources as e:
+            never = e.data.get("never") if isinstance(e.data, dict) else None
+            if not isinstance(never, dict) or not never:
+                return False  # it waits for a release
+            reasons = ", ".join(str(reason) for reason in never.values())
+            refused = ResourceUnavailable(
+                f"step {step.id!r} can never get its resources: {reasons}; declare the pool or "
+                "lower the amount"
+            )
+            run["steps"][step.id].update(finished_ms=now_ms(), error=error_body(refused))
+            self._step_failed(run, step.id)
+            return None
         except MacpError as e:
             self.log.warning("workflow.lease_failed", run=run["id"], step=step.id, error=str(e))
             return False
@@ -333,8 +343,6 @@ class Workflows:
             steps[failed]["state"] = "replaced"
             steps[step.fallback].update(state="ready", instead_of=failed)
         else:
-            from macp.errors import error_from_body  # noqa: PLC0415
-
             cause = error_from_body(steps[step_id]["error"])
             self._end_run(run, "failed", MacpError(
                 f"workflow {run['workflow']!r} failed at step {failed!r}: {cause}",

@@ -6,10 +6,10 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from macp._loader import load_class
-from macp.actors.dag import Workflow
 from macp.address import check_name
 from macp.errors import ConfigError
 from macp.topologies import builders
+from macp.topologies.steps import check_steps
 from macp.transport.security import check_endpoint
 
 if TYPE_CHECKING:
@@ -33,17 +33,28 @@ def _names(items: list[Any], section: str, add: Callable[[tuple[Any, ...], str],
 
 
 def check(spec: TopologySpec, add: Callable[[tuple[Any, ...], str], None]) -> None:
-    """Report every problem with ``add(location, message)``."""
+    """Report every problem with ``add(location, message)``; the workflow steps are checked
+    against the agents and pools once nothing else is wrong."""
+    found: list[str] = []
+
+    def count(loc: tuple[Any, ...], message: str) -> None:
+        found.append(message)
+        add(loc, message)
+
+    _check(spec, count)
+    if not found:
+        check_steps(spec, add)
+
+
+def _check(spec: TopologySpec, add: Callable[[tuple[Any, ...], str], None]) -> None:
     _names(spec.nodes, "nodes", add)
     _names(spec.agents, "agents", add)
     _check_nodes(spec, add)
     if _check_agents(spec, add) and spec.topology is not None:
         builders.module(spec).check(spec, add)
     for i, workflow in enumerate(spec.workflows):
-        try:
-            Workflow.parse(workflow)
-        except ConfigError as e:
-            add(("workflows", i), e.message)
+        for loc, message in workflow.problems():
+            add(("workflows", i, *loc), f"workflow {workflow.name!r}: {message}")
 
 
 def _check_nodes(spec: TopologySpec, add: Callable[[tuple[Any, ...], str], None]) -> None:

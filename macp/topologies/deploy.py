@@ -98,10 +98,12 @@ def start_node(
         if name == spec.head.name:
             start_control_plane(
                 node, journal=journal_path(spec), pools=spec.resources,
-                coordinator=spec.coordinator, monitor=spec.monitor,
+                coordinator=spec.coordinator.model_dump(exclude_unset=True),
+                monitor=spec.monitor.model_dump(exclude_unset=True),
             )  # fmt: skip
             for workflow in spec.workflows:
-                node.ask("coordinator", "workflow.define", workflow).get()
+                definition = workflow.model_dump(exclude_unset=True)
+                node.ask("coordinator", "workflow.define", definition).get()
         sup = spec.supervision
         node.start_child(SupervisorSpec(
             "agents", _children(spec, name), strategy=sup.strategy,

@@ -15,41 +15,56 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from macp.actors.dag import Workflow  # noqa: TC001 - pydantic reads the annotation at run time
+from macp.actors.monitor import MonitorOptions
+from macp.actors.routing import CoordinatorOptions
 from macp.errors import ConfigError
+from macp.schema import Location, Schema, field_path, problems
 from macp.supervisor import Restart, Strategy
 
 __all__ = ["AgentSpec", "NodeSpec", "TopologySpec", "load_spec", "parse_spec"]
 
 _ENV: Final = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
-_TAGS: Final = frozenset(
-    {"hub-and-spoke", "peer-to-peer", "assembly-line", "hierarchical", "Stage", "str"}
-)
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class NodeSpec(Schema):
+    """One node: one ``macp node start`` process."""
 
-
-class NodeSpec(_Model):
     name: str
+    """Unique in the file; the ``@node`` of its agents' addresses."""
     listen: str
+    """``tcp://HOST:PORT`` it listens on (port 0: ``macp up`` picks a free one)."""
     head: bool = False
+    """Whether it runs the control plane (default: the first node)."""
     keys: str | None = None
+    """A keys directory (relative to the file): CURVE encryption and the allow-list."""
     insecure: bool = False
+    """Allow plaintext on a non-loopback address."""
 
 
-class AgentSpec(_Model):
+class AgentSpec(Schema):
+    """An agent, and its replicas."""
+
     name: str
+    """Unique in the file; replicas are NAME-1, NAME-2, ..."""
     class_: str = Field(alias="class")
+    """Its class, as ``package.module:Class``."""
     node: str | list[str] | None = None
+    """The node, or nodes its replicas are spread over in turn (default: the head)."""
     replicas: Annotated[int, Field(ge=1)] = 1
+    """How many instances to run."""
     capabilities: list[str] | None = None
+    """What it can do, for routing (default: its class's)."""
     role: str | None = None
+    """A role name, for routing (default: its class's)."""
     group: str | None = None
+    """A group, for control commands sent to ``group:NAME``."""
     config: dict[str, Any] = Field(default_factory=dict)
+    """The agent's ``self.config``."""
     restart: Restart = Restart.PERMANENT
+    """permanent (always restarted), transient (after a crash only) or temporary (never)."""
 
     def nodes(self, head: str) -> list[str]:
         return [self.node] if isinstance(self.node, str) else (self.node or [head])
@@ -62,51 +77,87 @@ class AgentSpec(_Model):
         return [(f"{self.name}-{i + 1}", nodes[i % len(nodes)]) for i in range(self.replicas)]
 
 
-class SupervisionSpec(_Model):
+class SupervisionSpec(Schema):
+    """How each node's supervisor restarts its agents."""
+
     strategy: Strategy = Strategy.ONE_FOR_ONE
+    """one_for_one, one_for_all or rest_for_one."""
     max_restarts: Annotated[int, Field(ge=0)] = 3
+    """Restarts allowed within ``within_seconds``; past them the node gives up (exit 1)."""
     within_seconds: Annotated[float, Field(gt=0)] = 5.0
+    """The window ``max_restarts`` counts in."""
 
 
-class HubAndSpoke(_Model):
+class HubAndSpoke(Schema):
+    """A hub (a ``macp.Hub``) splits each task among its spokes and merges their results."""
+
     kind: Literal["hub-and-spoke"]
     hub: str
+    """The hub agent."""
     spokes: list[str]
+    """The agents that work on the parts."""
 
 
-class PeerToPeer(_Model):
+class PeerToPeer(Schema):
+    """Peers (``macp.Peer``) that find each other in the registry and ask for help."""
+
     kind: Literal["peer-to-peer"]
     peers: list[str]
+    """The peer agents."""
     entry: str
+    """The task type a submitted task is sent as (some peer handles it)."""
 
 
-class Stage(_Model):
+class Stage(Schema):
+    """One stage of an assembly line."""
+
     agent: str
+    """The agent that works on the stage."""
     mode: Literal["each", "all"] = "each"
+    """each: one task per item, pipelined; all: one task for the whole value."""
     max_in_flight: Annotated[int, Field(ge=1)] | None = None
+    """Items in the stage at once (default: twice the agent's replicas)."""
 
 
-class AssemblyLine(_Model):
+class AssemblyLine(Schema):
+    """Items flow stage to stage, the output of one the input of the next."""
+
     kind: Literal["assembly-line"]
     stages: list[Stage | str]
+    """The stages in order: a Stage, or an agent's name."""
 
 
-class Hierarchical(_Model):
+class Hierarchical(Schema):
+    """A tree of leads (``macp.Hub``) and workers, decomposing and merging at each level."""
+
     kind: Literal["hierarchical"]
     root: str
+    """The agent a submitted task goes to."""
     tree: dict[str, list[str]]
+    """Each lead's children."""
 
 
-class SettingsSpec(_Model):
+class SettingsSpec(Schema):
+    """Every node's runtime settings (see ``macp.Settings``)."""
+
     heartbeat_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    """Seconds between two heartbeats to each peer."""
     heartbeat_misses: Annotated[int, Field(ge=1)] = 3
+    """Heartbeats missed before a peer is down (plus ``acceptable_pause_s``)."""
     acceptable_pause_s: Annotated[float, Field(ge=0)] = 1.0
+    """Extra silence tolerated before a peer is down."""
     ask_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    """The default timeout of an ask."""
     shutdown_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    """How long an actor may take to start or stop."""
     abandon_grace_s: Annotated[float, Field(gt=0)] = 5.0
+    """How long past its deadline a handler may run before its agent is restarted."""
     max_message_bytes: Annotated[int, Field(gt=0)] = 10 * 1024 * 1024
+    """The largest payload (a packed body) a message may carry."""
     journal: str | None = None
+    """The control plane's SQLite journal (default: .macp/NAME/journal.sqlite3)."""
     strict: bool = False
+    """Round-trip every local message through msgpack (no shared mutable objects)."""
 
 
 Topology = Annotated[
@@ -114,19 +165,29 @@ Topology = Annotated[
 ]
 
 
-class TopologySpec(_Model):
+class TopologySpec(Schema):
     """A whole topology file, validated."""
 
     name: str
+    """The topology's name (its journal's directory by default)."""
     nodes: Annotated[list[NodeSpec], Field(min_length=1)]
+    """Its nodes, one process each."""
     agents: list[AgentSpec] = Field(default_factory=list)
+    """Its agents, placed on the nodes."""
     supervision: SupervisionSpec = Field(default_factory=SupervisionSpec)
+    """How agents are restarted."""
     topology: Topology | None = None
+    """Its shape, by ``kind``, and so what ``macp run --task`` does."""
     resources: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
-    workflows: list[dict[str, Any]] = Field(default_factory=list)
-    monitor: dict[str, Any] = Field(default_factory=dict)
-    coordinator: dict[str, Any] = Field(default_factory=dict)
+    """The resource manager's pools and their capacities."""
+    workflows: list[Workflow] = Field(default_factory=list)
+    """Workflows defined at start (see ``macp.actors.dag``)."""
+    monitor: MonitorOptions = Field(default_factory=MonitorOptions)
+    """The monitor's options and alert rules."""
+    coordinator: CoordinatorOptions = Field(default_factory=CoordinatorOptions)
+    """The coordinator's options."""
     settings: SettingsSpec = Field(default_factory=SettingsSpec)
+    """Runtime settings of every node."""
     path: str = Field(default="", exclude=True)
 
     @property
@@ -150,35 +211,13 @@ class TopologySpec(_Model):
         return [f"{inst}@{node}" for inst, node in self.agent(agent).instances(head)]
 
 
-_SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
-    (): TopologySpec, ("nodes", "#"): NodeSpec, ("agents", "#"): AgentSpec,
-    ("supervision",): SupervisionSpec, ("settings",): SettingsSpec,
-    ("topology", "hub-and-spoke"): HubAndSpoke, ("topology", "peer-to-peer"): PeerToPeer,
-    ("topology", "assembly-line"): AssemblyLine, ("topology", "hierarchical"): Hierarchical,
-    ("topology", "assembly-line", "stages", "#", "Stage"): Stage,
-}  # fmt: skip
-
-
-def _field(loc: tuple[Any, ...]) -> str:
-    """``agents[2].class`` from a validation location (union tags left out)."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part not in _TAGS:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def _line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int:
+def _line(root: yaml.Node | None, loc: Location) -> int:
     """The line (1-based) of the deepest YAML node along ``loc`` that exists."""
     node, line = root, 1
     for part in loc:
         if node is None:
             break
         line = node.start_mark.line + 1
-        if part in _TAGS:
-            continue  # a union's tag, not a key of the file
         if isinstance(node, yaml.MappingNode):
             node = next((v for k, v in node.value if k.value == part), None)
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
@@ -190,40 +229,21 @@ def _line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int:
     return line
 
 
-def _allowed(loc: tuple[Any, ...]) -> str:
-    shape = tuple("#" if isinstance(p, int) else p for p in loc)
-    model = _SECTIONS.get(shape)
-    if model is None:
-        return ""
-    names = [f.alias or name for name, f in model.model_fields.items() if name != "path"]
-    return f"; expected one of: {', '.join(names)}"
-
-
-def _explain(error: Any) -> str:
-    kind, loc = error["type"], error["loc"]
-    if kind == "extra_forbidden":
-        return f"unknown key {loc[-1]!r}{_allowed(loc[:-1])}"
-    if kind == "missing":
-        return "is required"
-    if kind == "too_short":
-        return "must list at least one entry"
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        return "'kind' must be one of hub-and-spoke, peer-to-peer, assembly-line, hierarchical"
-    return str(error["msg"]).replace("Input should be", "must be")
-
-
 class _Problems:
     """Collected errors, each as ``FILE:LINE: FIELD: what is wrong``."""
 
     def __init__(self, path: str, root: yaml.Node | None) -> None:
-        self.path, self.root, self.lines = path, root, []  # type: ignore[var-annotated]
+        self.path, self.root = path, root
+        self.found: list[tuple[int, str]] = []
 
-    def add(self, loc: tuple[Any, ...], message: str) -> None:
-        self.lines.append(f"{self.path}:{_line(self.root, loc)}: {_field(loc)}: {message}")
+    def add(self, loc: Location, message: str) -> None:
+        self.found.append((_line(self.root, loc), f"{field_path(loc)}: {message}"))
 
     def raise_if_any(self) -> None:
-        if self.lines:
-            raise ConfigError("\n".join(self.lines))
+        """Raise them all, in the order of their lines in the file."""
+        if self.found:
+            ordered = sorted(self.found, key=lambda found: found[0])
+            raise ConfigError("\n".join(f"{self.path}:{line}: {what}" for line, what in ordered))
 
 
 class _Loader(yaml.SafeLoader):
@@ -298,19 +318,19 @@ def parse_spec(text: str, path: str = "<topology>") -> TopologySpec:
     root, data = _compose(text, path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: a topology file is a map with name, nodes and agents")
-    problems = _Problems(path, root)
+    found = _Problems(path, root)
     try:
         spec = TopologySpec.model_validate(data)
     except ValidationError as e:
-        for error in e.errors():
-            problems.add(tuple(error["loc"]), _explain(error))
-        problems.raise_if_any()
+        for loc, message in problems(TopologySpec, e):
+            found.add(loc, message)
+        found.raise_if_any()
         raise  # pragma: no cover - errors() is never empty
     spec.path = path
     from macp.topologies.checks import check  # noqa: PLC0415 - the checks import builders
 
-    check(spec, problems.add)
-    problems.raise_if_any()
+    check(spec, found.add)
+    found.raise_if_any()
     return spec
 
 

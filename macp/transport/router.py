@@ -176,6 +176,11 @@ class Router:
             self._poller.register(self._refusals.monitor, zmq.POLLIN)
         if self._gateway is not None:
             server, sep, address = self._gateway.partition("=")
+            if not sep and self._keys is not None:  # whose public key to expect? the name says
+                raise ConfigError(
+                    f"connect address {server!r}: with keys, name the node (NAME={server}) so "
+                    f"its key is known: NAME.key in {self._keys_dir} must be that node's public key"
+                )
             _links.connect(self, _GATEWAY, address if sep else server, hello=False, server=server)
             self._open_links()
             return

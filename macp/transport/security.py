@@ -194,14 +194,13 @@ def check_endpoint(address: object, what: str, *, bind: bool = False) -> str:
     hint = " (PORT 0 picks a free one)" if bind else ""
     if scheme == "tcp" and sep:
         host, colon, port = rest.rpartition(":")
-        if colon and host and (port == "*" or (port.isascii() and port.isdigit())):
-            lowest = 0 if bind else 1
-            if (port == "*" and bind) or (port != "*" and lowest <= int(port) <= _MAX_PORT):
-                return str(address)
-            raise ConfigError(
-                f"{what} {address!r} is invalid: port {port} is out of range; use a port from "
-                f"{lowest} to {_MAX_PORT}{hint}"
-            )
+        lowest = 0 if bind else 1  # a port to connect to is a real one, never 0 or *
+        fits = port.isdigit() and lowest <= int(port) <= _MAX_PORT
+        bracketed = host.startswith("[") == host.endswith("]")  # an IPv6 host is [::1]
+        if colon and host and bracketed and (fits or (bind and port == "*")):
+            return str(address)
+        if colon and host and bracketed:
+            hint = f" (PORT {lowest}-{_MAX_PORT}{'; 0 picks a free one' if bind else ''})"
     elif scheme in {"ipc", "inproc"} and sep and rest:
         return str(address)
     raise ConfigError(f"{what} {address!r} is invalid; use tcp://HOST:PORT{hint}")

@@ -130,3 +130,27 @@ def test_a_bad_ask_in_a_batch_is_answered_and_the_others_are_served(
     assert error[11]["error"] == "EnvelopeError"
     assert node.router is not None
     assert node.router.counters["bad_envelopes"] == 1
+
+
+def test_a_frame_nested_deep_around_a_timestamp_is_refused_and_the_node_goes_on(
+    make_node: Callable[..., Node], socket: Callable[[int], zmq.Socket[bytes]]
+) -> None:
+    """msgpack reads about 1,000 levels; the search for a timestamp must not recurse that deep
+    (a RecursionError there would end the node's I/O thread)."""
+    node = make_node("t", listen="tcp://127.0.0.1:0", settings=DEFAULTS)
+    node.spawn(Echo, "echo")
+    client = socket(zmq.DEALER)
+    client.setsockopt(zmq.IDENTITY, b"deep")
+    assert node.address is not None
+    client.connect(node.address)
+    ask = list(Envelope.new(Kind.ASK, "echo", "$client@~deep", "echo@t", None))
+    head = b"\x9c" + b"".join(msgpack.packb(field) for field in ask[:11])
+    client.send(head + b"\x91" * 1000 + b"\xd6\xff" + bytes(4))  # a timestamp, 1,000 down
+
+    (refused,) = _received(client, 1, Kind.ERROR)
+    assert refused[6] == ask[1]
+    assert refused[11]["message"] == "extension type -1 (a timestamp) is not allowed in an envelope"
+    probe = Envelope.new(Kind.ASK, "echo", "$client@~deep", "echo@t", "still there?")
+    client.send(msgpack.packb(probe))
+    (reply,) = _received(client, 1, Kind.REPLY)
+    assert reply[11]["echo"] == "still there?"

@@ -506,3 +506,116 @@ def test_node_start_with_an_agent_that_cannot_start_exits_2_naming_it(
         "error: child 'broken' failed to start: RuntimeError: cannot load its model"
     ]
     assert node_processes(env["MACP_DATA_DIR"]) == []
+
+
+# -- no traceback, ever ---------------------------------------------------------------------------
+
+
+def test_status_through_a_worker_while_the_head_is_down_says_so_in_one_sentence(
+    peers: TopologyNodes,
+) -> None:
+    peers.procs["alpha"].kill()
+    peers.procs["alpha"].wait(10)
+    beta = peers.addresses["beta"]
+    client = macp.Node.client(beta).start()
+    try:
+        wait_until(
+            lambda: client.ask_node("*", "node.info").get()["peers"]["alpha"]["state"] == "down",
+            20,
+            "beta does not see alpha down",
+        )
+    finally:
+        client.stop()
+    for command in (["status"], ["control", "pause", "all"]):
+        done = macp_cli(*command, "--connect", beta, env=peers.env)
+        assert (done.returncode, done.stdout) == (1, ""), command
+        assert done.stderr == (
+            "error: the head node 'alpha' is down, and with it the control plane; start it "
+            "again, then retry\n"
+        ), command
+
+
+def test_connecting_with_keys_to_an_address_that_names_no_node_says_what_to_write(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys"
+    assert macp_cli("keys", "generate", str(keys), "--name", "client", env=env).returncode == 0
+    address = f"tcp://127.0.0.1:{free_ports(1)[0]}"
+    done = macp_cli("status", "--connect", address, env={**env, "MACP_KEYS": str(keys)})
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"error: connect address {address!r}: with keys, name the node (NAME={address}) so its "
+        f"key is known: NAME.key in {keys} must be that node's public key\n"
+    )
+
+
+def test_a_node_that_refuses_the_clients_key_is_named_as_a_possible_cause(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    node_keys, client_keys = tmp_path / "node", tmp_path / "client"
+    for directory, name in ((node_keys, "n1"), (node_keys, "client"), (client_keys, "client")):
+        assert macp_cli("keys", "generate", str(directory), "--name", name, env=env).returncode == 0
+    (client_keys / "n1.key").write_bytes((node_keys / "n1.key").read_bytes())
+    address = f"tcp://127.0.0.1:{free_ports(1)[0]}"
+    node = subprocess.Popen(
+        [sys.executable, "-m", "macp", "node", "start", "--name", "n1", "--listen", address,
+         "--keys", str(node_keys), "--control-plane", "--log-level", "error"],
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert node.stdout is not None
+        assert '"node.ready"' in node.stdout.readline()
+        done = macp_cli("status", "--connect", f"n1={address}",
+                        env={**env, "MACP_KEYS": str(client_keys)})  # fmt: skip
+    finally:
+        node.terminate()
+        node.communicate(timeout=20)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        f"error: no answer from n1={address} within 10 s; is a node running there, and does "
+        f"its keys directory hold this client's public key ({client_keys / 'client.key'})?\n"
+    )
+
+
+@pytest.mark.parametrize("port", ["99999", "*", "0"])
+def test_a_connect_address_with_a_port_no_node_can_have_exits_2_at_once(
+    port: str, env: dict[str, str]
+) -> None:
+    address = f"tcp://127.0.0.1:{port}"
+    done = macp_cli("status", "--connect", address, env=env, timeout_s=8)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"error: connect address {address!r} is invalid; use tcp://HOST:PORT (PORT 1-65535)\n"
+    )
+
+
+def test_version_is_printed_by_the_flag_and_the_command(env: dict[str, str]) -> None:
+    for args in (["--version"], ["version"]):
+        done = macp_cli(*args, env=env)
+        assert (done.returncode, done.stdout, done.stderr) == (0, f"{macp.__version__}\n", "")
+
+
+def test_up_reports_a_head_that_exits_before_it_is_ready_with_its_errors(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    file = tmp_path / "closer.yaml"
+    file.write_text(
+        textwrap.dedent("""\
+            name: closer
+            nodes:
+              - {name: head, listen: "tcp://127.0.0.1:0"}
+            agents:
+              - {name: closer, class: "agents:OutputCloser"}
+        """),
+        encoding="utf-8",
+    )
+    done = macp_cli("up", str(file), "--task", "{}", env=env)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert unlogged(done.stderr) == [
+        "error: child 'closer' failed to start: RuntimeError: cannot reach its model server",
+        (
+            "error: node 'head' exited with code 2 before it was ready; the end of its "
+            "standard error is above"
+        ),
+    ], done.stderr
+    assert node_processes(env["MACP_DATA_DIR"]) == []

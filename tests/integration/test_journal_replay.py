@@ -127,7 +127,7 @@ def test_workflow_records_of_the_wrong_shape_are_set_aside(
         ("workflows", "r-strategy"): "its 'strategy' is 'warp', not one of sequential, "
         "parallel, priority, resource-aware, adaptive",
         ("workflows", "definition:bad"): "its definition is not a valid workflow (workflow "
-        "'bad': 'steps' must be a non-empty list)",
+        "'bad': 'steps' is required)",
     }
     assert cluster.runs() == {
         "definitions": ["good"],

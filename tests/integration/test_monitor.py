@@ -343,7 +343,10 @@ def test_a_bad_rule_in_the_monitor_config_is_refused_when_the_control_plane_star
 ) -> None:
     node = make_node("head", settings=QUICK_CLUSTER)
     rules: list[macp.Wire] = [{"name": "r", "metric": "m", "op": "~", "threshold": 1}]
-    with pytest.raises(macp.MacpError, match=r"rule 'r': 'op' must be one of > >= < <= == !="):
+    with pytest.raises(
+        macp.ConfigError,
+        match=r"^monitor: 'rules\[0\]\.op' must be one of >, >=, <, <=, ==, !=, not '~'$",
+    ):
         start_control_plane(node, journal=tmp_path / "j.sqlite3", monitor={"rules": rules})
 
 
@@ -354,15 +357,16 @@ _EXPR = "'expr' must read 'METRIC OP THRESHOLD [for Ns]', e.g. 'tasks.error_rate
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
-        ({"metric": "m", "op": ">", "threshold": 1},
-         "an alert rule is a map with a 'name' and a metric condition"),
-        ({"name": "r", "op": ">", "threshold": 1}, "rule 'r': 'metric' must be a metric name"),
-        ({**_RULE, "op": "~"}, "rule 'r': 'op' must be one of > >= < <= == !="),
+        ({"metric": "m", "op": ">", "threshold": 1}, "an alert rule: 'name' is required"),
+        ({"name": "r", "op": ">", "threshold": 1},
+         "rule 'r': 'metric' is required (or give the whole condition as 'expr')"),
+        ({**_RULE, "op": "~"}, "rule 'r': 'op' must be one of >, >=, <, <=, ==, !=, not '~'"),
         ({**_RULE, "threshold": "high"}, "rule 'r': 'threshold' must be a number"),
         ({**_RULE, "for_s": True}, "rule 'r': 'for_s' must be a number"),
         ({**_RULE, "cooldown_s": "1m"}, "rule 'r': 'cooldown_s' must be a number"),
         ({"name": "r", "expr": "cpu is high"}, f"rule 'r': {_EXPR} 'cpu is high'"),
-        ({"name": "r", "metric": "m", "op": ">"}, "rule 'r': 'threshold' must be a number"),
+        ({"name": "r", "metric": "m", "op": ">"},
+         "rule 'r': 'threshold' is required (or give the whole condition as 'expr')"),
         ({"name": "r", "expr": "m > 1.2.3"}, f"rule 'r': {_EXPR} 'm > 1.2.3'"),
     ],
     ids=["name", "metric", "op", "threshold", "for_s", "cooldown_s", "expr",
@@ -470,13 +474,22 @@ def test_a_prometheus_port_in_use_is_refused_before_anything_starts(
     assert node.agents() == []  # no control plane left half-started
 
 
-@pytest.mark.parametrize("port", [70000, -1, "9100", True])
+@pytest.mark.parametrize(
+    ("port", "message"),
+    [
+        (70000, "must be less than or equal to 65535"),
+        (-1, "must be greater than or equal to 0"),
+        ("9100", "must be an integer"),
+        (True, "must be an integer"),
+    ],
+)
 def test_a_prometheus_port_that_is_no_port_number_is_refused(
-    make_node: Callable[..., Node], port: Any
+    make_node: Callable[..., Node], port: Any, message: str
 ) -> None:
     node = make_node("head")
-    with pytest.raises(macp.ConfigError, match=r"^monitor prometheus_port must be a port number"):
+    with pytest.raises(macp.ConfigError, match=f"^monitor: 'prometheus_port' {message}$"):
         start_control_plane(node, monitor={"prometheus_port": port})
+    assert node.agents() == []
 
 
 def test_node_start_serves_prometheus_with_the_flags_and_refuses_them_without_a_control_plane(

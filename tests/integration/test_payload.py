@@ -92,9 +92,12 @@ REFUSED: Final = {
     ),
     "an int key": (
         ["dict", [[_v("counts"), ["dict", [[_v(3), _v("three")]]]]]],
-        r"result\['counts'\]\[3\]: map key of type int is not allowed",
+        r"result\['counts'\]\[3\]: a map key of type int is not allowed; use str keys",
     ),
-    "an int over 64 bits": (["int", str(2**70)], r"result: int out of the 64-bit range"),
+    "an int over 64 bits": (
+        ["int", str(2**70)],
+        r"result: an int of 71 bits is out of msgpack's 64-bit range; send it as a str",
+    ),
     "one byte too many": (
         ["str", LIMIT - 2],  # a str of n >= 256 bytes packs in n + 3
         (

@@ -104,7 +104,10 @@ def test_a_short_pool_takes_nothing(resources: Ref) -> None:
         r"nothing was taken$",
     ) as info:
         _allocate(resources, "agent-b", cpu=2, gpu=2)
-    assert info.value.data == {"missing": {"gpu": 1.0}}
+    assert info.value.data == {
+        "missing": {"gpu": 1.0},
+        "never": {"gpu": "'gpu' has a capacity of 1, less than 2"},
+    }
     assert _allocated(resources) == {"cpu": 1.0, "gpu": 0.0}
 
 
@@ -114,7 +117,10 @@ def test_an_unknown_pool_takes_nothing_and_every_shortfall_is_named(resources: R
         match=r"'cpu' is short by 1 \(4 of 5 free\), 'tpu' is not a pool; nothing was taken",
     ) as info:
         _allocate(resources, "agent-a", cpu=5, tpu=1)
-    assert info.value.data == {"missing": {"cpu": 1.0, "tpu": 1.0}}
+    assert info.value.data == {
+        "missing": {"cpu": 1.0, "tpu": 1.0},
+        "never": {"cpu": "'cpu' has a capacity of 4, less than 5", "tpu": "'tpu' is not a pool"},
+    }
     assert _allocated(resources) == {"cpu": 0.0, "gpu": 0.0}
 
 

@@ -189,6 +189,40 @@ def test_resource_aware_never_exceeds_a_pool(cluster: Cluster) -> None:
     assert cluster.resources("usage")["cpu"]["allocated"] == 0
 
 
+@pytest.mark.parametrize(
+    ("resources", "reason"),
+    [
+        ({"cpu": 1, "gpu": 1}, "'gpu' is not a pool"),
+        ({"cpu": 3}, "'cpu' has a capacity of 2, less than 3"),
+    ],
+    ids=["undeclared", "over-capacity"],
+)
+def test_a_step_whose_resources_could_never_be_granted_fails_saying_why(
+    cluster: Cluster, resources: dict[str, float], reason: str
+) -> None:
+    steps = [_step("a"), _step("b", "a", resources=resources), _step("c", "b")]
+    run = cluster.run({"name": "never", "steps": steps}, strategy="resource-aware")
+    with pytest.raises(
+        macp.MacpError,
+        match=rf"^workflow 'never' failed at step 'b': step 'b' can never get its resources: "
+        rf"{re.escape(reason)}; declare the pool or lower the amount$",
+    ):
+        run.result(timeout_s=10)
+    status = run.status()
+    states = {step: s["state"] for step, s in status["steps"].items()}
+    assert (status["state"], states) == (
+        "failed",
+        {"a": "succeeded", "b": "failed", "c": "cancelled"},
+    )
+    assert cluster.resources("usage")["cpu"]["allocated"] == 0
+
+
+def test_a_step_that_can_never_get_its_resources_runs_its_fallback(cluster: Cluster) -> None:
+    steps = [_step("a", resources={"gpu": 1}, on_failure="fallback:b"), _step("b")]
+    run = cluster.run({"name": "fallback", "steps": steps}, strategy="resource-aware")
+    assert run.result(timeout_s=10) == {"a": {"name": "b", "got": {"name": "b", "deps": {}}}}
+
+
 def test_priority_starts_the_most_urgent_ready_step_first(cluster: Cluster) -> None:
     steps = [_step(f"p{p}", priority=p) for p in (0, 2, 1, 3)]
     cluster.run({"name": "prio", "steps": steps}, strategy="priority", max_concurrency=1).result()

@@ -43,8 +43,8 @@ def test_ports_from_0_to_65535_are_listen_addresses(address: str) -> None:
 def test_a_listen_port_beyond_65535_is_refused_naming_the_field(port: str) -> None:
     address = f"tcp://127.0.0.1:{port}"
     with pytest.raises(ConfigError, match=exactly(
-        f"listen address {address!r} is invalid: port {port} is out of range; use a port "
-        "from 0 to 65535 (PORT 0 picks a free one)"
+        f"listen address {address!r} is invalid; use tcp://HOST:PORT (PORT 0-65535; 0 picks a "
+        "free one)"
     )):  # fmt: skip
         check_endpoint(address, "listen address", bind=True)
 
@@ -53,8 +53,7 @@ def test_a_listen_port_beyond_65535_is_refused_naming_the_field(port: str) -> No
 def test_a_peer_port_must_be_from_1_to_65535(port: str) -> None:
     address = f"tcp://127.0.0.1:{port}"
     with pytest.raises(ConfigError, match=exactly(
-        f"peer 'b' address {address!r} is invalid: port {port} is out of range; use a port "
-        "from 1 to 65535"
+        f"peer 'b' address {address!r} is invalid; use tcp://HOST:PORT (PORT 1-65535)"
     )):  # fmt: skip
         check_endpoint(address, "peer 'b' address")
 
@@ -70,8 +69,8 @@ def test_a_node_refuses_a_port_out_of_range_before_it_starts() -> None:
 
 def test_a_topology_file_with_a_port_out_of_range_names_the_line_and_field() -> None:
     with pytest.raises(ConfigError, match=exactly(
-        "topo.yaml:4: nodes[0].listen: listen address 'tcp://127.0.0.1:99999' is invalid: port "
-        "99999 is out of range; use a port from 0 to 65535 (PORT 0 picks a free one)"
+        "topo.yaml:4: nodes[0].listen: listen address 'tcp://127.0.0.1:99999' is invalid; use "
+        "tcp://HOST:PORT (PORT 0-65535; 0 picks a free one)"
     )):  # fmt: skip
         parse_spec(FILE, "topo.yaml")
 
@@ -96,7 +95,7 @@ def test_validate_and_node_start_refuse_a_port_out_of_range(tmp_path: Path) -> N
     assert (done.returncode, done.stderr.strip()) == (
         2,
         (
-            "error: listen address 'tcp://127.0.0.1:99999' is invalid: port 99999 is out of "
-            "range; use a port from 0 to 65535 (PORT 0 picks a free one)"
+            "error: listen address 'tcp://127.0.0.1:99999' is invalid; use tcp://HOST:PORT "
+            "(PORT 0-65535; 0 picks a free one)"
         ),
     )

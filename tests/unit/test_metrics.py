@@ -57,7 +57,7 @@ def test_a_rule_can_be_written_as_an_expression() -> None:
         ({"name": "r", "expr": "cpu is high"}, "'expr' must read 'METRIC OP THRESHOLD"),
         ({"name": "r", "metric": "m", "op": "~", "threshold": 1}, "'op' must be one of"),
         ({"name": "r", "metric": "m", "op": ">", "threshold": "x"}, "'threshold' must be a number"),
-        ({"metric": "m"}, "an alert rule is a map with a 'name'"),
+        ({"metric": "m"}, "an alert rule: 'name' is required"),
     ],
 )
 def test_a_bad_rule_is_refused_naming_the_field(raw: dict[str, object], message: str) -> None:

@@ -365,7 +365,178 @@ def test_workflow_templates_are_left_for_the_workflow() -> None:
               - {id: a, type: echo, body: {x: "${input.x}", y: "${deps.a}"}}
     """)
     )
-    assert spec.workflows[0]["steps"][0]["body"] == {"x": "${input.x}", "y": "${deps.a}"}
+    assert spec.workflows[0].steps[0].body == {"x": "${input.x}", "y": "${deps.a}"}
+
+
+def test_a_workflow_step_with_an_unknown_key_is_reported_at_its_line() -> None:
+    with raises(
+        "topo.yaml:12: workflows[0].steps[0].retry: unknown key 'retry'; expected one of: id, "
+        "description, type, body, depends_on, capabilities, role, agent, timeout_s, retries, "
+        "priority, resources, on_failure"
+    ):
+        parse(BASE + "workflows:\n  - name: w\n    steps:\n      - {id: a, type: echo, retry: 2}\n")
+
+
+def test_a_step_depending_on_no_step_is_reported_at_the_dependency() -> None:
+    steps = "      - {id: a, type: echo}\n      - id: b\n        type: echo\n"
+    with raises(
+        "topo.yaml:16: workflows[0].steps[1].depends_on[1]: workflow 'w': step 'b' depends on "
+        "'ghost', which is not a step"
+    ):
+        parse(BASE + "workflows:\n  - name: w\n    steps:\n" + steps
+              + "        depends_on: [a,\n          ghost]\n")  # fmt: skip
+
+
+def test_a_step_whose_type_no_agent_of_the_file_handles_is_reported() -> None:
+    with raises(
+        "topo.yaml:12: workflows[0].steps[0].type: no agent of this file handles 'summarize', "
+        "so the step would wait for one forever; use a type one handles: echo, fail, hang, refuse"
+    ):
+        parse(BASE + "workflows:\n  - name: w\n    steps:\n      - {id: a, type: summarize}\n")
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (
+            "capabilities: [square]",
+            (
+                "workflows[0].steps[0].capabilities: no agent of this file has the capabilities "
+                "[square], so the step would wait for one forever; capabilities declared: (none)"
+            ),
+        ),
+        (
+            "role: squarer",
+            (
+                "workflows[0].steps[0].role: no agent of this file has the role 'squarer', so "
+                "the step would wait for one forever; roles declared: (none)"
+            ),
+        ),
+        (
+            "agent: echo",
+            (
+                "workflows[0].steps[0].agent: no agent of this file is 'echo', so the step "
+                "would wait for it forever; name an instance as NAME@NODE: echo@head"
+            ),
+        ),
+    ],
+    ids=["capabilities", "role", "agent"],
+)
+def test_a_step_that_no_agent_of_the_file_could_take_is_reported(
+    target: str, expected: str
+) -> None:
+    with raises(f"topo.yaml:12: {expected}"):
+        parse(BASE + "workflows:\n  - name: w\n    steps:\n"
+              f"      - {{id: a, type: echo, {target}}}\n")  # fmt: skip
+
+
+def test_a_step_routed_to_agents_that_do_not_handle_its_type_is_reported() -> None:
+    squarer = BASE + "  - {name: sq, class: agents:Squarer}\n"
+    with raises(
+        "topo.yaml:13: workflows[0].steps[0].type: the agents that could take the step (sq) "
+        "do not handle 'echo'; they handle: square"
+    ):
+        parse(squarer + "workflows:\n  - name: w\n    steps:\n"
+              "      - {id: a, type: echo, capabilities: [square]}\n")  # fmt: skip
+    spec = parse(squarer + "workflows:\n  - name: w\n    steps:\n"
+                 "      - {id: a, type: square, role: squarer}\n"
+                 "      - {id: b, type: echo, agent: echo@head}\n")  # fmt: skip
+    assert [s.id for s in spec.workflows[0].steps] == ["a", "b"]
+
+
+def test_step_resources_must_name_declared_pools_within_their_capacity() -> None:
+    steps = (
+        "resources: {gpu: 2}\n"
+        "workflows:\n  - name: w\n    steps:\n"
+        "      - {id: a, type: echo, resources: {cpu: 1}}\n"
+        "      - {id: b, type: echo, resources: {gpu: 4}}\n"
+        "      - {id: c, type: echo, resources: {gpu: 2}}\n"
+    )
+    with raises(
+        "topo.yaml:13: workflows[0].steps[0].resources.cpu: pool 'cpu' is not declared; "
+        "declare it under resources (declared: gpu)\n"
+        "topo.yaml:14: workflows[0].steps[1].resources.gpu: 4 of pool 'gpu' is more than its "
+        "capacity of 2, so the step could never run; ask for at most 2, or raise the capacity"
+    ):
+        parse(BASE + steps)
+
+
+# -- monitor and coordinator ----------------------------------------------------------------------
+
+
+def test_a_monitor_rule_with_an_unknown_key_is_reported_with_the_keys_expected() -> None:
+    with raises(
+        "topo.yaml:12: monitor.rules[0].exp: unknown key 'exp'; expected one of: name, expr, "
+        "metric, op, threshold, for_s, cooldown_s"
+    ):
+        parse(BASE + "monitor:\n  rules:\n    - name: slow\n      exp: 'tasks.error_rate > 0.5'\n")
+
+
+def test_an_unknown_monitor_option_is_reported_with_the_options_expected() -> None:
+    with raises(
+        "topo.yaml:10: monitor.prometheus_prot: unknown key 'prometheus_prot'; expected one of: "
+        "sample_s, window_s, history_size, rules, prometheus_port, prometheus_addr"
+    ):
+        parse(BASE + "monitor:\n  prometheus_prot: 9108\n")
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        (
+            "{name: slow, expr: 'p95 is high'}",
+            (
+                "monitor.rules[0].expr: must read 'METRIC OP THRESHOLD [for Ns]', e.g. "
+                "'tasks.error_rate{type=x} > 0.5 for 10s', not 'p95 is high'"
+            ),
+        ),
+        (
+            "{name: slow, metric: m, op: '>'}",
+            "monitor.rules[0]: 'threshold' is required (or give the whole condition as 'expr')",
+        ),
+        (
+            "{name: slow, metric: m, op: '~', threshold: 1}",
+            "monitor.rules[0].op: must be one of >, >=, <, <=, ==, !=, not '~'",
+        ),
+        (
+            "{name: slow, expr: 'm > 1', metric: m}",
+            (
+                "monitor.rules[0]: give the condition as 'expr' or as 'metric', 'op' and "
+                "'threshold', not both"
+            ),
+        ),
+    ],
+    ids=["expr", "missing", "op", "both"],
+)
+def test_a_malformed_monitor_rule_is_reported_at_its_line(rule: str, expected: str) -> None:
+    with raises(f"topo.yaml:11: {expected}"):
+        parse(BASE + f"monitor:\n  rules:\n    - {rule}\n")
+
+
+def test_monitor_options_are_typed() -> None:
+    with raises(
+        "topo.yaml:10: monitor.sample_s: must be a number\n"
+        "topo.yaml:11: monitor.prometheus_port: must be less than or equal to 65535"
+    ):
+        parse(BASE + "monitor:\n  sample_s: fast\n  prometheus_port: 70000\n")
+
+
+def test_an_unknown_coordinator_option_is_reported_with_the_options_expected() -> None:
+    with raises(
+        "topo.yaml:10: coordinator.max_inflight: unknown key 'max_inflight'; expected one of: "
+        "max_in_flight, breaker_failures, breaker_cooldown_s"
+    ):
+        parse(BASE + "coordinator:\n  max_inflight: 2\n")
+
+
+def test_coordinator_options_are_typed() -> None:
+    with raises(
+        "topo.yaml:10: coordinator.max_in_flight: must be greater than or equal to 1\n"
+        "topo.yaml:11: coordinator.breaker_cooldown_s: must be a number"
+    ):
+        parse(BASE + "coordinator:\n  max_in_flight: 0\n  breaker_cooldown_s: soon\n")
+    spec = parse(BASE + "coordinator: {max_in_flight: 8, breaker_failures: 5}\n")
+    assert (spec.coordinator.max_in_flight, spec.coordinator.breaker_cooldown_s) == (8, 10.0)
 
 
 # -- environment variables ------------------------------------------------------------------------
@@ -527,6 +698,52 @@ def test_validate_of_a_bad_file_exits_1_with_each_error_on_stderr(tmp_path: Path
         f"error: {bad}:6: nodes[0].colour: unknown key 'colour'; expected one of: name, listen, "
         "head, keys, insecure\n"
         f"error: {bad}:11: agents[1].class: must be a valid string\n"
+    )
+
+
+def test_validate_refuses_what_up_would_refuse_or_wait_on_forever(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        BASE
+        + textwrap.dedent("""\
+            resources: {cpu: 4}
+            monitor:
+              prometheus_prot: 9108
+              rules:
+                - {name: slow, exp: "tasks.duration_p95_ms{type=echo} > 500"}
+            coordinator: {max_inflight: 2}
+            workflows:
+              - name: w
+                steps:
+                  - {id: a, type: summarize}
+                  - {id: b, type: echo, resources: {gpu: 1}}
+        """),
+        encoding="utf-8",
+    )
+    tests = str(ROOT / "tests")  # where agents:Echo is
+    done = validate(bad, PYTHONPATH=tests)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        f"error: {bad}:11: monitor.prometheus_prot: unknown key 'prometheus_prot'; expected one "
+        "of: sample_s, window_s, history_size, rules, prometheus_port, prometheus_addr\n"
+        f"error: {bad}:13: monitor.rules[0].exp: unknown key 'exp'; expected one of: name, "
+        "expr, metric, op, threshold, for_s, cooldown_s\n"
+        f"error: {bad}:14: coordinator.max_inflight: unknown key 'max_inflight'; expected one "
+        "of: max_in_flight, breaker_failures, breaker_cooldown_s\n"
+    )
+    fixed = bad.read_text(encoding="utf-8")
+    for typo, right in (("prometheus_prot", "prometheus_port"), ("exp:", "expr:"),
+                        ("max_inflight", "max_in_flight")):  # fmt: skip
+        fixed = fixed.replace(typo, right)
+    bad.write_text(fixed, encoding="utf-8")
+    done = validate(bad, PYTHONPATH=tests)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        f"error: {bad}:18: workflows[0].steps[0].type: no agent of this file handles "
+        "'summarize', so the step would wait for one forever; use a type one handles: echo, "
+        "fail, hang, refuse\n"
+        f"error: {bad}:19: workflows[0].steps[1].resources.gpu: pool 'gpu' is not declared; "
+        "declare it under resources (declared: cpu)\n"
     )
 
 

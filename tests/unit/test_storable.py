@@ -12,10 +12,7 @@ import pytest
 import macp
 from macp._storable import MAX_DEPTH, is_number, scrub, storable
 
-FIX = (
-    "; use only dict/list/str/bytes/int/float/bool/None (e.g. a set as a sorted list, a "
-    "datetime as an ISO 8601 string)"
-)
+NATIVE = "use only dict (str keys)/list/str/bytes/int/float/bool/None"
 
 
 def nested(depth: int) -> list[Any]:
@@ -40,18 +37,51 @@ def test_what_an_envelope_can_carry_is_storable(value: Any) -> None:
 @pytest.mark.parametrize(
     ("value", "fault"),
     [
-        ({1, 2}, "value is a set"),
-        ({"a": [1, {"b": dt.date(2026, 1, 1)}]}, "value['a'][1]['b'] is a date"),
-        ({"a": object()}, "value['a'] is an object"),
-        ([2**64], "value[0] is an integer of 65 bits (at most 64 fit)"),
-        ([-(2**63) - 1], "value[0] is an integer of 64 bits (at most 64 fit)"),
-        ({"k": {2: "two"}}, "value['k'] has the key 2 (an int); keys must be strings"),
-        ({(1, 2): "pair"}, "value has the key (1, 2) (a tuple); keys must be strings"),
-        ([msgpack.ExtType(3, b"")], "value[0] is an ExtType"),
-        ({"t": msgpack.Timestamp(1, 0)}, "value['t'] is a Timestamp"),
+        ({1, 2}, f"value: set is not msgpack-native; {NATIVE}, e.g. sorted(...) as a list"),
+        (
+            {"a": [1, {"b": dt.date(2026, 1, 1)}]},
+            f"value['a'][1]['b']: date is not msgpack-native; {NATIVE}, e.g. .isoformat()",
+        ),
+        (
+            {"a": object()},
+            f"value['a']: object is not msgpack-native; {NATIVE}, e.g. a dict of its fields",
+        ),
+        (
+            [2**64],
+            (
+                "value[0]: an int of 65 bits is out of msgpack's 64-bit range; send it as a str, "
+                "e.g. str(...)"
+            ),
+        ),
+        (
+            [-(2**63) - 1],
+            (
+                "value[0]: an int of 64 bits is out of msgpack's 64-bit range; send it as a str, "
+                "e.g. str(...)"
+            ),
+        ),
+        (
+            {"k": {2: "two"}},
+            "value['k'][2]: a map key of type int is not allowed; use str keys, e.g. str(2)",
+        ),
+        (
+            {(1, 2): "pair"},
+            "value[(1, 2)]: a map key of type tuple is not allowed; use str keys, e.g. str((1, 2))",
+        ),
+        (
+            [msgpack.ExtType(3, b"")],
+            f"value[0]: ExtType (a msgpack extension) is not allowed; {NATIVE}",
+        ),
+        (
+            {"t": msgpack.Timestamp(1, 0)},
+            f"value['t']: Timestamp (a msgpack extension) is not allowed; {NATIVE}",
+        ),
         (
             nested(MAX_DEPTH + 1),
-            f"value{'[0]' * 11}...{'[0]' * 12} is nested more than {MAX_DEPTH} maps and lists deep",
+            (
+                f"value{'[0]' * 11}...{'[0]' * 12}: nested deeper than {MAX_DEPTH} maps and "
+                "lists; flatten it"
+            ),
         ),
     ],
     ids=lambda v: repr(v)[:30],
@@ -61,19 +91,20 @@ def test_a_value_that_cannot_be_stored_is_refused_naming_the_part_at_fault(
 ) -> None:
     with pytest.raises(macp.InvalidParams) as raised:
         storable(value, "the test value")
-    assert raised.value.message == f"the test value cannot be stored: {fault}{FIX}"
+    assert raised.value.message == f"the test value cannot be stored: {fault}"
 
 
 def test_a_value_that_nests_itself_is_refused_without_walking_forever() -> None:
     loop: list[Any] = []
     loop.append(loop)
-    with pytest.raises(macp.InvalidParams, match=r"is nested more than 256 maps and lists deep"):
+    with pytest.raises(macp.InvalidParams, match=r"nested deeper than 256 maps and lists"):
         storable({"loop": loop}, "the value")
 
 
 def test_the_field_names_the_root_of_the_path() -> None:
     with pytest.raises(
-        macp.InvalidParams, match=r"^task field 'body' cannot be stored: body\['x'\] is a set;"
+        macp.InvalidParams,
+        match=r"^task field 'body' cannot be stored: body\['x'\]: set is not msgpack-native;",
     ):
         storable({"x": {1}}, "task field 'body'", "body")
 

@@ -92,7 +92,8 @@ def test_a_record_without_state_or_updated_ms_is_refused(journal: Journal) -> No
 
 def test_a_value_msgpack_cannot_write_is_refused(journal: Journal) -> None:
     with pytest.raises(
-        macp.InvalidParams, match=r"^the memory value cannot be stored: value is a set; use only "
+        macp.InvalidParams,
+        match=r"^the memory value cannot be stored: value: set is not msgpack-native; use only ",
     ):
         journal.put_memory("ns", "k", {1, 2}, None)  # type: ignore[arg-type]
 

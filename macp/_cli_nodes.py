@@ -1,0 +1,130 @@
+"""The node processes of ``macp up``: one ``macp node start`` child per node of the file, each
+ready once it prints its ``node.ready`` line, and failed (with the end of its standard error
+shown) as soon as it exits before that."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections import deque
+from typing import TYPE_CHECKING
+
+from macp.cli_support import STOP_WITH_PARENT, fail
+
+if TYPE_CHECKING:
+    from macp.topologies.spec import TopologySpec
+
+__all__ = ["NodeChild", "start_all", "stop_all"]
+
+_READY_S = 60.0  # how long `macp up` waits for a node to be ready
+_TAIL_LINES = 20  # of a node's standard error, shown if it fails to start
+
+
+def _free_addresses(spec: TopologySpec) -> dict[str, str]:
+    """Concrete addresses for nodes that listen on port 0 (to run them all on this host)."""
+    chosen = {}
+    for node in spec.nodes:
+        if node.listen.startswith("tcp://") and node.listen.endswith(":0"):
+            host = node.listen[len("tcp://") : -2]
+            with socket.socket() as probe:
+                probe.bind((host, 0))
+                chosen[node.name] = f"tcp://{host}:{probe.getsockname()[1]}"
+    return chosen
+
+
+class NodeChild:
+    """One node of ``macp up``, as a child process. Its standard error is held (the last
+    lines) until it is ready, then passed on as it comes."""
+
+    def __init__(
+        self, spec: TopologySpec, node: str, addresses: dict[str, str], level: str
+    ) -> None:
+        args = [sys.executable, "-m", "macp", "node", "start", "--config", spec.path,
+                "--node", node, "--log-level", level]  # fmt: skip
+        for name, address in addresses.items():
+            args += ["--address", f"{name}={address}"]
+        self.node = node
+        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter, our own args
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env={**os.environ, STOP_WITH_PARENT: str(os.getpid())},
+        )  # fmt: skip
+        self.ready = threading.Event()
+        self._changed = threading.Event()  # ready, or the process ended
+        self._held: deque[str] = deque(maxlen=_TAIL_LINES)
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        self._stderr = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr.start()
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        with self.proc.stdout as out:
+            for line in out:
+                if '"node.ready"' in line:
+                    with self._lock:
+                        self.ready.set()
+                        sys.stderr.writelines(self._held)
+                        self._held.clear()
+                    self._changed.set()
+        self.proc.wait()  # an output that ends is not a node that ended: wait for the process
+        self._changed.set()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        with self.proc.stderr as err:
+            for line in err:
+                with self._lock:
+                    if self.ready.is_set():
+                        sys.stderr.write(line)
+                        sys.stderr.flush()
+                    else:
+                        self._held.append(line)
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Return once the node is ready; if it exits first (or takes longer than
+        ``timeout_s``), print the end of its standard error and fail."""
+        self._changed.wait(timeout_s)
+        if self.ready.is_set() and self.proc.poll() is None:
+            return
+        code = self.proc.poll()
+        if code is not None:
+            self._stderr.join(5)  # what it wrote before it ended
+        with self._lock:
+            sys.stderr.writelines(self._held)
+            shown = bool(self._held)
+        what = (f"did not become ready within {timeout_s:g} s" if code is None
+                else f"exited with code {code} before it was ready")  # fmt: skip
+        fail(f"node {self.node!r} {what}" + ("; the end of its standard error is above"
+                                               if shown else ""), 1)  # fmt: skip
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self._stderr.join(5)
+
+
+def start_all(spec: TopologySpec, level: str, started: list[NodeChild]) -> dict[str, str]:
+    """Start the head node, then the others, into ``started`` (for the caller to stop them
+    whatever happens); their addresses."""
+    addresses = {**{n.name: n.listen for n in spec.nodes}, **_free_addresses(spec)}
+    head = spec.head.name
+    started.append(NodeChild(spec, head, addresses, level))
+    started[0].wait_ready(_READY_S)
+    started += [NodeChild(spec, n.name, addresses, level) for n in spec.nodes if n.name != head]
+    for process in started[1:]:
+        process.wait_ready(_READY_S)
+    return addresses
+
+
+def stop_all(processes: list[NodeChild]) -> None:
+    for process in reversed(processes):
+        process.stop()
