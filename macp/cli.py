@@ -113,7 +113,11 @@ def node_start(
         typer.Option(help="With --config: NAME=ADDRESS overriding a node's address."),
     ] = None,
     join: Annotated[
-        str | None, typer.Option(help="Address (or NAME=ADDRESS) of any cluster member.")
+        str | None,
+        typer.Option(
+            help="Address (or NAME=ADDRESS) of any cluster member; its head is this node's "
+            "unless --head names one."
+        ),
     ] = None,
     peer: Annotated[
         list[str] | None, typer.Option(help="A peer as NAME=ADDRESS; repeatable.")
