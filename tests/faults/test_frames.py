@@ -62,7 +62,8 @@ def _received(sock: zmq.Socket[bytes], count: int, kind: int | None) -> list[lis
         frame = sock.recv_multipart()[-1]
         obj = msgpack.unpackb(frame, raw=False, strict_map_key=False)
         batch = obj if obj and type(obj[0]) is list else [obj]
-        found.extend(env for env in batch if kind is None or env[2] == kind)
+        # (not the node.info a node asks its peers before it links to them: its name's claim)
+        found.extend(e for e in batch if kind in {None, e[2]} and e[3] != "node.info")
     return found
 
 
