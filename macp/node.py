@@ -17,7 +17,6 @@ Messaging guarantees (the same locally and across nodes):
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import Counter
@@ -41,8 +40,8 @@ from macp.errors import (
     UnknownMessageType,
     error_from_body,
 )
-from macp.log import get_logger
-from macp.payload import UNUSUAL, bound, fit
+from macp.log import Throttle, get_logger
+from macp.payload import UNUSUAL, bound, fit_envelope
 from macp.settings import Settings
 from macp.supervisor import (
     SupervisorSpec,
@@ -52,12 +51,12 @@ from macp.transport._system import SYSTEM
 from macp.transport.refs import AskFuture, PendingAsks, Ref
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Mapping
     from types import TracebackType
 
     from macp.actors.agent import Agent
     from macp.transport.router import Router
-    from macp.transport.security import Keys
 
 __all__ = ["Node"]
 
@@ -118,6 +117,8 @@ class Node(NodeActors):
         self.counters: Counter[str] = Counter()
         self._strict = self.settings.strict
         self._max_body = self.settings.max_message_bytes
+        self._refusals = Throttle()  # payload.refused lines, per message type
+        self._refusals_lock = threading.Lock()
         self._client = f"{CLIENT}@{name}"
         self._names = Directory(name)
         self._directory = self._names.mailboxes  # the hot path reads it directly
@@ -135,28 +136,12 @@ class Node(NodeActors):
         self._log = _log.bind(node=name)
         self.router: Router | None = None
         if listen is not None or peers or join or _gateway:
-            from macp.transport.router import Router  # noqa: PLC0415 - zmq only when used
-            from macp.transport.security import Keys, check_bind, check_endpoint  # noqa: PLC0415
+            from macp.transport.build import make_router  # noqa: PLC0415 - zmq only when used
 
-            for peer, peer_address in (peers or {}).items():
-                check_endpoint(peer_address, f"peer {check_name(peer, 'peer')!r} address")
-            for what, spec in (("join", join), ("connect", _gateway)):
-                if spec is not None:
-                    check_endpoint(spec.rpartition("=")[2], f"{what} address")
-
-            key_name = "client" if _gateway is not None else name
-            loaded: Keys | None = Keys.load(keys, key_name) if keys is not None else None
-            if listen is not None:
-                check_bind(listen, keys=loaded, insecure=insecure)
-            self.router = Router(
-                self,
-                listen,
-                peers=peers,
-                join=join,
-                keys=loaded,
-                keys_dir=None if keys is None else os.fspath(keys),
+            self.router = make_router(
+                self, listen, peers=peers, join=join, keys=keys, insecure=insecure,
                 gateway=_gateway,
-            )
+            )  # fmt: skip
 
     @classmethod
     def client(
@@ -396,18 +381,17 @@ class Node(NodeActors):
     def _fit(self, env: Envelope) -> Envelope:
         """``env`` as it may be sent, once the payload rule's thorough check vouches for it."""
         try:
-            body, size = fit(env.body, "result" if env.kind == _REPLY else "body")
+            return fit_envelope(env, self._max_body)
         except InvalidParams as e:
             self.counters["refused_payload"] += 1
-            raise InvalidParams(f"{e.message} ({_what(env)})") from None
-        if size > self._max_body:
-            self.counters["refused_payload"] += 1
-            raise InvalidParams(
-                f"{_what(env)} is {size:,} bytes packed, over max_message_bytes "
-                f"({self._max_body:,}); send less (e.g. a reference to the data) or raise "
-                "settings.max_message_bytes on every node"
-            )
-        return env if body is env.body else env._replace(body=body)
+            with self._refusals_lock:
+                suppressed = self._refusals.admit(env.type)
+            if suppressed is not None:  # a sender looping on a bad value costs a few lines
+                self._log.warning(
+                    "payload.refused", type=env.type, src=env.src, dst=env.dst,
+                    reason=e.message, suppressed=suppressed,
+                )  # fmt: skip
+            raise
 
     def _deliver(self, env: Envelope, name: str) -> None:
         """Deliver ``env``, addressed to this node, to actor ``name`` or a waiting ask."""
@@ -439,12 +423,3 @@ class Node(NodeActors):
             self.send(env.error(exc, f"{SYSTEM}@{self.name}"))
         elif env.kind not in _ANSWERS and not self._stopping:
             self._log.info("envelope.undeliverable", msg_id=env.id, type=env.type, dst=env.dst)
-
-
-def _what(env: Envelope) -> str:
-    """How an error names the message ``env`` (``the reply of a@n1 to 'sum' for b@n2``)."""
-    if env.kind == _REPLY:
-        return f"the reply of {env.src} to {env.type!r} for {env.dst}"
-    if env.kind == _ERROR:
-        return f"the error of {env.src} answering {env.type!r} for {env.dst}"
-    return f"{env.type!r} from {env.src} to {env.dst}"

@@ -28,14 +28,26 @@ from typing import TYPE_CHECKING, Final
 
 import msgpack
 
+from macp.envelope import Kind
 from macp.errors import InvalidParams
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sized
 
-    from macp.envelope import Wire
+    from macp.envelope import Envelope, Wire
 
-__all__ = ["HEADER_ROOM", "MAX_DEPTH", "NATIVE", "UNUSUAL", "bound", "explain", "fit", "packed"]
+__all__ = [
+    "HEADER_ROOM",
+    "MAX_DEPTH",
+    "NATIVE",
+    "UNUSUAL",
+    "bound",
+    "describe",
+    "explain",
+    "fit",
+    "fit_envelope",
+    "packed",
+]
 
 MAX_DEPTH: Final = 256
 """The deepest nesting of maps and lists a payload may have: enough for any real data, and
@@ -172,6 +184,34 @@ def fit(body: Wire, where: str, max_depth: int = MAX_DEPTH) -> tuple[Wire, int]:
     if _bound_or_none(body) is not None:
         return body, len(data)  # plain, only large
     return msgpack.unpackb(data, strict_map_key=True, raw=False), len(data)
+
+
+def fit_envelope(env: Envelope, limit: int) -> Envelope:
+    """``env`` as it may be sent (its body as :func:`fit` makes it), or why not.
+
+    Raises:
+        InvalidParams: its body breaks the payload rule, or is over ``limit`` bytes packed;
+            the message names the message too (``the reply of a@n1 to 'sum' for b@n2``).
+    """
+    try:
+        body, size = fit(env.body, "result" if env.kind == Kind.REPLY else "body")
+    except InvalidParams as e:
+        raise InvalidParams(f"{e.message} ({describe(env)})") from None
+    if size > limit:
+        raise InvalidParams(
+            f"{describe(env)} is {size:,} bytes packed, over max_message_bytes ({limit:,}); send "
+            "less (e.g. a reference to the data) or raise settings.max_message_bytes on every node"
+        )
+    return env if body is env.body else env._replace(body=body)
+
+
+def describe(env: Envelope) -> str:
+    """How an error names the message ``env`` (``the reply of a@n1 to 'sum' for b@n2``)."""
+    if env.kind == Kind.REPLY:
+        return f"the reply of {env.src} to {env.type!r} for {env.dst}"
+    if env.kind == Kind.ERROR:
+        return f"the error of {env.src} answering {env.type!r} for {env.dst}"
+    return f"{env.type!r} from {env.src} to {env.dst}"
 
 
 def packed(body: object, where: str, max_depth: int = MAX_DEPTH) -> bytes:
