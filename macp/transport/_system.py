@@ -67,6 +67,9 @@ def _announced(router: Router, body: Any, peer: str, now: float) -> None:
         return
     if _reachable(router, name, address):
         _links.connect(router, name, address)
+    limit = body.get("frame_limit") if isinstance(body, dict) else None
+    if type(limit) is int and limit > 0:  # an older peer says nothing: it is not limited here
+        router.peer_frame_limits[name] = limit
     if name in router._peers:
         router._apply(router._liveness.seen(name, now, incarnation))
 
@@ -130,7 +133,12 @@ def envelope(router: Router, kind: Kind, type: str, node: str, body: Any) -> Env
 
 
 def _hello_body(router: Router) -> dict[str, Any]:
-    return {"name": router._name, "address": router.address, "incarnation": router.incarnation}
+    return {
+        "name": router._name,
+        "address": router.address,
+        "incarnation": router.incarnation,
+        "frame_limit": router.frame_limit,  # the largest frame it accepts: senders respect it
+    }
 
 
 def say_hello(router: Router, link: Link) -> None:

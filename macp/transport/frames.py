@@ -45,13 +45,17 @@ _UNANSWERED: Final = frozenset({Kind.TELL, Kind.EVENT, Kind.HEARTBEAT})
 
 
 def pack_frames(
-    envs: list[Envelope], packer: msgpack.Packer, batch_bytes: int = BATCH_BYTES
+    envs: list[Envelope],
+    packer: msgpack.Packer,
+    batch_bytes: int = BATCH_BYTES,
+    limit: int | None = None,
 ) -> tuple[list[bytes], list[tuple[Envelope, EnvelopeError]]]:
     """Pack ``envs`` into frames of about ``batch_bytes``; also the envelopes refused, and why.
 
     A frame of one envelope is that envelope; a frame of several is a msgpack array of them
-    (an array header, then the envelopes as packed). ``packer`` must belong to the calling
-    thread (packers are not thread-safe).
+    (an array header, then the envelopes as packed). An envelope over ``limit`` bytes (the
+    largest frame the receiver takes) is refused rather than sent to be dropped on the way.
+    ``packer`` must belong to the calling thread (packers are not thread-safe).
     """
     frames: list[bytes] = []
     refused: list[tuple[Envelope, EnvelopeError]] = []
@@ -63,6 +67,13 @@ def pack_frames(
         except (TypeError, ValueError, OverflowError) as e:
             packer.reset()
             refused.append((env, EnvelopeError(f"cannot encode {env.type!r}: {e}")))
+            continue
+        if limit is not None and len(data) > limit:
+            refused.append((env, EnvelopeError(
+                f"{env.type!r} to {env.dst} is a frame of {len(data):,} bytes, over the "
+                f"{limit:,} its node accepts (a smaller max_message_bytes than this node's); "
+                "send less, or give every node the same max_message_bytes"
+            )))  # fmt: skip
             continue
         if size + len(data) > batch_bytes and parts:
             frames.append(_frame(parts, packer))

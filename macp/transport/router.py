@@ -103,6 +103,7 @@ class Router:
         self.frame_limit = s.max_message_bytes + HEADER_ROOM
         self._batch_bytes = min(BATCH_BYTES, self.frame_limit - 8)
         self.throttle = Throttle()  # logs of bad input, per peer
+        self.peer_frame_limits: dict[str, int] = {}  # what each peer said it accepts
 
     # -- any thread ---------------------------------------------------------------------------
 
@@ -314,8 +315,10 @@ class Router:
         else:
             self._emit(peer, envs)
 
-    def _frames(self, envs: list[Envelope]) -> list[bytes]:
-        frames, refused = pack_frames(envs, self._packer, self._batch_bytes)
+    def _frames(self, envs: list[Envelope], peer: str | None = None) -> list[bytes]:
+        limit = self.peer_frame_limits.get(peer) if peer is not None else None
+        batch_bytes = self._batch_bytes if limit is None else min(self._batch_bytes, limit - 8)
+        frames, refused = pack_frames(envs, self._packer, batch_bytes, limit)
         for env, error in refused:
             self._unroutable([env], error)
         self.counters["envelopes_out"] += len(envs)
@@ -323,7 +326,7 @@ class Router:
 
     def _emit(self, peer: Link, envs: list[Envelope]) -> None:
         peer.last_sent = time.monotonic()
-        peer.send(self._frames(envs), self._poller, self.counters)
+        peer.send(self._frames(envs, peer.name), self._poller, self.counters)
 
     def _emit_router(self, identity: bytes, envs: list[Envelope]) -> None:
         assert self._router is not None

@@ -255,3 +255,22 @@ def test_any_returned_value_has_the_same_outcome_on_one_node_and_across_two(
     here: Node, recipe: Any
 ) -> None:
     assert _outcome(here, WHERE["local"], recipe) == _outcome(here, WHERE["remote"], recipe)
+
+
+def test_a_message_larger_than_the_receiving_node_accepts_is_refused_by_its_sender(
+    procs: Callable[..., NodeProcess], make_node: Callable[..., Node]
+) -> None:
+    """Nodes say in their hello how large a frame they take; a sender whose own limit is
+    higher refuses a message the receiver would not take, rather than let ZeroMQ drop it."""
+    big = Settings(strict=False, max_message_bytes=4 * LIMIT)
+    node = make_node("here", listen="tcp://127.0.0.1:0", settings=big)
+    procs(
+        "small", "--peer", f"here={node.address}", *PROCESS_DEFAULTS, "--agent",
+        "echo=agents:Echo", env=NOT_STRICT,
+    )  # fmt: skip
+    _wait_up(node, "small")
+    start = time.monotonic()
+    with pytest.raises(macp.EnvelopeError, match=r"over the 131,072 its node accepts"):
+        node.ask("echo@small", "echo", "x" * (3 * LIMIT), timeout_s=10).get()
+    assert time.monotonic() - start < 1.0
+    assert node.ask("echo@small", "echo", "x" * 1000).get()["echo"] == "x" * 1000
