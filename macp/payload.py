@@ -75,10 +75,9 @@ UNUSUAL: Final = (_Unusual, UnicodeEncodeError, RecursionError)
 """What :func:`bound` raises when it cannot vouch for a value."""
 
 
-def bound(  # noqa: C901, PLR0912
+def bound(  # noqa: C901, PLR0912, PLR0917 - the builtins as positional defaults: fast locals
     obj: object,
     depth: int = 0,
-    *,
     str: type[str] = str,
     int: type[int] = int,
     float: type[float] = float,
