@@ -73,9 +73,7 @@ class Throttle:
 
     Example::
 
-        suppressed = throttle.admit(peer)
-        if suppressed is not None:
-            log.warning("envelope.rejected", peer=peer, suppressed=suppressed)
+        throttle.warn(log, peer, "envelope.rejected", peer=peer, reason=reason)
     """
 
     __slots__ = ("_burst", "_keys", "_max_keys", "_rate")
@@ -105,6 +103,13 @@ class Throttle:
         state[0] = tokens - 1.0
         suppressed, state[2] = int(state[2]), 0.0
         return suppressed
+
+    def warn(self, log: Any, key: str, event: str, /, **fields: Any) -> None:
+        """Log ``event`` with ``fields`` at warning on ``log``, if ``key`` may log now (with
+        ``suppressed``: how many of its events were not logged since its last line)."""
+        suppressed = self.admit(key)
+        if suppressed is not None:
+            log.warning(event, suppressed=suppressed, **fields)
 
     def quiet(self, now: float | None = None) -> list[tuple[str, int]]:
         """The keys with suppressed events that have been quiet for the time of one token

@@ -384,12 +384,10 @@ class Node(NodeActors):
             return fit_envelope(env, self._max_body)
         except InvalidParams as e:
             self.counters["refused_payload"] += 1
-            with self._refusals_lock:
-                suppressed = self._refusals.admit(env.type)
-            if suppressed is not None:  # a sender looping on a bad value costs a few lines
-                self._log.warning(
-                    "payload.refused", type=env.type, src=env.src, dst=env.dst,
-                    reason=e.message, suppressed=suppressed,
+            with self._refusals_lock:  # a sender looping on a bad value costs a few lines
+                self._refusals.warn(
+                    self._log, env.type, "payload.refused",
+                    type=env.type, src=env.src, dst=env.dst, reason=e.message,
                 )  # fmt: skip
             raise
 

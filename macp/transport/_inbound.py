@@ -59,11 +59,9 @@ def _authentic(router: Router, claimed: str, frame: Any) -> bool:
     if user == claimed or (claimed.startswith("~") and user not in {None, "?"}):
         return True
     router.counters["impersonations"] += 1
-    suppressed = router.throttle.admit(claimed)
-    if suppressed is not None:
-        router._log.warning(
-            "transport.impersonation", claimed=claimed, key_of=user, suppressed=suppressed
-        )
+    router.throttle.warn(
+        router._log, claimed, "transport.impersonation", claimed=claimed, key_of=user
+    )
     return False
 
 
@@ -93,16 +91,10 @@ def bad(
     the asker of a bad reply."""
     router.counters["bad_frames"] += 1
     for error in errors:
-        suppressed = router.throttle.admit(peer)
-        if suppressed is not None:
-            router._log.warning(
-                "envelope.rejected",
-                peer=peer,
-                reason=error.message,
-                type=error.data.get("type"),
-                size=size,
-                suppressed=suppressed,
-            )
+        router.throttle.warn(
+            router._log, peer, "envelope.rejected",
+            peer=peer, reason=error.message, type=error.data.get("type"), size=size,
+        )  # fmt: skip
         answer = refusal(error, f"{SYSTEM}@{router._name}")
         if answer is None:
             continue
@@ -121,15 +113,9 @@ def _inbound(router: Router, env: Envelope, peer: str, identity: bytes | None) -
     foreign = src_node != peer and not (src_node.startswith("~") and not peer.startswith("~"))
     if foreign and peer != GATEWAY:
         router.counters["refused_src"] += 1
-        suppressed = router.throttle.admit(peer)
-        if suppressed is not None:
-            router._log.warning(
-                "envelope.refused",
-                peer=peer,
-                src=env.src,
-                reason="foreign src",
-                suppressed=suppressed,
-            )
+        router.throttle.warn(
+            router._log, peer, "envelope.refused", peer=peer, src=env.src, reason="foreign src"
+        )
         return
     if src_node.startswith("~") and src_node != router._name:
         router._routes[src_node] = peer if peer in router._peers else (identity or b"").decode()

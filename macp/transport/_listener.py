@@ -103,12 +103,6 @@ class Refusals:
             reason = _PROTOCOL.get(value, f"the handshake broke the protocol (error {value:#x})")
         else:
             reason = "the handshake failed without detail (the peer went in the middle?)"
-        suppressed = router.throttle.admit(peer)
-        if suppressed is not None:
-            router._log.warning(
-                "transport.handshake_refused",
-                peer=peer,
-                key=key,
-                reason=reason,
-                suppressed=suppressed,
-            )
+        router.throttle.warn(
+            router._log, peer, "transport.handshake_refused", peer=peer, key=key, reason=reason
+        )
