@@ -274,3 +274,12 @@ def test_a_message_larger_than_the_receiving_node_accepts_is_refused_by_its_send
         node.ask("echo@small", "echo", "x" * (3 * LIMIT), timeout_s=10).get()
     assert time.monotonic() - start < 1.0
     assert node.ask("echo@small", "echo", "x" * 1000).get()["echo"] == "x" * 1000
+
+
+def test_the_strict_setting_takes_payloads_up_to_a_raised_limit(
+    make_node: Callable[..., Node],
+) -> None:
+    node = make_node("big", settings=Settings(strict=True, max_message_bytes=12 * 1024 * 1024))
+    node.spawn(Echo, "echo")
+    text = "x" * (11 * 1024 * 1024)  # over the default 10 MiB, under this node's limit
+    assert node.ask("echo", "echo", text).get()["echo"] == text
