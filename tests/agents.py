@@ -221,3 +221,18 @@ class Tally(Agent):
         with path.open("x", encoding="utf-8") as done:
             done.write(self.address)
         return {"k": body["k"], "attempt": ctx.attempt, "check": total % 997, "by": self.address}
+
+
+class FailsOnSecondAttempt(Agent):
+    """``slow_then_flaky``: the first attempt takes 3 s (long enough to kill the head under
+    it), the second raises, the third and later answer."""
+
+    capabilities = ("slow_then_flaky",)
+
+    @handler("slow_then_flaky")
+    def run(self, body: macp.Wire, ctx: Context) -> macp.Wire:
+        if ctx.attempt == 1:
+            threading.Event().wait(3)
+        elif ctx.attempt == 2:
+            raise RuntimeError("the second attempt fails")
+        return {"body": body, "attempt": ctx.attempt}

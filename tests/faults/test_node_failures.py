@@ -158,3 +158,25 @@ def test_a_task_that_brings_down_every_node_it_runs_on_fails_after_its_node_fail
     assert sorted(w.name for w in workers if not w.running()) == sorted(
         a.partition("@")[2] for a in ran_on
     )
+
+
+def test_an_attempt_lost_with_the_head_does_not_use_up_the_tasks_retries(
+    procs: Callable[..., NodeProcess], tmp_path: Path
+) -> None:
+    head = _head(procs, tmp_path)
+    _worker(procs, head, "w0", "f=agents:FailsOnSecondAttempt")
+    with macp.connect(str(head.address)) as cluster:
+        cluster.wait_for_agents(["f@w0"])
+        task = cluster.submit("slow_then_flaky", {"n": 1}, max_retries=1, timeout_s=20)
+        wait_until(lambda: _running(cluster, task), 10, "the task did not start")
+    head.kill()  # while its first attempt runs
+    head = procs("head", *FAST, "--control-plane", "--journal", str(tmp_path / "j.sqlite3"),
+                 listen=str(head.address))  # fmt: skip
+    with macp.connect(str(head.address)) as cluster:
+        # the second attempt fails: the task's one retry; the first was lost with the head
+        assert cluster.result(task.id, timeout_s=30) == {"body": {"n": 1}, "attempt": 3}
+        status = cluster.status(task.id)
+    assert (status["attempts"], status["node_failures"]) == (3, 1)
+    events = [e["event"] for e in status["log"]]
+    assert events == ["submitted", "assigned", "recovered", "assigned", "failed_attempt",
+                      "assigned", "succeeded"]  # fmt: skip
