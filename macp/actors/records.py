@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from macp._storable import is_number
 from macp.actors.dag import STRATEGIES, Workflow
 from macp.actors.gather import Gather
-from macp.actors.tasks import STATES
+from macp.actors.tasks import MAX_NODE_FAILURES, STATES
 from macp.envelope import Priority
 from macp.errors import MacpError
 
@@ -41,7 +41,10 @@ STEP_STATES: Final = frozenset({
 })  # fmt: skip
 
 _Check = tuple["Callable[[Any], bool]", str]
-_NEW_TASK_FIELDS: Final[dict[str, Any]] = {"node_failures": 0, "max_node_failures": 10}
+_NEW_TASK_FIELDS: Final[dict[str, Any]] = {
+    "node_failures": 0,
+    "max_node_failures": MAX_NODE_FAILURES,
+}
 """Fields a task record has had since it was first journaled, with the value an older record
 stands for (it counted no node failures apart)."""
 

@@ -27,6 +27,7 @@ from macp.errors import InvalidParams, error_body
 __all__ = [
     "ACTIVE",
     "FINAL",
+    "MAX_NODE_FAILURES",
     "STATES",
     "AgentView",
     "Breaker",
@@ -42,12 +43,14 @@ __all__ = [
 FINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE: Final = frozenset({"assigned", "running"})
 STATES: Final = frozenset({"pending", "retrying"} | ACTIVE | FINAL)
+MAX_NODE_FAILURES: Final = 10
+"""The default ``max_node_failures`` of a task."""
 _LOG_LIMIT: Final = 20
 _DEFAULTS: Final[dict[str, Any]] = {
     "priority": int(Priority.MEDIUM),
     "timeout_s": 30.0,
     "max_retries": 3,
-    "max_node_failures": 10,
+    "max_node_failures": MAX_NODE_FAILURES,
     "backoff_s": 0.1,
     "backoff_max_s": 10.0,
 }
