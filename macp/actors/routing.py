@@ -291,22 +291,34 @@ class Routing:
         for task_id in list(self.waiting):
             task = self.tasks[task_id]
             if task["state"] == "pending" and now - task["queued_ms"] > task["timeout_s"] * 1000:
-                reason = self._wait_reason(task)
                 waited = f"task {task['id']} waited {task['timeout_s']:g} s"
-                if reason.startswith(NODE_DOWN):
-                    cause = reason.removeprefix(f"{NODE_DOWN}: ").partition("; it runs")[0]
+                if (cause := self._down_cause(task)) is not None:
                     self._finish(task, "failed", error=NodeDown(f"{waited}: {cause}"))
-                elif reason.startswith("no agent"):
+                elif (reason := self._wait_reason(task)).startswith("no agent"):
                     self._finish(task, "failed", error=ResourceUnavailable(f"{waited}: {reason}"))
 
+    def _down_cause(self, task: dict[str, Any]) -> str | None:
+        """Why only agents of down nodes can run ``task``; ``None`` if some capable agent is
+        on a live node, or none is known."""
+        need = requirement(task)
+        capable = [v for v in self.agents.values() if v.meets(need)]
+        if not capable or any(v.node not in self.down_nodes for v in capable):
+            return None
+        if need[0] == "agent":
+            return f"its agent {need[1]} is on node {capable[0].node!r}, which is down"
+        nodes = ", ".join(repr(n) for n in sorted({v.node for v in capable}))
+        agents = ", ".join(sorted(v.address for v in capable))
+        return f"the agents that can run it ({agents}) are on nodes that are down ({nodes})"
+
     def _wait_reason(self, task: dict[str, Any]) -> str:
+        if (cause := self._down_cause(task)) is not None:
+            back = "the node is" if task.get("pinned") else "one is"
+            return f"{NODE_DOWN}: {cause}; it runs once {back} back"
         need = requirement(task)
         capable = [v for v in self.agents.values() if v.meets(need)]
         if not capable:
             return f"{describe(need)} is registered"
         live = [v for v in capable if v.node not in self.down_nodes]
-        if not live:
-            return _down(need, capable)
         routable = [v for v in live if v.status in ROUTABLE]
         if not routable:
             states = ", ".join(sorted({v.status for v in live}))
@@ -321,19 +333,3 @@ class Routing:
         return (
             f"all {len(routable)} capable agents are busy (at most {self.max_in_flight} tasks each)"
         )
-
-
-def _down(need: tuple[str, ...], capable: list[AgentView]) -> str:
-    """The wait reason of a task that only agents of down nodes can run."""
-    if need[0] == "agent":
-        agent = capable[0]
-        return (
-            f"{NODE_DOWN}: its agent {agent.address} is on node {agent.node!r}, which is down; "
-            "it runs once the node is back"
-        )
-    nodes = ", ".join(repr(n) for n in sorted({v.node for v in capable}))
-    agents = ", ".join(sorted(v.address for v in capable))
-    return (
-        f"{NODE_DOWN}: the agents that can run it ({agents}) are on nodes that are down "
-        f"({nodes}); it runs once one is back"
-    )
