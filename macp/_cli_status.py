@@ -65,7 +65,7 @@ def render(report: dict[str, Any]) -> None:
     sections = [
         ("nodes", ["name", "state", "address", "uptime_s"]),
         ("agents", ["address", "status", "load", "done", "failed", "role", "group"]),
-        ("tasks", ["id", "type", "state", "attempts", "agent", "progress"]),
+        ("tasks", ["id", "type", "state", "attempts", "node_failures", "agent", "progress"]),
         ("workflows", ["id", "workflow", "state"]),
     ]
     for title, columns in sections:

@@ -16,6 +16,7 @@ import typer
 
 import macp
 from macp._cli_nodes import NodeChild, start_all, stop_all
+from macp.actors.control import Command
 from macp.actors.registry import ROUTABLE
 from macp.cli_support import fail, parse_json
 from macp.errors import ConfigError, MacpError, NodeDown
@@ -259,7 +260,9 @@ def control(
 ) -> None:
     """Send a control command to an agent, a group or every agent; print each answer."""
     configure_logging(level="warning")
-    body = parse_json(params, "--params") if params else None  # bad input before any wait
+    if command not in set(Command):  # bad input before any wait
+        fail(f"unknown control command {command!r}; use one of: {', '.join(Command)}")
+    body = parse_json(params, "--params") if params else None
     spec = _spec(file) if file is not None else None
     with _connect(spec, connect) as cluster:
         try:

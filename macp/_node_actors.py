@@ -156,13 +156,18 @@ class NodeActors:
         self._names.unsubscribe(self.resolve(address), events)
 
     def _on_peer_event(self, event: PeerEvent) -> None:
-        """A peer went up or down (called on the I/O thread)."""
+        """A peer went up or down (called on the I/O thread).
+
+        Subscribers hear of a node going down before the asks waiting on it fail: an actor
+        that gets both (the coordinator) handles the event first, so it knows the failures for
+        what they are, and never picks an agent of that node again meanwhile.
+        """
+        self.publish(event.kind, {"node": event.node, "reason": event.reason})
         if event.kind == "node.down":
             failed = self._pending.node_down(event.node, event.reason)
             self.counters["asks_failed_node_down"] += failed
             if self.registrar is not None:
                 self.registrar.forget_node(event.node)
-        self.publish(event.kind, {"node": event.node, "reason": event.reason})
 
     def publish(self, event: str, body: Wire) -> None:
         """Tell every subscriber of ``event`` about it (at-most-once, like any tell)."""

@@ -243,6 +243,7 @@ class Cluster:
         priority: int = Priority.MEDIUM,
         timeout_s: float = 30.0,
         max_retries: int = 3,
+        max_node_failures: int = 10,
         backoff_s: float = 0.1,
         backoff_max_s: float = 10.0,
         idempotency_key: str | None = None,
@@ -258,7 +259,11 @@ class Cluster:
             agent: run it on this agent (an address) only.
             priority: 0 (low) to 3 (critical); higher goes first.
             timeout_s: per attempt, and how long to wait for a capable agent.
-            max_retries: retries after the first attempt before the task is a poison message.
+            max_retries: retries after the first attempt before the task is a poison message;
+                attempts lost because their agent's node went down (or the head restarted) do
+                not count (they retry on a live agent).
+            max_node_failures: attempts that may be lost so before the task is a poison message
+                all the same (a task that brings its node down must not go round for ever).
             backoff_s: the first retry's delay, doubled each time, at most ``backoff_max_s``.
             idempotency_key: submitting the same key again returns the first task.
             notify: an address told ``task.done`` when the task finishes.
@@ -267,6 +272,7 @@ class Cluster:
             "type": type, "body": body, "capabilities": _listed(capabilities), "role": role,
             "agent": agent,
             "priority": priority, "timeout_s": timeout_s, "max_retries": max_retries,
+            "max_node_failures": max_node_failures,
             "backoff_s": backoff_s, "backoff_max_s": backoff_max_s,
             "idempotency_key": idempotency_key, "notify": notify,
         }  # fmt: skip

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 import macp
@@ -180,3 +182,57 @@ class OutputCloser(Agent):
         os.close(1)
         threading.Event().wait(1.0)  # the node lingers on after its output is gone
         raise RuntimeError("cannot reach its model server")
+
+
+class FirstAttemptHangs(Agent):
+    """``stall``: the first attempt of a task never answers in time (so its node can be killed
+    under it); a later attempt (``ctx.attempt`` > 1) answers at once."""
+
+    capabilities = ("stall",)
+
+    @handler("stall")
+    def stall(self, body: macp.Wire, ctx: Context) -> macp.Wire:
+        if ctx.attempt == 1:
+            threading.Event().wait(60)
+        return {"body": body, "attempt": ctx.attempt, "by": self.address}
+
+
+class NodeKiller(Agent):
+    """``die``: SIGKILLs its own node process, as a task that brings its node down would."""
+
+    capabilities = ("die",)
+
+    @handler("die")
+    def die(self, _body: macp.Wire) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Tally(Agent):
+    """``tally``: a little arithmetic, then one file per attempt it completes, named
+    ``TASK.ATTEMPT`` in ``body["dir"]`` and created exclusively (so an attempt recorded twice
+    would raise): how a test counts, across node restarts, what the agents completed."""
+
+    capabilities = ("tally",)
+
+    @handler("tally")
+    def tally(self, body: dict[str, Any], ctx: Context) -> macp.Wire:
+        total = sum(i * i for i in range(int(body.get("n", 20_000))))
+        path = Path(body["dir"]) / f"{ctx.task_id}.{ctx.attempt}"
+        with path.open("x", encoding="utf-8") as done:
+            done.write(self.address)
+        return {"k": body["k"], "attempt": ctx.attempt, "check": total % 997, "by": self.address}
+
+
+class FailsOnSecondAttempt(Agent):
+    """``slow_then_flaky``: the first attempt takes 3 s (long enough to kill the head under
+    it), the second raises, the third and later answer."""
+
+    capabilities = ("slow_then_flaky",)
+
+    @handler("slow_then_flaky")
+    def run(self, body: macp.Wire, ctx: Context) -> macp.Wire:
+        if ctx.attempt == 1:
+            threading.Event().wait(3)
+        elif ctx.attempt == 2:
+            raise RuntimeError("the second attempt fails")
+        return {"body": body, "attempt": ctx.attempt}

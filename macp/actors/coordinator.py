@@ -6,11 +6,14 @@ loaded routable agent with the capabilities (higher priorities first, FIFO withi
 ``task.run`` ask that the agent acknowledges on receipt, sent only once the assignment is
 journaled (a task never runs on a state a crash could lose). A failure or timeout is retried
 after a backoff; after ``max_retries`` retries the task fails as a :class:`PoisonMessage`. A
-task whose agent or node dies is re-dispatched; the first completion wins and later ones are
-ignored, so none counts twice. With no capable agent, a task waits (``status`` says why) up to
-its timeout. Every state change is journaled (grouped: one transaction per burst of
-messages), and a restarted coordinator resumes from the journal: finished tasks stay finished,
-the others are dispatched again.
+task whose agent dies is re-dispatched; one whose node went down (or whose attempt was lost
+with a restarted head) is retried after a backoff on a live agent without using up its
+``max_retries`` (``node_failures`` counts those, up to ``max_node_failures``: see
+:mod:`.tasks`). The first completion wins and later ones are ignored, so none counts twice.
+With no capable agent, a task waits (``status`` says why) up to its timeout. Every state
+change is journaled (grouped: one transaction per burst of messages), and a restarted
+coordinator resumes from the journal: finished tasks stay finished, the others are dispatched
+again.
 
 Messages (body -> reply): ``coordinator.submit`` task spec -> ``{task_id, state, duplicate}``;
 ``coordinator.status`` ``{task_id}`` -> the record; ``coordinator.result`` ``{task_id}`` -> the
@@ -32,19 +35,22 @@ from macp.actors.context import TASK_PROGRESS, Context, Deferred, Reply
 from macp.actors.fanout import FanOut
 from macp.actors.journaled import Journaled
 from macp.actors.monitor import SAMPLES
+from macp.actors.records import with_new_fields
 from macp.actors.registry import CONTROL_PLANE
 from macp.actors.routing import AttemptDue, CoordinatorOptions, Outcome, Routing
-from macp.actors.tasks import ACTIVE, FINAL, AgentView, backoff_s, error_record, log, new_record
+from macp.actors.tasks import (
+    ACTIVE,
+    FINAL,
+    AgentView,
+    backoff_s,
+    error_record,
+    given_up,
+    log,
+    new_record,
+)
 from macp.actors.workflows import Workflows
 from macp.envelope import Wire, new_id, now_ms
-from macp.errors import (
-    AskTimeout,
-    Cancelled,
-    InvalidParams,
-    NodeDown,
-    PoisonMessage,
-    error_from_body,
-)
+from macp.errors import AskTimeout, Cancelled, InvalidParams, PoisonMessage, error_from_body
 from macp.store import open_journal, storable
 
 __all__ = ["CANCEL", "RESULT", "STATUS", "SUBMIT", "TASKS", "Coordinator"]
@@ -56,6 +62,7 @@ CANCEL: Final = "coordinator.cancel"
 TASKS: Final = "coordinator.tasks"
 TASK_DONE: Final = "task.done"
 _NOT_RETRIED: Final = (InvalidParams, Cancelled)
+_LISTED: Final = ("id", "type", "state", "attempts", "node_failures", "agent", "progress")
 
 
 class _Due(NamedTuple):
@@ -87,6 +94,7 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
         self.tasks: dict[str, dict[str, Any]] = {}
         self.keys: dict[str, str] = {}
         self.agents: dict[str, AgentView] = {}
+        self._watch_nodes()
         self.waiting: set[str] = set()  # pending tasks, for their waiting timeouts
         self.finished: deque[str] = deque()  # oldest first: dropped from memory past _KEEP
         self.capable: dict[tuple[str, ...], list[AgentView]] = {}
@@ -186,7 +194,7 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
     def list_tasks(self, body: Wire) -> Wire:
         states = body.get("states") if isinstance(body, dict) else None
         return [
-            {k: t[k] for k in ("id", "type", "state", "attempts", "agent", "progress")}
+            {k: t[k] for k in _LISTED}
             for t in self.tasks.values()
             if states is None or t["state"] in states
         ]
@@ -197,7 +205,8 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
             raise InvalidParams("'task_id' must be the string that submit returned")
         task = self.tasks.get(task_id)
         if task is None:  # long finished, and no longer kept in memory: the journal has it
-            task = self.journal.get_task(task_id)
+            stored = self.journal.get_task(task_id)
+            task = None if stored is None else with_new_fields(stored)
         if task is None:
             raise InvalidParams(f"no task {task_id!r}; check the id submit returned")
         return task
@@ -261,9 +270,10 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
             return
         error = refusal or outcome.value
         if outcome.attempt == task["attempts"] and task["state"] in ACTIVE:
-            if view is not None and not isinstance(error, NodeDown):
+            lost = self._lost_with_node(outcome.agent, error)
+            if view is not None and not lost:
                 view.breaker.failure(time.monotonic())
-            self._failed_attempt(task, outcome.agent, error)
+            self._failed_attempt(task, outcome.agent, error, node_failure=lost)
         # else an attempt that already timed out failed late: the current one decides
 
     @staticmethod
@@ -288,22 +298,26 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
         )
         self._failed_attempt(task, task["agent"], timeout)
 
-    def _failed_attempt(self, task: dict[str, Any], agent: str, error: BaseException) -> None:
-        """Retry after a backoff, or give up: a poison message after ``max_retries`` retries."""
-        log(task, "failed_attempt", agent=agent, error=f"{type(error).__name__}: {error}")
+    def _failed_attempt(
+        self, task: dict[str, Any], agent: str, error: BaseException, *, node_failure: bool = False
+    ) -> None:
+        """Retry after a backoff, or give up: a poison message after ``max_retries`` failures
+        of the agent's own, or ``max_node_failures`` attempts lost because the node went down
+        (counted apart, :mod:`.tasks`). The retry goes to a live agent (:mod:`.routing`)."""
+        task["node_failures"] += node_failure
+        log(task, "failed_attempt", agent=agent, node_down=node_failure,
+            error=f"{type(error).__name__}: {error}")  # fmt: skip
         if isinstance(error, _NOT_RETRIED):
             self._finish(task, "failed", error=error)
-        elif task["attempts"] > task["max_retries"]:
-            poison = PoisonMessage(
-                f"task {task['id']} ({task['type']}) failed {task['attempts']} times; last: "
-                f"{type(error).__name__}: {error}",
-                data={"last_error": error_record(error)},
-            )
+        elif reason := given_up(task, error, node_failure=node_failure):
+            data = {"last_error": error_record(error), "attempts": task["attempts"],
+                    "node_failures": task["node_failures"]}  # fmt: skip
+            poison = PoisonMessage(f"task {task['id']} ({task['type']}) {reason}", data=data)
             self._finish(task, "failed", error=poison)
         else:
-            delay = 0.0 if isinstance(error, NodeDown) else backoff_s(task)
             task.update(state="retrying", agent=None, error=error_record(error))
             self._save(task)
+            delay = backoff_s(task, node_failure=node_failure)
             self.node.scheduler.call_later(delay, self._tell_self, _Due(task["id"]))
 
     def _on_due(self, task_id: str) -> None:

@@ -57,6 +57,7 @@ class FanOut:
     if TYPE_CHECKING:
         address: str
         agents: dict[str, AgentView]
+        down_nodes: set[str]
         tasks: dict[str, dict[str, Any]]
         node: Any
 
@@ -113,7 +114,11 @@ class FanOut:
     def _voters(self, task: dict[str, Any], count: Any) -> list[str]:
         need = requirement(task)
         routable = sorted(
-            (v for v in self.agents.values() if v.status in ROUTABLE and v.meets(need)),
+            (
+                v
+                for v in self.agents.values()
+                if v.status in ROUTABLE and v.node not in self.down_nodes and v.meets(need)
+            ),
             key=lambda v: (v.in_flight, v.address),
         )
         if count is not None and (not isinstance(count, int) or count < 1):

@@ -25,8 +25,15 @@ from typing import TYPE_CHECKING, Any, Final
 from macp._storable import scrub
 from macp.actors.agent import handler
 from macp.actors.dag import Workflow
-from macp.actors.records import DEFINITION, RUN_FINAL, definition_fault, run_fault, task_fault
-from macp.actors.tasks import FINAL, error_record, log
+from macp.actors.records import (
+    DEFINITION,
+    RUN_FINAL,
+    definition_fault,
+    run_fault,
+    task_fault,
+    with_new_fields,
+)
+from macp.actors.tasks import ACTIVE, FINAL, error_record, log
 from macp.envelope import Wire, now_ms
 from macp.errors import InternalError, InvalidParams
 from macp.store import DEAD_LETTERS_KEPT
@@ -126,9 +133,14 @@ class Journaled:
                 self.runs[row_id] = dict(record)
 
     def _load_tasks(self) -> int:
-        """Load every task; queue the unfinished ones again. How many were unfinished."""
+        """Load every task; queue the unfinished ones again. How many were unfinished.
+
+        An attempt in flight when the coordinator stopped is lost with it: it counts as a node
+        failure (the head's), not against the task's ``max_retries``.
+        """
         recovered = 0
-        for task_id, record in self.journal.task_entries():
+        for task_id, stored in self.journal.task_entries():
+            record = with_new_fields(stored)
             fault = task_fault(task_id, record)
             workflow = record.get("workflow")
             run = self.runs.get(workflow) if isinstance(workflow, str) else None
@@ -144,6 +156,8 @@ class Journaled:
             if task["state"] in FINAL:
                 self.finished.append(task_id)  # oldest update first, as the journal reads
                 continue
+            if task["state"] in ACTIVE:
+                task["node_failures"] += 1
             task.update(state="pending", agent=None, queued_ms=now_ms())
             log(task, "recovered", note="the coordinator restarted")
             self._save(task)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from macp._storable import is_number
 from macp.actors.dag import STRATEGIES, Workflow
 from macp.actors.gather import Gather
-from macp.actors.tasks import STATES
+from macp.actors.tasks import MAX_NODE_FAILURES, STATES
 from macp.envelope import Priority
 from macp.errors import MacpError
 
@@ -29,6 +29,7 @@ __all__ = [
     "definition_fault",
     "run_fault",
     "task_fault",
+    "with_new_fields",
 ]
 
 DEFINITION: Final = "definition"  # the state of a workflow row that holds a definition
@@ -40,6 +41,12 @@ STEP_STATES: Final = frozenset({
 })  # fmt: skip
 
 _Check = tuple["Callable[[Any], bool]", str]
+_NEW_TASK_FIELDS: Final[dict[str, Any]] = {
+    "node_failures": 0,
+    "max_node_failures": MAX_NODE_FAILURES,
+}
+"""Fields a task record has had since it was first journaled, with the value an older record
+stands for (it counted no node failures apart)."""
 
 
 def _text(v: Any) -> bool:
@@ -94,6 +101,8 @@ _TASK: Final[dict[str, _Check]] = {
     "backoff_s": (_seconds, "a number >= 0"),
     "backoff_max_s": (_seconds, "a number >= 0"),
     "attempts": (_count, "an integer >= 0"),
+    "node_failures": (_count, "an integer >= 0"),
+    "max_node_failures": (_count, "an integer >= 0"),
     "error": (_error, "a map or null"),
     "progress": (is_number, "a number"),
     "progress_message": (lambda v: isinstance(v, str), "a string"),
@@ -142,6 +151,12 @@ def _same_id(record: Mapping[str, Any], row_id: str) -> str | None:
     if record.get("id") != row_id:
         return f"its 'id' {record.get('id')!r:.40} is not its row's id {row_id!r}"
     return None
+
+
+def with_new_fields(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A task record as read from a journal written by an earlier version: the fields added
+    since, with the values the record stands for, then its own."""
+    return {**_NEW_TASK_FIELDS, **record}
 
 
 def task_fault(row_id: str, record: Mapping[str, Any]) -> str | None:

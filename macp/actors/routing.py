@@ -4,6 +4,12 @@ The view comes from the registry (a ``registry.changed`` subscription) plus the 
 own count of tasks in flight per agent, which is what "least loaded" means here. Queued tasks
 wait in one priority queue per set of required capabilities; an agent takes at most
 ``max_in_flight`` tasks at once, so priorities keep deciding while work queues.
+
+Which nodes are down the coordinator learns from its own node's ``node.down`` and ``node.up``
+events, at once (the registry marks their agents offline too, but its news may come after a
+retry): no task goes to an agent of a node known down until the node is up again and the
+registry has the agent routable. Its node sends the event before it fails the asks waiting on
+that node, so every such failure is known for a node failure when it is handled.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import heapq
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Annotated, Any, Final, NamedTuple, Self
 
 from pydantic import Field
 
@@ -19,7 +25,7 @@ from macp.actors.agent import TASK_RUN, handler
 from macp.actors.registry import CHANGED, GONE, ROUTABLE, SUBSCRIBE
 from macp.actors.tasks import AgentView, Breaker, describe, log, requirement
 from macp.envelope import now_ms
-from macp.errors import ConfigError, MacpError, ResourceUnavailable
+from macp.errors import ConfigError, MacpError, NodeDown, ResourceUnavailable
 from macp.schema import Schema, check
 
 if TYPE_CHECKING:
@@ -28,7 +34,10 @@ if TYPE_CHECKING:
 
     from macp.transport.refs import AskFuture
 
-__all__ = ["AttemptDue", "CoordinatorOptions", "Outcome", "Routing"]
+__all__ = ["NODE_DOWN", "AttemptDue", "CoordinatorOptions", "Outcome", "Routing"]
+
+NODE_DOWN: Final = "waiting: node down"
+"""How the wait reason of a task that only agents of down nodes can run begins."""
 
 
 class CoordinatorOptions(Schema):
@@ -90,6 +99,7 @@ class Routing:
         breaker_cooldown_s: float
         tasks: dict[str, dict[str, Any]]
         agents: dict[str, AgentView]
+        down_nodes: set[str]
         capable: dict[tuple[str, ...], list[AgentView]]
         waiting: set[str]
         queues: dict[tuple[str, ...], list[tuple[int, int, str]]]
@@ -97,6 +107,7 @@ class Routing:
         after_commit: list[Any]
 
         def _tell_self(self, message: Any) -> None: ...
+        def subscribe(self, *events: str) -> None: ...
         def _save(self, task: dict[str, Any]) -> None: ...
         def _finish(self, task: dict[str, Any], state: str, *, result: Any = ...,
                     error: BaseException | None = ...) -> None: ...  # fmt: skip
@@ -142,6 +153,36 @@ class Routing:
         view.group = record.get("group")
         self._pump()
 
+    # -- nodes, from this node's events -------------------------------------------------------
+
+    def _watch_nodes(self) -> None:
+        """Start following which nodes are down (from ``on_start``): those down already, then
+        every change."""
+        self.subscribe("node.down", "node.up")
+        peers = self.node.peers()
+        self.down_nodes = {name for name, peer in peers.items() if peer["state"] == "down"}
+
+    @handler("node.down")
+    def _node_down(self, body: dict[str, Any]) -> None:
+        node = body.get("node")
+        if isinstance(node, str) and node not in self.down_nodes:
+            self.down_nodes.add(node)
+            self.log.info("coordinator.node_down", node=node, reason=body.get("reason"))
+
+    @handler("node.up")
+    def _node_up(self, body: dict[str, Any]) -> None:
+        node = body.get("node")
+        if isinstance(node, str) and node in self.down_nodes:
+            self.down_nodes.discard(node)
+            self.log.info("coordinator.node_up", node=node)
+            self._pump()
+
+    def _lost_with_node(self, agent: str, error: BaseException) -> bool:
+        """Whether an attempt on ``agent`` that failed with ``error`` was lost because the
+        agent's node went down (rather than failed by the agent, which may raise NodeDown
+        itself, about some other node)."""
+        return isinstance(error, NodeDown) and agent.partition("@")[2] in self.down_nodes
+
     # -- dispatch -----------------------------------------------------------------------------
 
     def _enqueue(self, task: dict[str, Any]) -> None:
@@ -162,9 +203,9 @@ class Routing:
         """The routable agent with room for one more task, fewest in flight, least recently
         given one; ``None`` if every capable agent is full, unavailable or broken."""
         best: AgentView | None = None
-        limit = self.max_in_flight
+        limit, down = self.max_in_flight, self.down_nodes
         for v in self._capable(need):
-            if v.in_flight >= limit or v.status not in ROUTABLE:
+            if v.in_flight >= limit or v.status not in ROUTABLE or v.node in down:
                 continue
             if best is not None and (v.in_flight, v.last_assigned) >= (
                 best.in_flight, best.last_assigned,
@@ -244,27 +285,48 @@ class Routing:
         self._tell_self(Outcome(task_id, attempt, agent, ok=error is None, value=value))
 
     def _expire_waiting(self) -> None:
-        """Fail the tasks that waited their whole timeout for a capable agent."""
+        """Fail the tasks that waited their whole timeout for a capable agent: with
+        :class:`NodeDown` if only agents of down nodes could run them."""
         now = now_ms()
         for task_id in list(self.waiting):
             task = self.tasks[task_id]
             if task["state"] == "pending" and now - task["queued_ms"] > task["timeout_s"] * 1000:
-                reason = self._wait_reason(task)
-                if reason.startswith("no agent"):
-                    self._finish(task, "failed", error=ResourceUnavailable(
-                        f"task {task['id']} waited {task['timeout_s']:g} s: {reason}"
-                    ))  # fmt: skip
+                waited = f"task {task['id']} waited {task['timeout_s']:g} s"
+                if (cause := self._down_cause(task)) is not None:
+                    self._finish(task, "failed", error=NodeDown(f"{waited}: {cause}"))
+                elif (reason := self._wait_reason(task)).startswith("no agent"):
+                    self._finish(task, "failed", error=ResourceUnavailable(f"{waited}: {reason}"))
+
+    def _down_cause(self, task: dict[str, Any]) -> str | None:
+        """Why only agents of down nodes can run ``task``; ``None`` if some capable agent is
+        on a live node, or none is known."""
+        need = requirement(task)
+        capable = [v for v in self.agents.values() if v.meets(need)]
+        if not capable or any(v.node not in self.down_nodes for v in capable):
+            return None
+        if need[0] == "agent":
+            return f"its agent {need[1]} is on node {capable[0].node!r}, which is down"
+        nodes = ", ".join(repr(n) for n in sorted({v.node for v in capable}))
+        agents = ", ".join(sorted(v.address for v in capable))
+        return f"the agents that can run it ({agents}) are on nodes that are down ({nodes})"
 
     def _wait_reason(self, task: dict[str, Any]) -> str:
+        if (cause := self._down_cause(task)) is not None:
+            back = "the node is" if task.get("pinned") else "one is"
+            return f"{NODE_DOWN}: {cause}; it runs once {back} back"
         need = requirement(task)
         capable = [v for v in self.agents.values() if v.meets(need)]
         if not capable:
             return f"{describe(need)} is registered"
-        routable = [v for v in capable if v.status in ROUTABLE]
+        live = [v for v in capable if v.node not in self.down_nodes]
+        routable = [v for v in live if v.status in ROUTABLE]
         if not routable:
-            states = ", ".join(sorted({v.status for v in capable}))
-            verb = "is" if len(capable) == 1 else "are"
-            return f"{describe(need)} is available ({len(capable)} {verb} {states})"
+            states = ", ".join(sorted({v.status for v in live}))
+            down = (
+                f", {len(capable) - len(live)} on a down node" if len(live) < len(capable) else ""
+            )
+            verb = "is" if len(live) == 1 else "are"
+            return f"{describe(need)} is available ({len(live)} {verb} {states}{down})"
         open_ = [v.address for v in routable if v.breaker.state == "open"]
         if len(open_) == len(routable):
             return f"the circuit breaker is open for every capable agent: {', '.join(open_)}"

@@ -5,6 +5,14 @@ A task record is a plain msgpack-native dict, so it goes to the journal and to c
 States: ``pending`` (waiting for an agent), ``assigned`` (sent), ``running`` (the agent
 acknowledged it), ``retrying`` (waiting out a backoff), and the final ``succeeded``, ``failed``,
 ``cancelled``.
+
+Two counts decide when a task is given up. ``attempts`` counts every attempt (the number an
+agent sees as ``ctx.attempt``); ``node_failures`` counts those lost because their node went
+down (its agent's node, or the head with the coordinator): the agent did not fail, so, as Ray
+tells system failures from application errors, they are not held against ``max_retries``,
+which bounds the agent's own failures (errors, crashes, timeouts: ``attempts - node_failures``).
+They have a bound of their own, ``max_node_failures`` (10 by default), so a task that brings
+down every node it runs on, or keeps meeting dying nodes, still ends as a poison message.
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ from macp.errors import InvalidParams, error_body
 __all__ = [
     "ACTIVE",
     "FINAL",
+    "MAX_NODE_FAILURES",
     "STATES",
     "AgentView",
     "Breaker",
     "backoff_s",
     "describe",
     "error_record",
+    "given_up",
     "log",
     "new_record",
     "requirement",
@@ -33,11 +43,14 @@ __all__ = [
 FINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE: Final = frozenset({"assigned", "running"})
 STATES: Final = frozenset({"pending", "retrying"} | ACTIVE | FINAL)
+MAX_NODE_FAILURES: Final = 10
+"""The default ``max_node_failures`` of a task."""
 _LOG_LIMIT: Final = 20
 _DEFAULTS: Final[dict[str, Any]] = {
     "priority": int(Priority.MEDIUM),
     "timeout_s": 30.0,
     "max_retries": 3,
+    "max_node_failures": MAX_NODE_FAILURES,
     "backoff_s": 0.1,
     "backoff_max_s": 10.0,
 }
@@ -88,12 +101,14 @@ def new_record(task_id: str, spec: Wire, *, kind: str = "task") -> dict[str, Any
         "priority": priority,
         "timeout_s": _number(spec, "timeout_s", minimum=0.001),
         "max_retries": _number(spec, "max_retries", minimum=0, integer=True),
+        "max_node_failures": _number(spec, "max_node_failures", minimum=0, integer=True),
         "backoff_s": _number(spec, "backoff_s", minimum=0),
         "backoff_max_s": _number(spec, "backoff_max_s", minimum=0),
         "idempotency_key": spec.get("idempotency_key"),
         "notify": spec.get("notify"),
         "state": "pending",
         "attempts": 0,
+        "node_failures": 0,
         "agent": None,
         "result": None,
         "error": None,
@@ -128,10 +143,25 @@ def log(record: dict[str, Any], event: str, **fields: Wire) -> None:
         del entries[: len(entries) - _LOG_LIMIT]
 
 
-def backoff_s(record: dict[str, Any]) -> float:
-    """The wait before the next attempt: exponential in the attempts so far, capped."""
-    attempts = max(1, int(record["attempts"]))
-    return float(min(record["backoff_s"] * 2 ** (attempts - 1), record["backoff_max_s"]))
+def backoff_s(record: dict[str, Any], *, node_failure: bool = False) -> float:
+    """The wait before the next attempt: exponential in the failures of the same kind so far
+    (the agent's own, or its node's), capped."""
+    nodes = int(record["node_failures"])
+    failures = max(1, nodes if node_failure else int(record["attempts"]) - nodes)
+    return float(min(record["backoff_s"] * 2 ** (failures - 1), record["backoff_max_s"]))
+
+
+def given_up(record: dict[str, Any], error: BaseException, *, node_failure: bool) -> str | None:
+    """Why the task is a poison message now that an attempt failed with ``error`` (counted
+    already: ``node_failure`` says in which count); ``None`` if it is retried."""
+    last = f"last: {type(error).__name__}: {error}"
+    if node_failure:
+        lost, bound = int(record["node_failures"]), int(record["max_node_failures"])
+        if lost > bound:
+            return f"lost its node {lost} times (max_node_failures {bound}); {last}"
+        return None
+    failed = int(record["attempts"]) - int(record["node_failures"])
+    return f"failed {failed} times; {last}" if failed > record["max_retries"] else None
 
 
 @dataclass

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -275,19 +276,28 @@ def test_a_task_submitted_while_paused_completes_only_after_resume(peers: Topolo
         assert task.status()["state"] == "succeeded"
 
 
-def test_control_of_an_unknown_command_or_target_exits_1_naming_it(peers: TopologyNodes) -> None:
+def test_control_of_an_unknown_target_exits_1_naming_it(peers: TopologyNodes) -> None:
     unknown_target = cli(peers, "control", "pause", "nobody")
     assert (unknown_target.returncode, unknown_target.stdout) == (1, "")
     assert unknown_target.stderr == (
         "error: InvalidParams: no registered agent matches target 'nobody'\n"
     )
-    unknown_command = cli(peers, "control", "freeze", "all")
-    assert (unknown_command.returncode, unknown_command.stdout) == (1, "")
-    assert unknown_command.stderr == (
-        "error: InvalidParams: 'command' must be one of start, stop, pause, resume, configure, "
-        "status, reset, restart, not 'freeze'\n"
-    )
     assert statuses(status(peers)) == {"available"}
+
+
+def test_control_of_an_unknown_command_exits_2_at_once_without_connecting(
+    env: dict[str, str],
+) -> None:
+    (port,) = free_ports(1)  # nothing listens there: a connection would wait out its timeout
+    started = time.monotonic()
+    unknown = macp_cli("control", "freeze", "all", "--connect", f"tcp://127.0.0.1:{port}", env=env)
+    took_s = time.monotonic() - started
+    assert (unknown.returncode, unknown.stdout) == (2, "")
+    assert unknown.stderr == (
+        "error: unknown control command 'freeze'; use one of: start, stop, pause, resume, "
+        "configure, status, reset, restart\n"
+    )
+    assert took_s < 5.0  # the connection's timeout is 10 s
 
 
 def test_the_registry_shows_a_pause_and_a_resume_as_soon_as_the_command_answers(

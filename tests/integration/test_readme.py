@@ -13,7 +13,7 @@ import threading
 from typing import TYPE_CHECKING
 
 import pytest
-from topology_procs import ROOT, free_ports, macp_cli, node_processes, unlogged
+from topology_procs import ROOT, TopologyNodes, free_ports, macp_cli, node_processes, unlogged
 
 from macp.testing import wait_until
 
@@ -110,3 +110,33 @@ def test_the_readme_tour_runs_top_to_bottom_as_written(
     up.reader.join(10)
     assert unlogged("".join(up.err)) == [f"peers is up: 2 nodes, head at {head}; Ctrl-C stops it"]
     assert node_processes(env["MACP_DATA_DIR"]) == []
+
+
+def python_snippet(lead: str) -> str:
+    """The README's first ``python`` block after the line that starts with ``lead``."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.partition(f"\n{lead}")[2]
+    block = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert block is not None, f"the README has no python block after {lead!r}"
+    return block.group(1)
+
+
+def test_the_readme_snippet_that_submits_to_a_hierarchy_prints_what_its_comments_say(
+    env: dict[str, str],
+) -> None:
+    snippet = python_snippet("**Submitting to a topology from Python.**")
+    said = [line.rpartition("# ")[2] for line in snippet.splitlines() if "print(" in line]
+    agents = {"director@hq", "lead-a@team-a", "lead-b@team-b", "worker-a-1@team-a",
+              "worker-a-2@team-a", "worker-b-1@team-b", "worker-b-2@team-b"}  # fmt: skip
+    nodes = TopologyNodes("examples/hierarchy/topology.yaml", ["hq", "team-a", "team-b"], env)
+    try:
+        nodes.start(agents)
+        code = snippet.replace(PLACEHOLDER, nodes.head)
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        nodes.stop()
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == said
