@@ -93,11 +93,12 @@ class PriorityInbox:
 class ActorInbox:
     """One incarnation's inbox: its private Pykka requests first, then its name's mailbox."""
 
-    __slots__ = ("mailbox", "private")
+    __slots__ = ("lanes", "mailbox", "private")
 
     def __init__(self, mailbox: PriorityInbox) -> None:
         self.mailbox = mailbox
         self.private: deque[Any] = deque()
+        self.lanes = mailbox.lanes[::-1]  # highest priority first (the lanes never change)
 
     def put(self, item: Any) -> None:
         """A macp envelope goes to the mailbox; a Pykka request to this incarnation only."""
@@ -108,7 +109,7 @@ class ActorInbox:
             self.mailbox.tokens.put(None)
 
     def get(self) -> Any:
-        private, lanes, tokens = self.private, self.mailbox.lanes[::-1], self.mailbox.tokens
+        private, lanes, tokens = self.private, self.lanes, self.mailbox.tokens
         while True:
             tokens.get()
             if private:

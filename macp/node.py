@@ -362,10 +362,9 @@ class Node(NodeActors):
         body = env.body
         if body is not None:
             try:
-                size = bound(body)
+                if bound(body) > self._max_body:
+                    env = self._fit(env)
             except UNUSUAL:
-                size = -1
-            if not 0 <= size <= self._max_body:
                 env = self._fit(env)
         name, _, node = env.dst.partition("@")
         if node and node != self.name:

@@ -296,7 +296,16 @@ class Agent(Controls, Supervised):
             self.node._agent_started(self)
 
     def _handle_receive(self, message: Any) -> Any:
-        result = self._receive(message)
+        if (  # the common case, a tell to a running agent, in one step: this runs per message
+            type(message) is Envelope
+            and message.deadline is None
+            and message.kind != _CONTROL
+            and self.state is _RUNNING
+        ):
+            self._handle_work(message)
+            result = None
+        else:
+            result = self._receive(message)
         if self._has_idle_hook and self.inbox.depth() == 0 and not self._abandoned:
             self.on_idle()
         return result
