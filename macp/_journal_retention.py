@@ -16,16 +16,19 @@ hundred pages at a time (see docs/design.md, "The journal").
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import TYPE_CHECKING, Final
 
 from macp._dead_letters import DeadLetters
 from macp.envelope import unpack
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from macp.envelope import Wire
 
-__all__ = ["RetentionTables", "add_retention_columns"]
+__all__ = ["INCREMENTAL", "RetentionTables", "add_retention_columns"]
+
+INCREMENTAL: Final = 2  # PRAGMA auto_vacuum's value for incremental vacuum
 
 _RECORDS: Final = ("tasks", "workflows")
 _FINISHED: Final = "('succeeded', 'failed', 'cancelled')"  # the final states of schema 2
@@ -61,8 +64,10 @@ def add_retention_columns(conn: sqlite3.Connection) -> None:
         "ALTER TABLE tasks ADD COLUMN key TEXT",
         "ALTER TABLE tasks ADD COLUMN finished_ms INTEGER",
         "ALTER TABLE workflows ADD COLUMN finished_ms INTEGER",
-        f"UPDATE tasks SET key = macp_idempotency_key(record), finished_ms = CASE WHEN state IN "  # noqa: S608
-        f"{_FINISHED} THEN updated_ms END",
+        (
+            "UPDATE tasks SET key = macp_idempotency_key(record), "  # noqa: S608
+            f"finished_ms = CASE WHEN state IN {_FINISHED} THEN updated_ms END"
+        ),
         f"UPDATE workflows SET finished_ms = updated_ms WHERE state IN {_FINISHED}",  # noqa: S608
         *_INDEXES.split(";"),
     ):
@@ -93,9 +98,7 @@ class RetentionTables(DeadLetters):
         workflows, definitions too), oldest update first."""
         return self._records_where(table, "finished_ms IS NULL ORDER BY updated_ms, id", ())
 
-    def newest_finished_entries(
-        self, table: str, limit: int
-    ) -> list[tuple[str, dict[str, Wire]]]:
+    def newest_finished_entries(self, table: str, limit: int) -> list[tuple[str, dict[str, Wire]]]:
         """``(id, record)`` of the newest ``limit`` finished rows of ``table``, oldest first."""
         if limit <= 0:
             return []
@@ -143,7 +146,7 @@ class RetentionTables(DeadLetters):
         free = int(self._read("PRAGMA freelist_count")[0][0])
         pages = int(self._read("PRAGMA page_count")[0][0])
         excess = min(free - pages // _FREE_SHARE, _FREE_STEP)
-        if excess <= 0 or int(self._read("PRAGMA auto_vacuum")[0][0]) != 2:  # 2: incremental
+        if excess <= 0 or int(self._read("PRAGMA auto_vacuum")[0][0]) != INCREMENTAL:
             return 0
         self._script(f"PRAGMA incremental_vacuum({int(excess)});")
         return free - int(self._read("PRAGMA freelist_count")[0][0])

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from macp._dead_letters import DEAD_LETTER_TABLE, DEAD_LETTERS_KEPT
-from macp._journal_retention import add_retention_columns
+from macp._journal_retention import INCREMENTAL, add_retention_columns
 from macp._journal_tables import Tables
 from macp._storable import storable
 from macp.errors import ConfigError, InternalError
@@ -212,7 +212,7 @@ class Journal(Tables):
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
-        if version != 0 and conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+        if version != 0 and conn.execute("PRAGMA auto_vacuum").fetchone()[0] != INCREMENTAL:
             self._vacuum_once(conn)
 
     def _vacuum_once(self, conn: sqlite3.Connection) -> None:
