@@ -102,7 +102,7 @@ class RetentionTables(DeadLetters):
         """``(id, record)`` of the newest ``limit`` finished rows of ``table``, oldest first."""
         if limit <= 0:
             return []
-        where = "finished_ms IS NOT NULL ORDER BY finished_ms DESC, id DESC LIMIT ?"
+        where = "finished_ms IS NOT NULL ORDER BY finished_ms DESC, rowid DESC LIMIT ?"
         return self._records_where(table, where, (limit,))[::-1]
 
     def count(self, table: str, *, finished: bool | None = None) -> int:
@@ -129,7 +129,7 @@ class RetentionTables(DeadLetters):
             # Past the newest `keep`, newest of those first: walks `keep` index entries.
             ids += self._ids(
                 f"SELECT id FROM {table} WHERE finished_ms IS NOT NULL "  # noqa: S608
-                "ORDER BY finished_ms DESC, id DESC LIMIT ? OFFSET ?",
+                "ORDER BY finished_ms DESC, rowid DESC LIMIT ? OFFSET ?",
                 (limit, keep),
             )
         ids = list(dict.fromkeys(ids))[:limit]

@@ -16,6 +16,8 @@ What is written is checked first (:func:`storable`: what an envelope could carry
 read is checked as it is read, and a row that cannot be read back is set aside as a dead
 letter instead (:mod:`macp._dead_letters`), so no reader fails on one bad row. The schema has
 a version (:data:`SCHEMA_VERSION`); a file of an earlier version is migrated as it is opened.
+Finished records are found by their finish time and pruned in batches, idempotency keys by
+an index, and the file frees pages incrementally (:mod:`macp._journal_retention`).
 
 Threads: open one :class:`Journal` per actor (each actor runs on its own thread); several
 journals on one file see each other's committed writes, and a writer waits up to ``busy_timeout_s``

@@ -122,9 +122,9 @@ class Journaled:
             self.finished.popleft()
         for run_id in pruned.runs:
             self._forget_run(run_id)
-        if pruned.tasks or pruned.runs:
-            self.log.debug("coordinator.pruned", tasks=len(pruned.tasks), runs=len(pruned.runs),
-                           ms=round(pruned.seconds * 1000, 2))  # fmt: skip
+        report = self.pruner.report()
+        if report is not None:
+            self.log.info("coordinator.pruned", **report)
 
     def _first_with_key(self, key: str) -> dict[str, Any] | None:
         """The task submitted with idempotency key ``key``, while the journal keeps it."""

@@ -36,9 +36,10 @@ if TYPE_CHECKING:
 
     from macp.store import Journal
 
-__all__ = ["PRUNE_BATCH", "JournalRetention", "Pruned", "Pruner"]
+__all__ = ["PRUNE_BATCH", "REPORT_S", "JournalRetention", "Pruned", "Pruner"]
 
 PRUNE_BATCH: Final = 2_000  # rows per table and pass: about 10 ms, 8,000 rows a second
+REPORT_S: Final = 10.0  # at most one coordinator.pruned line this often
 
 
 class JournalRetention(Schema):
@@ -92,6 +93,7 @@ class Pruner:
         self.estimate = {t: journal.count(t, finished=True) for t in self.bounds}
         self.pruned = dict.fromkeys(self.bounds, 0)  # rows deleted since start
         self.slowest_s = 0.0
+        self._window = _Window()
 
     def finished(self, table: str, count: int) -> None:
         """``count`` more rows of ``table`` were stored finished."""
@@ -121,4 +123,32 @@ class Pruner:
             self.journal.release_free_pages()
         seconds = time.perf_counter() - started
         self.slowest_s = max(self.slowest_s, seconds)
+        if deleted["tasks"] or deleted["workflows"]:
+            self._window.add(len(deleted["tasks"]), len(deleted["workflows"]), seconds)
         return Pruned(deleted["tasks"], deleted["workflows"], seconds)
+
+    def report(self) -> dict[str, Any] | None:
+        """What was pruned since the last report, at most every :data:`REPORT_S` seconds
+        (``{tasks, runs, passes, slowest_ms, kept}``), or None."""
+        window = self._window
+        if window.passes == 0 or time.monotonic() - window.started < REPORT_S:
+            return None
+        self._window = _Window()
+        kept = {"tasks": self.estimate["tasks"], "runs": self.estimate["workflows"]}
+        return {"tasks": window.tasks, "runs": window.runs, "passes": window.passes,
+                "slowest_ms": round(window.slowest_s * 1000, 1), "kept": kept}  # fmt: skip
+
+
+class _Window:
+    """What the passes since the last report pruned."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.tasks = self.runs = self.passes = 0
+        self.slowest_s = 0.0
+
+    def add(self, tasks: int, runs: int, seconds: float) -> None:
+        self.tasks += tasks
+        self.runs += runs
+        self.passes += 1
+        self.slowest_s = max(self.slowest_s, seconds)

@@ -181,10 +181,16 @@ def test_a_retention_option_of_the_wrong_type_is_refused_at_start(
     make_node: Callable[..., Node], journal_path: Path
 ) -> None:
     node = make_node("head", settings=QUICK_CLUSTER)
-    with pytest.raises(macp.ConfigError, match=r"max_tasks"):
+    with pytest.raises(
+        macp.ConfigError, match=r"^journal_retention: 'max_tasks' must be an integer$"
+    ):
         start_control_plane(node, journal=journal_path, retention={"max_tasks": "lots"})
-    with pytest.raises(macp.ConfigError, match=r"max_age"):
+    with pytest.raises(
+        macp.ConfigError,
+        match=r"^journal_retention: unknown key 'max_age'; expected one of: max_age_s, ",
+    ):
         start_control_plane(node, journal=journal_path, retention={"max_age": 1})
+    assert node.agents() == []  # nothing was started
 
 
 # -- memory after a restart -----------------------------------------------------------------------
