@@ -62,7 +62,7 @@ class Head:
         env = {**os.environ, "PYTHONPATH": str(ROOT), STOP_WITH_PARENT: str(os.getpid())}
         env.pop("MACP_DATA_DIR", None)
         with self.log.open("a", encoding="utf-8") as log:
-            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            self.proc = subprocess.Popen(
                 [sys.executable, "-m", "macp", "node", "start", "--config", str(self.file),
                  "--node", "head", "--log-json", "--log-level", "info"],
                 stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=env,
@@ -131,7 +131,7 @@ def _submit_all(cluster: macp.Cluster, head: Head, folder: Path, args: argparse.
                 SUBMIT,
                 {"type": "echo", "body": done + i, "idempotency_key": f"k{done + i}"},
                 timeout_s=300,
-            )  # fmt: skip
+            )
             for i in range(n)
         ]
         ids = [f.get()["task_id"] for f in futures]
