@@ -16,7 +16,7 @@ hundred pages at a time (see docs/design.md, "The journal").
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from macp._dead_letters import DeadLetters
 from macp.envelope import unpack
@@ -112,27 +112,22 @@ class RetentionTables(DeadLetters):
         return int(self._read(f"SELECT count(*) FROM {self._table(table)}{where}")[0][0])  # noqa: S608
 
     def prune(
-        self, table: str, *, finished_before_ms: int | None, keep: int | None, limit: int
+        self, table: str, *, finished_before_ms: int | None, oldest: int, limit: int
     ) -> list[str]:
-        """Delete at most ``limit`` finished rows of ``table``, oldest finish first: those that
-        finished before ``finished_before_ms``, and those past the newest ``keep`` (None: no
-        such bound). The ids deleted."""
+        """Delete at most ``limit`` finished rows of ``table``, oldest finish first: the
+        ``oldest`` oldest ones, and any that finished before ``finished_before_ms`` (None: no
+        such bound). The ids deleted. Cheap whatever the table's size: it reads the finish
+        index from its oldest end, at most ``limit`` entries."""
         table = self._table(table)
-        ids: list[str] = []
-        if finished_before_ms is not None:
-            ids += self._ids(
-                f"SELECT id FROM {table} WHERE finished_ms IS NOT NULL AND finished_ms < ? "  # noqa: S608
-                "ORDER BY finished_ms LIMIT ?",
-                (finished_before_ms, limit),
-            )
-        if keep is not None and len(ids) < limit:
-            # Past the newest `keep`, newest of those first: walks `keep` index entries.
-            ids += self._ids(
-                f"SELECT id FROM {table} WHERE finished_ms IS NOT NULL "  # noqa: S608
-                "ORDER BY finished_ms DESC, rowid DESC LIMIT ? OFFSET ?",
-                (limit, keep),
-            )
-        ids = list(dict.fromkeys(ids))[:limit]
+        select = f"SELECT id FROM {table} WHERE finished_ms IS NOT NULL"  # noqa: S608
+        ids: list[Any] = []
+        if finished_before_ms is not None:  # a prefix of the oldest, read through the index
+            sql = f"{select} AND finished_ms < ? ORDER BY finished_ms, rowid LIMIT ?"
+            ids = [row[0] for row in self._read(sql, (finished_before_ms, limit))]
+        if min(oldest, limit) > len(ids):  # a longer prefix
+            sql = f"{select} ORDER BY finished_ms, rowid LIMIT ?"
+            ids = [row[0] for row in self._read(sql, (min(oldest, limit),))]
+        ids = [id_ for id_ in ids if isinstance(id_, str)]  # (a reader sets aside any other)
         if ids:
             self._execute(
                 f"DELETE FROM {table} WHERE id IN (SELECT value FROM json_each(?))",  # noqa: S608
@@ -150,9 +145,6 @@ class RetentionTables(DeadLetters):
             return 0
         self._script(f"PRAGMA incremental_vacuum({int(excess)});")
         return free - int(self._read("PRAGMA freelist_count")[0][0])
-
-    def _ids(self, sql: str, params: tuple[object, ...]) -> list[str]:
-        return [row[0] for row in self._read(sql, params) if isinstance(row[0], str)]
 
     @staticmethod
     def _table(table: str) -> str:

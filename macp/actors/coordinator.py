@@ -88,7 +88,7 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
         self.keys: dict[str, str] = {}  # of the tasks in memory; the journal has the others
         self.agents: dict[str, AgentView] = {}
         self.waiting: set[str] = set()  # pending tasks, for their waiting timeouts
-        self.finished: deque[str] = deque()  # oldest first: dropped from memory past _KEEP
+        self.finished: deque[str] = deque()  # oldest first: dropped from memory past KEPT_TASKS
         self.capable: dict[tuple[str, ...], list[AgentView]] = {}
         self.queues: dict[tuple[str, ...], list[tuple[int, int, str]]] = {}
         self.waiters: dict[str, list[Deferred]] = {}

@@ -54,6 +54,13 @@ KEPT_TASKS: Final = 20_000  # tasks kept in memory (finished ones go first; the 
 KEPT_RUNS: Final = 1_000  # finished workflow runs kept in memory (the journal has the others)
 
 
+def _new_end(record: Mapping[str, Any], since_ms: int) -> bool:
+    """Whether ``record`` finished since ``since_ms`` (the last flush): a record saved again
+    after it finished is counted once."""
+    finished = record.get("finished_ms")
+    return record["state"] in FINAL | RUN_FINAL and type(finished) is int and finished >= since_ms
+
+
 class Journaled:
     """The journal half of :class:`~macp.actors.coordinator.Coordinator`."""
 
@@ -82,6 +89,7 @@ class Journaled:
     def _init_retention(self, config: Mapping[str, Any]) -> None:
         self.pruner = Pruner(self.journal, JournalRetention.of(config))
         self.finished_runs: dict[str, None] = {}  # in memory, oldest end first
+        self.flushed_ms = now_ms()  # when the last flush began
 
     def _save(self, task: dict[str, Any]) -> None:
         task["updated_ms"] = now_ms()
@@ -172,9 +180,10 @@ class Journaled:
                         self.journal.put_workflow(run_id, run)
                     except InvalidParams as e:
                         refused.append(("run", run, e))
-            self.pruner.finished("tasks", sum(t["state"] in FINAL for t in self.dirty.values()))
+            since, self.flushed_ms = self.flushed_ms, now_ms()
+            self.pruner.finished("tasks", sum(_new_end(t, since) for t in self.dirty.values()))
             ended = [r for r in self.dirty_runs.values() if r["state"] in RUN_FINAL]
-            self.pruner.finished("workflows", len(ended))
+            self.pruner.finished("workflows", sum(_new_end(r, since) for r in ended))
             self.finished_runs.update(dict.fromkeys(r["id"] for r in ended))
             self.dirty.clear()
             self.dirty_runs.clear()

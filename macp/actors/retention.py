@@ -36,10 +36,11 @@ if TYPE_CHECKING:
 
     from macp.store import Journal
 
-__all__ = ["PRUNE_BATCH", "REPORT_S", "JournalRetention", "Pruned", "Pruner"]
+__all__ = ["PRUNE_BATCH", "RECOUNT_PASSES", "REPORT_S", "JournalRetention", "Pruned", "Pruner"]
 
 PRUNE_BATCH: Final = 2_000  # rows per table and pass: about 10 ms, 8,000 rows a second
 REPORT_S: Final = 10.0  # at most one coordinator.pruned line this often
+RECOUNT_PASSES: Final = 240  # passes between two exact counts of the finished rows (a minute)
 
 
 class JournalRetention(Schema):
@@ -81,44 +82,49 @@ class Pruned:
 class Pruner:
     """Applies a :class:`JournalRetention` to a journal, a batch at a time.
 
-    It keeps an estimate of the finished rows of each table (counted once, then told of each
-    finish by :meth:`finished`) so that the count bound costs a query only when it may be
-    exceeded; an estimate too high costs one query that finds nothing, and is corrected.
+    It keeps a count of the finished rows of each table (counted exactly at start and every
+    :data:`RECOUNT_PASSES` passes, told of each finish by :meth:`finished` in between), so the
+    count bound deletes the oldest rows past it without walking the newest ``max_tasks``.
     """
 
     def __init__(self, journal: Journal, retention: JournalRetention) -> None:
         self.journal = journal
         self.retention = retention
         self.bounds = {"tasks": retention.max_tasks, "workflows": retention.max_runs}
-        self.estimate = {t: journal.count(t, finished=True) for t in self.bounds}
+        self.finished_rows = self._recount()
         self.pruned = dict.fromkeys(self.bounds, 0)  # rows deleted since start
+        self.passes = 0
         self.slowest_s = 0.0
         self._window = _Window()
 
+    def _recount(self) -> dict[str, int]:
+        return {table: self.journal.count(table, finished=True) for table in self.bounds}
+
     def finished(self, table: str, count: int) -> None:
         """``count`` more rows of ``table`` were stored finished."""
-        self.estimate[table] += count
+        self.finished_rows[table] += count
 
     def prune(self) -> Pruned:
         """One pass: delete at most :data:`PRUNE_BATCH` rows per table past the retention."""
         started = time.perf_counter()
+        self.passes += 1
+        if self.passes % RECOUNT_PASSES == 0:  # what the counting missed (rows set aside)
+            self.finished_rows = self._recount()
         age_s = self.retention.max_age_s
         before = None if age_s is None else now_ms() - int(age_s * 1000)
         deleted: dict[str, list[str]] = {}
         for table, bound in self.bounds.items():
-            keep = bound if bound is not None and self.estimate[table] > bound else None
-            if before is None and keep is None:
+            over = 0 if bound is None else self.finished_rows[table] - bound
+            if before is None and over <= 0:
                 deleted[table] = []
                 continue
             with self.journal.transaction():
                 ids = self.journal.prune(
-                    table, finished_before_ms=before, keep=keep, limit=PRUNE_BATCH
+                    table, finished_before_ms=before, oldest=over, limit=PRUNE_BATCH
                 )
             deleted[table] = ids
             self.pruned[table] += len(ids)
-            self.estimate[table] = max(0, self.estimate[table] - len(ids))
-            if keep is not None and len(ids) < PRUNE_BATCH:  # nothing is left past the bound
-                self.estimate[table] = min(self.estimate[table], keep)
+            self.finished_rows[table] = max(0, self.finished_rows[table] - len(ids))
         if deleted["tasks"] or deleted["workflows"]:
             self.journal.release_free_pages()
         seconds = time.perf_counter() - started
@@ -129,14 +135,16 @@ class Pruner:
 
     def report(self) -> dict[str, Any] | None:
         """What was pruned since the last report, at most every :data:`REPORT_S` seconds
-        (``{tasks, runs, passes, slowest_ms, kept}``), or None."""
+        (``{tasks, runs, passes, mean_ms, slowest_ms, kept}``), or None."""
         window = self._window
         if window.passes == 0 or time.monotonic() - window.started < REPORT_S:
             return None
         self._window = _Window()
-        kept = {"tasks": self.estimate["tasks"], "runs": self.estimate["workflows"]}
+        kept = {"tasks": self.finished_rows["tasks"], "runs": self.finished_rows["workflows"]}
+        mean_ms = window.seconds * 1000 / window.passes
         return {"tasks": window.tasks, "runs": window.runs, "passes": window.passes,
-                "slowest_ms": round(window.slowest_s * 1000, 1), "kept": kept}  # fmt: skip
+                "mean_ms": round(mean_ms, 1), "slowest_ms": round(window.slowest_s * 1000, 1),
+                "kept": kept}  # fmt: skip
 
 
 class _Window:
@@ -145,10 +153,11 @@ class _Window:
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.tasks = self.runs = self.passes = 0
-        self.slowest_s = 0.0
+        self.seconds = self.slowest_s = 0.0
 
     def add(self, tasks: int, runs: int, seconds: float) -> None:
         self.tasks += tasks
         self.runs += runs
         self.passes += 1
+        self.seconds += seconds
         self.slowest_s = max(self.slowest_s, seconds)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 KEPT_IN_MEMORY = 20_000  # the coordinator's bound on tasks held in memory
+KEPT_RUNS = 1_000  # and on finished workflow runs
 
 
 class Echo(Agent):
@@ -88,7 +89,8 @@ def test_an_old_idempotency_key_answers_its_task_and_result_after_20000_newer_ta
     cluster = head()
     first = cluster.submit("echo", "once", idempotency_key="order-1")
     assert first.result() == {"x": "once", "attempt": 1}
-    _run_many(cluster, KEPT_IN_MEMORY + 500)  # the first task is no longer held in memory
+    _run_many(cluster, KEPT_IN_MEMORY + 500)
+    assert first.id not in {t["id"] for t in cluster.tasks()}  # no longer held in memory
     again = cluster.submit("echo", "twice", idempotency_key="order-1")
     assert again.id == first.id
     assert again.result() == {"x": "once", "attempt": 1}
@@ -102,8 +104,10 @@ def test_an_idempotency_key_answers_its_task_after_a_restart_over_20000_newer_ta
     first = cluster.submit("echo", "once", idempotency_key="order-1")
     assert first.result() == {"x": "once", "attempt": 1}
     cluster.node.stop()
-    _journal_finished_tasks(journal_path, KEPT_IN_MEMORY + 500, start=1)
-    again = head().submit("echo", "twice", idempotency_key="order-1")
+    _journal_finished_tasks(journal_path, KEPT_IN_MEMORY + 500, start=1, base_ms=now_ms() + 1)
+    cluster = head()
+    assert first.id not in {t["id"] for t in cluster.tasks()}  # not read back into memory
+    again = cluster.submit("echo", "twice", idempotency_key="order-1")
     assert again.id == first.id
     assert again.result() == {"x": "once", "attempt": 1}
 
@@ -177,6 +181,34 @@ def test_finished_workflow_runs_past_the_retention_age_are_pruned(
     assert cluster.run("one", 6).result() == {"a": {"x": {"input": 6, "deps": {}}, "attempt": 1}}
 
 
+def test_a_finished_run_no_longer_held_in_memory_answers_from_the_journal(
+    head: Callable[..., Cluster],
+) -> None:
+    cluster = head()
+    cluster.define({"name": "one", "steps": [{"id": "a", "type": "echo"}]})
+    first = cluster.run("one", "first")
+    expected = {"a": {"x": {"input": "first", "deps": {}}, "attempt": 1}}
+    assert first.result() == expected
+    futures = [
+        cluster.node.ask(
+            "coordinator", "workflow.run", {"workflow": "one", "input": i}, timeout_s=60
+        )
+        for i in range(KEPT_RUNS + 20)
+    ]
+    ids = [f.get()["run_id"] for f in futures]
+    for run_id in ids:
+        cluster.node.ask("coordinator", "workflow.result", {"run_id": run_id}, timeout_s=60).get()
+    listed = {r["id"] for r in cluster.runs()["runs"]}
+    assert first.id not in listed  # no longer held in memory
+    assert len(listed) == KEPT_RUNS
+    assert first.result() == expected
+    assert (first.status()["state"], first.cancel(), first.pause()) == (
+        "succeeded",
+        False,
+        "succeeded",
+    )
+
+
 def test_a_retention_option_of_the_wrong_type_is_refused_at_start(
     make_node: Callable[..., Node], journal_path: Path
 ) -> None:
@@ -196,9 +228,12 @@ def test_a_retention_option_of_the_wrong_type_is_refused_at_start(
 # -- memory after a restart -----------------------------------------------------------------------
 
 
-def _journal_finished_tasks(path: Path, count: int, *, start: int = 0) -> None:
-    """Write ``count`` finished tasks (each with an idempotency key) as the coordinator does."""
-    base = now_ms() - 60_000
+def _journal_finished_tasks(
+    path: Path, count: int, *, start: int = 0, base_ms: int | None = None
+) -> None:
+    """Write ``count`` finished tasks (each with an idempotency key) as the coordinator does,
+    finished from ``base_ms`` on (default: a minute ago), 100 per millisecond."""
+    base = now_ms() - 60_000 if base_ms is None else base_ms
     with Journal(path) as journal, journal.transaction():
         for i in range(start, start + count):
             record = new_record(f"t{i:07}", {"type": "echo", "body": i, "idempotency_key": f"k{i}"})

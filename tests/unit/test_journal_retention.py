@@ -61,7 +61,7 @@ def test_a_key_finds_its_task_until_the_task_is_pruned(journal: Journal) -> None
     assert found[0] == "t00001"
     assert found[1]["idempotency_key"] == "order-1"
     assert journal.task_by_key("order-3") is None
-    assert journal.prune("tasks", finished_before_ms=11, keep=None, limit=10) == ["t00001"]
+    assert journal.prune("tasks", finished_before_ms=11, oldest=0, limit=10) == ["t00001"]
     assert journal.task_by_key("order-1") is None
     assert journal.task_by_key("order-2") is not None  # not finished: never pruned
 
@@ -70,16 +70,19 @@ def test_prune_deletes_the_oldest_finished_past_the_age_or_the_count_in_batches(
     journal: Journal,
 ) -> None:
     _put(journal, _task(0), *(_task(i, finished_ms=100 + i) for i in range(1, 11)))
-    assert journal.prune("tasks", finished_before_ms=104, keep=None, limit=2) == [
+    assert journal.prune("tasks", finished_before_ms=104, oldest=0, limit=2) == [
         "t00001", "t00002",
     ]  # fmt: skip
-    assert journal.prune("tasks", finished_before_ms=104, keep=None, limit=2) == ["t00003"]
-    assert journal.prune("tasks", finished_before_ms=None, keep=4, limit=2) == [
-        "t00006", "t00005",
+    assert journal.prune("tasks", finished_before_ms=104, oldest=0, limit=2) == ["t00003"]
+    assert journal.prune("tasks", finished_before_ms=None, oldest=3, limit=2) == [
+        "t00004", "t00005",
     ]  # fmt: skip
-    assert journal.prune("tasks", finished_before_ms=None, keep=4, limit=2) == ["t00004"]
-    assert journal.prune("tasks", finished_before_ms=None, keep=4, limit=2) == []
-    assert _ids(journal.task_entries()) == ["t00000", "t00007", "t00008", "t00009", "t00010"]
+    assert journal.prune("tasks", finished_before_ms=None, oldest=1, limit=2) == ["t00006"]
+    assert journal.prune("tasks", finished_before_ms=None, oldest=0, limit=2) == []
+    assert journal.prune("tasks", finished_before_ms=108, oldest=1, limit=5) == [
+        "t00007",
+    ]  # fmt: skip
+    assert _ids(journal.task_entries()) == ["t00000", "t00008", "t00009", "t00010"]
 
 
 def test_prune_keeps_workflow_definitions_and_unfinished_runs(journal: Journal) -> None:
@@ -88,7 +91,7 @@ def test_prune_keeps_workflow_definitions_and_unfinished_runs(journal: Journal) 
     journal.put_workflow("r1", {"id": "r1", "state": "running", "updated_ms": 1,
                                 "finished_ms": None})  # fmt: skip
     journal.put_workflow("r2", {"id": "r2", "state": "failed", "updated_ms": 5, "finished_ms": 5})
-    assert journal.prune("workflows", finished_before_ms=10**15, keep=0, limit=10) == ["r2"]
+    assert journal.prune("workflows", finished_before_ms=10**15, oldest=9, limit=10) == ["r2"]
     assert _ids(journal.unfinished_entries("workflows")) == ["definition:w", "r1"]
 
 
@@ -107,8 +110,8 @@ def test_pages_freed_by_pruning_go_back_to_the_file_system_beyond_a_quarter_of_t
     _put(journal, *(_task(i, finished_ms=i + 1) for i in range(2000)))
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
-    while journal.prune("tasks", finished_before_ms=None, keep=100, limit=500):
-        pass
+    for _ in range(4):
+        assert len(journal.prune("tasks", finished_before_ms=None, oldest=475, limit=500)) == 475
     pages, free = _pages(path)
     assert free > pages // 2
     size = path.stat().st_size
@@ -125,7 +128,7 @@ def test_pages_freed_by_pruning_go_back_to_the_file_system_beyond_a_quarter_of_t
 
 def test_an_unknown_table_is_refused(journal: Journal) -> None:
     with pytest.raises(ValueError, match=r"^table must be one of tasks, workflows, not 'memory'$"):
-        journal.prune("memory", finished_before_ms=1, keep=None, limit=1)
+        journal.prune("memory", finished_before_ms=1, oldest=0, limit=1)
 
 
 # A journal as macp wrote it before retention (schema version 2), as far as tasks go.
@@ -165,8 +168,8 @@ def test_a_version_2_journal_gets_keys_and_finish_times_from_its_records(path: P
         assert found is not None
         assert found[0] == "t1"
         assert _ids(journal.unfinished_entries("tasks")) == ["t2"]
-        assert journal.prune("tasks", finished_before_ms=71, keep=None, limit=9) == ["t1", "t3"]
-        assert journal.prune("workflows", finished_before_ms=81, keep=None, limit=9) == ["r"]
+        assert journal.prune("tasks", finished_before_ms=71, oldest=0, limit=9) == ["t1", "t3"]
+        assert journal.prune("workflows", finished_before_ms=81, oldest=0, limit=9) == ["r"]
     with contextlib.closing(sqlite3.connect(path)) as db:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         auto_vacuum = db.execute("PRAGMA auto_vacuum").fetchone()[0]
