@@ -269,7 +269,9 @@ class Cluster:
             timeout_s: per attempt, and how long to wait for a capable agent.
             max_retries: retries after the first attempt before the task is a poison message.
             backoff_s: the first retry's delay, doubled each time, at most ``backoff_max_s``.
-            idempotency_key: submitting the same key again returns the first task.
+            idempotency_key: submitting the same key again returns the first task, for as
+                long as the journal keeps that task (``journal_retention``: a day after it
+                finished by default); after that the key has expired and a submit is new.
             notify: an address told ``task.done`` when the task finishes.
         """
         spec = {

@@ -194,7 +194,10 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
         if task is None:  # long finished, and no longer kept in memory: the journal has it
             task = self._stored_task(task_id)
         if task is None:
-            raise InvalidParams(f"no task {task_id!r}; check the id submit returned")
+            raise InvalidParams(
+                f"no task {task_id!r}; check the id submit returned (a finished task is kept "
+                "for the journal's retention: settings.journal_retention)"
+            )
         return task
 
     def _answer_of(self, task: dict[str, Any]) -> Wire:

@@ -123,7 +123,11 @@ class Journaled:
 
     def _retain(self) -> None:
         """Prune a batch of what is past the journal's retention, and forget it here too."""
-        pruned = self.pruner.prune()
+        try:
+            pruned = self.pruner.prune()
+        except InternalError as e:  # the file busy or full: the next tick tries again
+            self.log.warning("coordinator.prune_failed", error=e.message)
+            return
         for task_id in pruned.tasks:
             self._forget_task(task_id)
         while self.finished and self.finished[0] not in self.tasks:  # pruned oldest first

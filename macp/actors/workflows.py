@@ -208,7 +208,10 @@ class Workflows:
         if run is None and isinstance(run_id, str):  # finished, and no longer kept in memory
             run = self._stored_run(run_id)
         if run is None:
-            raise InvalidParams(f"no workflow run {run_id!r}; use the run_id workflow.run returned")
+            raise InvalidParams(
+                f"no workflow run {run_id!r}; use the run_id workflow.run returned (a finished "
+                "run is kept for the journal's retention: settings.journal_retention)"
+            )
         return run
 
     def _outcome(self, run: dict[str, Any]) -> Wire:
