@@ -14,6 +14,7 @@ import json
 from typing import TYPE_CHECKING, Any, Final
 
 from macp._dead_letters import DeadLetters, Unreadable, ms_column, text_column, unpack
+from macp._journal_retention import RetentionTables
 from macp._storable import READABLE_DEPTH, is_number, storable
 from macp.errors import InvalidParams
 
@@ -83,7 +84,7 @@ def _states(states: Iterable[str]) -> str:
     return json.dumps([states] if isinstance(states, str) else list(states))
 
 
-class RecordTables(DeadLetters):
+class RecordTables(RetentionTables):
     """Task and workflow records (the coordinator's state), by id."""
 
     def put_task(self, task_id: str, record: Mapping[str, Wire]) -> None:
@@ -143,9 +144,21 @@ class RecordTables(DeadLetters):
     # The table name comes from the fixed literals above, never from a caller.
     def _put_record(self, table: str, id_: str, record: Mapping[str, Wire], what: str) -> None:
         state, updated_ms = _indexed(record, what)
+        finished = record.get("finished_ms")  # set once a task or run has finished
+        finished_ms = finished if type(finished) is int else None
+        blob = _record_bytes(record, what)
+        if table == "tasks":
+            key = record.get("idempotency_key")
+            self._execute(
+                "INSERT OR REPLACE INTO tasks (id, state, updated_ms, record, key, finished_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (id_, state, updated_ms, blob, key if isinstance(key, str) else None, finished_ms),
+            )
+            return
         self._execute(
-            f"INSERT OR REPLACE INTO {table} (id, state, updated_ms, record) VALUES (?, ?, ?, ?)",  # noqa: S608
-            (id_, state, updated_ms, _record_bytes(record, what)),
+            f"INSERT OR REPLACE INTO {table} (id, state, updated_ms, record, finished_ms) "  # noqa: S608
+            "VALUES (?, ?, ?, ?, ?)",
+            (id_, state, updated_ms, blob, finished_ms),
         )
 
     def _get_record(self, table: str, id_: str) -> dict[str, Wire] | None:
@@ -156,12 +169,13 @@ class RecordTables(DeadLetters):
         self, table: str, states: Iterable[str] | None
     ) -> list[tuple[str, dict[str, Wire]]]:
         if states is None:
-            rows = self._read(f"SELECT id, record FROM {table} ORDER BY updated_ms, id")  # noqa: S608
-        else:
-            rows = self._read(
-                f"SELECT id, record FROM {table} WHERE {_STATES} ORDER BY updated_ms, id",  # noqa: S608
-                (_states(states),),
-            )
+            return self._records_where(table, "1 ORDER BY updated_ms, id", ())
+        return self._records_where(table, f"{_STATES} ORDER BY updated_ms, id", (_states(states),))
+
+    def _records_where(
+        self, table: str, where: str, params: tuple[object, ...]
+    ) -> list[tuple[str, dict[str, Wire]]]:
+        rows = self._read(f"SELECT id, record FROM {table} WHERE {where}", params)  # noqa: S608
         found = []
         for id_, blob in rows:
             record = self._readable(table, (id_,), _record, blob)

@@ -27,6 +27,7 @@ from macp.actors.memory import MemoryStore
 from macp.actors.monitor import Monitor, MonitorOptions
 from macp.actors.registry import FIND, LIST, ROUTABLE, Registry
 from macp.actors.resources import ResourceManager
+from macp.actors.retention import JournalRetention
 from macp.actors.routing import CoordinatorOptions
 from macp.envelope import Priority, Wire
 from macp.errors import AskTimeout, ConfigError
@@ -52,15 +53,20 @@ def start_control_plane(
     pools: Mapping[str, float] | None = None,
     coordinator: Mapping[str, Wire] | None = None,
     monitor: Mapping[str, Wire] | None = None,
+    retention: Mapping[str, Wire] | None = None,
 ) -> None:
     """Start the control-plane actors on ``node`` and make it the head.
 
     Args:
         node: a started node.
-        journal: the SQLite journal's path (default: a data directory per node).
+        journal: the SQLite journal's path (default: a data directory per node); a relative
+            path is taken from the current directory, now.
         pools: resource pools and their capacities.
         coordinator: coordinator settings (:class:`~macp.actors.routing.CoordinatorOptions`).
         monitor: monitor settings (:class:`~macp.actors.monitor.MonitorOptions`).
+        retention: how long the journal keeps finished tasks and runs, and their idempotency
+            keys (:class:`~macp.actors.retention.JournalRetention`; default: a day, at most
+            100,000 tasks and 10,000 runs).
 
     Raises:
         ConfigError: a setting is unknown or malformed (named), or the Prometheus port is in
@@ -69,7 +75,8 @@ def start_control_plane(
     options = check(MonitorOptions, dict(monitor or {}), "monitor", ConfigError)
     _check_port(options)
     settings = check(CoordinatorOptions, dict(coordinator or {}), "coordinator", ConfigError)
-    path = None if journal is None else os.fspath(journal)
+    kept = _wire(JournalRetention.of({"retention": dict(retention or {})}))
+    path = None if journal is None else os.fspath(Path(journal).absolute())
     base: dict[str, Wire] = {"journal": path}
     node.set_head(node.name)
     node.start_child(
@@ -85,7 +92,9 @@ def start_control_plane(
                 ChildSpec(MemoryStore, "memory", kwargs={"config": base}),
                 ChildSpec(Monitor, "monitor", kwargs={"config": _wire(options)}),
                 ChildSpec(
-                    Coordinator, "coordinator", kwargs={"config": {**base, **_wire(settings)}}
+                    Coordinator,
+                    "coordinator",
+                    kwargs={"config": {**base, **_wire(settings), "retention": kept}},
                 ),
             ],
             max_restarts=5,
@@ -265,7 +274,9 @@ class Cluster:
             max_node_failures: attempts that may be lost so before the task is a poison message
                 all the same (a task that brings its node down must not go round for ever).
             backoff_s: the first retry's delay, doubled each time, at most ``backoff_max_s``.
-            idempotency_key: submitting the same key again returns the first task.
+            idempotency_key: submitting the same key again returns the first task, for as
+                long as the journal keeps that task (``journal_retention``: a day after it
+                finished by default); after that the key has expired and a submit is new.
             notify: an address told ``task.done`` when the task finishes.
         """
         spec = {

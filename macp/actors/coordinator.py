@@ -35,7 +35,6 @@ from macp.actors.context import TASK_PROGRESS, Context, Deferred, Reply
 from macp.actors.fanout import FanOut
 from macp.actors.journaled import Journaled
 from macp.actors.monitor import SAMPLES
-from macp.actors.records import with_new_fields
 from macp.actors.registry import CONTROL_PLANE
 from macp.actors.routing import AttemptDue, CoordinatorOptions, Outcome, Routing
 from macp.actors.tasks import (
@@ -92,11 +91,11 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
         self.registry = str(cfg.get("registry") or f"registry@{self.node.name}")
         self.journal = open_journal(cfg.get("journal"), self.node.name)
         self.tasks: dict[str, dict[str, Any]] = {}
-        self.keys: dict[str, str] = {}
+        self.keys: dict[str, str] = {}  # of the tasks in memory; the journal has the others
         self.agents: dict[str, AgentView] = {}
         self._watch_nodes()
         self.waiting: set[str] = set()  # pending tasks, for their waiting timeouts
-        self.finished: deque[str] = deque()  # oldest first: dropped from memory past _KEEP
+        self.finished: deque[str] = deque()  # oldest first: dropped from memory past KEPT_TASKS
         self.capable: dict[tuple[str, ...], list[AgentView]] = {}
         self.queues: dict[tuple[str, ...], list[tuple[int, int, str]]] = {}
         self.waiters: dict[str, list[Deferred]] = {}
@@ -109,6 +108,7 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
         self.ticks = 0
         self._init_fanout()
         self._init_workflows()
+        self._init_retention(cfg)
         self._replay()
         self._subscribe()
         self.timer = self.node.scheduler.call_every(0.25, self._tell_self, _Tick())
@@ -144,13 +144,7 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
     @handler(SUBMIT)
     def submit(self, body: Wire, ctx: Context) -> Reply:
         key = body.get("idempotency_key") if isinstance(body, dict) else None
-        first_id = self.keys.get(key) if isinstance(key, str) else None
-        # the first task may be finished long ago, and no longer kept in memory
-        first = (
-            None
-            if first_id is None
-            else self.tasks.get(first_id) or self.journal.get_task(first_id)
-        )
+        first = self._first_with_key(key) if isinstance(key, str) else None
         if first is not None:
             return {"task_id": first["id"], "state": first["state"], "duplicate": True}
         task = new_record(new_id(), body)
@@ -205,10 +199,12 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
             raise InvalidParams("'task_id' must be the string that submit returned")
         task = self.tasks.get(task_id)
         if task is None:  # long finished, and no longer kept in memory: the journal has it
-            stored = self.journal.get_task(task_id)
-            task = None if stored is None else with_new_fields(stored)
+            task = self._stored_task(task_id)
         if task is None:
-            raise InvalidParams(f"no task {task_id!r}; check the id submit returned")
+            raise InvalidParams(
+                f"no task {task_id!r}; check the id submit returned (a finished task is kept "
+                "for the journal's retention: settings.journal_retention)"
+            )
         return task
 
     def _answer_of(self, task: dict[str, Any]) -> Wire:
@@ -386,6 +382,7 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
             self._subscribe()
         self._expire_waiting()
         self._pump()
+        self._retain()
 
     def _report(self) -> None:
         """Hand the outcomes since the last tick to the monitor, if it runs here."""

@@ -73,6 +73,7 @@ class Workflows:
         log: Any
 
         def _save(self, task: dict[str, Any]) -> None: ...
+        def _stored_run(self, run_id: str) -> dict[str, Any] | None: ...
         def _enqueue(self, task: dict[str, Any]) -> None: ...
         def _pump(self) -> None: ...
         def _finish(self, task: dict[str, Any], state: str, *, result: Any = ...,
@@ -204,8 +205,13 @@ class Workflows:
     def _run(self, body: Wire) -> dict[str, Any]:
         run_id = body.get("run_id") if isinstance(body, dict) else None
         run = self.runs.get(run_id) if isinstance(run_id, str) else None
+        if run is None and isinstance(run_id, str):  # finished, and no longer kept in memory
+            run = self._stored_run(run_id)
         if run is None:
-            raise InvalidParams(f"no workflow run {run_id!r}; use the run_id workflow.run returned")
+            raise InvalidParams(
+                f"no workflow run {run_id!r}; use the run_id workflow.run returned (a finished "
+                "run is kept for the journal's retention: settings.journal_retention)"
+            )
         return run
 
     def _outcome(self, run: dict[str, Any]) -> Wire:

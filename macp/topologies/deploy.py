@@ -25,10 +25,14 @@ __all__ = ["build_node", "journal_path", "start_node"]
 
 
 def journal_path(spec: TopologySpec) -> Path:
-    """The control plane's journal: ``settings.journal``, else ``.macp/<topology>/journal``."""
+    """The control plane's journal, absolute: ``settings.journal`` (relative to the file's
+    folder, as every path in the file is), else ``$MACP_DATA_DIR/<topology>/journal.sqlite3``,
+    else ``.macp/<topology>/journal.sqlite3`` beside the file. So a head started from any
+    directory opens the same journal."""
     if spec.settings.journal:
-        return Path(spec.settings.journal)
-    base = Path(os.environ.get("MACP_DATA_DIR", ".macp"))
+        return spec.resolve(spec.settings.journal)
+    data = os.environ.get("MACP_DATA_DIR")
+    base = Path(data).absolute() if data else spec.folder / ".macp"
     return base / spec.name / "journal.sqlite3"
 
 
@@ -56,7 +60,7 @@ def build_node(
         strict=s.strict or Settings().strict,
     )  # fmt: skip
     peers = {n: a for n, a in where.items() if n != name and not a.endswith(":0")}
-    keys = None if me.keys is None else Path(spec.path).parent / me.keys
+    keys = None if me.keys is None else spec.resolve(me.keys)
     return Node(
         name, listen=where[name], peers=peers, keys=keys, insecure=me.insecure,
         head=spec.head.name, settings=settings,
@@ -100,6 +104,7 @@ def start_node(
                 node, journal=journal_path(spec), pools=spec.resources,
                 coordinator=spec.coordinator.model_dump(exclude_unset=True),
                 monitor=spec.monitor.model_dump(exclude_unset=True),
+                retention=spec.settings.journal_retention.model_dump(exclude_unset=True),
             )  # fmt: skip
             for workflow in spec.workflows:
                 definition = workflow.model_dump(exclude_unset=True)

@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError
 
 from macp.actors.dag import Workflow  # noqa: TC001 - pydantic reads the annotation at run time
 from macp.actors.monitor import MonitorOptions
+from macp.actors.retention import JournalRetention
 from macp.actors.routing import CoordinatorOptions
 from macp.errors import ConfigError
 from macp.schema import Location, Schema, field_path, problems
@@ -155,7 +156,10 @@ class SettingsSpec(Schema):
     max_message_bytes: Annotated[int, Field(gt=0)] = 10 * 1024 * 1024
     """The largest payload (a packed body) a message may carry."""
     journal: str | None = None
-    """The control plane's SQLite journal (default: .macp/NAME/journal.sqlite3)."""
+    """The control plane's SQLite journal, relative to the file's folder (default:
+    $MACP_DATA_DIR/NAME/journal.sqlite3, else .macp/NAME/journal.sqlite3 beside the file)."""
+    journal_retention: JournalRetention = Field(default_factory=JournalRetention)
+    """How long the journal keeps finished tasks and runs, and their idempotency keys."""
     strict: bool = False
     """Round-trip every local message through msgpack (no shared mutable objects)."""
 
@@ -189,6 +193,18 @@ class TopologySpec(Schema):
     settings: SettingsSpec = Field(default_factory=SettingsSpec)
     """Runtime settings of every node."""
     path: str = Field(default="", exclude=True)
+
+    @property
+    def folder(self) -> Path:
+        """The absolute folder of the file, that every path in it is relative to (the current
+        directory for text that came from no file)."""
+        if not self.path or self.path.startswith("<"):
+            return Path.cwd()
+        return Path(self.path).absolute().parent
+
+    def resolve(self, path: str | os.PathLike[str]) -> Path:
+        """A path written in the file, made absolute from the file's folder."""
+        return self.folder / Path(path).expanduser()
 
     @property
     def head(self) -> NodeSpec:

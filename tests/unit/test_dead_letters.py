@@ -190,7 +190,7 @@ def test_a_version_1_journal_is_migrated_and_keeps_its_rows(path: Path) -> None:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(dead_letters)")]
     finally:
         conn.close()
-    assert (SCHEMA_VERSION, version) == (2, 2)
+    assert (SCHEMA_VERSION, version) == (3, 3)
     assert columns == ["id", "source", "key", "raw", "reason", "time_ms"]
 
 

@@ -39,7 +39,9 @@ def test_a_value_holding_a_tuple_is_sent_as_what_msgpack_reads_back(value: Any) 
     with pytest.raises(UNUSUAL):
         bound(wrapped)
     sent, size = fit(wrapped, "body")
-    assert sent == msgpack.unpackb(msgpack.packb(wrapped), strict_map_key=True)
+    assert isinstance(sent, dict)
+    assert type(sent["t"]) is list
+    assert msgpack.packb(sent) == msgpack.packb(wrapped)  # (NaN is not equal to itself)
     assert size == len(msgpack.packb(wrapped))
 
 

@@ -539,6 +539,22 @@ def test_coordinator_options_are_typed() -> None:
     assert (spec.coordinator.max_in_flight, spec.coordinator.breaker_cooldown_s) == (8, 10.0)
 
 
+def test_the_journal_retention_is_typed_and_a_bound_may_be_turned_off() -> None:
+    with raises(
+        "topo.yaml:11: settings.journal_retention.max_tasks: must be greater than or equal to 1\n"
+        "topo.yaml:12: settings.journal_retention.max_age_s: must be a number"
+    ):
+        parse(BASE + "settings:\n  journal_retention:\n    max_tasks: 0\n    max_age_s: a day\n")
+    with raises(
+        "topo.yaml:11: settings.journal_retention.max_age: unknown key 'max_age'; expected one "
+        "of: max_age_s, max_tasks, max_runs"
+    ):
+        parse(BASE + "settings:\n  journal_retention:\n    max_age: 60\n")
+    kept = parse(BASE + "settings: {journal_retention: {max_tasks: null}}\n").settings
+    assert (kept.journal_retention.max_tasks, kept.journal_retention.max_age_s) == (None, 86400)
+    assert kept.journal_retention.max_runs == 10_000
+
+
 # -- environment variables ------------------------------------------------------------------------
 
 
