@@ -16,9 +16,9 @@ from typing import Any, Final, TypeGuard
 import msgpack
 
 from macp.errors import InvalidParams
-from macp.payload import MAX_DEPTH, packed
+from macp.payload import MAX_DEPTH, UNUSUAL, bound, explain, packed
 
-__all__ = ["MAX_DEPTH", "READABLE_DEPTH", "is_number", "scrub", "storable"]
+__all__ = ["MAX_DEPTH", "READABLE_DEPTH", "check", "is_number", "scrub", "storable"]
 
 READABLE_DEPTH: Final = 1024
 """How deep a record holding values may nest: what msgpack's unpacker reads."""
@@ -55,6 +55,22 @@ def storable(
         return packed(value, field, min(max_depth, READABLE_DEPTH))
     except InvalidParams as e:
         raise InvalidParams(f"{what} cannot be stored: {e.message}") from None
+
+
+def check(value: object, what: str, field: str = "value") -> None:
+    """Check that ``value`` could be stored and cross nodes, without packing it (as
+    :func:`storable`, for a value that is only checked, not written).
+
+    Raises:
+        InvalidParams: one sentence naming the part at fault, its type, and the fix.
+    """
+    try:
+        bound(value)
+    except UNUSUAL:
+        try:
+            explain(value, field)
+        except InvalidParams as e:
+            raise InvalidParams(f"{what} cannot be stored: {e.message}") from None
 
 
 def scrub(value: object, depth: int = 0) -> Any:

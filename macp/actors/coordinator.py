@@ -29,6 +29,7 @@ from collections import deque
 from functools import partial
 from typing import Any, Final, NamedTuple
 
+from macp._storable import check as check_storable
 from macp._storable import is_number
 from macp.actors.agent import TASK_ACK, Agent, handler
 from macp.actors.context import TASK_PROGRESS, Context, Deferred, Reply
@@ -50,7 +51,7 @@ from macp.actors.tasks import (
 from macp.actors.workflows import Workflows
 from macp.envelope import Wire, new_id, now_ms
 from macp.errors import AskTimeout, Cancelled, InvalidParams, PoisonMessage, error_from_body
-from macp.store import open_journal, storable
+from macp.store import open_journal
 
 __all__ = ["CANCEL", "RESULT", "STATUS", "SUBMIT", "TASKS", "Coordinator"]
 
@@ -276,7 +277,7 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
     def _refused_result(task: dict[str, Any], outcome: Outcome) -> InvalidParams | None:
         """Why ``outcome``'s result cannot be stored (its agent's node did not check it)."""
         try:
-            storable(outcome.value, f"the result of task {task['id']} ({task['type']}) from "
+            check_storable(outcome.value, f"the result of task {task['id']} ({task['type']}) from "
                      f"{outcome.agent}", "result")  # fmt: skip
         except InvalidParams as e:
             return e
@@ -337,7 +338,9 @@ class Coordinator(Journaled, Workflows, Routing, FanOut, Agent):
             self.finished.append(task["id"])
         if result is not None:
             try:
-                storable(result, f"the result of task {task['id']} ({task['type']})", "result")
+                check_storable(
+                    result, f"the result of task {task['id']} ({task['type']})", "result"
+                )
             except InvalidParams as e:
                 state, result, error = "failed", None, e
         task.update(state=state, finished_ms=now_ms(), result=result)

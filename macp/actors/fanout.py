@@ -19,6 +19,7 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
+from macp._storable import check as check_storable
 from macp.actors.agent import TASK_RUN, handler
 from macp.actors.control import Command
 from macp.actors.gather import Gather, check_mode
@@ -27,7 +28,6 @@ from macp.actors.routing import Outcome
 from macp.actors.tasks import FINAL, error_record, new_record, requirement
 from macp.envelope import Wire, new_id
 from macp.errors import AgentError, InvalidParams, MacpError, ResourceUnavailable, error_body
-from macp.store import storable
 
 if TYPE_CHECKING:
     from macp.actors.context import Context, Deferred, Reply
@@ -166,7 +166,7 @@ class FanOut:
             return
         if ok:
             try:  # an answer its agent's node did not check counts as that agent's failure
-                storable(value, f"the answer of {agent} to scatter {task['id']}", "answer")
+                check_storable(value, f"the answer of {agent} to scatter {task['id']}", "answer")
             except InvalidParams as e:
                 ok, value = False, e
         decision = gather.add(agent, ok, value if ok else error_record(value))

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from macp._storable import storable
+from macp._storable import check as check_storable
 from macp.envelope import Priority, Wire, now_ms
 from macp.errors import InvalidParams, error_body
 
@@ -74,7 +74,7 @@ def new_record(task_id: str, spec: Wire, *, kind: str = "task") -> dict[str, Any
     """
     if not isinstance(spec, dict):
         raise InvalidParams("a task is a map with at least a 'type'")
-    storable(spec.get("body"), "task field 'body'", "body")
+    check_storable(spec.get("body"), "task field 'body'", "body")
     type_ = spec.get("type")
     if not isinstance(type_, str) or not type_:
         raise InvalidParams("task field 'type' must be a non-empty string, e.g. 'summarize'")
@@ -129,7 +129,7 @@ def error_record(error: BaseException) -> dict[str, Wire]:
     message) cannot be stored, they are replaced by the reason, and the rest is kept."""
     body = error_body(error)
     try:
-        storable(body, "the error", "error")
+        check_storable(body, "the error", "error")
     except InvalidParams as e:
         body = {**body, "message": str(body["message"]), "data": {"unstorable": e.message}}
     return body

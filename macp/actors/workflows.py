@@ -24,6 +24,7 @@ import itertools
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
+from macp._storable import check as check_storable
 from macp.actors.adaptive import adapt
 from macp.actors.agent import handler
 from macp.actors.dag import STRATEGIES, Step, Workflow, render
@@ -40,7 +41,6 @@ from macp.errors import (
     error_body,
     error_from_body,
 )
-from macp.store import storable
 
 if TYPE_CHECKING:
     from macp.actors.context import Context, Deferred, Reply
@@ -103,7 +103,9 @@ class Workflows:
         return {"name": workflow.name, "steps": [s.id for s in workflow.steps]}
 
     def _parse(self, definition: Wire) -> Workflow:
-        storable(definition, "the workflow definition", "definition")  # first: any data at all
+        check_storable(
+            definition, "the workflow definition", "definition"
+        )  # first: any data at all
         try:
             return Workflow.parse(definition)
         except ConfigError as e:
@@ -127,7 +129,7 @@ class Workflows:
         limit = body.get("max_concurrency")
         if limit is not None and (type(limit) is not int or limit < 1):
             raise InvalidParams(f"'max_concurrency' must be an integer >= 1, not {limit!r:.60}")
-        storable(body.get("input"), "workflow.run field 'input'", "input")
+        check_storable(body.get("input"), "workflow.run field 'input'", "input")
         run = self._new_run(workflow, definition, body, strategy)
         self.parsed[run["id"]] = workflow
         self.runs[run["id"]] = run
