@@ -9,14 +9,14 @@ from macp.actors.agent import Agent as Agent
 from macp.actors.agent import handler as handler
 from macp.actors.context import Context as Context
 from macp.actors.context import Deferred as Deferred
-from macp.actors.control import AgentState as AgentState
-from macp.actors.control import Command as Command
 from macp.address import Address as Address
 from macp.cluster import Cluster as Cluster
 from macp.cluster import Run as Run
 from macp.cluster import Task as Task
 from macp.cluster import connect as connect
 from macp.cluster import start_control_plane as start_control_plane
+from macp.commands import AgentState as AgentState
+from macp.commands import Command as Command
 from macp.envelope import Envelope as Envelope
 from macp.envelope import Kind as Kind
 from macp.envelope import Priority as Priority
@@ -45,6 +45,7 @@ from macp.errors import SupervisorEscalation as SupervisorEscalation
 from macp.errors import TransportError as TransportError
 from macp.errors import Unauthorized as Unauthorized
 from macp.errors import UnknownMessageType as UnknownMessageType
+from macp.futures import AskFuture as AskFuture
 from macp.log import configure_logging as configure_logging
 from macp.node import Node as Node
 from macp.settings import Settings as Settings
@@ -55,7 +56,6 @@ from macp.supervisor import Strategy as Strategy
 from macp.supervisor import SupervisorSpec as SupervisorSpec
 from macp.topologies.roles import Hub as Hub
 from macp.topologies.roles import Peer as Peer
-from macp.transport.refs import AskFuture as AskFuture
 from macp.transport.refs import Ref as Ref
 
 __version__ = "0.1.0"

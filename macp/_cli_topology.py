@@ -16,9 +16,9 @@ import typer
 
 import macp
 from macp._cli_nodes import NodeChild, start_all, stop_all
-from macp.actors.control import Command
 from macp.actors.registry import ROUTABLE
 from macp.cli_support import fail, parse_json
+from macp.commands import Command
 from macp.errors import ConfigError, MacpError, NodeDown
 from macp.log import configure_logging
 from macp.topologies import builders

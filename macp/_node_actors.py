@@ -34,8 +34,9 @@ if TYPE_CHECKING:
     from macp._registrar import Registrar
     from macp._supervised import Supervised
     from macp.actors.agent import Agent
+    from macp.futures import PendingAsks
     from macp.transport.liveness import PeerEvent
-    from macp.transport.refs import PendingAsks, Ref
+    from macp.transport.refs import Ref
     from macp.transport.router import Router
 
 __all__ = ["NodeActors"]

@@ -20,8 +20,8 @@ import threading
 from typing import TYPE_CHECKING, Any, Final
 
 from macp.errors import MacpError, NodeDown
+from macp.futures import AskFuture
 from macp.log import get_logger
-from macp.transport.refs import AskFuture
 
 if TYPE_CHECKING:
     from macp.actors.agent import Agent

@@ -17,14 +17,12 @@ import os
 import secrets
 import time
 from enum import IntEnum
-from typing import TYPE_CHECKING, Final, NamedTuple, TypeAlias
+from typing import Final, NamedTuple
 
 import msgpack
 
 from macp.errors import EnvelopeError, InvalidParams, error_body
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+from macp.wire import DEFAULT_MAX_BYTES, Wire
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -41,11 +39,7 @@ __all__ = [
     "unpack",
 ]
 
-Wire: TypeAlias = "bool | int | float | str | bytes | Sequence[Wire] | Mapping[str, Wire] | None"
-"""Data that crosses nodes unchanged: what msgpack writes natively."""
-
 VERSION: Final = 1
-DEFAULT_MAX_BYTES: Final = 10 * 1024 * 1024
 _FIELDS: Final = 12
 _MAX_ID: Final = 128
 _MAX_TYPE: Final = 256

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from macp.envelope import Wire
+    from macp.wire import Wire
 
 __all__ = [
     "ActorNotFound",

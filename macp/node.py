@@ -9,7 +9,7 @@ Messaging guarantees (the same locally and across nodes):
 
 - ``tell`` is at-most-once; messages from one sender to one receiver arrive in send order
   (within one priority: a CRITICAL control command overtakes queued lower priorities).
-- ``ask`` returns an :class:`~macp.transport.refs.AskFuture`; ``get()`` returns the reply's
+- ``ask`` returns an :class:`~macp.futures.AskFuture`; ``get()`` returns the reply's
   body, raises the receiver's error as the same :class:`~macp.errors.MacpError` class, raises
   :class:`~macp.errors.NodeDown` at once if the receiver's node goes down, and
   :class:`~macp.errors.AskTimeout` once the ask's timeout has passed.
@@ -27,8 +27,8 @@ from macp._inbox import InboxClosed
 from macp._node_actors import NodeActors
 from macp._registrar import Registrar
 from macp._timers import Scheduler
-from macp.actors.control import Command
 from macp.address import check_address, check_name
+from macp.commands import Command
 from macp.envelope import VERSION, Envelope, Kind, Priority, Wire, new_id, now_ms, round_trip
 from macp.errors import (
     ActorNotFound,
@@ -40,6 +40,7 @@ from macp.errors import (
     UnknownMessageType,
     error_from_body,
 )
+from macp.futures import AskFuture, PendingAsks
 from macp.log import Throttle, get_logger
 from macp.payload import UNUSUAL, bound, fit_envelope
 from macp.settings import Settings
@@ -48,7 +49,7 @@ from macp.supervisor import (
     node_supervisor,
 )
 from macp.transport._system import SYSTEM
-from macp.transport.refs import AskFuture, PendingAsks, Ref
+from macp.transport.refs import Ref
 
 if TYPE_CHECKING:
     import os

@@ -9,8 +9,8 @@ import gc
 import os
 from dataclasses import dataclass, field, fields
 
-from macp.envelope import DEFAULT_MAX_BYTES
 from macp.errors import ConfigError
+from macp.wire import DEFAULT_MAX_BYTES
 
 __all__ = ["Settings", "tune_gc"]
 

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, TypeVar
 
 from macp._supervised import InHand, Supervised, incarnation_of
 from macp.actors.context import Context, Deferred
-from macp.actors.control import COMMAND_PREFIX, AgentState, Controls
+from macp.actors.control import Controls
+from macp.commands import COMMAND_PREFIX, AgentState
 from macp.envelope import Envelope, Kind, Priority, Wire, now_ms
 from macp.errors import (
     ConfigError,
@@ -40,8 +41,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from macp._inbox import PriorityInbox
+    from macp.futures import AskFuture
     from macp.node import Node
-    from macp.transport.refs import AskFuture
 
 __all__ = ["TASK_ACK", "TASK_RUN", "Agent", "handler"]
 

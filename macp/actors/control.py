@@ -31,9 +31,9 @@ RESTART    (the supervisor) stop this incarnation and start a fresh one under th
 from __future__ import annotations
 
 from collections import Counter, deque
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from macp.commands import COMMAND_PREFIX, AgentState, Command
 from macp.errors import InvalidParams, UnknownMessageType
 
 if TYPE_CHECKING:
@@ -41,34 +41,9 @@ if TYPE_CHECKING:
     from macp.envelope import Envelope, Wire
     from macp.node import Node
 
-__all__ = ["COMMAND_PREFIX", "AgentState", "Command", "Controls"]
+__all__ = ["Controls"]
 
-COMMAND_PREFIX: Final = "control."
 _HISTORY: Final = 32
-
-
-class Command(StrEnum):
-    """The control commands; the envelope type is ``control.<value>``."""
-
-    START = "start"
-    STOP = "stop"
-    PAUSE = "pause"
-    RESUME = "resume"
-    CONFIGURE = "configure"
-    STATUS = "status"
-    RESET = "reset"
-    RESTART = "restart"
-
-    @property
-    def type(self) -> str:
-        return COMMAND_PREFIX + self.value
-
-
-class AgentState(StrEnum):
-    STARTING = "starting"
-    RUNNING = "running"
-    PAUSED = "paused"
-    STOPPED = "stopped"
 
 
 class Controls:

@@ -21,18 +21,18 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from macp._storable import check as check_storable
 from macp.actors.agent import TASK_RUN, handler
-from macp.actors.control import Command
 from macp.actors.gather import Gather, check_mode
 from macp.actors.registry import CONTROL_PLANE, ROUTABLE
 from macp.actors.routing import Outcome
 from macp.actors.tasks import FINAL, error_record, new_record, requirement
+from macp.commands import Command
 from macp.envelope import Wire, new_id
 from macp.errors import AgentError, InvalidParams, MacpError, ResourceUnavailable, error_body
 
 if TYPE_CHECKING:
     from macp.actors.context import Context, Deferred, Reply
     from macp.actors.tasks import AgentView
-    from macp.transport.refs import AskFuture
+    from macp.futures import AskFuture
 
 __all__ = ["CONTROL", "SCATTER", "FanOut"]
 

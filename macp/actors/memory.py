@@ -34,8 +34,8 @@ import msgpack
 
 from macp.actors._params import body_map, text, ttl_s
 from macp.actors.agent import Agent, handler
-from macp.actors.control import AgentState
 from macp.actors.registry import CONTROL_PLANE
+from macp.commands import AgentState
 from macp.envelope import Priority, Wire, now_ms
 from macp.errors import ConfigError, InternalError, InvalidParams
 from macp.store import Journal, open_journal, storable

@@ -32,7 +32,7 @@ from macp.schema import Schema, check
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from macp.transport.refs import AskFuture
+    from macp.futures import AskFuture
 
 __all__ = ["ALERT", "METRICS", "SAMPLES", "Monitor", "MonitorOptions"]
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import itertools
     from collections.abc import Mapping
 
-    from macp.transport.refs import AskFuture
+    from macp.futures import AskFuture
 
 __all__ = ["NODE_DOWN", "AttemptDue", "CoordinatorOptions", "Outcome", "Routing"]
 

@@ -29,7 +29,7 @@ from macp.errors import AgentError, InvalidParams, MacpError, ResourceUnavailabl
 if TYPE_CHECKING:
     from macp.actors.context import Context, Deferred, Reply
     from macp.envelope import Wire
-    from macp.transport.refs import AskFuture
+    from macp.futures import AskFuture
 
 __all__ = ["SUBMIT", "Hub", "Line", "Peer"]
 

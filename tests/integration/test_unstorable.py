@@ -19,9 +19,9 @@ from macp import Agent, Cluster, Context, Envelope, Kind, Settings, handler, sta
 from macp._storable import MAX_DEPTH
 from macp.actors.coordinator import Coordinator
 from macp.actors.registry import Registry
+from macp.futures import AskFuture
 from macp.store import Journal
 from macp.testing import wait_until
-from macp.transport.refs import AskFuture
 
 if TYPE_CHECKING:
     from collections.abc import Callable
