@@ -48,6 +48,7 @@ from macp.errors import UnknownMessageType as UnknownMessageType
 from macp.futures import AskFuture as AskFuture
 from macp.log import configure_logging as configure_logging
 from macp.node import Node as Node
+from macp.runtime import Ref as Ref
 from macp.settings import Settings as Settings
 from macp.settings import tune_gc as tune_gc
 from macp.supervisor import ChildSpec as ChildSpec
@@ -56,7 +57,6 @@ from macp.supervisor import Strategy as Strategy
 from macp.supervisor import SupervisorSpec as SupervisorSpec
 from macp.topologies.roles import Hub as Hub
 from macp.topologies.roles import Peer as Peer
-from macp.transport.refs import Ref as Ref
 
 __version__ = "0.1.0"
 

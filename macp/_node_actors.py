@@ -33,10 +33,9 @@ if TYPE_CHECKING:
     from macp._inbox import PriorityInbox
     from macp._registrar import Registrar
     from macp._supervised import Supervised
-    from macp.actors.agent import Agent
-    from macp.futures import PendingAsks
+    from macp.futures import AskFuture, PendingAsks
+    from macp.runtime import Ref, Registrable
     from macp.transport.liveness import PeerEvent
-    from macp.transport.refs import Ref
     from macp.transport.router import Router
 
 __all__ = ["NodeActors"]
@@ -49,7 +48,7 @@ class NodeActors:
         name: str
         counters: Any
         registrar: Registrar | None
-        _running: dict[str, Agent]
+        _running: dict[str, Registrable]
         _names: Directory
         _directory: dict[str, PriorityInbox]
         router: Router | None
@@ -110,11 +109,19 @@ class NodeActors:
     def _register(self, name: str, actor: Supervised) -> None:
         self._names.register(name, actor, supervisor=isinstance(actor, Supervisor))
 
-    def _agent_started(self, agent: Agent) -> None:
+    def _agent_started(self, agent: Registrable) -> None:
         """An agent's ``on_start`` returned (called on its thread): register it."""
         self._running[agent.name] = agent  # before reading the registrar: see Node.set_head
         if self.registrar is not None:
             self.registrar.agent_started(agent)
+
+    def _agent_changed(self, address: str) -> AskFuture | None:
+        """The agent at ``address`` changed state: a future settled once the registry has the
+        news, or ``None`` without a registry to tell (no head, or the agent is the registry)."""
+        registrar = self.registrar
+        if registrar is None or registrar.registry == address:
+            return None
+        return registrar.agent_changed()
 
     def _close_mailbox(self, name: str, inbox: PriorityInbox) -> None:
         """The name is gone for good: refuse what is queued for it, and what comes later."""

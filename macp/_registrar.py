@@ -24,9 +24,9 @@ from macp.futures import AskFuture
 from macp.log import get_logger
 
 if TYPE_CHECKING:
-    from macp.actors.agent import Agent
     from macp.envelope import Wire
     from macp.node import Node
+    from macp.runtime import Registrable
 
 __all__ = ["REGISTRY", "Registrar"]
 
@@ -46,7 +46,7 @@ class Registrar:
         self.registry = f"{REGISTRY}@{head}"
         self._lock = threading.Lock()
         self._synced_changed = threading.Condition(self._lock)
-        self._agents: dict[str, Agent] = {}
+        self._agents: dict[str, Registrable] = {}
         self._version = 0
         self._synced = -1  # the version the registry last accepted the records of
         self._in_flight = False
@@ -71,7 +71,7 @@ class Registrar:
         if timer is not None:
             timer.cancel()
 
-    def agent_started(self, agent: Agent) -> None:
+    def agent_started(self, agent: Registrable) -> None:
         """A local agent (or a new incarnation of one) is up: register it now."""
         with self._lock:
             self._agents[agent.name] = agent

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import pykka
 from pykka._envelope import Envelope as PykkaEnvelope
@@ -27,15 +27,52 @@ from macp.envelope import Envelope
 from macp.log import get_logger
 
 if TYPE_CHECKING:
+    from collections import Counter
     from types import TracebackType
 
     import structlog
 
-    from macp.node import Node
+    from macp._timers import Scheduler
+    from macp.futures import AskFuture
+    from macp.settings import Settings
 
-__all__ = ["ChildExited", "InHand", "Supervised", "answer_foreign", "incarnation_of"]
+__all__ = ["ChildExited", "InHand", "Runtime", "Supervised", "answer_foreign", "incarnation_of"]
 
 _log = get_logger("macp.actor")
+
+
+class Runtime(Protocol):
+    """What the supervision core needs of the node it runs on (:class:`~macp.node.Node`
+    implements it): supervisors and the actors they own reach their node through this alone.
+
+    The private methods are the node's side of supervision, called by supervisors and their
+    actors only.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def scheduler(self) -> Scheduler: ...
+    @property
+    def counters(self) -> Counter[str]: ...
+
+    def send(self, env: Envelope) -> None:
+        """Route ``env`` (to a local inbox, a waiting ask, or another node)."""
+
+    def _register(self, name: str, actor: Supervised) -> None:
+        """Claim ``name`` on the node for ``actor`` (raises ``ConfigError`` if it is taken)."""
+
+    def _close_mailbox(self, name: str, inbox: PriorityInbox) -> None:
+        """The name goes for good: refuse what is queued for it, and what comes later."""
+
+    def _on_root_exit(self, reason: BaseException | None) -> None:
+        """The node's root supervisor ended (``reason`` ``None``: a clean stop)."""
+
+    def _agent_changed(self, address: str) -> AskFuture | None:
+        """The agent at ``address`` changed state (a command, a restart): a future settled once
+        the registry has the news, or ``None`` when there is no registry to tell first."""
 
 
 class ChildExited(NamedTuple):
@@ -122,10 +159,12 @@ class Supervised(pykka.ThreadingActor):
         assert isinstance(inbox, ActorInbox)
         return inbox.mailbox
 
+    node: Runtime
+
     def _bind(
         self,
         name: str,
-        node: Node,
+        node: Runtime,
         parent: pykka.ActorRef[Any] | None,
         inbox: PriorityInbox | None = None,
     ) -> None:

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
     from pydantic import BaseModel
 
+    from macp.runtime import NodeRuntime
+
 __all__ = ["Cluster", "Run", "Task", "connect", "start_control_plane"]
 
 _POLL_S = 0.02  # how often wait_for_agents asks the registry
@@ -202,17 +204,20 @@ class Cluster:
         timeout_s: how long each request waits for the control plane to answer.
     """
 
-    def __init__(self, node: Node, *, timeout_s: float = 10.0, owns_node: bool = False) -> None:
+    def __init__(
+        self, node: NodeRuntime, *, timeout_s: float = 10.0, owns_node: bool = False
+    ) -> None:
         self.node = node
         self.timeout_s = timeout_s
         self._owns_node = owns_node
         head = node.head
-        gateway = node.router._gateway if node.router is not None else None
+        router = node.router if isinstance(node, Node) else None  # a client is a Node
+        gateway = router.gateway if router is not None else None
         if head is None and gateway is not None:
             try:
                 info = node.ask_node("*", "node.info", timeout_s=timeout_s).get()
             except AskTimeout:
-                keys = node.router._keys_dir if node.router is not None else None
+                keys = router.keys_dir if router is not None else None
                 also = "" if keys is None else (
                     ", and does its keys directory hold this client's public key "
                     f"({Path(keys) / 'client.key'})"

@@ -43,20 +43,20 @@ from macp.errors import (
 from macp.futures import AskFuture, PendingAsks
 from macp.log import Throttle, get_logger
 from macp.payload import UNUSUAL, bound, fit_envelope
+from macp.runtime import Ref
 from macp.settings import Settings
 from macp.supervisor import (
     SupervisorSpec,
     node_supervisor,
 )
 from macp.transport._system import SYSTEM
-from macp.transport.refs import Ref
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Mapping
     from types import TracebackType
 
-    from macp.actors.agent import Agent
+    from macp.runtime import Registrable
     from macp.transport.router import Router
 
 __all__ = ["Node"]
@@ -131,7 +131,7 @@ class Node(NodeActors):
         self.incarnation = new_id()
         self._stopping = False
         self.registrar: Registrar | None = None
-        self._running: dict[str, Agent] = {}  # the agents started, for a head named later
+        self._running: dict[str, Registrable] = {}  # the agents started, for a head named later
         if head is not None:
             self.set_head(head)
         self._log = _log.bind(node=name)

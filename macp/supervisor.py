@@ -42,9 +42,8 @@ if TYPE_CHECKING:
     import pykka
 
     from macp._inbox import PriorityInbox
-    from macp._supervised import InHand
+    from macp._supervised import InHand, Runtime
     from macp.envelope import Wire
-    from macp.node import Node
 
 __all__ = ["ChildSpec", "Restart", "RestartChild", "Strategy", "Supervisor", "SupervisorSpec"]
 
@@ -306,11 +305,11 @@ class Supervisor(Supervised):
             "abandoned": not stopped,
         }
         answer = env.reply(result, env.dst)
-        registrar = self.node.registrar
-        if registrar is None or registrar.registry == env.dst:
+        changed = self.node._agent_changed(env.dst)
+        if changed is None:
             self._send(answer)
         else:  # answered once the registry (and so routing) has the new incarnation
-            registrar.agent_changed().add_done_callback(lambda _: self._send(answer))
+            changed.add_done_callback(lambda _: self._send(answer))
 
     def _send(self, answer: Envelope) -> None:
         try:
@@ -359,7 +358,7 @@ class Supervisor(Supervised):
             raise SupervisorEscalation(msg) from exit.reason
 
 
-def node_supervisor(node: Node, spec: SupervisorSpec) -> pykka.ActorRef[Supervisor]:
+def node_supervisor(node: Runtime, spec: SupervisorSpec) -> pykka.ActorRef[Supervisor]:
     """Start the root supervisor of ``node`` (it reports its exit to the node itself)."""
     root = Supervisor(spec)
     root._bind(spec.name, node, None)

@@ -41,8 +41,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from macp._inbox import PriorityInbox
+    from macp._supervised import Runtime
     from macp.futures import AskFuture
-    from macp.node import Node
+    from macp.runtime import NodeRuntime
 
 __all__ = ["TASK_ACK", "TASK_RUN", "Agent", "handler"]
 
@@ -123,6 +124,7 @@ class Agent(Controls, Supervised):
     crash_on_error: ClassVar[bool] = False
     _handlers: ClassVar[dict[str, _Handler]] = {}
     _has_idle_hook: ClassVar[bool] = False
+    node: NodeRuntime  # the Node it runs on, seen through the protocol (never imported here)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -286,7 +288,9 @@ class Agent(Controls, Supervised):
 
     # -- dispatch (the agent's thread) --------------------------------------------------------
 
-    def _bind(self, name: str, node: Node, parent: Any, inbox: PriorityInbox | None = None) -> None:
+    def _bind(
+        self, name: str, node: Runtime, parent: Any, inbox: PriorityInbox | None = None
+    ) -> None:
         super()._bind(name, node, parent, inbox)
         self.address = f"{name}@{node.name}"
 

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
 
 if TYPE_CHECKING:
-    from macp.actors.agent import Agent
     from macp.envelope import Envelope, Wire
-    from macp.node import Node
+    from macp.runtime import NodeRuntime
 
-__all__ = ["TASK_PROGRESS", "Context", "Deferred", "Reply"]
+__all__ = ["TASK_PROGRESS", "Context", "Deferred", "HandlingAgent", "Reply"]
 
 TASK_PROGRESS: Final = "task.progress"
+
+
+class HandlingAgent(Protocol):
+    """The agent handling a message, as its context sees it (an :class:`~macp.Agent`)."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def node(self) -> NodeRuntime: ...
+
+    def tell(self, address: str, type: str, body: Wire = None, *, prio: int = ...) -> None:
+        """Send a one-way message from the agent."""
+
+    def _answer(self, env: Envelope, answer: Envelope) -> None:
+        """Send ``answer`` to ``env``'s asker (a reply that cannot cross: an error instead)."""
 
 
 class Context:
@@ -26,7 +40,7 @@ class Context:
 
     __slots__ = ("agent", "attempt", "envelope", "task_id")
 
-    def __init__(self, agent: Agent, envelope: Envelope) -> None:
+    def __init__(self, agent: HandlingAgent, envelope: Envelope) -> None:
         self.agent = agent
         self.envelope = envelope
         self.task_id: str | None = None
@@ -42,7 +56,7 @@ class Context:
         return self.envelope.id
 
     @property
-    def node(self) -> Node:
+    def node(self) -> NodeRuntime:
         return self.agent.node
 
     def progress(self, fraction: float, message: str = "") -> None:
@@ -66,7 +80,7 @@ class Deferred:
 
     __slots__ = ("_agent", "_envelope", "done")
 
-    def __init__(self, agent: Agent, envelope: Envelope) -> None:
+    def __init__(self, agent: HandlingAgent, envelope: Envelope) -> None:
         self._agent = agent
         self._envelope = envelope
         self.done = False

@@ -39,7 +39,7 @@ from macp.errors import InvalidParams, UnknownMessageType
 if TYPE_CHECKING:
     from macp._inbox import PriorityInbox
     from macp.envelope import Envelope, Wire
-    from macp.node import Node
+    from macp.runtime import NodeRuntime
 
 __all__ = ["Controls"]
 
@@ -53,7 +53,7 @@ class Controls:
         name: str
         address: str
         state: AgentState
-        node: Node
+        node: NodeRuntime
         config: dict[str, Any]
         capabilities: ClassVar[tuple[str, ...]]
         role: ClassVar[str | None]
@@ -116,11 +116,11 @@ class Controls:
         entry["ok"] = True
         self.commands.append(entry)
         answer = env.reply(result, self.address)
-        registrar = self.node.registrar if self.state is not before else None
-        if registrar is None or registrar.registry == self.address:
+        changed = self.node._agent_changed(self.address) if self.state is not before else None
+        if changed is None:
             self._answer(env, answer)
         else:  # answered once the registry (and so routing) knows the new state
-            registrar.agent_changed().add_done_callback(lambda _: self._answer(env, answer))
+            changed.add_done_callback(lambda _: self._answer(env, answer))
         while self.state is AgentState.RUNNING:
             try:  # not `while self._held`: a supervisor abandoning this agent may empty it
                 held = self._held.popleft()

@@ -129,6 +129,16 @@ class Router:
         """Queue ``env`` for node ``node`` (thread-safe, never blocks)."""
         self._outbox.put((node, env))
 
+    @property
+    def gateway(self) -> str | None:
+        """For a client, the address of the node that carries all its traffic."""
+        return self._gateway
+
+    @property
+    def keys_dir(self) -> str | None:
+        """The keys directory (the allow-list), if the node has keys."""
+        return self._keys_dir
+
     def peers(self) -> dict[str, dict[str, Any]]:
         """A snapshot of the peers: address, state, seconds since last heard."""
         return dict(self._snapshot)

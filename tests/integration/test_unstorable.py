@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -76,14 +76,14 @@ class Sneaky(Agent):
     @handler("answer")
     def answer(self, body: Any, ctx: Context) -> Any:
         value: Any = {"tags": {"a", "b"}} if body == "set" else {"at": WHEN}
-        self.node._deliver(ctx.envelope.reply(value, self.address), "")
+        cast("Node", self.node)._deliver(ctx.envelope.reply(value, self.address), "")
         return ctx.defer()  # answered already
 
     @handler("refuse")
     def refuse(self, _body: Any, ctx: Context) -> Any:
         seen: Any = {1, 2}
         error = macp.InvalidParams("no", data={"seen": seen})
-        self.node._deliver(ctx.envelope.error(error, self.address), "")
+        cast("Node", self.node)._deliver(ctx.envelope.error(error, self.address), "")
         return ctx.defer()
 
     @handler("good")
