@@ -1,6 +1,6 @@
 """The Registry actor: which agents exist, where, what they can do, and how they are doing.
 
-Nodes keep it current (see :mod:`macp._registrar`): each heartbeat carries its agents' status
+Nodes keep it current (see :mod:`macp.node._registrar`): each heartbeat carries its agents' status
 and load, and their full records whenever the node's set of agents changed. An agent whose node
 goes down is ``offline``. Subscribers (the coordinator, the resource manager) are told every
 change as a ``registry.changed`` event whose body is the agent's record (``status: "gone"``

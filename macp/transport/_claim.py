@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+import msgpack
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
@@ -31,9 +32,9 @@ from macp.transport._system import ANY_NODE, INFO, SYSTEM
 from macp.transport.frames import unpack_frame
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
-    from macp.transport.router import Router
+    from macp.transport.security import Keys
 
 __all__ = ["Claim"]
 
@@ -63,26 +64,51 @@ class Claim:
     """The probes of one node's claim on its name; :attr:`holder` once refused.
 
     Args:
-        router: the node's transport (its I/O thread runs the claim).
+        name: the name claimed.
+        incarnation: this process's id as that node.
+        address: where this node listens, if it does.
         members: the members to ask, ``name -> address`` (the name picks the CURVE key).
+        heartbeat_interval_s: the heartbeat interval (a probe waits at least as long).
+        max_bytes: the largest answer accepted.
+        keys: CURVE keys, or ``None`` for plaintext.
+        socket: makes a socket of a kind, its options set (on the I/O thread).
+        poller: the I/O thread's poller, which the probes' sockets join.
     """
 
-    def __init__(self, router: Router, members: Mapping[str, str]) -> None:
-        self._router = router
-        self._bound_s = max(router._settings.heartbeat_interval_s, _BOUND_MIN_S)
+    def __init__(
+        self,
+        name: str,
+        incarnation: str,
+        address: str | None,
+        members: Mapping[str, str],
+        *,
+        heartbeat_interval_s: float,
+        max_bytes: int,
+        keys: Keys | None,
+        socket: Callable[[int], zmq.Socket[bytes]],
+        poller: zmq.Poller,
+    ) -> None:
+        self._name = name
+        self._incarnation = incarnation
+        self._address = address
+        self._max_bytes = max_bytes
+        self._keys = keys
+        self._socket = socket
+        self._poller = poller
+        self._packer = msgpack.Packer()
+        self._bound_s = max(heartbeat_interval_s, _BOUND_MIN_S)
         self._probes: list[_Probe] = []
         self._asked: set[str] = set()
         self.holder: str | None = None  # the address of a live node of this name
-        for name, address in members.items():
-            self._ask(address, name)
+        for member, there in members.items():
+            self._ask(there, member)
 
     def _ask(self, address: str, server: str) -> None:
         if address in self._asked:
             return
         self._asked.add(address)
-        router = self._router
         identity = f"~{new_id()}"
-        sock = router._socket(zmq.DEALER)
+        sock = self._socket(zmq.DEALER)
         sock.setsockopt_string(zmq.IDENTITY, identity)
         now = now_ms()
         ask = Envelope(
@@ -91,14 +117,14 @@ class Claim:
         )  # fmt: skip
         monitor = sock.get_monitor_socket(_ENDS)  # before connecting: no event is missed
         probe = _Probe(address, sock, monitor, ask.id, time.monotonic() + self._bound_s)
-        router._poller.register(sock, zmq.POLLIN)
-        router._poller.register(monitor, zmq.POLLIN)
+        self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(monitor, zmq.POLLIN)
         self._probes.append(probe)
         try:
-            if router._keys is not None:
-                router._keys.client(sock, server)
+            if self._keys is not None:
+                self._keys.client(sock, server)
             sock.connect(address)
-            sock.send(router._packer.pack(ask), zmq.NOBLOCK)  # queued until connected
+            sock.send(self._packer.pack(ask), zmq.NOBLOCK)  # queued until connected
         except (zmq.ZMQError, ConfigError):
             self._end(probe)  # the link to that member reports it, when it is opened
 
@@ -127,7 +153,7 @@ class Claim:
             except zmq.Again:
                 return
             try:
-                envelopes, _ = unpack_frame(payload, self._router._settings.max_message_bytes)
+                envelopes, _ = unpack_frame(payload, self._max_bytes)
             except EnvelopeError:
                 continue  # not an answer: the probe waits for one, within its bound
             for env in envelopes:
@@ -147,18 +173,17 @@ class Claim:
                 return
 
     def _answered(self, address: str, info: dict[str, Any]) -> None:
-        router = self._router
-        if info.get("name") == router._name and info.get("incarnation") != router.incarnation:
+        if info.get("name") == self._name and info.get("incarnation") != self._incarnation:
             self.holder = address
             return
         peers = info.get("peers")
-        known = peers.get(router._name) if isinstance(peers, dict) else None
+        known = peers.get(self._name) if isinstance(peers, dict) else None
         there = known.get("address") if isinstance(known, dict) else None
-        if isinstance(there, str) and there != router.address:
-            self._ask(there, router._name)
+        if isinstance(there, str) and there != self._address:
+            self._ask(there, self._name)
 
     def _end(self, probe: _Probe) -> None:
-        poller = self._router._poller
+        poller = self._poller
         for sock in (probe.monitor, probe.socket):
             with contextlib.suppress(KeyError, zmq.ZMQError):
                 poller.unregister(sock)

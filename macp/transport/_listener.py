@@ -26,9 +26,14 @@ from zmq.utils.monitor import recv_monitor_message
 from macp.errors import ConfigError
 
 if TYPE_CHECKING:
-    from macp.transport.router import Router
+    from collections import Counter, deque
 
-__all__ = ["Refusals", "listen"]
+    import structlog
+
+    from macp.log import Throttle
+    from macp.transport.security import Keys
+
+__all__ = ["Refusals", "bind"]
 
 _EVENTS: Final = (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH
@@ -41,21 +46,19 @@ _PROTOCOL: Final[dict[int, str]] = {
 }
 
 
-def listen(router: Router, address: str) -> zmq.Socket[bytes]:
-    """Bind ``router``'s ROUTER on ``address`` (port 0: any free one); set as ``router._router``
-    before it binds, so that the router closes it whatever happens.
+def bind(sock: zmq.Socket[bytes], address: str, keys: Keys | None) -> None:
+    """Bind the ROUTER ``sock`` on ``address`` (port 0: any free one).
 
     Raises:
         ConfigError: the address is in use, or not one of this host.
     """
-    sock = router._router = router._socket(zmq.ROUTER)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     # A restarted peer reconnects under its old name before the old link is noticed gone: the
     # new connection takes the name over instead of being refused. (A second live node of one
     # name never gets this far: it is refused its name before it links to anyone.)
     sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-    if router._keys is not None:
-        router._keys.server(sock)
+    if keys is not None:
+        keys.server(sock)
     any_port = address.startswith("tcp://") and address.endswith(":0")
     try:
         sock.bind(address[:-1] + "*" if any_port else address)
@@ -65,15 +68,33 @@ def listen(router: Router, address: str) -> zmq.Socket[bytes]:
                 f"address already in use: {address}; choose another port or stop what listens there"
             ) from e
         raise ConfigError(f"cannot listen on {address}: {e}; use an address of this host") from e
-    return sock
 
 
 class Refusals:
-    """The refused handshakes of ``router``'s ROUTER ``sock``, seen through its monitor."""
+    """The refused handshakes of the ROUTER ``sock``, seen through its monitor.
 
-    def __init__(self, router: Router, sock: zmq.Socket[bytes]) -> None:
-        self._router = router
+    Args:
+        sock: the listening ROUTER.
+        counters: the transport's counters.
+        throttle: the bound on log lines of bad input, per peer.
+        log: the transport's logger.
+        denials: where the ZAP handler records the peers and keys it refused, as ``(address,
+            key)``, oldest first (``None`` without keys).
+    """
+
+    def __init__(
+        self,
+        sock: zmq.Socket[bytes],
+        counters: Counter[str],
+        throttle: Throttle,
+        log: structlog.stdlib.BoundLogger,
+        denials: deque[tuple[str, str]] | None,
+    ) -> None:
         self._sock = sock
+        self._counters = counters
+        self._throttle = throttle
+        self._log = log
+        self._denials = denials
         self.monitor: zmq.Socket[bytes] = sock.get_monitor_socket(_EVENTS)
 
     def receive(self) -> None:
@@ -91,18 +112,16 @@ class Refusals:
         self.monitor.close(0)
 
     def _refused(self, event: int, value: int) -> None:
-        router = self._router
-        router.counters["handshakes_refused"] += 1
+        self._counters["handshakes_refused"] += 1
         peer, key = "?", None  # libzmq does not say who, except to the ZAP handler
         if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             reason = "its key is not in this node's keys directory"
-            denials = getattr(router._auth, "denials", None)
             with contextlib.suppress(IndexError):
-                peer, key = denials.popleft() if denials is not None else (peer, key)
+                peer, key = self._denials.popleft() if self._denials is not None else (peer, key)
         elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
             reason = _PROTOCOL.get(value, f"the handshake broke the protocol (error {value:#x})")
         else:
             reason = "the handshake failed without detail (the peer went in the middle?)"
-        router.throttle.warn(
-            router._log, peer, "transport.handshake_refused", peer=peer, key=key, reason=reason
+        self._throttle.warn(
+            self._log, peer, "transport.handshake_refused", peer=peer, key=key, reason=reason
         )

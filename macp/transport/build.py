@@ -12,22 +12,27 @@ from macp.transport.security import Keys, check_bind, check_endpoint
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from macp.node import Node
+    from macp.settings import Settings
+    from macp.transport.callbacks import Callbacks
 
 __all__ = ["make_router"]
 
 
 def make_router(
-    node: Node,
+    name: str,
     listen: str | None,
+    callbacks: Callbacks,
     *,
+    settings: Settings,
+    incarnation: str,
     peers: Mapping[str, str] | None,
     join: str | None,
     keys: str | os.PathLike[str] | None,
     insecure: bool,
     gateway: str | None,
 ) -> Router:
-    """The transport of ``node``, its addresses and keys checked first (see :class:`Node`).
+    """The transport of node ``name``, its addresses and keys checked first (see
+    :class:`~macp.node.Node`).
 
     Raises:
         ConfigError: a bad address, or keys directory; a plaintext listen address that is not
@@ -38,13 +43,16 @@ def make_router(
     for what, spec in (("join", join), ("connect", gateway)):
         if spec is not None:
             check_endpoint(spec.rpartition("=")[2], f"{what} address")
-    key_name = "client" if gateway is not None else node.name
+    key_name = "client" if gateway is not None else name
     loaded: Keys | None = Keys.load(keys, key_name) if keys is not None else None
     if listen is not None:
         check_bind(listen, keys=loaded, insecure=insecure)
     return Router(
-        node,
+        name,
         listen,
+        callbacks,
+        settings=settings,
+        incarnation=incarnation,
         peers=peers,
         join=join,
         keys=loaded,

@@ -5,11 +5,13 @@ node's name) sends. Other threads hand envelopes over with :meth:`Router.send`: 
 queue plus a wake-up byte on a ``socketpair`` in the poller (many writers may share it; a zmq
 socket may not be shared). The loop drains the queue and sends each peer one frame per batch
 (a frame is one or more msgpack envelopes back to back), receives until the sockets are empty,
-decodes, and delivers. Heartbeats and failure detection run here too, so no workload can starve
-them. Clients that are not nodes (``macp node ping``, ``macp.connect``) have names starting
-with ``~``; they are answered through the ROUTER, to the identity they came from.
+decodes, and hands what it received to the node above through its :class:`Callbacks`.
+Heartbeats and failure detection run here too, so no workload can starve them. Clients that
+are not nodes (``macp node ping``, ``macp.connect``) have names starting with ``~``; they are
+answered through the ROUTER, to the identity they came from.
 
-Sockets are created inside the thread and closed there with an explicit linger.
+The router knows no node: it is given its name, incarnation, settings and callbacks. Sockets
+are created inside the thread and closed there with an explicit linger.
 """
 
 from __future__ import annotations
@@ -19,31 +21,33 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Final
 
-import msgpack
 import zmq
 
-from macp.envelope import Envelope, Kind
-from macp.errors import ConfigError, MacpError, NodeDown, error_body
+from macp.envelope import Envelope, new_id
+from macp.errors import ConfigError, MacpError
 from macp.log import Throttle, get_logger
 from macp.payload import HEADER_ROOM
-from macp.transport import _inbound, _links, _listener, _system
+from macp.settings import Settings
+from macp.transport import _listener
 from macp.transport._claim import Claim
-from macp.transport.frames import BATCH_BYTES, Link, pack_frames
-from macp.transport.frames import GATEWAY as _GATEWAY
-from macp.transport.liveness import Liveness, PeerEvent, PeerState
+from macp.transport._inbound import Inbound
+from macp.transport._outbound import Outbound
+from macp.transport._system import JOIN_PREFIX, SYSTEM, System
+from macp.transport.frames import GATEWAY
+from macp.transport.liveness import PeerState
 from macp.transport.outbox import Outbox
+from macp.transport.peers import LINGER_MS, PeerTable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from macp.node import Node
+    from macp.transport.callbacks import Callbacks
+    from macp.transport.liveness import PeerEvent
     from macp.transport.security import Keys
 
 __all__ = ["SYSTEM", "Router"]
 
-SYSTEM: Final = _system.SYSTEM
 _MAX_DRAIN: Final = 20_000
-_LINGER_MS: Final = _links.LINGER_MS
 
 _log = get_logger("macp.transport")
 
@@ -52,9 +56,12 @@ class Router:
     """The transport of one node. Build it, :meth:`start` it, :meth:`send` from any thread.
 
     Args:
-        node: the node it delivers to.
+        name: the node's name (``~...`` for a client).
         listen: the address to bind (``tcp://HOST:PORT``; port 0 picks a free one), or
             ``None`` for a client that only talks through ``gateway``.
+        callbacks: what it hands up to the node (on the I/O thread).
+        settings: heartbeats, limits and socket options.
+        incarnation: this process's id as that node (new by default).
         peers: known peers, ``name -> address``.
         join: ``address`` (or ``name=address``) of any member, which answers with the members.
         keys: CURVE keys (and ``keys_dir``, the allow-list), or ``None`` for plaintext.
@@ -63,9 +70,12 @@ class Router:
 
     def __init__(
         self,
-        node: Node,
+        name: str,
         listen: str | None,
+        callbacks: Callbacks,
         *,
+        settings: Settings | None = None,
+        incarnation: str | None = None,
         peers: Mapping[str, str] | None = None,
         join: str | None = None,
         keys: Keys | None = None,
@@ -73,16 +83,16 @@ class Router:
         gateway: str | None = None,
     ) -> None:
         """``gateway`` (and ``join``) may be ``NAME=ADDRESS``; with keys, they must be."""
-        self._node = node
-        self._name = node.name
-        self._settings = node.settings
+        s = self._settings = settings or Settings()
+        self._name = name
         self._listen = listen
+        self._callbacks = callbacks
         self._initial_peers = dict(peers or {})
         self._join = join
         self._keys = keys
         self._keys_dir = keys_dir
         self._gateway = gateway
-        self.incarnation = node.incarnation
+        self.incarnation = incarnation or new_id()
         self.counters: Counter[str] = Counter()
         self.address: str | None = None
         self.started_at = time.time()
@@ -91,19 +101,30 @@ class Router:
         self._started = threading.Event()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        self._peers: dict[str, Link] = {}
-        self._routes: dict[str, str] = {}  # client node -> the peer (or ROUTER) it came through
-        self._snapshot: dict[str, dict[str, Any]] = {}
-        self._join_id: str | None = None
         self.joined = threading.Event()  # set once the member joined answered (or no join)
-        s = self._settings
-        self._liveness = Liveness(s.heartbeat_interval_s, s.heartbeat_misses, s.acceptable_pause_s)
-        self._log = _log.bind(node=node.name)
+        self._log = _log.bind(node=name)
         # A frame holds a payload of up to max_message_bytes plus the rest of its envelope.
         self.frame_limit = s.max_message_bytes + HEADER_ROOM
-        self._batch_bytes = min(BATCH_BYTES, self.frame_limit - 8)
         self.throttle = Throttle()  # logs of bad input, per peer
-        self.peer_frame_limits: dict[str, int] = {}  # what each peer said it accepts
+        self._poller = zmq.Poller()  # sockets join it on the I/O thread
+        self._peers = PeerTable(
+            name, s, keys, socket=self._socket, poller=self._poller, counters=self.counters,
+            log=self._log, on_events=self._apply,
+        )  # fmt: skip
+        self._out = Outbound(
+            name, f"{SYSTEM}@{name}", self.frame_limit, client=gateway is not None,
+            peers=self._peers, poller=self._poller, callbacks=callbacks, counters=self.counters,
+            log=self._log,
+        )  # fmt: skip
+        self._system = System(
+            name, self.incarnation, self.frame_limit, peers=self._peers, out=self._out,
+            callbacks=callbacks, counters=self.counters, log=self._log, joined=self.joined,
+        )  # fmt: skip
+        self._inbound = Inbound(
+            name, self.frame_limit, secure=keys is not None, peers=self._peers,
+            system=self._system, out=self._out, callbacks=callbacks, counters=self.counters,
+            throttle=self.throttle, log=self._log,
+        )  # fmt: skip
 
     # -- any thread ---------------------------------------------------------------------------
 
@@ -129,6 +150,10 @@ class Router:
         """Queue ``env`` for node ``node`` (thread-safe, never blocks)."""
         self._outbox.put((node, env))
 
+    def peers(self) -> dict[str, dict[str, Any]]:
+        """A snapshot of the peers: address, state, seconds since last heard."""
+        return self._peers.snapshot()
+
     @property
     def gateway(self) -> str | None:
         """For a client, the address of the node that carries all its traffic."""
@@ -138,10 +163,6 @@ class Router:
     def keys_dir(self) -> str | None:
         """The keys directory (the allow-list), if the node has keys."""
         return self._keys_dir
-
-    def peers(self) -> dict[str, dict[str, Any]]:
-        """A snapshot of the peers: address, state, seconds since last heard."""
-        return dict(self._snapshot)
 
     # -- the I/O thread -----------------------------------------------------------------------
 
@@ -167,24 +188,18 @@ class Router:
         except Exception:  # noqa: BLE001 - the last resort: log, then close cleanly
             self._log.exception("transport.failed")
         finally:
-            _system.goodbye(self)
+            self._system.goodbye()
             self._close()
             self._started.set()  # a node refused its name ends before it started
 
     def _setup(self) -> None:
         from macp.transport.security import start_authenticator  # noqa: PLC0415
 
-        self._packer = msgpack.Packer()
-        self._poller = zmq.Poller()
         self._poller.register(self._outbox.fileno(), zmq.POLLIN)
         if self._keys is not None and self._keys_dir is not None and self._listen is not None:
             self._auth = start_authenticator(self._context, self._keys, self._keys_dir)
         if self._listen is not None:
-            sock = _listener.listen(self, self._listen)
-            self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-            self._poller.register(sock, zmq.POLLIN)
-            self._refusals = _listener.Refusals(self, sock)
-            self._poller.register(self._refusals.monitor, zmq.POLLIN)
+            self._bind(self._listen)
         if self._gateway is not None:
             server, sep, address = self._gateway.partition("=")
             if not sep and self._keys is not None:  # whose public key to expect? the name says
@@ -192,27 +207,43 @@ class Router:
                     f"connect address {server!r}: with keys, name the node (NAME={server}) so "
                     f"its key is known: NAME.key in {self._keys_dir} must be that node's public key"
                 )
-            _links.connect(self, _GATEWAY, address if sep else server, hello=False, server=server)
+            self._peers.connect(GATEWAY, address if sep else server, server=server)
             self._open_links()
             return
         members = dict(self._initial_peers)
         if self._join is not None:
             name, sep, address = self._join.partition("=")
-            members[name if sep else f"{_system.JOIN_PREFIX}{address}"] = address if sep else name
-        if members:
-            self._claim = Claim(self, members)  # the links open once it is settled
+            members[name if sep else f"{JOIN_PREFIX}{address}"] = address if sep else name
+        if members:  # the links open once the claim is settled
+            self._claim = Claim(
+                self._name, self.incarnation, self.address, members,
+                heartbeat_interval_s=self._settings.heartbeat_interval_s,
+                max_bytes=self._settings.max_message_bytes, keys=self._keys,
+                socket=self._socket, poller=self._poller,
+            )  # fmt: skip
         else:
             self._open_links()
 
+    def _bind(self, address: str) -> None:
+        """Bind the ROUTER (kept before it binds, so that :meth:`_close` closes it whatever
+        happens), and watch it for refused handshakes."""
+        sock = self._router = self._socket(zmq.ROUTER)
+        _listener.bind(sock, address, self._keys)
+        self.address = self._system.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._out.listening(sock)
+        self._poller.register(sock, zmq.POLLIN)
+        denials = None if self._auth is None else self._auth.denials
+        self._refusals = _listener.Refusals(sock, self.counters, self.throttle, self._log, denials)
+        self._poller.register(self._refusals.monitor, zmq.POLLIN)
+
     def _open_links(self) -> None:
         """Link to the peers and the member to join: the name is this node's to use."""
-        for name, address in self._initial_peers.items():
-            _links.connect(self, name, address)
+        self._system.link_to(self._initial_peers)
         if self._join is not None:
-            _system.start_join(self, self._join)
+            self._system.start_join(self._join, keys=self._keys is not None)
         else:
             self.joined.set()
-        self._refresh_snapshot(time.monotonic())
+        self._peers.refresh(time.monotonic())
         self._started.set()
 
     def _settle_claim(self, claim: Claim, events: dict[Any, int]) -> None:
@@ -236,7 +267,7 @@ class Router:
     def _socket(self, kind: int) -> zmq.Socket[bytes]:
         s = self._settings
         sock = self._context.socket(kind)
-        sock.setsockopt(zmq.LINGER, _LINGER_MS)
+        sock.setsockopt(zmq.LINGER, LINGER_MS)
         sock.setsockopt(zmq.SNDHWM, s.send_hwm)
         sock.setsockopt(zmq.RCVHWM, s.recv_hwm)
         # zmq drops a link that sends more than this; above our own limit, so that a frame
@@ -247,13 +278,11 @@ class Router:
     def _close(self) -> None:
         if self._claim is not None:
             self._claim.close()
-        for peer in list(self._peers.values()):
-            _links.close(self, peer, _LINGER_MS)
-        self._peers.clear()
+        self._peers.close()
         if self._refusals is not None:
             self._refusals.close()
         if self._router is not None:
-            self._router.close(_LINGER_MS)
+            self._router.close(LINGER_MS)
         if self._auth is not None:
             self._auth.stop()
         self._context.term()
@@ -262,6 +291,7 @@ class Router:
         interval = self._settings.heartbeat_interval_s
         tick_s = min(interval / 4, 0.25)
         next_tick = time.monotonic() + tick_s
+        receive = self._inbound.receive
         while not self._stopping:
             timeout_ms = max(0.0, next_tick - time.monotonic()) * 1000
             events = dict(self._poller.poll(int(timeout_ms)))
@@ -269,16 +299,16 @@ class Router:
                 self._settle_claim(self._claim, events)
             if self._router is not None:
                 self._receive_listening(self._router, events)
-            for peer in list(self._peers.values()):
-                flags = events.get(peer.socket, 0)
+            for link in self._peers.links():
+                flags = events.get(link.socket, 0)
                 if flags & zmq.POLLIN:
-                    _inbound.receive(self, peer.socket, peer.name)
-                    if self._peers.get(peer.name) is not peer:
+                    receive(link.socket, link.name)
+                    if self._peers.get(link.name) is not link:
                         continue  # it went down meanwhile, and its link was replaced
                 if flags & zmq.POLLOUT:
-                    peer.flush(self._poller, self.counters)
-                if peer.monitor is not None and peer.monitor in events:
-                    _links.on_event(self, peer)
+                    link.flush(self._poller, self.counters)
+                if link.monitor is not None and link.monitor in events:
+                    self._peers.on_link_event(link)
             self._drain_outbox()
             now = time.monotonic()
             if now >= next_tick:
@@ -289,11 +319,11 @@ class Router:
     def _receive_listening(self, router: zmq.Socket[bytes], events: dict[Any, int]) -> None:
         """Take what the ROUTER holds, and the refused handshakes its monitor reported."""
         if router in events:
-            _inbound.receive(self, router, None)
+            self._inbound.receive(router, None)
         if self._refusals is not None and self._refusals.monitor in events:
             self._refusals.receive()
 
-    # -- outbound -----------------------------------------------------------------------------
+    # -- outbound ----------------------------------------------------------------------------
 
     def _drain_outbox(self) -> None:
         batches: dict[str, list[Envelope]] = {}
@@ -303,99 +333,42 @@ class Router:
                 batches[node] = [env]
             else:
                 batch.append(env)
+        route = self._out.route
         for node, envs in batches.items():
-            self._route(node, envs)
-
-    def _route(self, node: str, envs: list[Envelope]) -> None:
-        if self._gateway is not None:
-            self._emit(self._peers[_GATEWAY], envs)
-            return
-        peer = self._peers.get(node)
-        if peer is None:
-            via = self._routes.get(node)
-            if via is not None and via in self._peers:
-                peer = self._peers[via]
-            elif via is not None:  # a client of ours: answer through the ROUTER
-                self._emit_router(via.encode(), envs)
-                return
-        if peer is None:
-            self._unroutable(envs, NodeDown(f"node {node!r} is not a known peer of {self._name!r}"))
-        elif self._liveness.state(peer.name) is PeerState.DOWN:
-            self._unroutable(envs, NodeDown(f"node {node!r} is down"))
-        else:
-            self._emit(peer, envs)
-
-    def _frames(self, envs: list[Envelope], peer: str | None = None) -> list[bytes]:
-        limit = self.peer_frame_limits.get(peer) if peer is not None else None
-        batch_bytes = self._batch_bytes if limit is None else min(self._batch_bytes, limit - 8)
-        frames, refused = pack_frames(envs, self._packer, batch_bytes, limit)
-        for env, error in refused:
-            self._unroutable([env], error)
-        self.counters["envelopes_out"] += len(envs)
-        return frames
-
-    def _emit(self, peer: Link, envs: list[Envelope]) -> None:
-        peer.last_sent = time.monotonic()
-        peer.send(self._frames(envs, peer.name), self._poller, self.counters)
-
-    def _emit_router(self, identity: bytes, envs: list[Envelope]) -> None:
-        assert self._router is not None
-        for frame in self._frames(envs):
-            try:
-                self._router.send_multipart([identity, frame], zmq.NOBLOCK)
-                self.counters["frames_out"] += 1
-            except zmq.ZMQError as e:  # EHOSTUNREACH (ROUTER_MANDATORY): the client is gone
-                self.counters["unroutable"] += 1
-                self._log.info(
-                    "transport.client_gone", client=identity.decode(errors="replace"), error=str(e)
-                )
-
-    def _unroutable(self, envs: list[Envelope], exc: MacpError) -> None:
-        for env in envs:
-            self.counters["unroutable"] += 1
-            if env.answered:
-                self._node.send(env.error(exc, f"{SYSTEM}@{self._name}"))
-            elif env.kind == Kind.REPLY and env.corr is not None:  # its asker must not wait
-                failed = Envelope.new(Kind.ERROR, env.type, env.src, env.dst, corr=env.corr)
-                self._route(env.dst.partition("@")[2], [failed._replace(body=error_body(exc))])
+            route(node, envs)
 
     # -- liveness -----------------------------------------------------------------------------
 
     def _tick(self, now: float) -> None:
         interval = self._settings.heartbeat_interval_s
-        for peer in list(self._peers.values()):
-            if peer.name == _GATEWAY or now - peer.last_sent < interval:
+        for link in self._peers.links():
+            if link.name == GATEWAY or now - link.last_sent < interval:
                 continue
-            if self._liveness.state(peer.name) is PeerState.DOWN:
+            if self._peers.state(link.name) is PeerState.DOWN:
                 # A peer that comes back (on the same address) may not know this node: one
                 # hello waits in the backlog for the link to come back, and tells it.
-                if not peer.backlog:
-                    _system.say_hello(self, peer)
+                if not link.backlog:
+                    self._system.say_hello(link)
             else:
-                body = {"incarnation": self.incarnation}
-                self._emit(
-                    peer,
-                    [_system.envelope(self, Kind.HEARTBEAT, _system.HEARTBEAT, peer.name, body)],
-                )
-        self._apply(self._liveness.check(now))
+                self._system.heartbeat(link)
+        self._peers.check(now)
         for key, suppressed in self.throttle.quiet(now):
             self._log.warning("transport.log_suppressed", peer=key, suppressed=suppressed)
-        _links.redial_due(self, now)
-        self._refresh_snapshot(now)
+        self._peers.redial_due(now)
+        self._peers.refresh(now)
 
     def _apply(self, events: list[PeerEvent]) -> None:
+        """Peers went up or down: log it, say hello to one up, link afresh to one down, and
+        tell the node (once :meth:`peers` says so too)."""
+        if events:
+            self._peers.refresh(time.monotonic())
         for event in events:
             unexpected = event.kind == "node.down" and event.reason != "left"
             level = self._log.warning if unexpected else self._log.info
             level(event.kind, peer=event.node, reason=event.reason)
-            if event.kind == "node.up" and event.node in self._peers:
-                _system.say_hello(self, self._peers[event.node])
-            elif event.kind == "node.down" and event.node in self._peers:
-                _links.reset(self, self._peers[event.node])
-            self._node._on_peer_event(event)
-        if events:
-            self._refresh_snapshot(time.monotonic())
-
-    def _refresh_snapshot(self, now: float) -> None:
-        addresses = {name: link.address for name, link in self._peers.items()}
-        self._snapshot = self._liveness.snapshot(now, addresses)
+            link = self._peers.get(event.node)
+            if event.kind == "node.up" and link is not None:
+                self._system.say_hello(link)
+            elif event.kind == "node.down" and link is not None:
+                self._peers.reset(link)
+            self._callbacks.peer_event(event)

@@ -11,9 +11,9 @@ from topology_procs import free_ports
 
 import macp
 from macp import Agent, Context, Settings, handler, start_control_plane
-from macp._registrar import HEARTBEAT
 from macp.actors.registry import CHANGED, FIND, LIST, LOOKUP, REGISTER, SUBSCRIBE
 from macp.envelope import Wire, now_ms
+from macp.node._registrar import HEARTBEAT
 from macp.testing import Recorder, wait_until
 
 if TYPE_CHECKING:

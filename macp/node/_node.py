@@ -3,7 +3,11 @@
 A :class:`Node` owns its actors' directory (``name -> mailbox``; never Pykka's process-global
 registry, so several nodes can share one process), the asks waiting for replies, a timer
 thread, its root supervisor and, when it listens or has peers, its transport. Every envelope,
-local or remote, is routed by :meth:`Node.send`.
+local or remote, is routed by :meth:`Node.send` (the hot path, kept here). The rest is parts
+that know nothing of the node and are given what they need: the directory (names), the
+spawner (orders to supervisors), the requests (asks and their futures), the registration (its
+agents announced to its head's registry), its events, what it says of itself (``node.info``),
+and the transport (given callbacks: deliver, send, peer events, asks to the node itself).
 
 Messaging guarantees (the same locally and across nodes):
 
@@ -18,18 +22,14 @@ Messaging guarantees (the same locally and across nodes):
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from macp._directory import Directory
 from macp._inbox import InboxClosed
-from macp._node_actors import NodeActors
-from macp._registrar import Registrar
 from macp._timers import Scheduler
 from macp.address import check_address, check_name
 from macp.commands import Command
-from macp.envelope import VERSION, Envelope, Kind, Priority, Wire, new_id, now_ms, round_trip
+from macp.envelope import Envelope, Kind, Priority, Wire, new_id, round_trip
 from macp.errors import (
     ActorNotFound,
     ConfigError,
@@ -37,25 +37,30 @@ from macp.errors import (
     MacpError,
     NodeDown,
     PeerClosed,
-    UnknownMessageType,
     error_from_body,
 )
-from macp.futures import AskFuture, PendingAsks
+from macp.futures import AskFuture
 from macp.log import Throttle, get_logger
+from macp.node._directory import Directory
+from macp.node._events import Events
+from macp.node._info import NodeInfo
+from macp.node._registrar import Registrar, Registration
+from macp.node._requests import Requests
+from macp.node._spawner import Spawner
 from macp.payload import UNUSUAL, bound, fit_envelope
 from macp.runtime import Ref
 from macp.settings import Settings
-from macp.supervisor import (
-    SupervisorSpec,
-    node_supervisor,
-)
-from macp.transport._system import SYSTEM
+from macp.supervisor import ChildSpec, Restart, SupervisorSpec, node_supervisor
+from macp.transport.callbacks import Callbacks
+from macp.transport.router import SYSTEM
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Mapping
     from types import TracebackType
 
+    from macp._inbox import PriorityInbox
+    from macp._supervised import Supervised
     from macp.runtime import Registrable
     from macp.transport.router import Router
 
@@ -74,7 +79,7 @@ _RESTART: Final = Command.RESTART.type
 _SWEEP_INTERVAL_S: Final = 0.5
 
 
-class Node(NodeActors):
+class Node:
     """One node: build it, :meth:`start` it, spawn agents, talk to them, :meth:`stop` it.
 
     Also a context manager (``with Node("n1") as node: ...``).
@@ -123,25 +128,38 @@ class Node(NodeActors):
         self._client = f"{CLIENT}@{name}"
         self._names = Directory(name)
         self._directory = self._names.mailboxes  # the hot path reads it directly
-        self._pending = PendingAsks()
+        self._spawner = Spawner(name, self._names, self._supervision.name, self.send)
+        self._requests = Requests(self._client, self.settings.ask_timeout_s, self.send)
+        self._pending = self._requests.pending  # the hot path reads it directly
         self._root: Any = None
         self._ended = threading.Event()
         self.exit_code: int | None = None
-        self.started_at = time.time()
         self.incarnation = new_id()
         self._stopping = False
-        self.registrar: Registrar | None = None
-        self._running: dict[str, Registrable] = {}  # the agents started, for a head named later
+        self._info = NodeInfo(self, lambda: self.router.counters if self.router else None)
+        self.started_at = self._info.started_at
+        self._registration = Registration(
+            name, self.incarnation, interval_s=self.settings.heartbeat_interval_s,
+            scheduler=self.scheduler, ask=self.ask,
+        )  # fmt: skip
         if head is not None:
             self.set_head(head)
         self._log = _log.bind(node=name)
+        self._events = Events(
+            name, self._names, self.send, pending=self._pending,
+            registration=self._registration, counters=self.counters, log=self._log,
+        )  # fmt: skip
         self.router: Router | None = None
         if listen is not None or peers or join or _gateway:
             from macp.transport.build import make_router  # noqa: PLC0415 - zmq only when used
 
+            callbacks = Callbacks(
+                deliver=self._deliver, send=self.send, peer_event=self._events.on_peer_event,
+                node_ask=self._info.answer, head=lambda: self.head, learn_head=self._learn_head,
+            )  # fmt: skip
             self.router = make_router(
-                self, listen, peers=peers, join=join, keys=keys, insecure=insecure,
-                gateway=_gateway,
+                name, listen, callbacks, settings=self.settings, incarnation=self.incarnation,
+                peers=peers, join=join, keys=keys, insecure=insecure, gateway=_gateway,
             )  # fmt: skip
 
     @classmethod
@@ -162,23 +180,22 @@ class Node(NodeActors):
 
     def set_head(self, head: str) -> None:
         """Name the node hosting the control plane (before or after :meth:`start`)."""
-        check_name(head, "head")
-        if self.registrar is not None and self.registrar.head == head:
-            return
-        if self.registrar is not None:
-            self.registrar.stop()
-        registrar = self.registrar = Registrar(self, head)
-        # The agents already started (an agent starting meanwhile is added first, then reads
-        # the registrar: it is in this copy, or it sees the new registrar, or both).
-        for agent in self._running.copy().values():
-            registrar.agent_started(agent)
-        if self._root is not None:
-            registrar.start()
+        self._registration.set_head(head)
+
+    def _learn_head(self, head: str) -> None:
+        """The member this node joined named its head: taken, unless this node has one."""
+        if self.head is None:
+            self.set_head(head)
 
     @property
     def head(self) -> str | None:
         """The node hosting the control plane, if known."""
-        return self.registrar.head if self.registrar is not None else None
+        return self._registration.head
+
+    @property
+    def registrar(self) -> Registrar | None:
+        """What announces this node's agents to its head's registry (once a head is known)."""
+        return self._registration.registrar
 
     @property
     def address(self) -> str | None:
@@ -210,16 +227,14 @@ class Node(NodeActors):
             self.scheduler.stop()
             raise
         self._names.supervisors[self._supervision.name] = self._root
-        if self.registrar is not None:
-            self.registrar.start()
+        self._registration.start()
         self._log.info("node.started", address=self.address)
         return self
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Stop every actor (children in reverse start order), then the node's threads."""
         self._stopping = True
-        if self.registrar is not None:
-            self.registrar.stop()
+        self._registration.stop()
         root = self._root
         if root is not None and root.is_alive():
             root.stop(block=True, timeout=timeout_s)
@@ -251,9 +266,79 @@ class Node(NodeActors):
 
     def info(self) -> dict[str, Any]:
         """Name, address, uptime, peers, actors and counters (what ``macp node ping`` shows)."""
-        from macp.transport._system import info  # noqa: PLC0415
+        return self._info.describe()
 
-        return info(self)
+    def peers(self) -> dict[str, dict[str, Any]]:
+        """The known peers: address, state (``joining``, ``up``, ``down``), last heard."""
+        return self.router.peers() if self.router is not None else {}
+
+    # -- actors and events --------------------------------------------------------------------
+
+    def spawn(
+        self,
+        actor: type[Supervised],
+        name: str,
+        *,
+        config: Mapping[str, Wire] | None = None,
+        restart: Restart | str = Restart.PERMANENT,
+        shutdown_s: float | None = None,
+        supervisor: str | None = None,
+        **agent: Any,
+    ) -> Ref:
+        """Start an agent under a supervisor (the root by default) and return its ref.
+
+        Extra keyword arguments (``capabilities``, ``role``, ``group``) go to the agent.
+        """
+        self._spawner.spawn(
+            actor, name, config=config, restart=restart, shutdown_s=shutdown_s,
+            supervisor=supervisor, agent=agent,
+        )  # fmt: skip
+        return self.ref(name)
+
+    def start_child(
+        self, spec: ChildSpec | SupervisorSpec, *, supervisor: str | None = None
+    ) -> None:
+        """Add a child (an agent, or a whole supervisor subtree) to a running supervisor."""
+        self._spawner.start_child(spec, supervisor)
+
+    def terminate(self, name: str, *, supervisor: str | None = None) -> bool:
+        """Stop a child for good (it is not restarted); ``False`` if there is no such child."""
+        return self._spawner.terminate(name, supervisor)
+
+    def children(self, supervisor: str | None = None) -> list[dict[str, object]]:
+        """A supervisor's children: name, alive, restarts, whether it is a supervisor."""
+        return self._spawner.children(supervisor)
+
+    def agents(self) -> list[str]:
+        """Names of the agents on this node (one that is restarting included)."""
+        return list(self._directory)
+
+    def subscribe(self, address: str, *events: str) -> None:
+        """Tell ``address`` an ``event`` envelope on each of ``events`` (``node.up``,
+        ``node.down``); the body is ``{"node": name, "reason": ...}``."""
+        self._names.subscribe(self.resolve(address), events)
+
+    def unsubscribe(self, address: str, *events: str) -> None:
+        self._names.unsubscribe(self.resolve(address), events)
+
+    def publish(self, event: str, body: Wire) -> None:
+        """Tell every subscriber of ``event`` about it (at-most-once, like any tell)."""
+        self._events.publish(event, body)
+
+    # -- the node's side of supervision (macp._supervised.Runtime) ----------------------------
+
+    def _register(self, name: str, actor: Supervised) -> None:
+        self._spawner.register(name, actor)
+
+    def _agent_started(self, agent: Registrable) -> None:
+        self._registration.agent_started(agent)
+
+    def _agent_changed(self, address: str) -> AskFuture | None:
+        return self._registration.agent_changed(address)
+
+    def _close_mailbox(self, name: str, inbox: PriorityInbox) -> None:
+        self._registration.agent_gone(name)
+        self._spawner.release(name, inbox)
 
     # -- messaging ----------------------------------------------------------------------------
 
@@ -270,9 +355,9 @@ class Node(NodeActors):
         """
         if "@" in check_address(address):
             return address
-        if address in self._directory or self.registrar is None:
+        if address in self._directory:
             return f"{address}@{self.name}"
-        return self.registrar.resolve(address) or f"{address}@{self.name}"
+        return self._registration.resolve(address) or f"{address}@{self.name}"
 
     def tell(self, dst: str, type: str, body: Wire = None, *, prio: int = _MEDIUM) -> None:
         """Send a one-way message from outside any actor (at-most-once)."""
@@ -290,7 +375,9 @@ class Node(NodeActors):
         chain: tuple[str, ...] = (),
     ) -> AskFuture:
         """Send a request; the returned future settles with the reply or the error."""
-        return self._request(Kind.ASK, self.resolve(dst), type, body, timeout_s, prio, src, chain)
+        return self._requests.ask(
+            Kind.ASK, self.resolve(dst), type, body, timeout_s, prio, src, chain
+        )
 
     def control(
         self, dst: str, command: str, params: Wire = None, *, timeout_s: float | None = None
@@ -298,57 +385,22 @@ class Node(NodeActors):
         """Send a control command (start, stop, pause, resume, configure, status, reset,
         restart); ``restart`` is handled by the agent's supervisor, so it works on an agent
         stuck in a handler, and answers ``{incarnation, previous, abandoned}``."""
-        try:
-            type_ = Command(command).type
-        except ValueError:
-            known = ", ".join(Command)
-            raise ConfigError(f"unknown control command {command!r}; use one of: {known}") from None
-        return self._request(
-            Kind.CONTROL, self.resolve(dst), type_, params, timeout_s, Priority.CRITICAL, None, ()
-        )
+        return self._requests.control(self.resolve(dst), command, params, timeout_s)
 
     def ask_node(
         self, node: str, type: str, body: Wire = None, *, timeout_s: float | None = None
     ) -> AskFuture:
         """Ask a node itself (``node.info``, ...); ``node`` ``"*"`` is the gateway of a client,
         or this node itself."""
-        client = self.router is not None and self.router._gateway is not None
+        client = self.router is not None and self.router.gateway is not None
         if node == self.name or (node == "*" and not client):
             future = AskFuture(f"{SYSTEM}@{self.name}", type, timeout_s or 1.0)
-            if type == "node.info":
-                future.settle(self.info())
-            else:
-                future.settle(exc=UnknownMessageType(f"nodes do not handle {type!r}"))
+            try:
+                future.settle(self._info.answer(type, body))
+            except MacpError as e:
+                future.settle(exc=e)
             return future
         return self.ask(f"{SYSTEM}@{node}", type, body, timeout_s=timeout_s, prio=Priority.HIGH)
-
-    def _request(  # noqa: PLR0917 - private; its callers name every argument
-        self,
-        kind: Kind,
-        dst: str,
-        type: str,
-        body: Wire,
-        timeout_s: float | None,
-        prio: int,
-        src: str | None,
-        chain: tuple[str, ...],
-    ) -> AskFuture:
-        timeout = self.settings.ask_timeout_s if timeout_s is None else timeout_s
-        if not timeout > 0:
-            raise ConfigError(f"timeout_s must be a positive number of seconds, not {timeout!r}")
-        now = now_ms()
-        env = Envelope(
-            VERSION, new_id(), kind, type, src or self._client, dst, None, prio, now,
-            now + int(timeout * 1000), chain, body,
-        )  # fmt: skip
-        future = AskFuture(dst, type, timeout)
-        self._pending.add(env.id, future)
-        try:
-            self.send(env)
-        except BaseException:
-            self._pending.pop(env.id)
-            raise
-        return future
 
     def send(self, env: Envelope) -> None:
         """Route ``env``: to a local actor's inbox, to a waiting ask, or to another node.
@@ -402,8 +454,10 @@ class Node(NodeActors):
             else:
                 future.settle(exc=error_from_body(env.body))
             return
-        if env.type == _RESTART:
-            self._restart(env, name)
+        if env.type == _RESTART:  # to the agent's supervisor: the agent may be stuck
+            error = self._spawner.restart(env, name)
+            if error is not None:
+                self._undeliverable(env, error)
             return
         inbox = self._directory.get(name)
         if inbox is not None:

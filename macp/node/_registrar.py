@@ -19,16 +19,19 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
+from macp.address import check_name
 from macp.errors import MacpError, NodeDown
 from macp.futures import AskFuture
 from macp.log import get_logger
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from macp._timers import Scheduler
     from macp.envelope import Wire
-    from macp.node import Node
     from macp.runtime import Registrable
 
-__all__ = ["REGISTRY", "Registrar"]
+__all__ = ["REGISTRY", "Registrar", "Registration"]
 
 REGISTRY: Final = "registry"
 HEARTBEAT: Final = "registry.heartbeat"
@@ -38,10 +41,32 @@ _log = get_logger("macp.registrar")
 
 
 class Registrar:
-    """Announces one node's agents to the registry on node ``head``."""
+    """Announces one node's agents to the registry on node ``head``.
 
-    def __init__(self, node: Node, head: str) -> None:
+    Args:
+        node: the node's name.
+        incarnation: this process's id as that node.
+        head: the node hosting the registry.
+        interval_s: the heartbeat interval.
+        scheduler: the node's timer thread, which sends the heartbeats.
+        ask: the node's ``ask`` (the heartbeats and look-ups are asks to the registry).
+    """
+
+    def __init__(
+        self,
+        node: str,
+        incarnation: str,
+        head: str,
+        *,
+        interval_s: float,
+        scheduler: Scheduler,
+        ask: Callable[..., AskFuture],
+    ) -> None:
         self._node = node
+        self._incarnation = incarnation
+        self._interval_s = interval_s
+        self._scheduler = scheduler
+        self._ask = ask
         self.head = head
         self.registry = f"{REGISTRY}@{head}"
         self._lock = threading.Lock()
@@ -61,9 +86,9 @@ class Registrar:
         with self._lock:
             if self._timer is not None:
                 return
-            interval = self._node.settings.heartbeat_interval_s
-            self._timer = self._node.scheduler.call_every(interval, self.beat)
-        self._node.scheduler.call_later(0, self.beat)
+            interval = self._interval_s
+            self._timer = self._scheduler.call_every(interval, self.beat)
+        self._scheduler.call_later(0, self.beat)
 
     def stop(self) -> None:
         with self._lock:
@@ -76,7 +101,7 @@ class Registrar:
         with self._lock:
             self._agents[agent.name] = agent
             self._version += 1
-        self._node.scheduler.call_later(0, self.beat)
+        self._scheduler.call_later(0, self.beat)
 
     def agent_gone(self, name: str) -> None:
         """A local agent's name went for good: deregister it now."""
@@ -84,7 +109,7 @@ class Registrar:
             if self._agents.pop(name, None) is None:
                 return
             self._version += 1
-        self._node.scheduler.call_later(0, self.beat)
+        self._scheduler.call_later(0, self.beat)
 
     def agent_changed(self) -> AskFuture:
         """A local agent's state changed (a control command): tell the registry at once.
@@ -100,10 +125,10 @@ class Registrar:
         with self._lock:
             shared = self._change
             if shared is None:
-                timeout_s = max(1.0, 2 * self._node.settings.heartbeat_interval_s)
+                timeout_s = max(1.0, 2 * self._interval_s)
                 shared = self._change = AskFuture(self.registry, HEARTBEAT, timeout_s)
                 if not self._change_in_flight:
-                    self._node.scheduler.call_later(0, self._send_change)
+                    self._scheduler.call_later(0, self._send_change)
         return shared
 
     def _send_change(self) -> None:
@@ -129,7 +154,7 @@ class Registrar:
             self._change_in_flight = False
             waiting = self._change is not None
         if waiting:
-            self._node.scheduler.call_later(0, self._send_change)
+            self._scheduler.call_later(0, self._send_change)
 
     def beat(self) -> None:
         """Send one heartbeat (on the timer thread); at most one regular beat is in flight."""
@@ -146,18 +171,18 @@ class Registrar:
             agents = list(self._agents.values())
             with_records = self._synced != version
         body: dict[str, Wire] = {
-            "node": self._node.name,
-            "incarnation": self._node.incarnation,
+            "node": self._node,
+            "incarnation": self._incarnation,
             "version": version,
             "agents": {a.name: list(a.load()) for a in agents},
         }
         if with_records:
             body["records"] = [a.record() for a in agents]
         try:
-            timeout_s = max(1.0, 2 * self._node.settings.heartbeat_interval_s)
-            future = self._node.ask(self.registry, HEARTBEAT, body, timeout_s=timeout_s)
+            timeout_s = max(1.0, 2 * self._interval_s)
+            future = self._ask(self.registry, HEARTBEAT, body, timeout_s=timeout_s)
         except MacpError as e:
-            _log.debug("registrar.unreachable", node=self._node.name, error=str(e))
+            _log.debug("registrar.unreachable", node=self._node, error=str(e))
             return None
         future.add_done_callback(
             lambda f: self._answered(f, version, with_records=with_records, regular=regular)
@@ -186,7 +211,7 @@ class Registrar:
                 self._generation = generation if isinstance(generation, int) else None
                 self._cache.clear()
         if resync:  # the registry lost this node's agents: send them now, not in a second
-            self._node.scheduler.call_later(0, self.beat)
+            self._scheduler.call_later(0, self.beat)
 
     def wait_registered(self, timeout_s: float) -> bool:
         """Wait until the registry holds this node's agents as they are now; False if it has
@@ -201,7 +226,7 @@ class Registrar:
         if cached is not None:
             return cached
         try:
-            found = self._node.ask(self.registry, LOOKUP, {"name": name}, timeout_s=2.0).get()
+            found = self._ask(self.registry, LOOKUP, {"name": name}, timeout_s=2.0).get()
         except MacpError:
             return None
         if isinstance(found, str):
@@ -219,3 +244,91 @@ class Registrar:
 def _relay(done: AskFuture, to: AskFuture) -> None:
     exc = done.exception()
     to.settle(None if exc is not None else done.result(), exc)
+
+
+class Registration:
+    """A node's agents, and the registrar announcing them to its head's registry, if it knows
+    a head (it may learn one later: the agents started meanwhile are announced then).
+
+    Args: as :class:`Registrar`'s, but the head.
+    """
+
+    def __init__(
+        self,
+        node: str,
+        incarnation: str,
+        *,
+        interval_s: float,
+        scheduler: Scheduler,
+        ask: Callable[..., AskFuture],
+    ) -> None:
+        self._node = node
+        self._incarnation = incarnation
+        self._interval_s = interval_s
+        self._scheduler = scheduler
+        self._ask = ask
+        self.registrar: Registrar | None = None
+        self._running: dict[str, Registrable] = {}  # the agents started, for a head named later
+        self._started = False
+
+    @property
+    def head(self) -> str | None:
+        return self.registrar.head if self.registrar is not None else None
+
+    def set_head(self, head: str) -> None:
+        """Announce the agents to the registry on ``head`` from now on.
+
+        Raises:
+            ConfigError: ``head`` is not a valid node name.
+        """
+        check_name(head, "head")
+        if self.registrar is not None and self.registrar.head == head:
+            return
+        if self.registrar is not None:
+            self.registrar.stop()
+        registrar = self.registrar = Registrar(
+            self._node, self._incarnation, head, interval_s=self._interval_s,
+            scheduler=self._scheduler, ask=self._ask,
+        )  # fmt: skip
+        # The agents already started (an agent starting meanwhile is added first, then reads
+        # the registrar: it is in this copy, or it sees the new registrar, or both).
+        for agent in self._running.copy().values():
+            registrar.agent_started(agent)
+        if self._started:
+            registrar.start()
+
+    def start(self) -> None:
+        """The node started: heartbeats begin (now, or once a head is known)."""
+        self._started = True
+        if self.registrar is not None:
+            self.registrar.start()
+
+    def stop(self) -> None:
+        if self.registrar is not None:
+            self.registrar.stop()
+
+    def agent_started(self, agent: Registrable) -> None:
+        self._running[agent.name] = agent  # before reading the registrar: see set_head
+        if self.registrar is not None:
+            self.registrar.agent_started(agent)
+
+    def agent_gone(self, name: str) -> None:
+        self._running.pop(name, None)
+        if self.registrar is not None:
+            self.registrar.agent_gone(name)
+
+    def agent_changed(self, address: str) -> AskFuture | None:
+        """The agent at ``address`` changed state: a future settled once the registry has the
+        news, or ``None`` without a registry to tell (no head, or the agent is the registry)."""
+        registrar = self.registrar
+        if registrar is None or registrar.registry == address:
+            return None
+        return registrar.agent_changed()
+
+    def resolve(self, name: str) -> str | None:
+        """The address the registry knows for an agent called ``name``, if any."""
+        return self.registrar.resolve(name) if self.registrar is not None else None
+
+    def forget_node(self, node: str) -> None:
+        if self.registrar is not None:
+            self.registrar.forget_node(node)

@@ -1,0 +1,96 @@
+"""What a node says of itself: ``node.info`` (name, address, uptime, peers, actors, counters
+and this process's metrics), answered here whether this node or another one asks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from macp.errors import UnknownMessageType
+
+if TYPE_CHECKING:
+    from collections import Counter
+    from collections.abc import Callable
+
+    from macp.envelope import Wire
+    from macp.runtime import NodeRuntime
+
+__all__ = ["INFO", "NodeInfo", "process_metrics"]
+
+INFO: Final = "node.info"
+
+
+class NodeInfo:
+    """The asks addressed to a node itself (``$node@NAME``): ``node.info``.
+
+    Args:
+        node: the node.
+        transport: the counters of its transport, if it has one.
+    """
+
+    def __init__(self, node: NodeRuntime, transport: Callable[[], Counter[str] | None]) -> None:
+        self._node = node
+        self._transport = transport
+        self.started_at = time.time()
+
+    def describe(self) -> dict[str, Any]:
+        """Name, address, uptime, peers, actors, counters and this process's metrics."""
+        node = self._node
+        transport = self._transport()
+        return {
+            "name": node.name,
+            "address": node.address,
+            "incarnation": node.incarnation,
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "peers": node.peers(),
+            "head": node.head,
+            "actors": sorted(node.agents()),
+            "counters": dict(node.counters + transport if transport else node.counters),
+            "metrics": process_metrics(),
+        }
+
+    def answer(self, type: str, _body: Wire) -> Wire:
+        """The answer to an ask of ``type`` addressed to the node itself.
+
+        Raises:
+            UnknownMessageType: nodes do not handle ``type``.
+        """
+        if type == INFO:
+            return self.describe()
+        raise UnknownMessageType(f"nodes do not handle {type!r}")
+
+
+_process: list[Any] = []  # psutil.Process of this process (cpu_percent needs the same one)
+
+
+def process_metrics() -> dict[str, float]:
+    """This process's cpu (since the last call), memory, open files and sockets (psutil)."""
+    import psutil  # noqa: PLC0415
+
+    if not _process or _process[0].pid != os.getpid():
+        _process[:] = [psutil.Process()]
+    proc = _process[0]
+    with proc.oneshot():
+        return {
+            "cpu_percent": proc.cpu_percent(None),
+            "memory_rss_bytes": float(proc.memory_info().rss),
+            "open_files": float(proc.num_fds()),
+            "open_sockets": float(_sockets(proc)),
+        }
+
+
+def _sockets(proc: Any) -> int:
+    """Open sockets: from /proc/self/fd where there is one (microseconds), else psutil's
+    connection list (milliseconds: it reads every connection of the host)."""
+    try:
+        fds = list(Path("/proc/self/fd").iterdir())
+    except OSError:
+        return len(proc.net_connections(kind="all"))
+    count = 0
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            count += str(fd.readlink()).startswith("socket:")
+    return count
