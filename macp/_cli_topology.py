@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -22,7 +22,10 @@ from macp.commands import Command
 from macp.errors import ConfigError, MacpError, NodeDown
 from macp.log import configure_logging
 from macp.topologies import builders
-from macp.topologies.spec import TopologySpec, load_spec
+from macp.topologies.load import load_spec
+
+if TYPE_CHECKING:
+    from macp.topologies.spec import TopologySpec
 
 __all__ = ["register"]
 

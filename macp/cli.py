@@ -276,7 +276,7 @@ def _announce(node: macp.Node) -> None:
 
 def _node_of_file(config: Path, name: str | None, addresses: dict[str, str]) -> macp.Node:
     from macp.topologies.deploy import start_node  # noqa: PLC0415
-    from macp.topologies.spec import load_spec  # noqa: PLC0415
+    from macp.topologies.load import load_spec  # noqa: PLC0415
 
     if name is None:
         fail("with --config, say which node this is: --node NAME")

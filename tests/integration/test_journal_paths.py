@@ -17,7 +17,7 @@ from topology_procs import free_ports
 import macp
 from macp.cli_support import STOP_WITH_PARENT
 from macp.topologies.deploy import journal_path
-from macp.topologies.spec import load_spec
+from macp.topologies.load import load_spec
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from macp import ConfigError, Node
-from macp.topologies.spec import parse_spec
+from macp.topologies.load import parse_spec
 from macp.transport.security import check_endpoint
 
 TESTS = Path(__file__).resolve().parents[1]  # tests/agents.py: the file's agent class

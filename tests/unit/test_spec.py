@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from macp.errors import ConfigError
-from macp.topologies.spec import parse_spec
+from macp.topologies.load import parse_spec
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
