@@ -34,7 +34,7 @@ import psutil
 
 import macp
 from macp.actors.coordinator import SUBMIT
-from macp.cli_support import STOP_WITH_PARENT
+from macp.cli import STOP_WITH_PARENT
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPOLOGY = """

@@ -36,7 +36,7 @@ from macp.schema import check
 from macp.supervisor import ChildSpec, SupervisorSpec
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
     from pydantic import BaseModel
@@ -391,20 +391,43 @@ class Cluster:
     def agents(self) -> list[dict[str, Any]]:
         return list(self._ask("registry", LIST))
 
-    def wait_for_agents(self, addresses: Iterable[str], timeout_s: float = 30.0) -> None:
+    def wait_for_agents(
+        self,
+        addresses: Iterable[str],
+        timeout_s: float = 30.0,
+        *,
+        progress: Callable[[int, int], object] | None = None,
+    ) -> None:
         """Wait until the coordinator can route to every agent of ``addresses`` (``name@node``):
         the registry shows each routable (available or busy), and the coordinator has taken
         that news (the registry tells it before answering, so one ask to the coordinator after
         is enough).
 
+        Args:
+            addresses: the agents to wait for.
+            timeout_s: how long to wait at most.
+            progress: called with how many of them are routable, and how many there are, at
+                first and whenever the first number changes.
+
         Raises:
-            AskTimeout: some are not routable within ``timeout_s``; the message names them.
+            AskTimeout: some are not routable within ``timeout_s``; the message names them,
+                and so does its ``data["missing"]``.
         """
         wanted = set(addresses)
         deadline = time.monotonic() + timeout_s
-        while missing := wanted - {r["address"] for r in self.agents() if r["status"] in ROUTABLE}:
+        shown = -1
+        while True:
+            missing = wanted - {r["address"] for r in self.agents() if r["status"] in ROUTABLE}
+            if progress is not None and len(wanted) - len(missing) != shown:
+                shown = len(wanted) - len(missing)
+                progress(shown, len(wanted))
+            if not missing:
+                break
             if time.monotonic() > deadline:
-                raise AskTimeout(f"agents not routable within {timeout_s:g} s: {sorted(missing)}")
+                raise AskTimeout(
+                    f"agents not routable within {timeout_s:g} s: {sorted(missing)}",
+                    data={"missing": sorted(missing)},
+                )
             time.sleep(_POLL_S)
         self._ask("coordinator", TASKS, {"states": []})  # answers nothing, after the news
 

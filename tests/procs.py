@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from macp import Settings
-from macp.cli_support import STOP_WITH_PARENT
+from macp.cli import STOP_WITH_PARENT
 from macp.testing import wait_until
 
 TESTS = Path(__file__).parent

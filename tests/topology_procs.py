@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 import macp
-from macp.cli_support import STOP_WITH_PARENT
+from macp.cli import STOP_WITH_PARENT
 from macp.testing import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]

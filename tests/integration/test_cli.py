@@ -473,6 +473,15 @@ def test_a_malformed_connect_address_exits_2_without_advice_for_listening(
         (["--listen", "tcp://127.0.0.1:0"], "--listen"),
         (["--agent", "a=agents:Echo", "--control-plane"], "--agent, --control-plane"),
         (["--name", "alpha", "--node", "alpha"], "--name and --node together"),
+        (
+            ["--heartbeat-s", "0.5", "--max-message-bytes", "1000"],
+            "--heartbeat-s, --max-message-bytes",
+        ),
+        # given, even with the default's value: the file decides, and the flag would be ignored
+        (
+            ["--heartbeat-s", "1.0", "--prometheus-addr", "127.0.0.1"],
+            "--heartbeat-s, --prometheus-addr",
+        ),
     ],
 )
 def test_node_start_with_a_file_refuses_flags_the_file_decides(

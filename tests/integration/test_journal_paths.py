@@ -15,7 +15,7 @@ from procs import TESTS
 from topology_procs import free_ports
 
 import macp
-from macp.cli_support import STOP_WITH_PARENT
+from macp.cli import STOP_WITH_PARENT
 from macp.topologies.deploy import journal_path
 from macp.topologies.load import load_spec
 

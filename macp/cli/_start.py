@@ -1,17 +1,10 @@
-"""The ``macp`` command.
-
-Every bad flag or file gets one sentence naming it and the fix, and a non-zero exit: 2 for a bad
-flag or value, 1 for a topology file with errors (one line each, as ``macp validate`` prints
-them) and for a failure at run time. Logs go to standard error: a console renderer on a
-terminal, JSON lines otherwise or with ``--log-json``; results go to standard output.
-"""
+"""``macp node start``: run one node in the foreground, from flags or from a topology file."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -21,34 +14,24 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 import macp
-from macp._cli_topology import register
-from macp.cli_support import STOP_WITH_PARENT, fail
+from macp.actors.monitor import MonitorOptions
+from macp.cli._support import STOP_WITH_PARENT, fail
 from macp.errors import ConfigError, MacpError
 from macp.log import configure_logging, get_logger
 
 if TYPE_CHECKING:
     from types import FrameType
 
-__all__ = ["app", "main"]
+__all__ = ["start"]
 
 # node.ready waits this many heartbeats (at least this long) for the registry to take the
 # node's agents; a head that is not up yet does not hold the node back longer.
 _REGISTER_WAIT_HEARTBEATS = 3
 _REGISTER_WAIT_MIN_S = 1.0
-
-app = typer.Typer(
-    name="macp",
-    help="Multi-Agent Control Protocol: run supervised agents on one host or many.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",
-)
-node_app = typer.Typer(help="Run or query one node.", no_args_is_help=True)
-keys_app = typer.Typer(help="Make CURVE key pairs for nodes.", no_args_is_help=True)
-app.add_typer(node_app, name="node")
-app.add_typer(keys_app, name="keys")
-register(app)
+# The defaults of the flags are the library's own (one source each).
+_SETTINGS = macp.Settings()
+_PROMETHEUS_ADDR: str = MonitorOptions.model_fields["prometheus_addr"].default
+_DEFAULT_SOURCES = frozenset({"DEFAULT", "DEFAULT_MAP"})  # click's ParameterSource names
 
 LogJson = Annotated[bool, typer.Option("--log-json", help="Log JSON lines even on a terminal.")]
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
@@ -70,32 +53,8 @@ def _logging(log_json: bool, log_level: str) -> None:
     configure_logging(json=True if log_json else None, level=log_level)
 
 
-def _print_version(given: bool) -> None:
-    if given:
-        typer.echo(macp.__version__)
-        raise typer.Exit
-
-
-@app.callback()
-def _root(
-    _version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
-        ),
-    ] = False,
-) -> None:
-    """Multi-Agent Control Protocol: run supervised agents on one host or many."""
-
-
-@app.command()
-def version() -> None:
-    """Print the macp version."""
-    typer.echo(macp.__version__)
-
-
-@node_app.command("start")
-def node_start(
+def start(
+    ctx: typer.Context,
     name: Annotated[
         str | None, typer.Option(help="This node's name, unique in the cluster.")
     ] = None,
@@ -147,14 +106,16 @@ def node_start(
     ] = None,
     prometheus_addr: Annotated[
         str, typer.Option(help="The address --prometheus-port listens on.")
-    ] = "127.0.0.1",
-    heartbeat_s: Annotated[float, typer.Option(help="Heartbeat interval, seconds.")] = 1.0,
+    ] = _PROMETHEUS_ADDR,
+    heartbeat_s: Annotated[
+        float, typer.Option(help="Heartbeat interval, seconds.")
+    ] = _SETTINGS.heartbeat_interval_s,
     acceptable_pause_s: Annotated[
         float, typer.Option(help="Extra silence tolerated before a peer is down.")
-    ] = 1.0,
+    ] = _SETTINGS.acceptable_pause_s,
     max_message_bytes: Annotated[
         int, typer.Option(help="Largest payload a message may carry (packed), bytes.")
-    ] = macp.Settings().max_message_bytes,
+    ] = _SETTINGS.max_message_bytes,
     log_json: LogJson = False,
     log_level: LogLevel = "info",
 ) -> None:
@@ -173,18 +134,14 @@ def node_start(
     from macp._loader import load_class  # noqa: PLC0415
 
     if config is not None:
-        given = {
-            "--listen": listen is not None, "--join": join is not None, "--peer": bool(peer),
-            "--agent": bool(agent), "--keys": keys is not None, "--insecure": insecure,
-            "--head": head is not None, "--control-plane": control_plane,
-            "--journal": journal is not None, "--heartbeat-s": heartbeat_s != 1.0,
-            "--prometheus-port": prometheus_port is not None,
-            "--prometheus-addr": prometheus_addr != "127.0.0.1",
-            "--acceptable-pause-s": acceptable_pause_s != 1.0,
-            "--max-message-bytes": max_message_bytes != macp.Settings().max_message_bytes,
-            "--name and --node together": name is not None and node_name is not None,
-        }  # fmt: skip
-        if clash := [flag for flag, on in given.items() if on]:
+        clash = _given(
+            ctx, "listen", "join", "peer", "agent", "keys", "insecure", "head", "control_plane",
+            "journal", "heartbeat_s", "prometheus_port", "prometheus_addr",
+            "acceptable_pause_s", "max_message_bytes",
+        )  # fmt: skip
+        if name is not None and node_name is not None:
+            clash.append("--name and --node together")
+        if clash:
             fail(f"--config takes these from the file, so drop {', '.join(clash)}; "
                  "or leave out --config")  # fmt: skip
         node = _node_of_file(config, node_name or name, _pairs(address or [], "--address"))
@@ -194,7 +151,7 @@ def node_start(
         fail("give --name and --listen (or --config FILE --node NAME)")
     if node_name is not None or address:
         fail("--node and --address go with --config FILE; use --name without a file")
-    monitor = _monitor_options(control_plane, journal, prometheus_port, prometheus_addr)
+    monitor = _monitor_options(ctx, control_plane, prometheus_port, prometheus_addr)
     try:
         settings = macp.Settings(
             heartbeat_interval_s=heartbeat_s,
@@ -229,13 +186,24 @@ def node_start(
     raise typer.Exit(_serve(node, stop, parent))
 
 
+def _given(ctx: typer.Context, *names: str) -> list[str]:
+    """The flags, among those of parameters ``names``, given on the command line (a flag's
+    default is written once, where it is declared)."""
+    flags = {param.name: param.opts[0] for param in ctx.command.params}
+    given = []
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in _DEFAULT_SOURCES:
+            given.append(flags[name])
+    return given
+
+
 def _monitor_options(
-    control_plane: bool, journal: Path | None, prometheus_port: int | None, prometheus_addr: str
+    ctx: typer.Context, control_plane: bool, prometheus_port: int | None, prometheus_addr: str
 ) -> dict[str, macp.Wire]:
     """The monitor's settings from the flags, which all need --control-plane."""
-    given = {"--journal": journal is not None, "--prometheus-port": prometheus_port is not None,
-             "--prometheus-addr": prometheus_addr != "127.0.0.1"}  # fmt: skip
-    if not control_plane and (extra := [flag for flag, on in given.items() if on]):
+    extra = _given(ctx, "journal", "prometheus_port", "prometheus_addr")
+    if not control_plane and extra:
         fail(f"{', '.join(extra)} configure the control plane: add --control-plane, or drop them")
     if prometheus_port is None:
         return {}
@@ -335,65 +303,3 @@ def _macp_threads(deadline: float) -> list[str]:
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.02)
-
-
-@node_app.command("ping")
-def node_ping(
-    address: Annotated[str, typer.Argument(help="The node's address (NAME=ADDRESS with --keys).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
-    keys: Annotated[
-        Path | None, typer.Option(help="Keys directory holding a 'client' key pair.")
-    ] = None,
-    timeout_s: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 3.0,
-) -> None:
-    """Ask a node for its name, uptime, peers and actors."""
-    configure_logging(level="warning")
-    try:
-        client = macp.Node.client(address, keys=keys).start()
-    except ConfigError as e:
-        fail(e.message)
-    try:
-        info = client.ask_node("*", "node.info", timeout_s=timeout_s).get()
-    except macp.AskTimeout:
-        fail(f"no answer from {address} within {timeout_s:g} s; is the node running there?", 1)
-    except MacpError as e:
-        fail(f"{address} answered with an error: {e.message}", 1)
-    finally:
-        client.stop()
-    if as_json:
-        typer.echo(json.dumps(info, sort_keys=True))
-        return
-    typer.echo(f"node     {info['name']} at {info['address']}")
-    typer.echo(f"uptime   {info['uptime_s']:.1f} s")
-    peers = info.get("peers") or {}
-    for peer_name, peer in sorted(peers.items()):
-        typer.echo(f"peer     {peer_name:<16} {peer['state']:<8} {peer['address']}")
-    typer.echo(f"actors   {', '.join(info.get('actors') or []) or '(none)'}")
-
-
-@keys_app.command("generate")
-def keys_generate(
-    directory: Annotated[Path, typer.Argument(help="Directory to write the key pair into.")],
-    name: Annotated[
-        str | None, typer.Option(help="Node name for the key (default: this host's name).")
-    ] = None,
-) -> None:
-    """Write NAME.key (public, copy to every node) and NAME.key_secret (keep on this host)."""
-    from macp.transport.security import generate_keys  # noqa: PLC0415
-
-    key_name = name or socket.gethostname().split(".")[0]
-    try:
-        public, secret = generate_keys(directory, key_name)
-    except ConfigError as e:
-        fail(e.message)
-    typer.echo(f"public key: {public}\nsecret key: {secret}")
-
-
-def main() -> None:
-    """Entry point of the ``macp`` console script: an error no command expected is still one
-    sentence and exit code 1, never a traceback."""
-    try:
-        app()
-    except MacpError as e:
-        typer.echo(f"error: {type(e).__name__}: {e.message}", err=True)
-        sys.exit(1)

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 import macp
-from macp._cli_nodes import NodeChild, start_all, stop_all
-from macp.actors.registry import ROUTABLE
-from macp.cli_support import fail, parse_json
+from macp.cli._nodes import NodeChild, start_all, stop_all
+from macp.cli._support import fail, parse_json
 from macp.commands import Command
 from macp.errors import ConfigError, MacpError, NodeDown
 from macp.log import configure_logging
@@ -66,23 +65,16 @@ def summary(spec: TopologySpec) -> str:
 def _wait_registered(cluster: macp.Cluster, spec: TopologySpec, timeout_s: float) -> None:
     expected = {f"{inst}@{node}" for inst, _, node in spec.placement()}
     expected |= {f"{e.name}@{e.node}" for e in builders.extras(spec)}
-    deadline = time.monotonic() + timeout_s
-    shown = -1
-    while True:
-        up = {r["address"] for r in cluster.agents() if r["status"] in ROUTABLE}
-        done = len(expected & up)
-        if done != shown and sys.stderr.isatty():
-            typer.echo(
-                f"\ragents registered: {done}/{len(expected)}", err=True, nl=done == len(expected)
-            )
-            shown = done
-        if expected <= up:  # and then the coordinator knows them too, before a task goes
-            cluster.wait_for_agents(expected, max(0.0, deadline - time.monotonic()))
-            return
-        if time.monotonic() > deadline:
-            missing = ", ".join(sorted(expected - up))
-            raise MacpError(f"agents not registered within {timeout_s:g} s: {missing}")
-        time.sleep(0.05)  # polling the registry with a deadline
+
+    def show(done: int, total: int) -> None:
+        typer.echo(f"\ragents registered: {done}/{total}", err=True, nl=done == total)
+
+    try:
+        cluster.wait_for_agents(expected, timeout_s, progress=show if sys.stderr.isatty() else None)
+    except macp.AskTimeout as e:
+        missing = e.data.get("missing")
+        listed = ", ".join(missing) if isinstance(missing, list) else e.message
+        raise MacpError(f"agents not registered within {timeout_s:g} s: {listed}") from None
 
 
 def _task_body(task: str | None, task_file: Path | None) -> Any:
@@ -236,7 +228,7 @@ def status(
     as_json: AsJson = False,
 ) -> None:
     """Nodes, agents, tasks in flight and workflows of a running topology."""
-    from macp._cli_status import gather, render  # noqa: PLC0415
+    from macp.cli._status import gather, render  # noqa: PLC0415
 
     configure_logging(level="warning")
     spec = _spec(file) if file is not None else None

@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
-from macp.cli_support import STOP_WITH_PARENT, fail
+from macp.cli._support import STOP_WITH_PARENT, fail
 
 if TYPE_CHECKING:
     from macp.topologies.spec import TopologySpec
