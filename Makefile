@@ -17,12 +17,14 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/macp up examples/wordcount/topology.yaml --task '{"corpus": "examples/wordcount/corpus"}'
 
-## test: set up, then lint, type-check, run every test, and a quick run of every benchmark
+## test: set up, then lint (import layers included), type-check, run every test, and a quick
+## run of every benchmark
 test: setup lint type pytest bench-smoke
 
 lint: setup
 	$(BIN)/ruff format --check macp tests examples bench
 	$(BIN)/ruff check macp tests examples bench
+	$(BIN)/lint-imports
 
 type: setup
 	$(BIN)/mypy macp tests examples bench
@@ -41,4 +43,4 @@ bench-smoke: setup
 	$(BIN)/python -m bench --quick > /dev/null
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache
