@@ -33,6 +33,7 @@ __all__ = [
     "PoisonMessage",
     "ProtocolError",
     "ResourceUnavailable",
+    "StartFailed",
     "SupervisorEscalation",
     "TransportError",
     "Unauthorized",

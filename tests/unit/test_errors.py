@@ -38,6 +38,7 @@ def test_codes_follow_the_design() -> None:
         "Unauthorized": -32006,
         "InternalError": -32603,
         "SupervisorEscalation": -32603,
+        "StartFailed": -32603,
         "TransportError": -32603,
     }
     assert macp.UnknownMessageType.code == -32601
