@@ -9,6 +9,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
+from macp.errors import ConfigError
+
 __all__ = ["COMMAND_PREFIX", "AgentState", "Command"]
 
 COMMAND_PREFIX: Final = "control."
@@ -30,6 +32,19 @@ class Command(StrEnum):
     @property
     def type(self) -> str:
         return COMMAND_PREFIX + self.value
+
+    @classmethod
+    def named(cls, name: str) -> Command:
+        """The command called ``name``.
+
+        Raises:
+            ConfigError: there is none of that name (the message lists them).
+        """
+        try:
+            return cls(name)
+        except ValueError:
+            known = ", ".join(cls)
+            raise ConfigError(f"unknown control command {name!r}; use one of: {known}") from None
 
 
 class AgentState(StrEnum):

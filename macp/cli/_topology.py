@@ -255,8 +255,10 @@ def control(
 ) -> None:
     """Send a control command to an agent, a group or every agent; print each answer."""
     configure_logging(level="warning")
-    if command not in set(Command):  # bad input before any wait
-        fail(f"unknown control command {command!r}; use one of: {', '.join(Command)}")
+    try:  # bad input before any wait
+        Command.named(command)
+    except ConfigError as e:
+        fail(e.message)
     body = parse_json(params, "--params") if params else None
     spec = _spec(file) if file is not None else None
     with _connect(spec, connect) as cluster:

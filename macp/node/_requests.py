@@ -75,9 +75,5 @@ class Requests:
         Raises:
             ConfigError: there is no such command.
         """
-        try:
-            type_ = Command(command).type
-        except ValueError:
-            known = ", ".join(Command)
-            raise ConfigError(f"unknown control command {command!r}; use one of: {known}") from None
+        type_ = Command.named(command).type
         return self.ask(Kind.CONTROL, dst, type_, params, timeout_s, _CRITICAL, None, ())
