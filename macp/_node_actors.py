@@ -11,7 +11,7 @@ import pykka
 
 from macp._supervised import answer_foreign
 from macp.envelope import Envelope, Kind, Wire
-from macp.errors import ActorNotFound, MacpError, UnknownMessageType
+from macp.errors import ActorNotFound, MacpError, NodeDown, UnknownMessageType
 from macp.supervisor import (
     ChildSpec,
     Restart,
@@ -23,6 +23,7 @@ from macp.supervisor import (
     WhichChildren,
 )
 from macp.transport._system import SYSTEM
+from macp.transport.frames import GATEWAY
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -163,7 +164,15 @@ class NodeActors:
         what they are, and never picks an agent of that node again meanwhile.
         """
         self.publish(event.kind, {"node": event.node, "reason": event.reason})
-        if event.kind == "node.down":
+        if event.kind == "node.down" and event.node == GATEWAY:  # a client's one member
+            down = NodeDown(
+                f"the node this client reaches the cluster through went down ({event.reason}) "
+                "before the answer came; retry once it is back (the client reconnects by itself)"
+            )
+            self.counters["asks_failed_node_down"] += self._pending.fail(
+                lambda _f: True, lambda _f: down
+            )
+        elif event.kind == "node.down":
             failed = self._pending.node_down(event.node, event.reason)
             self.counters["asks_failed_node_down"] += failed
             if self.registrar is not None:

@@ -68,7 +68,7 @@ def _authentic(router: Router, claimed: str, frame: Any) -> bool:
 def _payload(router: Router, peer: str, payload: bytes, identity: bytes | None) -> int:
     """Deliver a frame's envelopes; how many there were."""
     router.counters["frames_in"] += 1
-    if peer in router._peers and peer != GATEWAY:  # strangers are not tracked
+    if peer in router._peers:  # strangers are not tracked (a client's member is: its GATEWAY)
         router._apply(router._liveness.seen(peer, time.monotonic()))
     try:
         envelopes, errors = unpack_frame(payload, router.frame_limit)

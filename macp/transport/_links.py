@@ -48,7 +48,10 @@ _VAGUE_WARN_AT: Final = 3  # a failure without detail is worth a warning once it
 def connect(
     router: Router, name: str, address: str, *, hello: bool = True, server: str | None = None
 ) -> Link:
-    """A DEALER to peer ``name`` (replacing one to an old address)."""
+    """A DEALER to peer ``name`` (replacing one to an old address). A client's one link, to
+    the member it reaches the cluster through (``GATEWAY``), is watched like any peer's."""
+    if name == GATEWAY and server is None:
+        server = router._gateway_server
     old = router._peers.get(name)
     if old is not None:
         if old.address == address:
@@ -73,10 +76,9 @@ def connect(
     peer = Link(name, address, sock)
     router._peers[name] = peer
     router._poller.register(sock, zmq.POLLIN)
-    if name != GATEWAY:
-        peer.monitor = sock.get_monitor_socket(_EVENTS)
-        router._poller.register(peer.monitor, zmq.POLLIN)
-        router._liveness.add(name)
+    peer.monitor = sock.get_monitor_socket(_EVENTS)
+    router._poller.register(peer.monitor, zmq.POLLIN)
+    router._liveness.add(name)
     if hello:
         from macp.transport._system import say_hello  # noqa: PLC0415 - it links back
 
@@ -133,7 +135,9 @@ def _handshake_failed(router: Router, peer: Link, event: int) -> None:
     router.counters["handshakes_failed"] += 1
     vague = event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     log = router._log.debug
-    if peer.failures == (_VAGUE_WARN_AT if vague else 1):
+    if peer.name == GATEWAY:  # a client: what it called fails, and says so itself
+        pass
+    elif peer.failures == (_VAGUE_WARN_AT if vague else 1):
         log = router._log.warning
     elif peer.failures == 1:
         log = router._log.info

@@ -107,6 +107,10 @@ def _handle(router: Router, env: Envelope, peer: str) -> None:
         if peer in router._peers:  # a stranger's heartbeat makes it no peer: hello does
             incarnation = body.get("incarnation") if isinstance(body, dict) else None
             router._apply(router._liveness.seen(peer, now, _str_or_none(incarnation)))
+        client = env.src.partition("@")[2]
+        if client.startswith("~") and client in router._routes:  # a client of this node
+            answer = {"incarnation": router.incarnation}  # so that it knows this node lives
+            router._route(client, [envelope(router, Kind.HEARTBEAT, HEARTBEAT, client, answer)])
     elif env.kind == Kind.REPLY and env.corr == getattr(router, "_join_id", None):
         _joined(router, body, peer)
     elif env.type == HELLO:

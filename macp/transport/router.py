@@ -14,6 +14,7 @@ Sockets are created inside the thread and closed there with an explicit linger.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
@@ -95,6 +96,8 @@ class Router:
         self._routes: dict[str, str] = {}  # client node -> the peer (or ROUTER) it came through
         self._snapshot: dict[str, dict[str, Any]] = {}
         self._join_id: str | None = None
+        self._gateway_server: str | None = None  # a client's member, as its keys name it
+        self._gateway_beat = -math.inf  # when a client last sent its member a heartbeat
         self.joined = threading.Event()  # set once the member joined answered (or no join)
         s = self._settings
         self._liveness = Liveness(s.heartbeat_interval_s, s.heartbeat_misses, s.acceptable_pause_s)
@@ -182,9 +185,11 @@ class Router:
                     f"connect address {server!r}: with keys, name the node (NAME={server}) so "
                     f"its key is known: NAME.key in {self._keys_dir} must be that node's public key"
                 )
-            _links.connect(self, _GATEWAY, address if sep else server, hello=False, server=server)
+            self._gateway_server = server
+            _links.connect(self, _GATEWAY, address if sep else server, hello=False)
             self._open_links()
-            return
+            self._tick(time.monotonic())  # the first heartbeat: its answer names the member's
+            return  # incarnation, so that a restart of the member is seen for what it is
         members = dict(self._initial_peers)
         if self._join is not None:
             name, sep, address = self._join.partition("=")
@@ -297,8 +302,14 @@ class Router:
             self._route(node, envs)
 
     def _route(self, node: str, envs: list[Envelope]) -> None:
-        if self._gateway is not None:
-            self._emit(self._peers[_GATEWAY], envs)
+        if self._gateway is not None:  # a client: everything goes through its member
+            if self._liveness.state(_GATEWAY) is PeerState.DOWN:
+                self._unroutable(envs, NodeDown(
+                    f"{self._gateway}, the node this client reaches the cluster through, is "
+                    "down; retry once it is back (the client reconnects by itself)"
+                ))  # fmt: skip
+            else:
+                self._emit(self._peers[_GATEWAY], envs)
             return
         peer = self._peers.get(node)
         if peer is None:
@@ -354,7 +365,14 @@ class Router:
     def _tick(self, now: float) -> None:
         interval = self._settings.heartbeat_interval_s
         for peer in list(self._peers.values()):
-            if peer.name == _GATEWAY or now - peer.last_sent < interval:
+            if peer.name == _GATEWAY:  # a client: a heartbeat each interval, traffic or not
+                if now - self._gateway_beat >= interval:  # its member's answer says which
+                    self._gateway_beat = now  # incarnation it is, so a restart is seen
+                    body = {"incarnation": self.incarnation}
+                    hb = _system.envelope(self, Kind.HEARTBEAT, _system.HEARTBEAT, "*", body)
+                    self._emit(peer, [hb])
+                continue
+            if now - peer.last_sent < interval:
                 continue
             if self._liveness.state(peer.name) is PeerState.DOWN:
                 # A peer that comes back (on the same address) may not know this node: one
@@ -378,7 +396,7 @@ class Router:
             unexpected = event.kind == "node.down" and event.reason != "left"
             level = self._log.warning if unexpected else self._log.info
             level(event.kind, peer=event.node, reason=event.reason)
-            if event.kind == "node.up" and event.node in self._peers:
+            if event.kind == "node.up" and event.node in self._peers and event.node != _GATEWAY:
                 _system.say_hello(self, self._peers[event.node])
             elif event.kind == "node.down" and event.node in self._peers:
                 _links.reset(self, self._peers[event.node])
