@@ -14,9 +14,9 @@ from macp.cluster import Cluster as Cluster
 from macp.cluster import Run as Run
 from macp.cluster import Task as Task
 from macp.cluster import connect as connect
-from macp.cluster import start_control_plane as start_control_plane
 from macp.commands import AgentState as AgentState
 from macp.commands import Command as Command
+from macp.control_plane import start_control_plane as start_control_plane
 from macp.envelope import Envelope as Envelope
 from macp.envelope import Kind as Kind
 from macp.envelope import Priority as Priority

@@ -1,8 +1,7 @@
-"""The control plane, started on a head node, and the Python API that uses it from anywhere.
+"""The Python API of the control plane, from anywhere.
 
-On the head: ``start_control_plane(node, journal=...)`` starts the registry, the resource
-manager, the memory store and the coordinator under one supervisor, and makes the node its own
-head. Anywhere else: ``Cluster(node)`` (from a node whose ``head`` is set, or from an agent as
+On the head, :func:`~macp.control_plane.start_control_plane` (re-exported here) starts it.
+Anywhere else: ``Cluster(node)`` (from a node whose ``head`` is set, or from an agent as
 ``Cluster(self.node)``), or ``macp.connect("tcp://head:5555")`` from a script, submits tasks and
 reads results without knowing which node hosts what::
 
@@ -13,121 +12,32 @@ reads results without knowing which node hosts what::
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from macp.actors import workflows as wf
-from macp.actors.coordinator import CANCEL, RESULT, STATUS, SUBMIT, TASKS, Coordinator
+from macp.actors.coordinator import CANCEL, RESULT, STATUS, SUBMIT, TASKS
 from macp.actors.fanout import CONTROL, SCATTER
 from macp.actors.journaled import DEAD_LETTERS
-from macp.actors.memory import MemoryStore
-from macp.actors.monitor import Monitor, MonitorOptions
-from macp.actors.registry import FIND, LIST, ROUTABLE, Registry
-from macp.actors.resources import ResourceManager
-from macp.actors.retention import JournalRetention
-from macp.actors.routing import CoordinatorOptions
+from macp.actors.registry import FIND, LIST, ROUTABLE
+from macp.control_plane import start_control_plane
 from macp.envelope import Priority, Wire
-from macp.errors import AskTimeout, ConfigError
+from macp.errors import AskTimeout, ConfigError, NodeDown
 from macp.node import Node
-from macp.schema import check
-from macp.supervisor import ChildSpec, SupervisorSpec
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from types import TracebackType
-
-    from pydantic import BaseModel
 
     from macp.runtime import NodeRuntime
 
 __all__ = ["Cluster", "Run", "Task", "connect", "start_control_plane"]
 
 _POLL_S = 0.02  # how often wait_for_agents asks the registry
-
-
-def start_control_plane(
-    node: Node,
-    *,
-    journal: str | os.PathLike[str] | None = None,
-    pools: Mapping[str, float] | None = None,
-    coordinator: Mapping[str, Wire] | None = None,
-    monitor: Mapping[str, Wire] | None = None,
-    retention: Mapping[str, Wire] | None = None,
-) -> None:
-    """Start the control-plane actors on ``node`` and make it the head.
-
-    Args:
-        node: a started node.
-        journal: the SQLite journal's path (default: a data directory per node); a relative
-            path is taken from the current directory, now.
-        pools: resource pools and their capacities.
-        coordinator: coordinator settings (:class:`~macp.actors.routing.CoordinatorOptions`).
-        monitor: monitor settings (:class:`~macp.actors.monitor.MonitorOptions`).
-        retention: how long the journal keeps finished tasks and runs, and their idempotency
-            keys (:class:`~macp.actors.retention.JournalRetention`; default: a day, at most
-            100,000 tasks and 10,000 runs).
-
-    Raises:
-        ConfigError: a setting is unknown or malformed (named), or the Prometheus port is in
-            use; nothing is started then.
-    """
-    options = check(MonitorOptions, dict(monitor or {}), "monitor", ConfigError)
-    _check_port(options)
-    settings = check(CoordinatorOptions, dict(coordinator or {}), "coordinator", ConfigError)
-    kept = _wire(JournalRetention.of({"retention": dict(retention or {})}))
-    path = None if journal is None else os.fspath(Path(journal).absolute())
-    base: dict[str, Wire] = {"journal": path}
-    node.set_head(node.name)
-    node.start_child(
-        SupervisorSpec(
-            "control",
-            [
-                ChildSpec(Registry, "registry"),
-                ChildSpec(
-                    ResourceManager,
-                    "resources",
-                    kwargs={"config": {**base, "pools": dict(pools or {})}},
-                ),
-                ChildSpec(MemoryStore, "memory", kwargs={"config": base}),
-                ChildSpec(Monitor, "monitor", kwargs={"config": _wire(options)}),
-                ChildSpec(
-                    Coordinator,
-                    "coordinator",
-                    kwargs={"config": {**base, **_wire(settings), "retention": kept}},
-                ),
-            ],
-            max_restarts=5,
-            within_s=10,
-        )
-    )
-
-
-def _wire(options: BaseModel) -> dict[str, Wire]:
-    """The options given (defaults left to the actor), as an actor's config."""
-    given: dict[str, Wire] = options.model_dump(exclude_unset=True)
-    return given
-
-
-def _check_port(monitor: MonitorOptions) -> None:
-    """Refuse a Prometheus port in use: the monitor would fail to start, over and over."""
-    port = monitor.prometheus_port
-    if port is None:
-        return
-    addr = monitor.prometheus_addr
-    if port == 0:
-        return
-    with socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP server does
-        try:
-            probe.bind((addr, port))
-        except OSError as e:
-            raise ConfigError(
-                f"monitor prometheus_port {port} on {addr} cannot be used ({e.strerror}); "
-                "pick a free port, or 0 for any"
-            ) from None
+_RETRY_FIRST_S = 0.1  # a read sent again while the head is down: first after this, doubling
+_RETRY_MAX_S = 2.0
 
 
 def _listed(values: Sequence[str]) -> Any:
@@ -149,7 +59,8 @@ class Task:
         return f"Task({self.id!r})"
 
     def result(self, timeout_s: float = 60.0) -> Any:
-        """Wait for the task to finish; its result, or its error raised as its own class."""
+        """Wait for the task to finish; its result, or its error raised as its own class.
+        A restart of the head meanwhile is waited out (within ``timeout_s``)."""
         return self._cluster.result(self.id, timeout_s=timeout_s)
 
     def status(self) -> dict[str, Any]:
@@ -176,12 +87,14 @@ class Run:
         return self._cluster._ask("coordinator", type, {"run_id": self.id}, timeout_s=timeout_s)
 
     def result(self, timeout_s: float = 120.0) -> Any:
-        """Wait for the run to end: its result, or its error raised as its own class."""
-        return self._ask(wf.RESULT, timeout_s=timeout_s)
+        """Wait for the run to end: its result, or its error raised as its own class (waiting
+        on across a restart of the head)."""
+        body = {"run_id": self.id}
+        return self._cluster._read("coordinator", wf.RESULT, body, timeout_s=timeout_s)
 
     def status(self) -> dict[str, Any]:
         """The run's state, the chosen strategy (and why), and each step's state and output."""
-        return dict(self._ask(wf.STATUS))
+        return dict(self._cluster._read("coordinator", wf.STATUS, {"run_id": self.id}))
 
     def pause(self) -> str:
         """Start no more steps (those running finish); the run's state."""
@@ -244,6 +157,26 @@ class Cluster:
             f"{actor}@{self.head}", type, body, timeout_s=timeout_s or self.timeout_s
         ).get()
 
+    def _read(
+        self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None
+    ) -> Any:
+        """An ask that is safe to send again (it reads, or is idempotent): when the head, or
+        the node a client goes through, is down (:class:`NodeDown`), it is sent again after a
+        backoff until ``timeout_s`` (the cluster's own by default) is spent, so a restart of
+        the head is a pause, not an error."""
+        wait_s = timeout_s or self.timeout_s
+        deadline = time.monotonic() + wait_s
+        pause_s = _RETRY_FIRST_S
+        while True:
+            try:
+                return self._ask(actor, type, body, wait_s)
+            except NodeDown:
+                if deadline - time.monotonic() <= pause_s:
+                    raise
+            time.sleep(pause_s)  # the caller's thread, waiting for the head to be back
+            pause_s = min(pause_s * 2, _RETRY_MAX_S)
+            wait_s = max(deadline - time.monotonic(), 0.001)
+
     # -- tasks --------------------------------------------------------------------------------
 
     def submit(
@@ -292,22 +225,24 @@ class Cluster:
             "backoff_s": backoff_s, "backoff_max_s": backoff_max_s,
             "idempotency_key": idempotency_key, "notify": notify,
         }  # fmt: skip
-        return Task(self, self._ask("coordinator", SUBMIT, spec)["task_id"])
+        # The same key submits once, however often it is sent: only then is it sent again.
+        ask = self._ask if idempotency_key is None else self._read
+        return Task(self, ask("coordinator", SUBMIT, spec)["task_id"])
 
     def task(self, task_id: str) -> Task:
         return Task(self, task_id)
 
     def result(self, task_id: str, *, timeout_s: float = 60.0) -> Any:
-        return self._ask("coordinator", RESULT, {"task_id": task_id}, timeout_s=timeout_s)
+        return self._read("coordinator", RESULT, {"task_id": task_id}, timeout_s=timeout_s)
 
     def status(self, task_id: str) -> dict[str, Any]:
-        return dict(self._ask("coordinator", STATUS, {"task_id": task_id}))
+        return dict(self._read("coordinator", STATUS, {"task_id": task_id}))
 
     def cancel(self, task_id: str) -> bool:
         return bool(self._ask("coordinator", CANCEL, {"task_id": task_id})["cancelled"])
 
     def tasks(self, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        return list(self._ask("coordinator", TASKS, {"states": list(states) if states else None}))
+        return list(self._read("coordinator", TASKS, {"states": list(states) if states else None}))
 
     def scatter(
         self,
@@ -367,7 +302,7 @@ class Cluster:
 
     def runs(self) -> dict[str, Any]:
         """The defined workflows and every run."""
-        return dict(self._ask("coordinator", wf.LIST))
+        return dict(self._read("coordinator", wf.LIST))
 
     # -- the journal --------------------------------------------------------------------------
 
@@ -379,17 +314,17 @@ class Cluster:
             at most (the oldest go first), and the newest ``limit`` as ``{"id", "source",
             "key", "reason", "time_ms", "size"}``, newest first.
         """
-        return dict(self._ask("coordinator", DEAD_LETTERS, {"limit": limit}))
+        return dict(self._read("coordinator", DEAD_LETTERS, {"limit": limit}))
 
     # -- registry, memory, resources ----------------------------------------------------------
 
     def find(self, **filters: Any) -> list[dict[str, Any]]:
         """Agents matching ``capabilities``, ``role``, ``status``, ``group``, ``node`` and
         ``active_within_s``, least loaded first."""
-        return list(self._ask("registry", FIND, filters))
+        return list(self._read("registry", FIND, filters))
 
     def agents(self) -> list[dict[str, Any]]:
-        return list(self._ask("registry", LIST))
+        return list(self._read("registry", LIST))
 
     def wait_for_agents(
         self,

@@ -236,3 +236,19 @@ class FailsOnSecondAttempt(Agent):
         elif ctx.attempt == 2:
             raise RuntimeError("the second attempt fails")
         return {"body": body, "attempt": ctx.attempt}
+
+
+class Gate(Agent):
+    """``wait_file`` finishes once ``body["path"]`` exists: a task a test lets finish from
+    another process, whenever it chooses (bounded by ``body["within_s"]``, 30 s by default)."""
+
+    capabilities = ("gate",)
+
+    @handler("wait_file")
+    def wait_file(self, body: dict[str, Any]) -> macp.Wire:
+        path, wake = Path(body["path"]), threading.Event()
+        for _ in range(int(float(body.get("within_s", 30)) / 0.01)):
+            if path.exists():
+                return {"opened": str(path), "by": self.address}
+            wake.wait(0.01)
+        raise macp.AskTimeout(f"{path} did not appear")

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from macp.envelope import Envelope, Kind
-from macp.errors import MacpError
+from macp.errors import MacpError, NodeDown
+from macp.transport.frames import GATEWAY
 from macp.transport.router import SYSTEM
 
 if TYPE_CHECKING:
@@ -74,7 +75,15 @@ class Events:
         what they are, and never picks an agent of that node again meanwhile.
         """
         self.publish(event.kind, {"node": event.node, "reason": event.reason})
-        if event.kind == "node.down":
+        if event.kind == "node.down" and event.node == GATEWAY:  # a client's one member
+            down = NodeDown(
+                f"the node this client reaches the cluster through went down ({event.reason}) "
+                "before the answer came; retry once it is back (the client reconnects by itself)"
+            )
+            self._counters["asks_failed_node_down"] += self._pending.fail(
+                lambda _f: True, lambda _f: down
+            )
+        elif event.kind == "node.down":
             failed = self._pending.node_down(event.node, event.reason)
             self._counters["asks_failed_node_down"] += failed
             self._registration.forget_node(event.node)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from macp.cluster import start_control_plane
+from macp.control_plane import start_control_plane
 from macp.errors import ConfigError
 from macp.node import Node
 from macp.settings import Settings

@@ -117,7 +117,7 @@ class Inbound:
     def _payload(self, peer: str, payload: bytes, identity: bytes | None) -> int:
         """Deliver a frame's envelopes; how many there were."""
         self._counters["frames_in"] += 1
-        if peer in self._peers and peer != GATEWAY:  # strangers are not tracked
+        if peer in self._peers:  # strangers are not tracked (a client's member is: GATEWAY)
             self._peers.heard(peer, time.monotonic())
         try:
             envelopes, errors = unpack_frame(payload, self._frame_limit)

@@ -34,7 +34,7 @@ class Outbound:
         name: the node's name.
         src: the address its refusals come from (the node itself).
         frame_limit: the largest frame this node accepts (its own batches stay below it).
-        client: whether the node is a client (everything goes through its gateway).
+        gateway: for a client, the address of the member everything goes through.
         peers: the peer table.
         poller: the I/O thread's poller (a link with a backlog waits to be writable).
         callbacks: the node above (a refusal goes to its ``send``).
@@ -48,7 +48,7 @@ class Outbound:
         src: str,
         frame_limit: int,
         *,
-        client: bool,
+        gateway: str | None,
         peers: PeerTable,
         poller: zmq.Poller,
         callbacks: Callbacks,
@@ -57,7 +57,7 @@ class Outbound:
     ) -> None:
         self._name = name
         self._src = src
-        self._client = client
+        self._gateway = gateway
         self._peers = peers
         self._poller = poller
         self._refuse = callbacks.send
@@ -75,10 +75,16 @@ class Outbound:
         """Send ``envs`` to node ``node``: through its link, through the peer (or the ROUTER
         connection) a client came by, or refused to their senders if it is unknown or down."""
         peers = self._peers
-        if self._client:
-            gateway = peers.get(GATEWAY)
-            assert gateway is not None
-            self.emit(gateway, envs)
+        if self._gateway is not None:  # a client: everything goes through its member
+            if peers.state(GATEWAY) is PeerState.DOWN:
+                self._unroutable(envs, NodeDown(
+                    f"{self._gateway}, the node this client reaches the cluster through, is "
+                    "down; retry once it is back (the client reconnects by itself)"
+                ))  # fmt: skip
+            else:
+                member = peers.get(GATEWAY)
+                assert member is not None
+                self.emit(member, envs)
             return
         link = peers.get(node)
         if link is None:

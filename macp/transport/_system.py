@@ -117,9 +117,7 @@ class System:
         now = time.monotonic()
         body = env.body
         if env.kind == Kind.HEARTBEAT:
-            if peer in self._peers:  # a stranger's heartbeat makes it no peer: hello does
-                incarnation = body.get("incarnation") if isinstance(body, dict) else None
-                self._peers.heard(peer, now, _str_or_none(incarnation))
+            self._heartbeat(env, peer, now)
         elif env.kind == Kind.REPLY and env.corr == self._join_id:
             self._joined_by(body, peer)
         elif env.type == HELLO:
@@ -138,6 +136,18 @@ class System:
                 self._answer(env, e)
             else:
                 self._answer(env, answer)
+
+    def _heartbeat(self, env: Envelope, peer: str, now: float) -> None:
+        """A heartbeat: from a peer, it is heard; from a client of this node, it is answered
+        with this node's incarnation, so that the client knows this node lives (and which)."""
+        body = env.body
+        if peer in self._peers:  # a stranger's heartbeat makes it no peer: hello does
+            incarnation = body.get("incarnation") if isinstance(body, dict) else None
+            self._peers.heard(peer, now, _str_or_none(incarnation))
+        client = env.src.partition("@")[2]
+        if client.startswith("~") and self._peers.via(client) is not None:  # our client
+            answer = {"incarnation": self._incarnation}
+            self._out.route(client, [self.envelope(Kind.HEARTBEAT, HEARTBEAT, client, answer)])
 
     def _announced(self, body: Any, peer: str, now: float) -> None:
         """A peer said who and where it is: link to it (at that address), count it as heard."""
@@ -194,10 +204,12 @@ class System:
         """Tell the peer at the end of ``link`` who and where this node is."""
         self._out.emit(link, [self.envelope(Kind.TELL, HELLO, link.name, self._hello_body())])
 
-    def heartbeat(self, link: Link) -> None:
-        """Tell the peer at the end of ``link`` that this node is alive."""
+    def heartbeat(self, link: Link, to: str | None = None) -> None:
+        """Tell the node at the end of ``link`` (``to``: ``*`` for a client's member, which
+        answers with its own) that this node is alive."""
         body = {"incarnation": self._incarnation}
-        self._out.emit(link, [self.envelope(Kind.HEARTBEAT, HEARTBEAT, link.name, body)])
+        node = link.name if to is None else to
+        self._out.emit(link, [self.envelope(Kind.HEARTBEAT, HEARTBEAT, node, body)])
 
     def start_join(self, spec: str, *, keys: bool) -> None:
         """Ask the member at ``spec`` (``ADDRESS`` or ``NAME=ADDRESS``) for the members."""

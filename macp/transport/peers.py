@@ -97,6 +97,7 @@ class PeerTable:
             settings.heartbeat_interval_s, settings.heartbeat_misses, settings.acceptable_pause_s
         )
         self._routes: dict[str, str] = {}  # client node -> the peer (or ROUTER identity) it came by
+        self._servers: dict[str, str] = {}  # a link's name -> whose key to expect, if another
         self._snapshot: dict[str, dict[str, Any]] = {}
         self.frame_limits: dict[str, int] = {}  # what each peer said it accepts
         self.get = self._links.get
@@ -117,11 +118,15 @@ class PeerTable:
 
     def connect(self, name: str, address: str, *, server: str | None = None) -> Link | None:
         """A new DEALER to peer ``name`` at ``address`` (replacing one to an old address); ``None``
-        if one to that address is open already.
+        if one to that address is open already. ``server`` names the peer's key when its name
+        does not (a client's one link, to the member it reaches the cluster through,
+        ``GATEWAY``, which is watched like any peer); it is kept for the links that replace it.
 
         Raises:
             ConfigError: the address cannot be dialled, or the peer's key is missing.
         """
+        if server is not None:
+            self._servers[name] = server
         old = self._links.get(name)
         if old is not None:
             if old.address == address:
@@ -134,7 +139,7 @@ class PeerTable:
         sock.setsockopt(zmq.IMMEDIATE, 1)
         try:
             if self._keys is not None:
-                self._keys.client(sock, server or name)
+                self._keys.client(sock, self._servers.get(name, name))
             sock.connect(address)
         except (zmq.ZMQError, ConfigError) as e:
             sock.close(0)
@@ -146,10 +151,9 @@ class PeerTable:
         link = Link(name, address, sock)
         self._links[name] = link
         self._poller.register(sock, zmq.POLLIN)
-        if name != GATEWAY:
-            link.monitor = sock.get_monitor_socket(_EVENTS)
-            self._poller.register(link.monitor, zmq.POLLIN)
-            self._liveness.add(name)
+        link.monitor = sock.get_monitor_socket(_EVENTS)
+        self._poller.register(link.monitor, zmq.POLLIN)
+        self._liveness.add(name)
         return link
 
     def disconnect(self, link: Link) -> None:
@@ -195,7 +199,9 @@ class PeerTable:
         self._counters["handshakes_failed"] += 1
         vague = event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
         log = self._log.debug
-        if link.failures == (_VAGUE_WARN_AT if vague else 1):
+        if link.name == GATEWAY:  # a client: what it called fails, and says so itself
+            pass
+        elif link.failures == (_VAGUE_WARN_AT if vague else 1):
             log = self._log.warning
         elif link.failures == 1:
             log = self._log.info

@@ -16,6 +16,7 @@ are created inside the thread and closed there with an explicit linger.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
@@ -32,7 +33,7 @@ from macp.transport import _listener
 from macp.transport._claim import Claim
 from macp.transport._inbound import Inbound
 from macp.transport._outbound import Outbound
-from macp.transport._system import JOIN_PREFIX, SYSTEM, System
+from macp.transport._system import ANY_NODE, JOIN_PREFIX, SYSTEM, System
 from macp.transport.frames import GATEWAY
 from macp.transport.liveness import PeerState
 from macp.transport.outbox import Outbox
@@ -102,6 +103,7 @@ class Router:
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self.joined = threading.Event()  # set once the member joined answered (or no join)
+        self._gateway_beat = -math.inf  # when a client last sent its member a heartbeat
         self._log = _log.bind(node=name)
         # A frame holds a payload of up to max_message_bytes plus the rest of its envelope.
         self.frame_limit = s.max_message_bytes + HEADER_ROOM
@@ -112,7 +114,7 @@ class Router:
             log=self._log, on_events=self._apply,
         )  # fmt: skip
         self._out = Outbound(
-            name, f"{SYSTEM}@{name}", self.frame_limit, client=gateway is not None,
+            name, f"{SYSTEM}@{name}", self.frame_limit, gateway=gateway,
             peers=self._peers, poller=self._poller, callbacks=callbacks, counters=self.counters,
             log=self._log,
         )  # fmt: skip
@@ -209,7 +211,8 @@ class Router:
                 )
             self._peers.connect(GATEWAY, address if sep else server, server=server)
             self._open_links()
-            return
+            self._tick(time.monotonic())  # the first heartbeat: its answer names the member's
+            return  # incarnation, so that a restart of the member is seen for what it is
         members = dict(self._initial_peers)
         if self._join is not None:
             name, sep, address = self._join.partition("=")
@@ -342,7 +345,12 @@ class Router:
     def _tick(self, now: float) -> None:
         interval = self._settings.heartbeat_interval_s
         for link in self._peers.links():
-            if link.name == GATEWAY or now - link.last_sent < interval:
+            if link.name == GATEWAY:  # a client: a heartbeat each interval, traffic or not
+                if now - self._gateway_beat >= interval:  # its member's answer says which
+                    self._gateway_beat = now  # incarnation it is, so a restart is seen
+                    self._system.heartbeat(link, ANY_NODE)
+                continue
+            if now - link.last_sent < interval:
                 continue
             if self._peers.state(link.name) is PeerState.DOWN:
                 # A peer that comes back (on the same address) may not know this node: one
@@ -367,7 +375,7 @@ class Router:
             level = self._log.warning if unexpected else self._log.info
             level(event.kind, peer=event.node, reason=event.reason)
             link = self._peers.get(event.node)
-            if event.kind == "node.up" and link is not None:
+            if event.kind == "node.up" and link is not None and event.node != GATEWAY:
                 self._system.say_hello(link)
             elif event.kind == "node.down" and link is not None:
                 self._peers.reset(link)
