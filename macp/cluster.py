@@ -23,7 +23,7 @@ from macp.actors.journaled import DEAD_LETTERS
 from macp.actors.registry import FIND, LIST, ROUTABLE
 from macp.control_plane import start_control_plane
 from macp.envelope import Priority, Wire
-from macp.errors import AskTimeout, ConfigError, NodeDown
+from macp.errors import ActorNotFound, AskTimeout, ConfigError, NodeDown
 from macp.node import Node
 
 if TYPE_CHECKING:
@@ -156,16 +156,17 @@ class Cluster:
         self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None
     ) -> Any:
         """An ask that is safe to send again (it reads, or is idempotent): when the head, or
-        the node a client goes through, is down (:class:`NodeDown`), it is sent again after a
-        backoff until ``timeout_s`` (the cluster's own by default) is spent, so a restart of
-        the head is a pause, not an error."""
+        the node a client goes through, is down (:class:`NodeDown`), or the control-plane
+        actor is not there yet or is being restarted (:class:`ActorNotFound`), it is sent
+        again after a backoff until ``timeout_s`` (the cluster's own by default) is spent, so
+        a restart of the head is a pause, not an error."""
         wait_s = timeout_s or self.timeout_s
         deadline = time.monotonic() + wait_s
         pause_s = _RETRY_FIRST_S
         while True:
             try:
                 return self._ask(actor, type, body, wait_s)
-            except NodeDown:
+            except (NodeDown, ActorNotFound):
                 if deadline - time.monotonic() <= pause_s:
                     raise
             time.sleep(pause_s)  # the caller's thread, waiting for the head to be back

@@ -104,6 +104,7 @@ def _handle(router: Router, env: Envelope, peer: str) -> None:
     now = time.monotonic()
     body = env.body
     if env.kind == Kind.HEARTBEAT:
+        router.counters["heartbeats_in"] += 1
         if peer in router._peers:  # a stranger's heartbeat makes it no peer: hello does
             incarnation = body.get("incarnation") if isinstance(body, dict) else None
             router._apply(router._liveness.seen(peer, now, _str_or_none(incarnation)))
