@@ -34,7 +34,7 @@ from macp.errors import Cancelled, ConfigError, InvalidParams, MacpError, NodeDo
 from macp.schema import Schema, check
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from macp.actors.coordinator.table import TaskTable
     from macp.actors.coordinator.task import Task
@@ -94,9 +94,22 @@ def given_up(task: Task, *, node_failure: bool) -> GiveUp | None:
 
 
 class Dispatcher:
-    """Routes queued tasks of a :class:`~.table.TaskTable` to the agents, and judges failures."""
+    """Routes queued tasks of a :class:`~.table.TaskTable` to the agents, and judges failures.
 
-    def __init__(self, options: CoordinatorOptions, table: TaskTable) -> None:
+    Args:
+        options: the coordinator's.
+        table: the tasks it routes.
+        clock: seconds, for the breakers' cooldowns.
+    """
+
+    def __init__(
+        self,
+        options: CoordinatorOptions,
+        table: TaskTable,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock  # for the breakers' cooldowns
         self.max_in_flight = options.max_in_flight
         self._breaker = (options.breaker_failures, options.breaker_cooldown_s)
         self._table = table
@@ -167,10 +180,10 @@ class Dispatcher:
             self._queues.setdefault(need(task), []), (-task.priority, next(self._seq), task.id)
         )
 
-    def pump(self, now: float) -> list[tuple[Task, AgentView]]:
+    def pump(self) -> list[tuple[Task, AgentView]]:
         """Take the queued tasks that free capable agents can run now, highest priority first,
         each with the agent it goes to (counted in flight there)."""
-        taken = []
+        taken, now = [], self._clock()
         order = sorted((q[0], key) for key, q in self._queues.items() if q)
         table = self._table
         for _, key in order:
@@ -238,7 +251,7 @@ class Dispatcher:
         lost = isinstance(error, NodeDown) and agent.partition("@")[2] in self.down_nodes
         view = self.agents.get(agent)
         if view is not None and not lost:
-            view.breaker.failure(time.monotonic())
+            view.breaker.failure(self._clock())
         return lost
 
     @staticmethod

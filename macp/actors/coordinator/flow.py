@@ -13,7 +13,6 @@ no journal I/O; what it sends goes through the :class:`~.courier.Courier`.
 
 from __future__ import annotations
 
-import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -87,7 +86,7 @@ class TaskFlow:
     def pump(self) -> None:
         """Assign queued tasks to free capable agents, sent once the assignments are
         journaled (a task never runs on a state the coordinator could lose)."""
-        for task, view in self.dispatcher.pump(time.monotonic()):
+        for task, view in self.dispatcher.pump():
             attempt = self.table.assign(task, view.address)
             self._later(partial(self._send_assigned, task, view.address, attempt))
 

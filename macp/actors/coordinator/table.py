@@ -254,6 +254,8 @@ class TaskTable:
     def forget_old(self) -> None:
         """Hold at most ``kept`` tasks: forget the oldest finished ones past it."""
         while len(self._tasks) > self.kept and self._finished:
+            if self._finished[0] in self._changed:
+                break  # not written yet: it goes once it is
             self.forget(self._finished.popleft())
 
     def forget_pruned(self, task_ids: Iterable[str]) -> None:
