@@ -12,13 +12,15 @@ States (:class:`TaskState`): ``pending`` (waiting for an agent), ``assigned`` (s
 ``succeeded``, ``failed``, ``cancelled``. :data:`TRANSITIONS` lists every legal move;
 :meth:`Task.move` refuses any other with :class:`~macp.errors.InternalError` (a bug)::
 
-    submit -> pending --assign--> assigned --ack--> running
-                 ^                  |   \\              |
-                 |   requeue        |    `---- attempt failed: retrying (backoff) or failed
-              retrying <------------'                   |
-    any unfinished --complete/fail/cancel--> succeeded | failed | cancelled
-    assigned, running, retrying --recover (the head restarted)--> pending
-    succeeded, cancelled --the journal refused the record--> failed
+              assign             ack
+    pending ----------> assigned -------> running
+       ^                    |                |
+       | backoff over       | attempt failed |
+    retrying <--------------+----------------+
+
+    pending, assigned, running, retrying -> succeeded | failed | cancelled (the end)
+    assigned, running, retrying -> pending (recover: the head restarted)
+    succeeded, cancelled -> failed (the journal refused the record)
 
 A late success completes a task that is ``pending`` or ``retrying`` again (its attempt timed out
 but its agent answered after all), so those may move to ``succeeded`` too.
