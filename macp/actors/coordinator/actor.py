@@ -74,7 +74,11 @@ __all__ = ["Coordinator"]
 
 _TICK_S: Final = 0.25
 _SUBSCRIBE_TICKS: Final = 8  # subscribe to the registry again every 2 s
-_S = TaskState
+# The members used, bound once (an enum member's lookup is the slower kind)
+_ASSIGNED: Final = TaskState.ASSIGNED
+_CANCELLED: Final = TaskState.CANCELLED
+_PENDING: Final = TaskState.PENDING
+_SUCCEEDED: Final = TaskState.SUCCEEDED
 
 
 class _Tick(NamedTuple):
@@ -151,7 +155,7 @@ class Coordinator(Agent):
         task = Task.submitted(new_id(), body, now_ms())
         self.flow.submit(task)
         reply = ctx.defer()
-        answer: Wire = {"task_id": task.id, "state": _S.PENDING.value, "duplicate": False}
+        answer: Wire = {"task_id": task.id, "state": _PENDING.value, "duplicate": False}
         self.after_commit.append(partial(reply.resolve, answer))
         return reply
 
@@ -164,7 +168,7 @@ class Coordinator(Agent):
         task = self._task(body)
         status = task.to_record()
         del status["body"]
-        if task.state is _S.PENDING:
+        if task.state is _PENDING:
             status["wait_reason"] = self.dispatcher.wait(task).sentence()
         return status
 
@@ -172,7 +176,7 @@ class Coordinator(Agent):
     def result_of(self, body: Wire, ctx: Context) -> Reply:
         task = self._task(body)
         if task.state in FINAL:
-            if task.state is _S.SUCCEEDED:
+            if task.state is _SUCCEEDED:
                 return task.result  # type: ignore[no-any-return]
             raise error_from_body(task.error)
         reply = ctx.defer()
@@ -184,8 +188,8 @@ class Coordinator(Agent):
         task = self._task(body)
         if task.state in FINAL:
             return {"cancelled": False, "state": task.state.value}
-        self.flow.finish(task, _S.CANCELLED, error=Cancelled(f"task {task.id} was cancelled"))
-        return {"cancelled": True, "state": _S.CANCELLED.value}
+        self.flow.finish(task, _CANCELLED, error=Cancelled(f"task {task.id} was cancelled"))
+        return {"cancelled": True, "state": _CANCELLED.value}
 
     @handler(TASKS)
     def list_tasks(self, body: Wire) -> Wire:
@@ -279,7 +283,7 @@ class Coordinator(Agent):
         self.table.add_scatter(task)
         self.flow.scatter(task)
         reply = ctx.defer()
-        answer: Wire = {"task_id": task.id, "state": _S.ASSIGNED.value}
+        answer: Wire = {"task_id": task.id, "state": _ASSIGNED.value}
         self.after_commit.append(partial(reply.resolve, answer))
         return reply
 

@@ -51,8 +51,18 @@ if TYPE_CHECKING:
 
 __all__ = ["StepHost", "WorkflowEngine"]
 
-_RUN, _STEP = RunState, StepState
-_UNSTARTED: Final = frozenset({_STEP.WAITING, _STEP.READY, _STEP.STANDBY})
+_RUN, _STEP = RunState, StepState  # for the rarer ones
+# The states' values, bound once: a run's record holds plain strings, compared step by step.
+_WAITING: Final = StepState.WAITING.value
+_READY: Final = StepState.READY.value
+_STEP_RUNNING: Final = StepState.RUNNING.value
+_STEP_SUCCEEDED: Final = StepState.SUCCEEDED.value
+_STEP_FAILED: Final = StepState.FAILED.value
+_REPLACED: Final = StepState.REPLACED.value
+_UNFINISHED: Final = (_WAITING, _READY)
+_UNSTARTED: Final = (_WAITING, _READY, StepState.STANDBY.value)
+_RUN_RUNNING: Final = RunState.RUNNING.value
+_PAUSED: Final = RunState.PAUSED.value
 KEPT_RUNS: Final = 1_000
 """Finished runs kept in memory (the journal has the others)."""
 
@@ -156,15 +166,15 @@ class WorkflowEngine:
 
     def pause(self, body: Wire) -> Wire:
         run = self.run(body)
-        if run["state"] == _RUN.RUNNING:
-            run["state"] = _RUN.PAUSED.value
+        if run["state"] == _RUN_RUNNING:
+            run["state"] = _PAUSED
             self._save(run)
         return {"state": run["state"]}
 
     def resume_run(self, body: Wire) -> Wire:
         run = self.run(body)
-        if run["state"] == _RUN.PAUSED:
-            run["state"] = _RUN.RUNNING.value
+        if run["state"] == _PAUSED:
+            run["state"] = _RUN_RUNNING
             self._advance(run)
             self._save(run)
         return {"state": run["state"]}
@@ -174,7 +184,7 @@ class WorkflowEngine:
         if run["state"] in RUN_FINAL:
             return {"cancelled": False, "state": run["state"]}
         self.end(run, _RUN.CANCELLED, Cancelled(f"workflow run {run['id']} was cancelled"))
-        return {"cancelled": True, "state": _RUN.CANCELLED.value}
+        return {"cancelled": True, "state": RunState.CANCELLED.value}
 
     def listing(self) -> Wire:
         return {
@@ -189,19 +199,19 @@ class WorkflowEngine:
         """Dispatch what the strategy allows; finish the run when nothing is left."""
         workflow, steps = self._parsed[run["id"]], run["steps"]
         for step_id in workflow.order():
-            if steps[step_id]["state"] == _STEP.WAITING and all(
+            if steps[step_id]["state"] == _WAITING and all(
                 steps[d]["state"] in RESOLVED for d in workflow.step(step_id).depends_on
             ):
-                steps[step_id]["state"] = _STEP.READY.value
-        if run["state"] != _RUN.RUNNING:
+                steps[step_id]["state"] = _READY
+        if run["state"] != _RUN_RUNNING:
             self._save(run)
             return
         running, refused = self._start_ready(run, workflow)
-        if run["state"] == _RUN.RUNNING and refused:  # its fallback or dependents may go on
+        if run["state"] == _RUN_RUNNING and refused:  # its fallback or dependents may go on
             self._advance(run)
             return
-        waiting = any(s["state"] in (_STEP.WAITING, _STEP.READY) for s in steps.values())
-        if run["state"] == _RUN.RUNNING and running == 0 and not waiting:
+        waiting = any(s["state"] in _UNFINISHED for s in steps.values())
+        if run["state"] == _RUN_RUNNING and running == 0 and not waiting:
             run["result"] = merged(self._parsed[run["id"]], run)
             self.end(run, _RUN.SUCCEEDED, None)
         self._save(run)
@@ -211,10 +221,10 @@ class WorkflowEngine:
         failed because its resources could never be granted."""
         steps = run["steps"]
         ready, limit = startable(run, workflow)
-        running = sum(1 for s in steps.values() if s["state"] == _STEP.RUNNING)
+        running = sum(1 for s in steps.values() if s["state"] == _STEP_RUNNING)
         refused = False
         for step_id in ready:
-            if running >= limit or run["state"] != _RUN.RUNNING:
+            if running >= limit or run["state"] != _RUN_RUNNING:
                 break
             step = workflow.step(step_id)
             if run["chosen"]["strategy"] == "resource-aware" and step.resources:
@@ -248,7 +258,7 @@ class WorkflowEngine:
             else render(own.body, run["input"], deps)
         )
         task_id = self._host.start_step(run["id"], step_id, {**own.task_spec(), "body": body})
-        record.update(state=_STEP.RUNNING.value, task_id=task_id, dispatched=next(self._seq),
+        record.update(state=_STEP_RUNNING, task_id=task_id, dispatched=next(self._seq),
                       dispatched_ms=now_ms())  # fmt: skip
 
     def step_finished(
@@ -267,10 +277,10 @@ class WorkflowEngine:
             record["state"] = state
             self._save(run)
             return False
-        if state == _STEP.SUCCEEDED:
-            record.update(state=_STEP.SUCCEEDED.value, output=result)
+        if state == _STEP_SUCCEEDED:
+            record.update(state=_STEP_SUCCEEDED, output=result)
             if record["instead_of"] is not None:  # a fallback: its output stands in
-                steps[record["instead_of"]].update(state=_STEP.SUCCEEDED.value, output=result)
+                steps[record["instead_of"]].update(state=_STEP_SUCCEEDED, output=result)
         else:
             self._step_failed(run, step_id)
         self._advance(run)
@@ -278,14 +288,14 @@ class WorkflowEngine:
 
     def _step_failed(self, run: dict[str, Any], step_id: str) -> None:
         workflow, steps = self._parsed[run["id"]], run["steps"]
-        steps[step_id]["state"] = _STEP.FAILED.value
+        steps[step_id]["state"] = _STEP_FAILED
         failed = steps[step_id]["instead_of"] or step_id
         step = workflow.step(failed)
         if step.on_failure == "continue":
-            steps[failed]["state"] = _STEP.FAILED.value  # dependents run, with no output from it
+            steps[failed]["state"] = _STEP_FAILED  # dependents run, with no output from it
         elif step.fallback is not None and steps[step_id]["instead_of"] is None:
-            steps[failed]["state"] = _STEP.REPLACED.value
-            steps[step.fallback].update(state=_STEP.READY.value, instead_of=failed)
+            steps[failed]["state"] = _REPLACED
+            steps[step.fallback].update(state=_READY, instead_of=failed)
         else:
             cause = error_from_body(steps[step_id]["error"])
             self.end(run, _RUN.FAILED, MacpError(
@@ -301,7 +311,7 @@ class WorkflowEngine:
         self.samples.append({"workflow": run["workflow"], "ok": state is _RUN.SUCCEEDED,
                              "duration_ms": run["finished_ms"] - run["created_ms"]})  # fmt: skip
         for step_id, record in run["steps"].items():
-            if record["state"] == _STEP.RUNNING and state is not _RUN.SUCCEEDED:
+            if record["state"] == _STEP_RUNNING and state is not _RUN.SUCCEEDED:
                 self._host.cancel_step(record["task_id"], run["id"])
                 self._give_back(run, step_id)
             elif record["state"] in _UNSTARTED:
@@ -336,7 +346,7 @@ class WorkflowEngine:
         run = self.runs[run_id]
         self._parsed[run_id] = Workflow.parse(run["definition"])
         for step_id, step in run["steps"].items():
-            if step["state"] == _STEP.RUNNING and not has_task(step["task_id"]):
+            if step["state"] == _STEP_RUNNING and not has_task(step["task_id"]):
                 error = InternalError(
                     f"the task {step['task_id']} of step {step_id!r} could not be replayed "
                     "from the journal (see the dead letters)"
@@ -374,7 +384,7 @@ class WorkflowEngine:
         if run["state"] not in RUN_FINAL:
             self.end(run, _RUN.FAILED, error)
         else:
-            run.update(state=_RUN.FAILED.value, error=error_record(error))
+            run.update(state=RunState.FAILED.value, error=error_record(error))
             self._save(run)
 
     def forget_old(self) -> None:

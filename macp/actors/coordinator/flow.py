@@ -14,7 +14,7 @@ no journal I/O; what it sends goes through the :class:`~.courier.Courier`.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from macp._storable import check as check_storable
 from macp.actors.coordinator.messages import TASK_DONE
@@ -36,7 +36,14 @@ if TYPE_CHECKING:
 
 __all__ = ["RetryDue", "TaskFlow"]
 
-_S = TaskState
+# The members used, bound once (an enum member's lookup is the slower kind)
+_ASSIGNED: Final = TaskState.ASSIGNED
+_CANCELLED: Final = TaskState.CANCELLED
+_FAILED: Final = TaskState.FAILED
+_PENDING: Final = TaskState.PENDING
+_SUCCEEDED: Final = TaskState.SUCCEEDED
+_SCATTER: Final = TaskKind.SCATTER
+_TASK: Final = TaskKind.TASK
 
 
 class RetryDue(NamedTuple):
@@ -91,7 +98,7 @@ class TaskFlow:
             self._later(partial(self._send_assigned, task, view.address, attempt))
 
     def _send_assigned(self, task: Task, agent: str, attempt: int) -> None:
-        if task.state is _S.ASSIGNED and task.attempts == attempt:
+        if task.state is _ASSIGNED and task.attempts == attempt:
             self.courier.run(task, agent, attempt)
         else:  # cancelled, or given to another, before it went
             self.dispatcher.release(agent, task.id)
@@ -110,10 +117,10 @@ class TaskFlow:
         tasks are queued again, scatters sent again."""
         tasks = list(tasks)
         for task in tasks:
-            if task.kind is TaskKind.TASK:
+            if task.kind is _TASK:
                 self.dispatcher.enqueue(task)
         for task in tasks:
-            if task.kind is TaskKind.SCATTER:
+            if task.kind is _SCATTER:
                 self.scatters.start(task)
                 self.scatter(task)
 
@@ -127,7 +134,7 @@ class TaskFlow:
         task, agent = self.table.get(outcome.task_id), outcome.agent
         if task is None:
             return
-        if task.kind is TaskKind.SCATTER:
+        if task.kind is _SCATTER:
             if task.state not in FINAL:
                 decision = self.scatters.answer(task, agent, outcome.ok, outcome.value)
                 if decision is not None:
@@ -146,7 +153,7 @@ class TaskFlow:
                 refusal = e
         if outcome.ok and refusal is None:
             self.dispatcher.succeeded(agent)
-            self.finish(task, _S.SUCCEEDED, result=outcome.value)
+            self.finish(task, _SUCCEEDED, result=outcome.value)
             return
         error = refusal or outcome.value
         if outcome.attempt == task.attempts and task.state in ACTIVE:
@@ -173,7 +180,7 @@ class TaskFlow:
         self.table.attempt_failed(task, agent, error, node_failure=node_failure)
         verdict = self.dispatcher.verdict(task, error, node_failure=node_failure)
         if isinstance(verdict, MacpError):
-            self.finish(task, _S.FAILED, error=verdict)
+            self.finish(task, _FAILED, error=verdict)
         else:
             self.table.retry(task, error)
             self._later_s(verdict, RetryDue(task.id))
@@ -194,16 +201,16 @@ class TaskFlow:
     def _decided(self, task: Task, decision: Decision) -> None:
         error = self.scatters.decided(task, decision)
         if error is None:
-            self.finish(task, _S.SUCCEEDED, result=decision.result)
+            self.finish(task, _SUCCEEDED, result=decision.result)
         else:
-            self.finish(task, _S.FAILED, error=error)
+            self.finish(task, _FAILED, error=error)
 
     def expire_overdue(self) -> None:
         """Fail the tasks that waited their whole timeout for an agent none could be."""
         for task in self.table.overdue():
-            error = self.dispatcher.wait(task).expiry(task) if task.state is _S.PENDING else None
+            error = self.dispatcher.wait(task).expiry(task) if task.state is _PENDING else None
             if error is not None:
-                self.finish(task, _S.FAILED, error=error)
+                self.finish(task, _FAILED, error=error)
 
     # -- the end ------------------------------------------------------------------------------
 
@@ -221,10 +228,10 @@ class TaskFlow:
             try:
                 check_storable(result, f"the result of task {task.id} ({task.type})", "result")
             except InvalidParams as e:
-                state, result, error = _S.FAILED, None, e
-        if state is _S.SUCCEEDED:
+                state, result, error = _FAILED, None, e
+        if state is _SUCCEEDED:
             self.table.complete(task, result)
-        elif state is _S.CANCELLED:
+        elif state is _CANCELLED:
             self.table.cancel(task, error or Cancelled(f"task {task.id} was cancelled"))
         else:
             assert error is not None
@@ -235,7 +242,7 @@ class TaskFlow:
             self.pump()
         assert task.finished_ms is not None
         started = task.assigned_ms or task.created_ms
-        self.samples.append({"type": task.type, "agent": task.agent, "ok": state is _S.SUCCEEDED,
+        self.samples.append({"type": task.type, "agent": task.agent, "ok": state is _SUCCEEDED,
                              "duration_ms": task.finished_ms - started})  # fmt: skip
         waiters = self._waiters.pop(task.id, [])
         stored = None if error is None else error_from_body(task.error)  # as a reader gets it
@@ -258,7 +265,7 @@ class TaskFlow:
         the task fails with the reason (stored at the next flush)."""
         task.scrub()
         if task.state not in FINAL:
-            self.finish(task, _S.FAILED, error=error)
+            self.finish(task, _FAILED, error=error)
         else:
             self.table.refuse(task, error)
 
@@ -273,7 +280,7 @@ class TaskFlow:
     def cancel_step(self, task_id: str, run_id: str) -> None:
         task = self.table.get(task_id)
         if task is not None and task.state not in FINAL:
-            self.finish(task, _S.CANCELLED, error=Cancelled(f"run {run_id} ended"))
+            self.finish(task, _CANCELLED, error=Cancelled(f"run {run_id} ended"))
 
     def lease(self, owner: str, amounts: dict[str, float]) -> str:
         return self.courier.lease(owner, amounts)

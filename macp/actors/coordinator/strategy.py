@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from macp.actors.coordinator.agents import need_of
 from macp.actors.coordinator.run import StepState
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["adapt", "lease_for", "startable"]
 
+_READY: Final = StepState.READY.value
+
 
 def startable(run: dict[str, Any], workflow: Workflow) -> tuple[list[str], int]:
     """The ready steps of ``run`` in the order its strategy starts them, and how many steps
@@ -34,7 +36,7 @@ def startable(run: dict[str, Any], workflow: Workflow) -> tuple[list[str], int]:
     steps, strategy = run["steps"], run["chosen"]["strategy"]
     limit = 1 if strategy == "sequential" else run["max_concurrency"] or len(steps)
     ready = [s for s in [*workflow.order(), *workflow.fallbacks]
-             if steps[s]["state"] == StepState.READY]  # fmt: skip
+             if steps[s]["state"] == _READY]  # fmt: skip
     if strategy == "priority":
         ready.sort(key=lambda s: -workflow.step(s).priority)
     return ready, limit

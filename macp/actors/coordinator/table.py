@@ -29,7 +29,15 @@ KEPT_TASKS: Final = 20_000
 FLUSH_AT: Final = 256
 """Changed tasks that make the coordinator write them at once, before its burst ends."""
 
-_S = TaskState
+# The members used, bound once (an enum member's lookup is the slower kind)
+_ASSIGNED: Final = TaskState.ASSIGNED
+_CANCELLED: Final = TaskState.CANCELLED
+_FAILED: Final = TaskState.FAILED
+_PENDING: Final = TaskState.PENDING
+_RETRYING: Final = TaskState.RETRYING
+_RUNNING: Final = TaskState.RUNNING
+_SUCCEEDED: Final = TaskState.SUCCEEDED
+_TASK: Final = TaskKind.TASK
 
 
 class TaskTable:
@@ -93,7 +101,7 @@ class TaskTable:
         found = []
         for task_id in self._waiting:
             task = self._tasks[task_id]
-            if task.state is _S.PENDING and now - task.queued_ms > task.timeout_s * 1000:
+            if task.state is _PENDING and now - task.queued_ms > task.timeout_s * 1000:
                 found.append(task)
         return found
 
@@ -122,7 +130,7 @@ class TaskTable:
         """A pending task goes to ``agent``: its new attempt's number."""
         now = self._clock()
         self._waiting.discard(task.id)
-        task.move(_S.ASSIGNED)
+        task.move(_ASSIGNED)
         task.attempts += 1
         task.agent, task.assigned_ms, task.started_ms = agent, now, None
         task.note("assigned", now, agent=agent, attempt=task.attempts)
@@ -131,15 +139,15 @@ class TaskTable:
 
     def fan_out(self, task: Task) -> int:
         """A scatter goes to its voters: its new attempt's number."""
-        task.move(_S.ASSIGNED)
+        task.move(_ASSIGNED)
         task.attempts += 1
         self.save(task)
         return task.attempts
 
     def ack(self, task: Task) -> None:
         """Its agent has the task (acknowledged its current attempt)."""
-        if task.state is _S.ASSIGNED:
-            task.move(_S.RUNNING)
+        if task.state is _ASSIGNED:
+            task.move(_RUNNING)
             task.started_ms = self._clock()
             self.save(task)
 
@@ -158,33 +166,33 @@ class TaskTable:
 
     def retry(self, task: Task, error: BaseException) -> None:
         """An active task waits out a backoff before it is queued again."""
-        task.move(_S.RETRYING)
+        task.move(_RETRYING)
         task.agent, task.error = None, error_record(error)
         self.save(task)
 
     def requeue(self, task: Task) -> bool:
         """A task whose backoff is over waits for an agent again; whether it was retrying."""
-        if task.state is not _S.RETRYING:
+        if task.state is not _RETRYING:
             return False
-        task.move(_S.PENDING)
+        task.move(_PENDING)
         task.queued_ms = self._clock()
         self._waiting.add(task.id)
         self.save(task)
         return True
 
     def complete(self, task: Task, result: Wire) -> None:
-        self._finish(task, _S.SUCCEEDED, result, None)
+        self._finish(task, _SUCCEEDED, result, None)
 
     def fail(self, task: Task, error: BaseException) -> None:
-        self._finish(task, _S.FAILED, None, error)
+        self._finish(task, _FAILED, None, error)
 
     def cancel(self, task: Task, error: BaseException) -> None:
-        self._finish(task, _S.CANCELLED, None, error)
+        self._finish(task, _CANCELLED, None, error)
 
     def expire(self, task: Task, error: BaseException) -> None:
         """A pending task that waited its whole timeout fails."""
-        assert task.state is _S.PENDING
-        self._finish(task, _S.FAILED, None, error)
+        assert task.state is _PENDING
+        self._finish(task, _FAILED, None, error)
 
     def _finish(
         self, task: Task, state: TaskState, result: Wire, error: BaseException | None
@@ -200,15 +208,15 @@ class TaskTable:
         self._finished.append(task.id)
         task.finished_ms, task.result = now, result
         task.error = None if error is None else error_record(error)
-        if state is _S.SUCCEEDED:
+        if state is _SUCCEEDED:
             task.progress = 1.0
         task.note(state.value, now, agent=task.agent)
         self.save(task)
 
     def refuse(self, task: Task, error: BaseException) -> None:
         """The journal refused a finished task's record: it stands as failed, saying why."""
-        if task.state is not _S.FAILED:
-            task.move(_S.FAILED)
+        if task.state is not _FAILED:
+            task.move(_FAILED)
         task.error = error_record(error)
         self.save(task)
 
@@ -226,13 +234,13 @@ class TaskTable:
         """An unfinished task read from the journal waits for an agent again; an attempt in
         flight when the coordinator stopped was lost with it (a node failure: the head's)."""
         now = self._clock()
-        if task.state in (_S.ASSIGNED, _S.RUNNING):
+        if task.state in (_ASSIGNED, _RUNNING):
             task.node_failures += 1
-        if task.state is not _S.PENDING:
-            task.move(_S.PENDING)
+        if task.state is not _PENDING:
+            task.move(_PENDING)
         task.agent, task.queued_ms = None, now
         task.note("recovered", now, note="the coordinator restarted")
-        if task.kind is TaskKind.TASK:
+        if task.kind is _TASK:
             self._waiting.add(task.id)
         self.save(task)
 

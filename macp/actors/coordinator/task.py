@@ -82,6 +82,7 @@ class TaskKind(StrEnum):
 
 
 _S = TaskState
+_SCATTER: Final = TaskKind.SCATTER
 FINAL: Final = frozenset({_S.SUCCEEDED, _S.FAILED, _S.CANCELLED})
 ACTIVE: Final = frozenset({_S.ASSIGNED, _S.RUNNING})
 _ENDS: Final = FINAL  # any unfinished task may complete, fail or be cancelled
@@ -248,15 +249,19 @@ class Task:
         )  # fmt: skip
 
     def to_record(self) -> dict[str, Any]:
-        """The task as the journal stores it and ``status`` shows it (with the body)."""
+        """The task as the journal stores it and ``status`` shows it (with the body).
+
+        Its enums are written as their values, plain strings (``_value_``: ``.value`` is a
+        property, slower, and this runs at every write of every task).
+        """
         record: dict[str, Any] = {
-            "id": self.id, "kind": self.kind.value, "type": self.type, "body": self.body,
+            "id": self.id, "kind": self.kind._value_, "type": self.type, "body": self.body,
             "capabilities": self.capabilities, "role": self.role, "pinned": self.pinned,
             "priority": self.priority, "timeout_s": self.timeout_s,
             "max_retries": self.max_retries, "max_node_failures": self.max_node_failures,
             "backoff_s": self.backoff_s, "backoff_max_s": self.backoff_max_s,
             "idempotency_key": self.idempotency_key, "notify": self.notify,
-            "state": self.state.value, "attempts": self.attempts,
+            "state": self.state._value_, "attempts": self.attempts,
             "node_failures": self.node_failures, "agent": self.agent, "result": self.result,
             "error": self.error, "progress": self.progress,
             "progress_message": self.progress_message, "created_ms": self.created_ms,
@@ -266,7 +271,7 @@ class Task:
         }  # fmt: skip
         if self.workflow is not None:
             record["workflow"], record["step"] = self.workflow, self.step
-        if self.kind is TaskKind.SCATTER:
+        if self.kind is _SCATTER:
             record["aggregation"], record["quorum"] = self.aggregation, self.quorum
             record["failure_threshold"], record["expected"] = self.failure_threshold, self.expected
             if self.reason is not None:
