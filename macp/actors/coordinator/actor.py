@@ -18,9 +18,10 @@ again.
 The actor is thin: it holds the parts, routes each message to the one it concerns, and owns
 the journal calls (persist, then act). The parts: the :class:`~.table.TaskTable` (every task
 and its changes of state), the :class:`~.dispatch.Dispatcher` (which agent runs what, and what
-a failed attempt costs), the :class:`~.engine.WorkflowEngine`, the :class:`~.scatter.Scatters`
-(gathers), the :class:`~.commands.Commands` (control commands to many agents), the
-:class:`~.courier.Courier` (what is sent) and the :class:`~.ledger.Ledger` (the journal).
+a failed attempt costs), the :class:`~.flow.TaskFlow` (each task from submit to its end), the
+:class:`~.engine.WorkflowEngine`, the :class:`~.scatter.Scatters` (gathers), the
+:class:`~.commands.Commands` (control commands to many agents), the :class:`~.courier.Courier`
+(what is sent) and the :class:`~.ledger.Ledger` (the journal).
 
 Its messages, what each takes and answers: :mod:`.messages`.
 """
