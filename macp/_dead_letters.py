@@ -2,12 +2,13 @@
 
 A reader of the journal checks every row as it reads it. A row that cannot be read back as
 what it should hold (a blob that is not msgpack, a column of the wrong type: a file damaged,
-or edited by hand), or that an actor cannot replay (see :mod:`macp.actors.records`), is moved
-by :meth:`DeadLetters.set_aside` to the ``dead_letters`` table, with its source table, its key,
-what it held (the blob as stored, or its columns as SQL literals), the reason and the time,
-and logged once at warning (``journal.record_set_aside``): the row is gone from its table, so
-it is never read, replayed or logged again. A reader never fails on one bad row, so an actor
-replaying the journal never crash-loops on it.
+or edited by hand), or that an actor cannot replay (see
+:mod:`macp.actors.coordinator.records`), is moved by :meth:`DeadLetters.set_aside` to the
+``dead_letters`` table, with its source table, its key, what it held (the blob as stored, or
+its columns as SQL literals), the reason and the time, and logged once at warning
+(``journal.record_set_aside``): the row is gone from its table, so it is never read, replayed
+or logged again. A reader never fails on one bad row, so an actor replaying the journal never
+crash-loops on it.
 
 Retention: the newest :data:`DEAD_LETTERS_KEPT` dead letters are kept; each new one past that
 deletes the oldest.

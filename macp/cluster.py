@@ -16,14 +16,28 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from macp.actors import workflows as wf
-from macp.actors.coordinator import CANCEL, RESULT, STATUS, SUBMIT, TASKS
-from macp.actors.fanout import CONTROL, SCATTER
-from macp.actors.journaled import DEAD_LETTERS
+from macp.actors.coordinator import (
+    CANCEL,
+    CONTROL,
+    DEAD_LETTERS,
+    DEFAULTS,
+    RESULT,
+    SCATTER,
+    STATUS,
+    SUBMIT,
+    TASKS,
+    WORKFLOW_CANCEL,
+    WORKFLOW_DEFINE,
+    WORKFLOW_LIST,
+    WORKFLOW_PAUSE,
+    WORKFLOW_RESULT,
+    WORKFLOW_RESUME,
+    WORKFLOW_RUN,
+    WORKFLOW_STATUS,
+)
 from macp.actors.registry import FIND, LIST, ROUTABLE
 from macp.control_plane import start_control_plane
-from macp.envelope import Priority, Wire
-from macp.errors import AskTimeout, ConfigError, NodeDown
+from macp.errors import ActorNotFound, AskTimeout, ConfigError, NodeDown
 from macp.node import Node
 
 if TYPE_CHECKING:
@@ -31,6 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
+    from macp.envelope import Wire
     from macp.runtime import NodeRuntime
 
 __all__ = ["Cluster", "Run", "Task", "connect", "start_control_plane"]
@@ -90,22 +105,22 @@ class Run:
         """Wait for the run to end: its result, or its error raised as its own class (waiting
         on across a restart of the head)."""
         body = {"run_id": self.id}
-        return self._cluster._read("coordinator", wf.RESULT, body, timeout_s=timeout_s)
+        return self._cluster._read("coordinator", WORKFLOW_RESULT, body, timeout_s=timeout_s)
 
     def status(self) -> dict[str, Any]:
         """The run's state, the chosen strategy (and why), and each step's state and output."""
-        return dict(self._cluster._read("coordinator", wf.STATUS, {"run_id": self.id}))
+        return dict(self._cluster._read("coordinator", WORKFLOW_STATUS, {"run_id": self.id}))
 
     def pause(self) -> str:
         """Start no more steps (those running finish); the run's state."""
-        return str(self._ask(wf.PAUSE)["state"])
+        return str(self._ask(WORKFLOW_PAUSE)["state"])
 
     def resume(self) -> str:
-        return str(self._ask(wf.RESUME)["state"])
+        return str(self._ask(WORKFLOW_RESUME)["state"])
 
     def cancel(self) -> bool:
         """End the run: running steps are cancelled, the others never start."""
-        return bool(self._ask(wf.CANCEL)["cancelled"])
+        return bool(self._ask(WORKFLOW_CANCEL)["cancelled"])
 
 
 class Cluster:
@@ -161,16 +176,17 @@ class Cluster:
         self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None
     ) -> Any:
         """An ask that is safe to send again (it reads, or is idempotent): when the head, or
-        the node a client goes through, is down (:class:`NodeDown`), it is sent again after a
-        backoff until ``timeout_s`` (the cluster's own by default) is spent, so a restart of
-        the head is a pause, not an error."""
+        the node a client goes through, is down (:class:`NodeDown`), or the control-plane
+        actor is not there yet or is being restarted (:class:`ActorNotFound`), it is sent
+        again after a backoff until ``timeout_s`` (the cluster's own by default) is spent, so
+        a restart of the head is a pause, not an error."""
         wait_s = timeout_s or self.timeout_s
         deadline = time.monotonic() + wait_s
         pause_s = _RETRY_FIRST_S
         while True:
             try:
                 return self._ask(actor, type, body, wait_s)
-            except NodeDown:
+            except (NodeDown, ActorNotFound):
                 if deadline - time.monotonic() <= pause_s:
                     raise
             time.sleep(pause_s)  # the caller's thread, waiting for the head to be back
@@ -187,12 +203,12 @@ class Cluster:
         capabilities: Sequence[str] = (),
         role: str | None = None,
         agent: str | None = None,
-        priority: int = Priority.MEDIUM,
-        timeout_s: float = 30.0,
-        max_retries: int = 3,
-        max_node_failures: int = 10,
-        backoff_s: float = 0.1,
-        backoff_max_s: float = 10.0,
+        priority: int = DEFAULTS.priority,
+        timeout_s: float = DEFAULTS.timeout_s,
+        max_retries: int = DEFAULTS.max_retries,
+        max_node_failures: int = DEFAULTS.max_node_failures,
+        backoff_s: float = DEFAULTS.backoff_s,
+        backoff_max_s: float = DEFAULTS.backoff_max_s,
         idempotency_key: str | None = None,
         notify: str | None = None,
     ) -> Task:
@@ -255,10 +271,10 @@ class Cluster:
         aggregation: str = "all",
         quorum: int | None = None,
         failure_threshold: int | None = None,
-        timeout_s: float = 30.0,
+        timeout_s: float = DEFAULTS.timeout_s,
     ) -> Task:
         """Send one task to many agents and aggregate: ``all``, ``first``, ``majority`` or
-        ``quorum`` (with ``quorum=n``); see :mod:`macp.actors.gather`."""
+        ``quorum`` (with ``quorum=n``); see :mod:`macp.actors.coordinator.gather`."""
         spec = {
             "type": type, "body": body, "capabilities": _listed(capabilities),
             "agents": list(agents) if agents is not None else None, "count": count,
@@ -277,7 +293,7 @@ class Cluster:
     def define(self, definition: Mapping[str, Any]) -> list[str]:
         """Define (or redefine) a workflow; its step ids. A cycle, a dangling dependency or a
         duplicate step id is refused with :class:`InvalidParams` naming the steps."""
-        return list(self._ask("coordinator", wf.DEFINE, dict(definition))["steps"])
+        return list(self._ask("coordinator", WORKFLOW_DEFINE, dict(definition))["steps"])
 
     def run(
         self,
@@ -298,11 +314,11 @@ class Cluster:
             body["workflow"] = workflow
         else:
             body["definition"] = dict(workflow)
-        return Run(self, self._ask("coordinator", wf.RUN, body)["run_id"])
+        return Run(self, self._ask("coordinator", WORKFLOW_RUN, body)["run_id"])
 
     def runs(self) -> dict[str, Any]:
         """The defined workflows and every run."""
-        return dict(self._read("coordinator", wf.LIST))
+        return dict(self._read("coordinator", WORKFLOW_LIST))
 
     # -- the journal --------------------------------------------------------------------------
 

@@ -9,13 +9,11 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from macp.actors.coordinator import Coordinator
+from macp.actors.coordinator import Coordinator, CoordinatorOptions, JournalRetention
 from macp.actors.memory import MemoryStore
 from macp.actors.monitor import Monitor, MonitorOptions
 from macp.actors.registry import Registry
 from macp.actors.resources import ResourceManager
-from macp.actors.retention import JournalRetention
-from macp.actors.routing import CoordinatorOptions
 from macp.errors import ConfigError
 from macp.schema import check
 from macp.supervisor import ChildSpec, SupervisorSpec
@@ -47,10 +45,10 @@ def start_control_plane(
         journal: the SQLite journal's path (default: a data directory per node); a relative
             path is taken from the current directory, now.
         pools: resource pools and their capacities.
-        coordinator: coordinator settings (:class:`~macp.actors.routing.CoordinatorOptions`).
+        coordinator: coordinator settings (:class:`~macp.actors.coordinator.CoordinatorOptions`).
         monitor: monitor settings (:class:`~macp.actors.monitor.MonitorOptions`).
         retention: how long the journal keeps finished tasks and runs, and their idempotency
-            keys (:class:`~macp.actors.retention.JournalRetention`; default: a day, at most
+            keys (:class:`~macp.actors.coordinator.JournalRetention`; default: a day, at most
             100,000 tasks and 10,000 runs).
 
     Raises:

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
-from macp.actors.dag import Workflow  # noqa: TC001 - pydantic reads the annotation at run time
+from macp.actors.coordinator.dag import Workflow  # noqa: TC001 - pydantic reads the annotation at run time
+from macp.actors.coordinator.dispatch import CoordinatorOptions
+from macp.actors.coordinator.retention import JournalRetention
 from macp.actors.monitor import MonitorOptions
-from macp.actors.retention import JournalRetention
-from macp.actors.routing import CoordinatorOptions
 from macp.schema import Schema
 from macp.supervisor import Restart, Strategy
 
@@ -178,7 +178,7 @@ class TopologySpec(Schema):
     resources: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
     """The resource manager's pools and their capacities."""
     workflows: list[Workflow] = Field(default_factory=list)
-    """Workflows defined at start (see ``macp.actors.dag``)."""
+    """Workflows defined at start (see ``macp.actors.coordinator.dag``)."""
     monitor: MonitorOptions = Field(default_factory=MonitorOptions)
     """The monitor's options and alert rules."""
     coordinator: CoordinatorOptions = Field(default_factory=CoordinatorOptions)

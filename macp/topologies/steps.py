@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from macp.actors.agent import TASK_RUN
-from macp.actors.tasks import AgentView, Breaker, new_record, requirement
+from macp.actors.coordinator.agents import AgentView, Breaker, need_of
 from macp.errors import ConfigError
 from macp.topologies import builders
 from macp.topologies._common import agent_class
@@ -15,7 +15,7 @@ from macp.topologies._common import agent_class
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from macp.actors.dag import Step
+    from macp.actors.coordinator.dag import Step
     from macp.schema import Location
     from macp.topologies.spec import TopologySpec
 
@@ -91,7 +91,8 @@ def check_steps(spec: TopologySpec, add: Callable[[Location, str], None]) -> Non
     for i, workflow in enumerate(spec.workflows):
         for j, step in enumerate(workflow.steps):
             where: Location = ("workflows", i, "steps", j)
-            need = requirement(new_record("-", step.task_spec()))
+            need = need_of(step.type, agent=step.agent, role=step.role,
+                           capabilities=step.capabilities)  # fmt: skip
             takers = [a for a in agents if a.meets(need)]
             if not takers:
                 field, message = _nobody(step, need, agents)

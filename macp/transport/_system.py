@@ -141,6 +141,7 @@ class System:
         """A heartbeat: from a peer, it is heard; from a client of this node, it is answered
         with this node's incarnation, so that the client knows this node lives (and which)."""
         body = env.body
+        self._counters["heartbeats_in"] += 1
         if peer in self._peers:  # a stranger's heartbeat makes it no peer: hello does
             incarnation = body.get("incarnation") if isinstance(body, dict) else None
             self._peers.heard(peer, now, _str_or_none(incarnation))

@@ -11,7 +11,8 @@ import pytest
 
 import macp
 from macp import Agent, Cluster, handler, start_control_plane
-from macp.actors.tasks import new_record
+from macp.actors.coordinator.task import Task
+from macp.envelope import now_ms
 from macp.store import Journal
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def _letters(cluster: Cluster) -> dict[tuple[str, str], str]:
 
 
 def _task(task_id: str, **changes: Any) -> dict[str, Any]:
-    record = new_record(task_id, {"type": "double", "body": 21})
+    record = Task.submitted(task_id, {"type": "double", "body": 21}, now_ms()).to_record()
     record.update(changes)
     return record
 

@@ -15,7 +15,7 @@ from procs import QUICK_CLUSTER, NodeProcess
 import macp
 from macp import Agent, Cluster, Context, handler, start_control_plane
 from macp.actors.coordinator import SUBMIT
-from macp.actors.tasks import new_record
+from macp.actors.coordinator.task import Task
 from macp.envelope import now_ms
 from macp.store import Journal
 from macp.testing import wait_until
@@ -236,7 +236,8 @@ def _journal_finished_tasks(
     base = now_ms() - 60_000 if base_ms is None else base_ms
     with Journal(path) as journal, journal.transaction():
         for i in range(start, start + count):
-            record = new_record(f"t{i:07}", {"type": "echo", "body": i, "idempotency_key": f"k{i}"})
+            spec: dict[str, Any] = {"type": "echo", "body": i, "idempotency_key": f"k{i}"}
+            record = Task.submitted(f"t{i:07}", spec, now_ms()).to_record()
             finished = base + i // 100
             record.update(state="succeeded", attempts=1, agent="echo@head", result={"x": i},
                           progress=1.0, assigned_ms=finished, started_ms=finished,

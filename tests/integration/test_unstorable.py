@@ -372,9 +372,10 @@ class Buggy(Coordinator):
 
     @handler("test.plant")
     def plant(self, body: Any) -> None:
-        task = self.tasks[body["task_id"]]
-        task["body"] = {"tags": {1, 2}}
-        self._save(task)
+        task = self.table.get(body["task_id"])
+        assert task is not None
+        task.body = {"tags": {1, 2}}
+        self.table.save(task)
 
 
 def test_a_record_the_journal_refuses_fails_its_task_and_the_coordinator_goes_on(

@@ -1,4 +1,4 @@
-"""Scatter-gather aggregation (``macp.actors.gather.Gather``): every mode, pure and clock-free."""
+"""Scatter-gather aggregation (``macp.actors.coordinator.gather``): every mode, pure, clock-free."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from macp import InvalidParams
-from macp.actors.gather import Decision, Gather
+from macp.actors.coordinator.gather import Decision, Gather
 
 FIVE = ["a", "b", "c", "d", "e"]
 THREE = ["a", "b", "c"]

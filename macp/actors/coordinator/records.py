@@ -12,38 +12,27 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from macp._storable import is_number
-from macp.actors.dag import STRATEGIES, Workflow
-from macp.actors.gather import Gather
-from macp.actors.tasks import MAX_NODE_FAILURES, STATES
+from macp.actors.coordinator.dag import STRATEGIES, Workflow
+from macp.actors.coordinator.gather import Gather
+from macp.actors.coordinator.run import DEFINITION, RunState, StepState
+from macp.actors.coordinator.task import DEFAULTS, TaskKind, TaskState
 from macp.envelope import Priority
 from macp.errors import MacpError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = [
-    "DEFINITION",
-    "RUN_FINAL",
-    "RUN_STATES",
-    "STEP_STATES",
-    "definition_fault",
-    "run_fault",
-    "task_fault",
-    "with_new_fields",
-]
+__all__ = ["definition_fault", "run_fault", "task_fault", "with_new_fields"]
 
-DEFINITION: Final = "definition"  # the state of a workflow row that holds a definition
-RUN_FINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
-RUN_STATES: Final = frozenset({"running", "paused"} | RUN_FINAL)
-STEP_STATES: Final = frozenset({
-    "standby", "waiting", "ready", "running", "succeeded", "failed", "skipped", "replaced",
-    "cancelled",
-})  # fmt: skip
+_TASK_STATES: Final = tuple(s.value for s in TaskState)
+_KINDS: Final = tuple(k.value for k in TaskKind)
+_RUN_STATES: Final = tuple(s.value for s in RunState)
+_STEP_STATES: Final = tuple(s.value for s in StepState)
 
 _Check = tuple["Callable[[Any], bool]", str]
 _NEW_TASK_FIELDS: Final[dict[str, Any]] = {
     "node_failures": 0,
-    "max_node_failures": MAX_NODE_FAILURES,
+    "max_node_failures": DEFAULTS.max_node_failures,
 }
 """Fields a task record has had since it was first journaled, with the value an older record
 stands for (it counted no node failures apart)."""
@@ -83,9 +72,9 @@ def _error(v: Any) -> bool:
 
 
 _TASK: Final[dict[str, _Check]] = {
-    "kind": (lambda v: v in ("task", "scatter"), "'task' or 'scatter'"),
+    "kind": (lambda v: v in _KINDS, "'task' or 'scatter'"),
     "type": (_text, "a non-empty string"),
-    "state": (lambda v: v in STATES, f"one of {', '.join(sorted(STATES))}"),
+    "state": (lambda v: v in _TASK_STATES, f"one of {', '.join(sorted(_TASK_STATES))}"),
     "capabilities": (
         lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
         "a list of strings",
@@ -122,14 +111,14 @@ _RUN: Final[dict[str, _Check]] = {
     "strategy": (lambda v: v in STRATEGIES, f"one of {', '.join(STRATEGIES)}"),
     "chosen": (_chosen, "a map with the strategy chosen"),
     "max_concurrency": (lambda v: v is None or (type(v) is int and v >= 1), "an integer >= 1"),
-    "state": (lambda v: v in RUN_STATES, f"one of {', '.join(sorted(RUN_STATES))}"),
+    "state": (lambda v: v in _RUN_STATES, f"one of {', '.join(sorted(_RUN_STATES))}"),
     "error": (_error, "a map or null"),
     "created_ms": (_ms, "epoch milliseconds"),
     "finished_ms": (_opt_ms, "epoch milliseconds or null"),
     "steps": (lambda v: isinstance(v, dict), "a map of step id to step"),
 }
 _STEP: Final[dict[str, _Check]] = {
-    "state": (lambda v: v in STEP_STATES, f"one of {', '.join(sorted(STEP_STATES))}"),
+    "state": (lambda v: v in _STEP_STATES, f"one of {', '.join(sorted(_STEP_STATES))}"),
     "task_id": (_opt_text, "a task id or null"),
     "error": (_error, "a map or null"),
     "dispatched": (_opt_ms, "an integer or null"),
@@ -164,7 +153,7 @@ def task_fault(row_id: str, record: Mapping[str, Any]) -> str | None:
     fault = _same_id(record, row_id) or _fault(record, _TASK, "its")
     if fault is None and "workflow" in record:
         fault = _fault(record, _WORKFLOW_TASK, "its")
-    if fault is None and record["kind"] == "scatter":
+    if fault is None and record["kind"] == TaskKind.SCATTER:
         expected = record.get("expected")
         if not isinstance(expected, list) or not all(isinstance(a, str) for a in expected):
             return f"its 'expected' is {expected!r:.40}, not a list of agent addresses"

@@ -16,17 +16,22 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Annotated, Any, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self, TypeAlias, get_args
 
 from pydantic import AfterValidator, Field, model_validator
 
+from macp.actors.coordinator.task import DEFAULTS
 from macp.errors import ConfigError
 from macp.schema import Location, Schema, check
 
-__all__ = ["MERGES", "STRATEGIES", "Step", "Workflow", "render"]
+__all__ = ["MERGES", "STRATEGIES", "Merge", "Step", "Strategy", "Workflow", "render"]
 
-STRATEGIES: Final = ("sequential", "parallel", "priority", "resource-aware", "adaptive")
-MERGES: Final = ("dict", "list", "union")
+Strategy: TypeAlias = Literal["sequential", "parallel", "priority", "resource-aware", "adaptive"]
+"""How a run dispatches its ready steps (:mod:`.strategy`)."""
+Merge: TypeAlias = Literal["dict", "list", "union"]
+"""How a run's result is made of its sink steps' outputs."""
+STRATEGIES: Final[tuple[str, ...]] = get_args(Strategy)
+MERGES: Final[tuple[str, ...]] = get_args(Merge)
 _TEMPLATE: Final = re.compile(r"\$\{([A-Za-z0-9_.\-:]+)\}")
 
 
@@ -74,13 +79,14 @@ class Step(Schema):
         default=None, description="Run on this agent (its address, NAME@NODE)."
     )
     timeout_s: Annotated[float, Field(strict=True, gt=0)] = Field(
-        default=30.0, description="How long one attempt may take."
+        default=DEFAULTS.timeout_s, description="How long one attempt may take."
     )
     retries: Annotated[int, Field(strict=True, ge=0)] = Field(
         default=2, description="Attempts after the first one fails."
     )
     priority: Annotated[int, Field(strict=True, ge=0, le=3)] = Field(
-        default=1, description="0 (low) to 3 (critical); the priority strategy runs higher first."
+        default=DEFAULTS.priority,
+        description="0 (low) to 3 (critical); the priority strategy runs higher first.",
     )
     resources: dict[str, Annotated[float, Field(strict=True, gt=0)]] = Field(
         default_factory=dict, description="Pool amounts leased while it runs (resource-aware)."
@@ -118,14 +124,14 @@ class Workflow(Schema):
 
     name: _Text = Field(description="The name runs refer to.")
     description: str = ""
-    strategy: Literal["sequential", "parallel", "priority", "resource-aware", "adaptive"] = Field(
+    strategy: Strategy = Field(
         default="parallel",
-        description="How ready steps are dispatched (see macp.actors.workflows).",
+        description="How ready steps are dispatched (see macp.actors.coordinator.strategy).",
     )
     max_concurrency: Annotated[int, Field(strict=True, ge=1)] | None = Field(
         default=None, description="The most steps running at once."
     )
-    merge: Literal["dict", "list", "union"] = Field(
+    merge: Merge = Field(
         default="dict",
         description="The run's result: {sink: output}, [outputs] or their maps merged.",
     )

@@ -1,0 +1,45 @@
+"""The coordinator's messages: their types, what each takes and what it answers.
+
+Tasks (:mod:`.actor`): ``coordinator.submit`` a task spec -> ``{task_id, state, duplicate}``;
+``coordinator.status`` ``{task_id}`` -> the task's record (and its ``wait_reason`` while it
+waits); ``coordinator.result`` ``{task_id}`` -> its result once it ends (or its error);
+``coordinator.cancel`` ``{task_id}`` -> ``{cancelled, state}``; ``coordinator.tasks``
+``{states?}`` -> the tasks held, listed. A task's ``notify`` address is told ``task.done``
+``{task_id, state, result, error}`` when it ends.
+
+One to many: ``coordinator.scatter`` (:mod:`.scatter`), ``coordinator.control``
+(:mod:`.commands`). The journal: ``coordinator.dead_letters`` (:mod:`.ledger`). Workflows
+(:mod:`.engine`): ``workflow.define`` a definition (:mod:`.dag`) -> ``{name, steps}``;
+``workflow.run`` ``{workflow | definition, input?, strategy?, max_concurrency?}`` ->
+``{run_id}``; ``workflow.status``/``pause``/``resume``/``cancel``/``result`` ``{run_id}``;
+``workflow.list``. A run's result is ``{sink step: output}`` (``merge: dict``), the list of sink
+outputs (``list``), or their maps merged (``union``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "CANCEL", "CONTROL", "DEAD_LETTERS", "RESULT", "SCATTER", "STATUS", "SUBMIT", "TASKS",
+    "TASK_DONE", "WORKFLOW_CANCEL", "WORKFLOW_DEFINE", "WORKFLOW_LIST", "WORKFLOW_PAUSE",
+    "WORKFLOW_RESULT", "WORKFLOW_RESUME", "WORKFLOW_RUN", "WORKFLOW_STATUS",
+]  # fmt: skip
+
+SUBMIT: Final = "coordinator.submit"
+STATUS: Final = "coordinator.status"
+RESULT: Final = "coordinator.result"
+CANCEL: Final = "coordinator.cancel"
+TASKS: Final = "coordinator.tasks"
+TASK_DONE: Final = "task.done"
+SCATTER: Final = "coordinator.scatter"
+CONTROL: Final = "coordinator.control"
+DEAD_LETTERS: Final = "coordinator.dead_letters"
+WORKFLOW_DEFINE: Final = "workflow.define"
+WORKFLOW_RUN: Final = "workflow.run"
+WORKFLOW_STATUS: Final = "workflow.status"
+WORKFLOW_PAUSE: Final = "workflow.pause"
+WORKFLOW_RESUME: Final = "workflow.resume"
+WORKFLOW_CANCEL: Final = "workflow.cancel"
+WORKFLOW_RESULT: Final = "workflow.result"
+WORKFLOW_LIST: Final = "workflow.list"
