@@ -17,15 +17,15 @@ what it returns is the reply to an ``ask``. A handler that raises answers the as
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections import deque
-from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from macp._supervised import InHand, Supervised, incarnation_of
 from macp.actors.context import Context, Deferred
 from macp.actors.control import Controls
-from macp.commands import COMMAND_PREFIX, AgentState
+from macp.actors.handlers import TASK_ACK, TASK_RUN, Handler, handler, handler_table, mark
+from macp.commands import AgentState
 from macp.envelope import Envelope, Kind, Priority, Wire, now_ms
 from macp.errors import (
     ConfigError,
@@ -38,7 +38,7 @@ from macp.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
     from macp._inbox import PriorityInbox
     from macp._supervised import Runtime
@@ -47,61 +47,10 @@ if TYPE_CHECKING:
 
 __all__ = ["TASK_ACK", "TASK_RUN", "Agent", "handler"]
 
-TASK_RUN: Final = "task.run"
-"""A coordinator's assignment ``{task_id, attempt, type, body, timeout_s?}``; the reply is the
-result. ``timeout_s`` is the attempt's (the ask waits longer, for a late reply): a handler still
-running ``abandon_grace_s`` past it is abandoned."""
-TASK_ACK: Final = "task.ack"
-
-_F = TypeVar("_F", bound="Callable[..., Any]")
-_HANDLES = "__macp_handles__"
 _MEDIUM = int(Priority.MEDIUM)
 _CONTROL = Kind.CONTROL
 _ANSWERED = frozenset({Kind.ASK, Kind.CONTROL})
 _RUNNING = AgentState.RUNNING
-_WITH_CONTEXT = 3  # (self, body, ctx)
-
-
-def handler(type: str) -> Callable[[_F], _F]:
-    """Declare the decorated method the handler of messages of ``type``.
-
-    Raises:
-        ConfigError: ``type`` is empty, not a string, or in the reserved ``control.`` space.
-    """
-    if (
-        not isinstance(type, str)
-        or not type
-        or type.startswith(COMMAND_PREFIX)
-        or type == "task.run"
-    ):
-        raise ConfigError(
-            f"@handler needs a non-empty message type outside 'control.*' and 'task.run', "
-            f"not {type!r}"
-        )
-
-    return _mark(type)
-
-
-def _mark(type: str) -> Callable[[_F], _F]:
-    def mark(fn: _F) -> _F:
-        setattr(fn, _HANDLES, type)
-        return fn
-
-    return mark
-
-
-class _Handler(NamedTuple):
-    fn: Callable[..., Any]
-    wants_ctx: bool
-
-
-def _wants_ctx(fn: Callable[..., Any]) -> bool:
-    params = [
-        p
-        for p in inspect.signature(fn).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    return len(params) >= _WITH_CONTEXT
 
 
 class Agent(Controls, Supervised):
@@ -122,28 +71,13 @@ class Agent(Controls, Supervised):
     group: ClassVar[str | None] = None
     model: ClassVar[dict[str, Wire] | None] = None
     crash_on_error: ClassVar[bool] = False
-    _handlers: ClassVar[dict[str, _Handler]] = {}
+    _handlers: ClassVar[dict[str, Handler]] = {}
     _has_idle_hook: ClassVar[bool] = False
     node: NodeRuntime  # the Node it runs on, seen through the protocol (never imported here)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        table: dict[str, _Handler] = {}
-        for klass in reversed(cls.__mro__):
-            seen: dict[str, str] = {}
-            for attr, value in vars(klass).items():
-                type_ = getattr(value, _HANDLES, None)
-                if type_ is None:
-                    continue
-                if type_ in seen:
-                    raise ConfigError(
-                        f"{klass.__qualname__} declares two handlers for {type_!r} "
-                        f"({seen[type_]} and {attr}); keep one"
-                    )
-                seen[type_] = attr
-                fn = getattr(cls, attr)
-                table[type_] = _Handler(fn, _wants_ctx(fn))
-        cls._handlers = table
+        cls._handlers = handler_table(cls)
         cls._has_idle_hook = cls.on_idle is not Agent.on_idle
 
     def __init__(
@@ -262,7 +196,7 @@ class Agent(Controls, Supervised):
     def on_idle(self) -> None:
         """Called when the mailbox has just become empty (e.g. to commit a batch of writes)."""
 
-    @_mark(TASK_RUN)
+    @mark(TASK_RUN)
     def _run_task(self, body: Wire, ctx: Context) -> Any:
         """Run a task the coordinator assigned: acknowledge it, then run its type's handler."""
         if not isinstance(body, dict):
@@ -433,4 +367,4 @@ class Agent(Controls, Supervised):
         self.inbox.push_front(held)
 
 
-Agent._handlers = {TASK_RUN: _Handler(Agent._run_task, _wants_ctx(Agent._run_task))}
+Agent._handlers = handler_table(Agent)

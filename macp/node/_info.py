@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from macp.errors import UnknownMessageType
+from macp.errors import MacpError, UnknownMessageType
+from macp.futures import AskFuture
+from macp.transport.router import SYSTEM
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -51,6 +53,15 @@ class NodeInfo:
             "counters": dict(node.counters + transport if transport else node.counters),
             "metrics": process_metrics(),
         }
+
+    def ask(self, type: str, body: Wire) -> AskFuture:
+        """:meth:`answer`, as the settled future of an ask to this node."""
+        future = AskFuture(f"{SYSTEM}@{self._node.name}", type, 1.0)
+        try:
+            future.settle(self.answer(type, body))
+        except MacpError as e:
+            future.settle(exc=e)
+        return future
 
     def answer(self, type: str, _body: Wire) -> Wire:
         """The answer to an ask of ``type`` addressed to the node itself.

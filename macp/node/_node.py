@@ -4,8 +4,9 @@ A :class:`Node` owns its actors' directory (``name -> mailbox``; never Pykka's p
 registry, so several nodes can share one process), the asks waiting for replies, a timer
 thread, its root supervisor and, when it listens or has peers, its transport. Every envelope,
 local or remote, is routed by :meth:`Node.send` (the hot path, kept here). The rest is parts
-that know nothing of the node and are given what they need: the directory (names), the
-spawner (orders to supervisors), the requests (asks and their futures), the registration (its
+that know nothing of the node and are given what they need: the directory (names), the post
+(delivery to inboxes and waiting asks, the undeliverable, refused bodies), the spawner
+(orders to supervisors), the requests (asks and their futures), the registration (its
 agents announced to its head's registry), its events, what it says of itself (``node.info``),
 and the transport (given callbacks: deliver, send, peer events, asks to the node itself).
 
@@ -25,29 +26,23 @@ import threading
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from macp._inbox import InboxClosed
 from macp._timers import Scheduler
 from macp.address import check_address, check_name
-from macp.commands import Command
 from macp.envelope import Envelope, Kind, Priority, Wire, new_id, round_trip
 from macp.errors import (
-    ActorNotFound,
     ConfigError,
-    InvalidParams,
-    MacpError,
     NodeDown,
     PeerClosed,
-    error_from_body,
 )
-from macp.futures import AskFuture
-from macp.log import Throttle, get_logger
+from macp.log import get_logger
 from macp.node._directory import Directory
 from macp.node._events import Events
 from macp.node._info import NodeInfo
+from macp.node._post import Post
 from macp.node._registrar import Registrar, Registration
 from macp.node._requests import Requests
 from macp.node._spawner import Spawner
-from macp.payload import UNUSUAL, bound, fit_envelope
+from macp.payload import UNUSUAL, bound
 from macp.runtime import Ref
 from macp.settings import Settings
 from macp.supervisor import ChildSpec, Restart, SupervisorSpec, node_supervisor
@@ -61,6 +56,7 @@ if TYPE_CHECKING:
 
     from macp._inbox import PriorityInbox
     from macp._supervised import Supervised
+    from macp.futures import AskFuture
     from macp.runtime import Registrable
     from macp.transport.router import Router
 
@@ -71,11 +67,7 @@ _log = get_logger("macp.node")
 CLIENT: Final = "$client"
 """The name in the ``src`` of messages sent by code that is not an actor (a script, the CLI)."""
 
-_REPLY: Final = int(Kind.REPLY)
-_ERROR: Final = int(Kind.ERROR)
 _MEDIUM: Final = int(Priority.MEDIUM)
-_ANSWERS: Final = frozenset({_REPLY, _ERROR})
-_RESTART: Final = Command.RESTART.type
 _SWEEP_INTERVAL_S: Final = 0.5
 
 
@@ -123,8 +115,6 @@ class Node:
         self.counters: Counter[str] = Counter()
         self._strict = self.settings.strict
         self._max_body = self.settings.max_message_bytes
-        self._refusals = Throttle()  # payload.refused lines, per message type
-        self._refusals_lock = threading.Lock()
         self._client = f"{CLIENT}@{name}"
         self._names = Directory(name)
         self._directory = self._names.mailboxes  # the hot path reads it directly
@@ -135,7 +125,6 @@ class Node:
         self._ended = threading.Event()
         self.exit_code: int | None = None
         self.incarnation = new_id()
-        self._stopping = False
         self._info = NodeInfo(self, lambda: self.router.counters if self.router else None)
         self.started_at = self._info.started_at
         self._registration = Registration(
@@ -145,6 +134,11 @@ class Node:
         if head is not None:
             self.set_head(head)
         self._log = _log.bind(node=name)
+        self._post = Post(
+            name, self._directory, self._pending, self._spawner, self.send,
+            counters=self.counters, log=self._log, max_body=self._max_body,
+        )  # fmt: skip
+        self._deliver = self._post.deliver  # the hot path calls it directly
         self._events = Events(
             name, self._names, self.send, pending=self._pending,
             registration=self._registration, counters=self.counters, log=self._log,
@@ -155,7 +149,8 @@ class Node:
 
             callbacks = Callbacks(
                 deliver=self._deliver, send=self.send, peer_event=self._events.on_peer_event,
-                node_ask=self._info.answer, head=lambda: self.head, learn_head=self._learn_head,
+                node_ask=self._info.answer, head=lambda: self.head,
+                learn_head=self._registration.learn_head,
             )  # fmt: skip
             self.router = make_router(
                 name, listen, callbacks, settings=self.settings, incarnation=self.incarnation,
@@ -181,11 +176,6 @@ class Node:
     def set_head(self, head: str) -> None:
         """Name the node hosting the control plane (before or after :meth:`start`)."""
         self._registration.set_head(head)
-
-    def _learn_head(self, head: str) -> None:
-        """The member this node joined named its head: taken, unless this node has one."""
-        if self.head is None:
-            self.set_head(head)
 
     @property
     def head(self) -> str | None:
@@ -233,7 +223,7 @@ class Node:
 
     def stop(self, timeout_s: float | None = None) -> None:
         """Stop every actor (children in reverse start order), then the node's threads."""
-        self._stopping = True
+        self._post.stopping = True
         self._registration.stop()
         root = self._root
         if root is not None and root.is_alive():
@@ -394,12 +384,7 @@ class Node:
         or this node itself."""
         client = self.router is not None and self.router.gateway is not None
         if node == self.name or (node == "*" and not client):
-            future = AskFuture(f"{SYSTEM}@{self.name}", type, timeout_s or 1.0)
-            try:
-                future.settle(self._info.answer(type, body))
-            except MacpError as e:
-                future.settle(exc=e)
-            return future
+            return self._info.ask(type, body)
         return self.ask(f"{SYSTEM}@{node}", type, body, timeout_s=timeout_s, prio=Priority.HIGH)
 
     def send(self, env: Envelope) -> None:
@@ -416,62 +401,16 @@ class Node:
         if body is not None:
             try:
                 if bound(body) > self._max_body:
-                    env = self._fit(env)
+                    env = self._post.fit(env)
             except UNUSUAL:
-                env = self._fit(env)
+                env = self._post.fit(env)
         name, _, node = env.dst.partition("@")
         if node and node != self.name:
             if self.router is None:
-                self._undeliverable(
+                self._post.undeliverable(
                     env, NodeDown(f"node {self.name!r} has no transport to {node!r}")
                 )
             else:
                 self.router.send(env, node)
             return
         self._deliver(round_trip(env) if self._strict else env, name)
-
-    def _fit(self, env: Envelope) -> Envelope:
-        """``env`` as it may be sent, once the payload rule's thorough check vouches for it."""
-        try:
-            return fit_envelope(env, self._max_body)
-        except InvalidParams as e:
-            self.counters["refused_payload"] += 1
-            with self._refusals_lock:  # a sender looping on a bad value costs a few lines
-                self._refusals.warn(
-                    self._log, env.type, "payload.refused",
-                    type=env.type, src=env.src, dst=env.dst, reason=e.message,
-                )  # fmt: skip
-            raise
-
-    def _deliver(self, env: Envelope, name: str) -> None:
-        """Deliver ``env``, addressed to this node, to actor ``name`` or a waiting ask."""
-        if env.kind in _ANSWERS:
-            future = self._pending.pop(env.corr)
-            if future is None:
-                self.counters["late_replies"] += 1
-            elif env.kind == _REPLY:
-                future.settle(env.body)
-            else:
-                future.settle(exc=error_from_body(env.body))
-            return
-        if env.type == _RESTART:  # to the agent's supervisor: the agent may be stuck
-            error = self._spawner.restart(env, name)
-            if error is not None:
-                self._undeliverable(env, error)
-            return
-        inbox = self._directory.get(name)
-        if inbox is not None:
-            try:
-                inbox.put(env)
-            except InboxClosed:
-                pass
-            else:
-                return
-        self._undeliverable(env, ActorNotFound(f"no actor named {name!r} on node {self.name!r}"))
-
-    def _undeliverable(self, env: Envelope, exc: MacpError) -> None:
-        self.counters["undeliverable"] += 1
-        if env.answered:  # answered by the node itself: a peer checks that src is its own
-            self.send(env.error(exc, f"{SYSTEM}@{self.name}"))
-        elif env.kind not in _ANSWERS and not self._stopping:
-            self._log.info("envelope.undeliverable", msg_id=env.id, type=env.type, dst=env.dst)

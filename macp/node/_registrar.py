@@ -297,6 +297,11 @@ class Registration:
         if self._started:
             registrar.start()
 
+    def learn_head(self, head: str) -> None:
+        """The member this node joined named its head: taken, unless this node has one."""
+        if self.head is None:
+            self.set_head(head)
+
     def start(self) -> None:
         """The node started: heartbeats begin (now, or once a head is known)."""
         self._started = True
