@@ -138,7 +138,6 @@ class Node:
             name, self._directory, self._pending, self._spawner, self.send,
             counters=self.counters, log=self._log, max_body=self._max_body,
         )  # fmt: skip
-        self._deliver = self._post.deliver  # the hot path calls it directly
         self._events = Events(
             name, self._names, self.send, pending=self._pending,
             registration=self._registration, counters=self.counters, log=self._log,
@@ -148,7 +147,7 @@ class Node:
             from macp.transport.build import make_router  # noqa: PLC0415 - zmq only when used
 
             callbacks = Callbacks(
-                deliver=self._deliver, send=self.send, peer_event=self._events.on_peer_event,
+                deliver=self._post.deliver, send=self.send, peer_event=self._events.on_peer_event,
                 node_ask=self._info.answer, head=lambda: self.head,
                 learn_head=self._registration.learn_head,
             )  # fmt: skip
@@ -413,4 +412,4 @@ class Node:
             else:
                 self.router.send(env, node)
             return
-        self._deliver(round_trip(env) if self._strict else env, name)
+        self._post.deliver(round_trip(env) if self._strict else env, name)

@@ -2,9 +2,9 @@
 naming the part at fault; the actor keeps running and nothing else is lost.
 
 The values reach the coordinator, the memory store and the resource manager past any check a
-sender makes: envelopes handed straight to ``Node._deliver`` (as a peer that is not macp, or a
-bug, would send them), and replies an agent delivers the same way. The head runs with the
-strict setting off, as it does by default."""
+sender makes: envelopes handed straight to the node's delivery (``Node._post.deliver``, as a
+peer that is not macp, or a bug, would send them), and replies an agent delivers the same way.
+The head runs with the strict setting off, as it does by default."""
 
 from __future__ import annotations
 
@@ -59,13 +59,13 @@ def ask_unchecked(node: Node, actor: str, type_: str, body: Any, timeout_s: floa
     env = Envelope.new(Kind.ASK, type_, f"~probe@{node.name}", f"{actor}@{node.name}", body)
     future = AskFuture(env.dst, type_, timeout_s)
     node._pending.add(env.id, future)
-    node._deliver(env, actor)
+    node._post.deliver(env, actor)
     return future.get()
 
 
 def tell_unchecked(node: Node, actor: str, type_: str, body: Any) -> None:
     env = Envelope.new(Kind.TELL, type_, f"~probe@{node.name}", f"{actor}@{node.name}", body)
-    node._deliver(env, actor)
+    node._post.deliver(env, actor)
 
 
 class Sneaky(Agent):
@@ -76,14 +76,14 @@ class Sneaky(Agent):
     @handler("answer")
     def answer(self, body: Any, ctx: Context) -> Any:
         value: Any = {"tags": {"a", "b"}} if body == "set" else {"at": WHEN}
-        cast("Node", self.node)._deliver(ctx.envelope.reply(value, self.address), "")
+        cast("Node", self.node)._post.deliver(ctx.envelope.reply(value, self.address), "")
         return ctx.defer()  # answered already
 
     @handler("refuse")
     def refuse(self, _body: Any, ctx: Context) -> Any:
         seen: Any = {1, 2}
         error = macp.InvalidParams("no", data={"seen": seen})
-        cast("Node", self.node)._deliver(ctx.envelope.error(error, self.address), "")
+        cast("Node", self.node)._post.deliver(ctx.envelope.error(error, self.address), "")
         return ctx.defer()
 
     @handler("good")
