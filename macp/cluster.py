@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from macp.actors.coordinator import (
     CANCEL,
@@ -46,13 +46,14 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from macp.envelope import Wire
+    from macp.futures import AskFuture
     from macp.runtime import NodeRuntime
 
 __all__ = ["Cluster", "Run", "Task", "connect", "start_control_plane"]
 
 _POLL_S = 0.02  # how often wait_for_agents asks the registry
-_RETRY_FIRST_S = 0.1  # a read sent again while the head is down: first after this, doubling
-_RETRY_MAX_S = 2.0
+RETRY_FIRST_S: Final = 0.1  # a read sent again while the head is down: first after this,
+RETRY_MAX_S: Final = 2.0  # doubling up to this
 
 
 def _listed(values: Sequence[str]) -> Any:
@@ -168,9 +169,27 @@ class Cluster:
         self.head = head
 
     def _ask(self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None) -> Any:
-        return self.node.ask(
-            f"{actor}@{self.head}", type, body, timeout_s=timeout_s or self.timeout_s
-        ).get()
+        return self.request(actor, type, body, timeout_s=timeout_s).get()
+
+    # -- asks that return their future ---------------------------------------------------------
+
+    def ask(
+        self, address: str, type: str, body: Wire = None, *, timeout_s: float | None = None
+    ) -> AskFuture:
+        """Ask any actor (``name@node``, or a bare name the registry knows); the future of its
+        reply (``.get()`` waits; ``add_done_callback`` does not)."""
+        return self.node.ask(address, type, body, timeout_s=timeout_s or self.timeout_s)
+
+    def tell(self, address: str, type: str, body: Wire = None) -> None:
+        """Tell any actor a one-way message (at-most-once)."""
+        self.node.tell(address, type, body)
+
+    def request(
+        self, actor: str, type: str, body: Wire = None, *, timeout_s: float | None = None
+    ) -> AskFuture:
+        """Ask a control-plane actor on the head (``coordinator``, ``registry``, ``memory``,
+        ``resources``, ``monitor``); the future of its reply."""
+        return self.ask(f"{actor}@{self.head}", type, body, timeout_s=timeout_s)
 
     def _read(
         self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None
@@ -182,7 +201,7 @@ class Cluster:
         a restart of the head is a pause, not an error."""
         wait_s = timeout_s or self.timeout_s
         deadline = time.monotonic() + wait_s
-        pause_s = _RETRY_FIRST_S
+        pause_s = RETRY_FIRST_S
         while True:
             try:
                 return self._ask(actor, type, body, wait_s)
@@ -190,7 +209,7 @@ class Cluster:
                 if deadline - time.monotonic() <= pause_s:
                     raise
             time.sleep(pause_s)  # the caller's thread, waiting for the head to be back
-            pause_s = min(pause_s * 2, _RETRY_MAX_S)
+            pause_s = min(pause_s * 2, RETRY_MAX_S)
             wait_s = max(deadline - time.monotonic(), 0.001)
 
     # -- tasks --------------------------------------------------------------------------------

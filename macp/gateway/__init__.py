@@ -1,0 +1,14 @@
+"""The gateway: macp served to other processes, other languages and LLM clients.
+
+One table of operations (:data:`~macp.gateway.ops.OPERATIONS`, built from
+:class:`~macp.gateway.table.Operation`) is served by every transport the gateway runs; each
+operation acts on the real runtime through :class:`~macp.gateway.bridge.Runtime`.
+"""
+
+from __future__ import annotations
+
+from macp.gateway.bridge import Runtime, settled
+from macp.gateway.ops import OPERATIONS
+from macp.gateway.table import Operation, Params, Scope, Table, error_of
+
+__all__ = ["OPERATIONS", "Operation", "Params", "Runtime", "Scope", "Table", "error_of", "settled"]

@@ -1,0 +1,126 @@
+"""Task operations: submit (alone, or to several agents at once with a consensus), follow,
+fetch the result of, cancel and list tasks. Each is the coordinator's own request: the task
+is journaled, routed, retried and supervised as any other."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_validator
+
+from macp.actors.coordinator import CANCEL, DEFAULTS, RESULT, SCATTER, STATUS, SUBMIT, TASKS
+from macp.errors import AskTimeout
+from macp.gateway.ops._table import OPERATIONS
+from macp.gateway.table import Params, Scope
+
+if TYPE_CHECKING:
+    from macp.gateway.bridge import Runtime
+
+__all__ = ["TaskList", "TaskOrchestrate", "TaskRef", "TaskResult"]
+
+_COORDINATOR = "coordinator"
+
+Consensus = Literal["all", "first", "majority", "quorum"]
+
+
+class TaskOrchestrate(Params):
+    type: str = Field(min_length=1)
+    """The handler type an agent runs (the agent declares it with @handler)."""
+    body: Any = None
+    """The task's input, any JSON value."""
+    capabilities: list[str] = Field(default_factory=list)
+    """What the agent must have (default: any agent that handles the type)."""
+    role: str | None = None
+    """Run it on an agent with this role."""
+    agent: str | None = None
+    """Run it on this agent (an address) only."""
+    priority: int = Field(DEFAULTS.priority, ge=0, le=3)
+    """0 (low) to 3 (critical); higher goes first."""
+    timeout_s: float = Field(DEFAULTS.timeout_s, gt=0)
+    """Per attempt, and how long to wait for a capable agent."""
+    max_retries: int = Field(DEFAULTS.max_retries, ge=0)
+    """Retries after the first attempt before the task is a poison message."""
+    idempotency_key: str | None = None
+    """Submitting the same key again answers the first task."""
+    parallelism: int = Field(1, ge=1)
+    """Run it on this many agents at once (with a consensus over their replies)."""
+    consensus: Consensus | None = None
+    """How the replies of several agents make one result: all, first, majority, quorum."""
+    quorum: int | None = Field(None, ge=1)
+    """With consensus quorum: how many equal replies decide."""
+
+    @model_validator(mode="after")
+    def _quorum_given(self) -> TaskOrchestrate:
+        if self.consensus == "quorum" and self.quorum is None:
+            raise ValueError("consensus 'quorum' needs 'quorum': how many equal replies decide")
+        return self
+
+
+class TaskRef(Params):
+    task_id: str = Field(min_length=1)
+    """The id task_orchestrate answered."""
+
+
+class TaskResult(TaskRef):
+    wait_s: float = Field(30.0, ge=0)
+    """Wait this long for the task to finish; then its state is answered instead."""
+
+
+class TaskList(Params):
+    states: list[str] | None = None
+    """Only tasks in these states (pending, assigned, running, succeeded, failed, cancelled)."""
+
+
+@OPERATIONS.operation(
+    "task_orchestrate", TaskOrchestrate, Scope.OPERATE,
+    "Submit a task: journaled, routed to a capable agent, retried; with parallelism > 1 or a "
+    "consensus, run on several agents and aggregate their replies.",
+)  # fmt: skip
+async def task_orchestrate(runtime: Runtime, p: TaskOrchestrate) -> dict[str, Any]:
+    if p.parallelism > 1 or p.consensus is not None:
+        spec: dict[str, Any] = {
+            "type": p.type, "body": p.body, "capabilities": p.capabilities,
+            "agents": [p.agent] if p.agent else None,
+            "count": p.parallelism if p.parallelism > 1 else None,
+            "aggregation": p.consensus or "all", "quorum": p.quorum, "timeout_s": p.timeout_s,
+        }  # fmt: skip
+        answer = await runtime.request(_COORDINATOR, SCATTER, spec)
+    else:
+        spec = p.model_dump(exclude={"parallelism", "consensus", "quorum"})
+        send = runtime.request if p.idempotency_key is None else runtime.read
+        answer = await send(_COORDINATOR, SUBMIT, spec)
+    return {"task_id": answer["task_id"], "state": answer.get("state", "pending")}
+
+
+@OPERATIONS.operation(
+    "task_status", TaskRef, Scope.READ,
+    "A task's state, attempts, agent, timings, and why it waits if it does.",
+)  # fmt: skip
+async def task_status(runtime: Runtime, p: TaskRef) -> dict[str, Any]:
+    return dict(await runtime.read(_COORDINATOR, STATUS, {"task_id": p.task_id}))
+
+
+@OPERATIONS.operation(
+    "task_result", TaskResult, Scope.READ,
+    "A task's result, waiting up to wait_s; still running then, its state is answered.",
+)  # fmt: skip
+async def task_result(runtime: Runtime, p: TaskResult) -> dict[str, Any]:
+    try:
+        result = await runtime.read(
+            _COORDINATOR, RESULT, {"task_id": p.task_id}, timeout_s=max(p.wait_s, 0.001)
+        )
+    except AskTimeout:
+        status = await runtime.read(_COORDINATOR, STATUS, {"task_id": p.task_id})
+        return {"task_id": p.task_id, "done": False, "state": status["state"]}
+    return {"task_id": p.task_id, "done": True, "state": "succeeded", "result": result}
+
+
+@OPERATIONS.operation("task_cancel", TaskRef, Scope.OPERATE, "Cancel a task not yet finished.")
+async def task_cancel(runtime: Runtime, p: TaskRef) -> dict[str, Any]:
+    return dict(await runtime.request(_COORDINATOR, CANCEL, {"task_id": p.task_id}))
+
+
+@OPERATIONS.operation("task_list", TaskList, Scope.READ, "The tasks the coordinator holds.")
+async def task_list(runtime: Runtime, p: TaskList) -> dict[str, Any]:
+    tasks = await runtime.read(_COORDINATOR, TASKS, {"states": p.states})
+    return {"tasks": tasks, "count": len(tasks)}
