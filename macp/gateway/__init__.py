@@ -8,7 +8,18 @@ operation acts on the real runtime through :class:`~macp.gateway.bridge.Runtime`
 from __future__ import annotations
 
 from macp.gateway.bridge import Runtime, settled
+from macp.gateway.member import Member
 from macp.gateway.ops import OPERATIONS
 from macp.gateway.table import Operation, Params, Scope, Table, error_of
 
-__all__ = ["OPERATIONS", "Operation", "Params", "Runtime", "Scope", "Table", "error_of", "settled"]
+__all__ = [
+    "OPERATIONS",
+    "Member",
+    "Operation",
+    "Params",
+    "Runtime",
+    "Scope",
+    "Table",
+    "error_of",
+    "settled",
+]
