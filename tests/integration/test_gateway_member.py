@@ -27,7 +27,9 @@ def test_a_member_joined_through_a_worker_reaches_the_head_process(
     procs: Callable[..., NodeProcess],
 ) -> None:
     head = procs("head", "--control-plane", *QUICK_CLUSTER_FLAGS)
+    assert head.address is not None
     worker = procs("w1", "--join", head.address, *QUICK_CLUSTER_FLAGS)
+    assert worker.address is not None
     with Member.join(worker.address, name="gw", settings=QUICK_CLUSTER) as member:
         assert member.cluster.head == "head"
         answer = asyncio.run(OPERATIONS["task_list"].call(member.runtime, {}))
