@@ -26,6 +26,9 @@ from macp.actors.coordinator import (
     STATUS,
     SUBMIT,
     TASKS,
+    TASKS_SUBSCRIBE,
+    TASKS_SUBSCRIBERS,
+    TASKS_UNSUBSCRIBE,
     WORKFLOW_CANCEL,
     WORKFLOW_DEFINE,
     WORKFLOW_LIST,
@@ -39,6 +42,7 @@ from macp.actors.monitor import ALERTS as MONITOR_ALERTS
 from macp.actors.monitor import METRICS as MONITOR_METRICS
 from macp.actors.monitor import RATES as MONITOR_RATES
 from macp.actors.registry import FIND, LIST, ROUTABLE
+from macp.actors.task_events import DEFAULT_LEASE_S
 from macp.control_plane import start_control_plane
 from macp.errors import ActorNotFound, AskTimeout, ConfigError, NodeDown
 from macp.node import Node
@@ -430,6 +434,30 @@ class Cluster:
         """
         body = {"window_s": window_s, "flood_per_s": flood_per_s}
         return dict(self._read("monitor", MONITOR_RATES, body))
+
+    # -- the gateway's runtime additions: task events -------------------------------------------
+
+    def subscribe_tasks(self, address: str, *, lease_s: float = DEFAULT_LEASE_S) -> dict[str, Any]:
+        """Tell ``address`` (``name@node``) a ``task.event`` at each change of any task's
+        state, for ``lease_s`` seconds: ask again before it ends to keep it (a
+        :class:`~macp.TaskEvents` agent does). Events are at most once, in transition order
+        per task; see :mod:`macp.actors.coordinator.events`.
+
+        Raises:
+            InvalidParams: ``address`` is not ``name@node``, or ``lease_s`` is not above 0
+                and at most an hour.
+        """
+        body: dict[str, Wire] = {"address": address, "lease_s": lease_s}
+        return dict(self._ask("coordinator", TASKS_SUBSCRIBE, body))
+
+    def unsubscribe_tasks(self, address: str) -> bool:
+        """End ``address``'s subscription; ``False`` if it held none (or it had lapsed)."""
+        body = {"address": address}
+        return bool(self._ask("coordinator", TASKS_UNSUBSCRIBE, body)["unsubscribed"])
+
+    def task_subscribers(self) -> list[dict[str, Any]]:
+        """The subscribers to task events: ``[{"address", "lease_left_s"}]``."""
+        return list(self._read("coordinator", TASKS_SUBSCRIBERS))
 
     # -- lifetime -----------------------------------------------------------------------------
 
