@@ -12,6 +12,7 @@ reads results without knowing which node hosts what::
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -44,8 +45,9 @@ from macp.actors.monitor import RATES as MONITOR_RATES
 from macp.actors.registry import FIND, LIST, ROUTABLE
 from macp.actors.task_events import DEFAULT_LEASE_S
 from macp.control_plane import start_control_plane
-from macp.errors import ActorNotFound, AskTimeout, ConfigError, NodeDown
+from macp.errors import ActorNotFound, AskTimeout, ConfigError, MacpError, NodeDown
 from macp.node import Node
+from macp.node._remote_spawn import SPAWN, TERMINATE, least_loaded
 
 if TYPE_CHECKING:
     import os
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Cluster", "Run", "Task", "connect", "start_control_plane"]
 
+NODE_INFO = "node.info"
 _POLL_S = 0.02  # how often wait_for_agents asks the registry
 _RETRY_FIRST_S = 0.1  # a read sent again while the head is down: first after this, doubling
 _RETRY_MAX_S = 2.0
@@ -458,6 +461,70 @@ class Cluster:
     def task_subscribers(self) -> list[dict[str, Any]]:
         """The subscribers to task events: ``[{"address", "lease_left_s"}]``."""
         return list(self._read("coordinator", TASKS_SUBSCRIBERS))
+
+    # -- the gateway's runtime additions: agents spawned and stopped --------------------------
+
+    def spawn(
+        self,
+        cls: str,
+        name: str,
+        *,
+        node: str | None = None,
+        config: Mapping[str, Wire] | None = None,
+        capabilities: Sequence[str] | None = None,
+        role: str | None = None,
+        group: str | None = None,
+        timeout_s: float | None = None,
+    ) -> str:
+        """Start an agent of class ``cls`` (``package.module:Class``) named ``name`` on
+        ``node``, or on the least loaded live node that allows that class (the fewest agents
+        plus the sum of their loads, from the registry); return its address once the
+        coordinator can route to it (within ``timeout_s``, the cluster's own by default).
+
+        Raises:
+            Unauthorized: the node does not allow ``cls`` (``--spawnable``).
+            ConfigError: the name is taken, the class does not import, or no node allows it.
+            AskTimeout: the agent was not routable in time.
+        """
+        wait_s = timeout_s or self.timeout_s
+        deadline = time.monotonic() + wait_s
+        where = node or self._spawn_node(cls, wait_s)
+        body: dict[str, Wire] = {
+            "class": cls, "name": name, "config": dict(config) if config is not None else None,
+            "capabilities": list(capabilities) if capabilities is not None else None,
+            "role": role, "group": group,
+        }  # fmt: skip
+        answer = self.node.ask_node(where, SPAWN, body, timeout_s=wait_s).get()
+        address = str(answer["address"])
+        self.wait_for_agents([address], timeout_s=max(deadline - time.monotonic(), 0.001))
+        return address
+
+    def _spawn_node(self, cls: str, timeout_s: float) -> str:
+        head = self.node.ask_node(self.head, NODE_INFO, timeout_s=timeout_s).get()
+        nodes = [self.head] + [n for n, p in head["peers"].items() if p["state"] == "up"]
+        allowing = [self.head] if cls in head.get("spawnable", ()) else []
+        for name in nodes[1:]:
+            with contextlib.suppress(MacpError):
+                info = self.node.ask_node(name, NODE_INFO, timeout_s=timeout_s).get()
+                if cls in info.get("spawnable", ()):
+                    allowing.append(name)
+        chosen = least_loaded(self.agents(), allowing)
+        if chosen is None:
+            raise ConfigError(
+                f"no live node allows spawning {cls!r}; start one with --spawnable {cls}"
+            )
+        return chosen
+
+    def terminate(self, address: str) -> bool:
+        """Stop, for good, an agent that :meth:`spawn` started; ``False`` if it was gone.
+
+        Raises:
+            Unauthorized: the agent was not started by :meth:`spawn` (``node.spawn``).
+        """
+        name, _, node = address.partition("@")
+        if not node:
+            raise ConfigError(f"terminate needs the agent's address as name@node, not {address!r}")
+        return bool(self.node.ask_node(node, TERMINATE, {"name": name}).get()["terminated"])
 
     # -- lifetime -----------------------------------------------------------------------------
 
