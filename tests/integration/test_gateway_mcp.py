@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -361,3 +362,75 @@ def test_serve_http_stops_when_told_and_answers_until_then(member: Member) -> No
         return pong
 
     assert asyncio.run(serve_and_call())["status"] == "ok"
+
+
+def _raw_stdio(cluster: Cluster) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, *_mcp_args(cluster)], env=_env(), text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+INITIALIZE = {
+    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+               "clientInfo": {"name": "raw", "version": "0"}},
+}  # fmt: skip
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+
+
+def test_macp_mcp_writes_nothing_but_mcp_on_stdout_and_ends_with_its_input(
+    cluster: Cluster,
+) -> None:
+    proc = _raw_stdio(cluster)
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "ping", "arguments": {}}}  # fmt: skip
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    proc.stdin.write("".join(json.dumps(m) + "\n" for m in (INITIALIZE, INITIALIZED, call)))
+    proc.stdin.flush()
+    answers = [json.loads(proc.stdout.readline()) for _ in range(2)]  # JSON-RPC or it fails
+    assert [(a["jsonrpc"], a["id"]) for a in answers] == [("2.0", 1), ("2.0", 2)]
+    out, err = proc.communicate(timeout=30)  # closes its input: the client is gone
+    assert (proc.returncode, out) == (0, ""), err
+    assert answers[0]["result"]["serverInfo"]["name"] == "macp"
+    assert answers[1]["result"]["structuredContent"]["status"] == "ok"
+    assert [line for line in err.splitlines() if not line.startswith("{")] == []
+
+
+def test_macp_mcp_on_stdio_stops_on_sigterm(cluster: Cluster) -> None:
+    proc = _raw_stdio(cluster)
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    proc.stdin.write(json.dumps(INITIALIZE) + "\n")
+    proc.stdin.flush()
+    assert json.loads(proc.stdout.readline())["id"] == 1  # it serves, reading its input
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out) == (0, ""), err
+
+
+def test_macp_mcp_refuses_a_bad_http_address_and_an_empty_address_in_one_sentence(
+    cluster: Cluster,
+) -> None:
+    bad = subprocess.run(
+        [sys.executable, *_mcp_args(cluster, "--http", "localhost")], env=_env(),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert bad.stderr == (
+        "error: --http 'localhost' must be HOST:PORT, e.g. --http 127.0.0.1:8765 (port 0: any)\n"
+    )
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nobody = subprocess.run(
+        [sys.executable, "-m", "macp", "mcp", "--connect", f"tcp://127.0.0.1:{port}",
+         "--timeout-s", "0.5"], env=_env(), capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert (nobody.returncode, nobody.stdout) == (1, "")
+    assert nobody.stderr.endswith(
+        f"error: no answer from tcp://127.0.0.1:{port} within 0.5 s; is a node of the cluster "
+        "running there?\n"
+    ), nobody.stderr
