@@ -434,3 +434,19 @@ def test_macp_mcp_refuses_a_bad_http_address_and_an_empty_address_in_one_sentenc
         f"error: no answer from tcp://127.0.0.1:{port} within 0.5 s; is a node of the cluster "
         "running there?\n"
     ), nobody.stderr
+
+
+def test_macp_mcp_refuses_an_http_address_in_use_in_one_sentence(cluster: Cluster) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, *_mcp_args(cluster, "--http", f"127.0.0.1:{port}")], env=_env(),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.endswith(
+        f"error: cannot serve MCP over HTTP on 127.0.0.1:{port}: Address already in use; "
+        "choose another --http HOST:PORT\n"
+    ), done.stderr
