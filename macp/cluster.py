@@ -35,6 +35,9 @@ from macp.actors.coordinator import (
     WORKFLOW_RUN,
     WORKFLOW_STATUS,
 )
+from macp.actors.monitor import ALERTS as MONITOR_ALERTS
+from macp.actors.monitor import METRICS as MONITOR_METRICS
+from macp.actors.monitor import RATES as MONITOR_RATES
 from macp.actors.registry import FIND, LIST, ROUTABLE
 from macp.control_plane import start_control_plane
 from macp.errors import ActorNotFound, AskTimeout, ConfigError, NodeDown
@@ -408,6 +411,44 @@ class Cluster:
     def resources(self, type: str, **body: Any) -> Any:
         """A resource-manager request, e.g. ``resources("allocate", owner=..., amounts=...)``."""
         return self._ask("resources", f"resources.{type}", body)
+
+    # -- the gateway's runtime additions: metrics -----------------------------------------------
+
+    def metrics(self) -> dict[str, Any]:
+        """The monitor's figures and the alerts firing now.
+
+        Returns:
+            ``{"metrics": {name: value}, "alerts": [rule]}``: every gauge of the last sample
+            (see :mod:`macp.actors.metrics` for the names), and each alert rule that is firing,
+            as ``monitor.rules`` describes it, with its metric's ``value``.
+        """
+        return {
+            "metrics": dict(self._read("monitor", MONITOR_METRICS)),
+            "alerts": list(self._read("monitor", MONITOR_ALERTS)),
+        }
+
+    def message_rates(
+        self, *, window_s: float = 60.0, flood_per_s: float | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Each agent's messages over the last ``window_s``, from the counts its node reports
+        to the registry with every heartbeat and the monitor samples (so they lag by about a
+        heartbeat and a sample).
+
+        Args:
+            window_s: the window, in seconds (the monitor keeps ``history_size`` samples).
+            flood_per_s: flag the agents taking more than this many messages a second.
+
+        Returns:
+            ``{address: {"messages", "rate_per_s", "span_s", "total", "flood"?}}``:
+            messages taken (handled or failed) in the window, that count over ``window_s``,
+            the seconds the samples cover, the count since the agent (re)started, and with
+            ``flood_per_s`` whether ``rate_per_s`` is above it.
+
+        Raises:
+            InvalidParams: ``window_s`` or ``flood_per_s`` is not a positive number.
+        """
+        body = {"window_s": window_s, "flood_per_s": flood_per_s}
+        return dict(self._read("monitor", MONITOR_RATES, body))
 
     # -- lifetime -----------------------------------------------------------------------------
 
