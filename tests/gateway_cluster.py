@@ -20,6 +20,7 @@ WORKER_AGENTS = {
     "v1": "Voter", "v2": "Voter", "v3": "Voter", "dis": "Dissenter", "sq1": "Squarer",
     "crew1": "Crew", "crew2": "Crew",
 }  # fmt: skip
+SPAWNABLE = ("agents:Voter", "agents:Squarer", "agents:Echo")
 
 
 class Procs:
@@ -39,10 +40,11 @@ def cluster_procs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Procs]:
     worker: NodeProcess | None = None
     try:
         assert head.address is not None
-        agents = [
-            a for name, cls in WORKER_AGENTS.items() for a in ("--agent", f"{name}=agents:{cls}")
-        ]
-        worker = NodeProcess("w1", "--join", head.address, *agents, *QUICK_CLUSTER_FLAGS).start()
+        agents = [a for n, cls in WORKER_AGENTS.items() for a in ("--agent", f"{n}=agents:{cls}")]
+        allowed = [a for cls in SPAWNABLE for a in ("--spawnable", cls)]
+        worker = NodeProcess(
+            "w1", "--join", head.address, *agents, *allowed, *QUICK_CLUSTER_FLAGS
+        ).start()
         yield Procs(head, worker)
     finally:
         if worker is not None:

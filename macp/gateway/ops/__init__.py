@@ -2,6 +2,7 @@
 
 - :mod:`~macp.gateway.ops.tasks`: task_orchestrate, task_status, task_result, task_cancel,
   task_list
+- :mod:`~macp.gateway.ops.swarms`: agent_spawn, swarm_init, swarm_status
 - :mod:`~macp.gateway.ops.agents`: agent_list, find_agents, agent_status, agent_control,
   agent_message
 - :mod:`~macp.gateway.ops.workflows`: workflow_define, workflow_execute, workflow_status,
@@ -15,9 +16,9 @@
 
 from __future__ import annotations
 
-from macp.gateway.ops import agents, checks, state, system, tasks, workflows
+from macp.gateway.ops import agents, checks, state, swarms, system, tasks, workflows
 from macp.gateway.ops._table import OPERATIONS
 
 __all__ = ["OPERATIONS"]
 
-del agents, checks, state, system, tasks, workflows  # imported for the operations they add
+del agents, checks, state, swarms, system, tasks, workflows  # imported for the operations they add
