@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from macp.futures import AskFuture
     from macp.runtime import NodeRuntime
 
-__all__ = ["Cluster", "Run", "Task", "connect", "start_control_plane"]
+__all__ = ["Cluster", "Run", "Task", "connect", "spawn_body", "start_control_plane"]
 
 NODE_INFO = "node.info"
 _POLL_S = 0.02  # how often wait_for_agents asks the registry
@@ -70,6 +70,23 @@ def _listed(values: Sequence[str]) -> Any:
     """A list for the wire; a lone string stays one, for the coordinator to refuse by name
     (``list("summarize")`` would be its letters)."""
     return values if isinstance(values, str) else list(values)
+
+
+def spawn_body(
+    cls: str,
+    name: str,
+    *,
+    config: Mapping[str, Wire] | None = None,
+    capabilities: Sequence[str] | None = None,
+    role: str | None = None,
+    group: str | None = None,
+) -> dict[str, Wire]:
+    """The body of a ``node.spawn`` (:meth:`Cluster.spawn`'s, and the gateway's)."""
+    return {
+        "class": cls, "name": name, "config": dict(config) if config is not None else None,
+        "capabilities": list(capabilities) if capabilities is not None else None,
+        "role": role, "group": group,
+    }  # fmt: skip
 
 
 class Task:
@@ -508,11 +525,8 @@ class Cluster:
         wait_s = timeout_s or self.timeout_s
         deadline = time.monotonic() + wait_s
         where = node or self._spawn_node(cls, wait_s)
-        body: dict[str, Wire] = {
-            "class": cls, "name": name, "config": dict(config) if config is not None else None,
-            "capabilities": list(capabilities) if capabilities is not None else None,
-            "role": role, "group": group,
-        }  # fmt: skip
+        body = spawn_body(cls, name, config=config, capabilities=capabilities, role=role,
+                          group=group)  # fmt: skip
         answer = self.node.ask_node(where, SPAWN, body, timeout_s=wait_s).get()
         address = str(answer["address"])
         self.wait_for_agents([address], timeout_s=max(deadline - time.monotonic(), 0.001))
