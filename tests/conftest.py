@@ -30,6 +30,15 @@ def _macp_threads() -> list[threading.Thread]:
 
 
 @pytest.fixture(autouse=True)
+def _own_data_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test's nodes (in this process or started by it) keep their default journals in a
+    folder of the test's own, never in one another's (``.macp/`` of the working directory)."""
+    monkeypatch.setenv("MACP_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+
+
+@pytest.fixture(autouse=True)
 def _no_threads_left() -> Iterator[None]:
     yield
     wait_until(lambda: not _macp_threads(), 5.0, "macp threads left running")

@@ -1,20 +1,8 @@
-"""The Python API of the control plane, from anywhere.
-
-On the head, :func:`~macp.control_plane.start_control_plane` (re-exported here) starts it.
-Anywhere else: ``Cluster(node)`` (from a node whose ``head`` is set, or from an agent as
-``Cluster(self.node)``), or ``macp.connect("tcp://head:5555")`` from a script, submits tasks and
-reads results without knowing which node hosts what::
-
-    with macp.connect("tcp://10.0.0.1:5555") as cluster:
-        task = cluster.submit("summarize", {"text": "..."})
-        print(task.result(timeout_s=30))
-"""
+"""The :class:`Cluster`: the control plane's API from any node or client, and :func:`connect`."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from macp.actors.coordinator import (
@@ -30,24 +18,22 @@ from macp.actors.coordinator import (
     TASKS_SUBSCRIBE,
     TASKS_SUBSCRIBERS,
     TASKS_UNSUBSCRIBE,
-    WORKFLOW_CANCEL,
     WORKFLOW_DEFINE,
     WORKFLOW_LIST,
-    WORKFLOW_PAUSE,
-    WORKFLOW_RESULT,
-    WORKFLOW_RESUME,
     WORKFLOW_RUN,
-    WORKFLOW_STATUS,
 )
 from macp.actors.monitor import ALERTS as MONITOR_ALERTS
 from macp.actors.monitor import METRICS as MONITOR_METRICS
 from macp.actors.monitor import RATES as MONITOR_RATES
-from macp.actors.registry import FIND, LIST, ROUTABLE
+from macp.actors.registry import FIND, LIST
 from macp.actors.task_events import DEFAULT_LEASE_S
-from macp.control_plane import start_control_plane
-from macp.errors import ActorNotFound, AskTimeout, ConfigError, MacpError, NodeDown
+from macp.cluster._handles import Run, Task
+from macp.cluster._head import head_of
+from macp.cluster._spawn import choose_node, spawn_body
+from macp.cluster._waiting import wait_routable
+from macp.errors import ActorNotFound, ConfigError, NodeDown
 from macp.node import Node
-from macp.node._remote_spawn import SPAWN, TERMINATE, least_loaded
+from macp.node._remote_spawn import SPAWN, TERMINATE
 
 if TYPE_CHECKING:
     import os
@@ -58,10 +44,8 @@ if TYPE_CHECKING:
     from macp.futures import AskFuture
     from macp.runtime import NodeRuntime
 
-__all__ = ["Cluster", "Run", "Task", "connect", "spawn_body", "start_control_plane"]
+__all__ = ["RETRY_FIRST_S", "RETRY_MAX_S", "Cluster", "connect"]
 
-NODE_INFO = "node.info"
-_POLL_S = 0.02  # how often wait_for_agents asks the registry
 RETRY_FIRST_S: Final = 0.1  # a read sent again while the head is down: first after this,
 RETRY_MAX_S: Final = 2.0  # doubling up to this
 
@@ -70,85 +54,6 @@ def _listed(values: Sequence[str]) -> Any:
     """A list for the wire; a lone string stays one, for the coordinator to refuse by name
     (``list("summarize")`` would be its letters)."""
     return values if isinstance(values, str) else list(values)
-
-
-def spawn_body(
-    cls: str,
-    name: str,
-    *,
-    config: Mapping[str, Wire] | None = None,
-    capabilities: Sequence[str] | None = None,
-    role: str | None = None,
-    group: str | None = None,
-) -> dict[str, Wire]:
-    """The body of a ``node.spawn`` (:meth:`Cluster.spawn`'s, and the gateway's)."""
-    return {
-        "class": cls, "name": name, "config": dict(config) if config is not None else None,
-        "capabilities": list(capabilities) if capabilities is not None else None,
-        "role": role, "group": group,
-    }  # fmt: skip
-
-
-class Task:
-    """A submitted task: its id, and ways to follow it."""
-
-    __slots__ = ("_cluster", "id")
-
-    def __init__(self, cluster: Cluster, task_id: str) -> None:
-        self._cluster = cluster
-        self.id = task_id
-
-    def __repr__(self) -> str:
-        return f"Task({self.id!r})"
-
-    def result(self, timeout_s: float = 60.0) -> Any:
-        """Wait for the task to finish; its result, or its error raised as its own class.
-        A restart of the head meanwhile is waited out (within ``timeout_s``)."""
-        return self._cluster.result(self.id, timeout_s=timeout_s)
-
-    def status(self) -> dict[str, Any]:
-        """State, progress, attempts, agent, timings, the log, and why it waits (if it does)."""
-        return self._cluster.status(self.id)
-
-    def cancel(self) -> bool:
-        return self._cluster.cancel(self.id)
-
-
-class Run:
-    """A workflow run: its id, and ways to follow and steer it."""
-
-    __slots__ = ("_cluster", "id")
-
-    def __init__(self, cluster: Cluster, run_id: str) -> None:
-        self._cluster = cluster
-        self.id = run_id
-
-    def __repr__(self) -> str:
-        return f"Run({self.id!r})"
-
-    def _ask(self, type: str, timeout_s: float | None = None) -> Any:
-        return self._cluster._ask("coordinator", type, {"run_id": self.id}, timeout_s=timeout_s)
-
-    def result(self, timeout_s: float = 120.0) -> Any:
-        """Wait for the run to end: its result, or its error raised as its own class (waiting
-        on across a restart of the head)."""
-        body = {"run_id": self.id}
-        return self._cluster._read("coordinator", WORKFLOW_RESULT, body, timeout_s=timeout_s)
-
-    def status(self) -> dict[str, Any]:
-        """The run's state, the chosen strategy (and why), and each step's state and output."""
-        return dict(self._cluster._read("coordinator", WORKFLOW_STATUS, {"run_id": self.id}))
-
-    def pause(self) -> str:
-        """Start no more steps (those running finish); the run's state."""
-        return str(self._ask(WORKFLOW_PAUSE)["state"])
-
-    def resume(self) -> str:
-        return str(self._ask(WORKFLOW_RESUME)["state"])
-
-    def cancel(self) -> bool:
-        """End the run: running steps are cancelled, the others never start."""
-        return bool(self._ask(WORKFLOW_CANCEL)["cancelled"])
 
 
 class Cluster:
@@ -166,34 +71,7 @@ class Cluster:
         self.node = node
         self.timeout_s = timeout_s
         self._owns_node = owns_node
-        head = node.head
-        router = node.router if isinstance(node, Node) else None  # a client is a Node
-        gateway = router.gateway if router is not None else None
-        if head is None and gateway is not None:
-            try:
-                info = node.ask_node("*", "node.info", timeout_s=timeout_s).get()
-            except AskTimeout:
-                keys = router.keys_dir if router is not None else None
-                also = "" if keys is None else (
-                    ", and does its keys directory hold this client's public key "
-                    f"({Path(keys) / 'client.key'})"
-                )  # fmt: skip
-                raise AskTimeout(
-                    f"no answer from {gateway} within {timeout_s:g} s; is a node running "
-                    f"there{also}?"
-                ) from None
-            head = info.get("head")
-            if head is None:
-                raise ConfigError(
-                    f"no control plane at {gateway}: node {info.get('name')!r} there knows no "
-                    "head; start one node of the cluster with --control-plane"
-                )
-        if head is None:
-            raise ConfigError(
-                f"node {node.name!r} knows no head: pass head= to Node, or start the control "
-                "plane on it (start_control_plane)"
-            )
-        self.head = head
+        self.head = head_of(node, timeout_s)
 
     def _ask(self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None) -> Any:
         return self.request(actor, type, body, timeout_s=timeout_s).get()
@@ -410,22 +288,7 @@ class Cluster:
             AskTimeout: some are not routable within ``timeout_s``; the message names them,
                 and so does its ``data["missing"]``.
         """
-        wanted = set(addresses)
-        deadline = time.monotonic() + timeout_s
-        shown = -1
-        while True:
-            missing = wanted - {r["address"] for r in self.agents() if r["status"] in ROUTABLE}
-            if progress is not None and len(wanted) - len(missing) != shown:
-                shown = len(wanted) - len(missing)
-                progress(shown, len(wanted))
-            if not missing:
-                break
-            if time.monotonic() > deadline:
-                raise AskTimeout(
-                    f"agents not routable within {timeout_s:g} s: {sorted(missing)}",
-                    data={"missing": sorted(missing)},
-                )
-            time.sleep(_POLL_S)
+        wait_routable(self.agents, addresses, timeout_s, progress)
         self._ask("coordinator", TASKS, {"states": []})  # answers nothing, after the news
 
     def memory(self, type: str, **body: Any) -> Any:
@@ -524,29 +387,13 @@ class Cluster:
         """
         wait_s = timeout_s or self.timeout_s
         deadline = time.monotonic() + wait_s
-        where = node or self._spawn_node(cls, wait_s)
+        where = node or choose_node(self.node, self.head, self.agents, cls, wait_s)
         body = spawn_body(cls, name, config=config, capabilities=capabilities, role=role,
                           group=group)  # fmt: skip
         answer = self.node.ask_node(where, SPAWN, body, timeout_s=wait_s).get()
         address = str(answer["address"])
         self.wait_for_agents([address], timeout_s=max(deadline - time.monotonic(), 0.001))
         return address
-
-    def _spawn_node(self, cls: str, timeout_s: float) -> str:
-        head = self.node.ask_node(self.head, NODE_INFO, timeout_s=timeout_s).get()
-        nodes = [self.head] + [n for n, p in head["peers"].items() if p["state"] == "up"]
-        allowing = [self.head] if cls in head.get("spawnable", ()) else []
-        for name in nodes[1:]:
-            with contextlib.suppress(MacpError):
-                info = self.node.ask_node(name, NODE_INFO, timeout_s=timeout_s).get()
-                if cls in info.get("spawnable", ()):
-                    allowing.append(name)
-        chosen = least_loaded(self.agents(), allowing)
-        if chosen is None:
-            raise ConfigError(
-                f"no live node allows spawning {cls!r}; start one with --spawnable {cls}"
-            )
-        return chosen
 
     def terminate(self, address: str) -> bool:
         """Stop, for good, an agent that :meth:`spawn` started; ``False`` if it was gone.
