@@ -13,14 +13,15 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from gateway_calls import CALLS, POOL, SPAWNABLE, SQUARE, Known, McpSession, structured
 from mcp import Client, StdioServerParameters
 from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS, TESTS, NodeProcess
 
+from macp import Run
 from macp.gateway import OPERATIONS, Member
 from macp.gateway.mcp import mcp_server, serve_http
 from macp.testing import wait_until
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
     from mcp_types import CallToolResult
 
 pytestmark = pytest.mark.integration
-
-SQUARE = {"type": "square", "body": {"x": 7}, "capabilities": ["square"]}
 
 
 @dataclass
@@ -48,7 +47,8 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    """A head (control plane) and a worker running a Squarer and an Echo, for the module."""
+    """A head (control plane) and a worker running a Squarer and two Echoes (one to hang a
+    workflow's step on), allowing SPAWNABLE to be spawned, for the module."""
     head = NodeProcess("head", "--control-plane", *QUICK_CLUSTER_FLAGS)
     worker = None
     try:
@@ -62,6 +62,9 @@ def cluster() -> Iterator[Cluster]:
             "sq=agents:Squarer",
             "--agent",
             "echo=agents:Echo",
+            "--agent",
+            "hanger=agents:Echo",
+            *(a for cls in SPAWNABLE for a in ("--spawnable", cls)),
             *QUICK_CLUSTER_FLAGS,
         ).start()
         yield Cluster(head, worker)
@@ -79,16 +82,6 @@ def member(cluster: Cluster) -> Iterator[Member]:
         yield joined
 
 
-def structured(result: CallToolResult) -> dict[str, Any]:
-    """A successful tool result's structured content, checked against its text."""
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    text = result.content[0]
-    assert text.type == "text"
-    assert json.loads(text.text) == result.structured_content
-    return dict(result.structured_content)
-
-
 def error(result: CallToolResult) -> dict[str, Any]:
     """A failed tool result's error: ``{"code", "message", "data"}``, named in its text."""
     assert result.is_error, result.structured_content
@@ -97,64 +90,6 @@ def error(result: CallToolResult) -> dict[str, Any]:
     assert text.type == "text"
     assert text.text == f"macp error {err['code']} ({err['data']['error']}): {err['message']}"
     return err
-
-
-@dataclass
-class Known:
-    """Ids the calls of one run share: a finished task, a task that waits for an agent."""
-
-    done_task: str = ""
-    waiting_task: str = ""
-    seen: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-# Every operation of the table: its arguments, and what its answer must show. A new operation
-# without an entry here fails test_every_tool_of_the_table_is_called_and_answers. They are
-# called in this order, so an entry may use what an earlier call answered (Known.seen).
-Arguments = Callable[[Known], dict[str, Any]]
-Shows = Callable[[dict[str, Any], Known], bool]
-CALLS: dict[str, tuple[Arguments, Shows]] = {
-    "ping": (lambda _k: {}, lambda r, _k: r["status"] == "ok"),
-    "task_orchestrate": (lambda _k: SQUARE, lambda r, _k: set(r) == {"task_id", "state"}),
-    "task_status": (
-        lambda k: {"task_id": k.done_task},
-        lambda r, _k: (r["state"], r["agent"]) == ("succeeded", "sq@w1"),
-    ),
-    "task_result": (
-        lambda k: {"task_id": k.done_task, "wait_s": 10},
-        lambda r, k: (
-            r
-            == {
-                "task_id": k.done_task,
-                "done": True,
-                "state": "succeeded",
-                "result": {"square": 49, "by": "sq@w1"},
-            }
-        ),
-    ),
-    "task_list": (
-        lambda _k: {},
-        lambda r, k: {k.done_task, k.waiting_task} <= {t["id"] for t in r["tasks"]},
-    ),
-    "task_cancel": (
-        lambda k: {"task_id": k.waiting_task},
-        lambda r, _k: r == {"cancelled": True, "state": "cancelled"},
-    ),
-}
-
-
-async def _prepare(client: Client) -> Known:
-    """A task run to its end by a real agent, and one that waits for an agent nobody runs."""
-    known = Known()
-    done = structured(await client.call_tool("task_orchestrate", SQUARE))
-    known.done_task = done["task_id"]
-    finished = structured(
-        await client.call_tool("task_result", {"task_id": known.done_task, "wait_s": 10})
-    )
-    assert finished["done"] is True, finished
-    waiting = await client.call_tool("task_orchestrate", {"type": "nobody", "timeout_s": 60})
-    known.waiting_task = structured(waiting)["task_id"]
-    return known
 
 
 def test_the_tools_are_the_tables_operations_with_their_schemas(member: Member) -> None:
@@ -173,23 +108,20 @@ def test_the_tools_are_the_tables_operations_with_their_schemas(member: Member) 
 def test_every_tool_of_the_table_is_called_and_answers(member: Member) -> None:
     missing = set(OPERATIONS.names()) - set(CALLS)
     assert not missing, f"operations with no arguments in CALLS: {sorted(missing)}"
+    member.cluster.resources("define_pool", **POOL)
+    known = Known()
+    with McpSession.of(mcp_server(member.runtime)) as session:
+        known.prepare(session)
+        for name, call in CALLS.items():
+            known.seen[name] = call.check(session, name, known)
 
-    async def call_all() -> Known:
-        async with Client(mcp_server(member.runtime)) as client:
-            known = await _prepare(client)
-            for name in [name for name in CALLS if name in OPERATIONS]:
-                arguments, shows = CALLS[name]
-                answer = structured(await client.call_tool(name, arguments(known)))
-                assert shows(answer, known), (name, answer)
-                known.seen[name] = answer
-            return known
-
-    known = asyncio.run(call_all())
     assert set(known.seen) == set(OPERATIONS.names())
-    status = asyncio.run(
-        OPERATIONS["task_status"].call(member.runtime, {"task_id": known.waiting_task})
-    )
-    assert status["state"] == "cancelled"
+    assert member.cluster.status(known.waiting_task)["state"] == "cancelled"
+    assert Run(member.cluster, known.run_id).status()["state"] == "cancelled"
+    assert member.cluster.memory("get", namespace=known.swarm, key="k1")["found"] is False
+    assert member.cluster.resources("usage")["gpu"]["free"] == 2
+    spawned = {a["address"] for a in member.cluster.find(group=known.swarm)}
+    assert spawned == {*known.seen["swarm_init"]["agents"], known.spawned}
 
 
 def test_a_failed_call_is_an_error_result_and_the_session_goes_on(member: Member) -> None:
