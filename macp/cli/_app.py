@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 import macp
+from macp.cli._gateway import gateway
 from macp.cli._start import start
 from macp.cli._support import fail
 from macp.cli._topology import register
@@ -39,6 +40,7 @@ app.add_typer(node_app, name="node")
 app.add_typer(keys_app, name="keys")
 register(app)
 node_app.command("start")(start)
+app.command("gateway")(gateway)
 
 
 def _print_version(given: bool) -> None:

@@ -1,0 +1,148 @@
+"""``macp gateway`` as a process: it joins a cluster of node processes, prints its ready line,
+serves a session as ``nc`` sends it, stops cleanly on SIGTERM, and refuses bad listeners with
+one sentence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from procs import QUICK_CLUSTER_FLAGS, TESTS
+
+from macp.cli import STOP_WITH_PARENT
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from procs import NodeProcess
+
+pytestmark = pytest.mark.integration
+
+
+def macp(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(TESTS), STOP_WITH_PARENT: str(os.getpid())}
+    return subprocess.Popen(
+        [sys.executable, "-m", "macp", *args], stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+def ready_line(proc: subprocess.Popen[str], timeout_s: float = 30) -> dict[str, Any]:
+    """The process's first line of standard output (its ready line), parsed."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(timeout_s)
+    if not lines or not lines[0]:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        raise AssertionError(f"no ready line; standard error:\n{err}")
+    ready: dict[str, Any] = json.loads(lines[0])
+    return ready
+
+
+@pytest.fixture
+def head(procs: Callable[..., NodeProcess], tmp_path: Path) -> str:
+    node = procs("head", "--control-plane", "--journal", str(tmp_path / "journal.db"),
+                 "--agent", "sq=agents:Squarer", *QUICK_CLUSTER_FLAGS)  # fmt: skip
+    assert node.address is not None
+    return node.address
+
+
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[str]]]:
+    processes: list[subprocess.Popen[str]] = []
+    yield processes
+    for proc in processes:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+
+
+def nc(address: str, text: str) -> list[Any]:
+    """What ``printf TEXT | nc -q1 HOST PORT`` prints, parsed: send it all, close the sending
+    side, read every line until the server closes."""
+    host, _, port = address.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(text.encode())
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return [json.loads(line) for line in received.splitlines()]
+
+
+def test_macp_gateway_serves_an_nc_session_and_stops_on_sigterm(
+    head: str, started: list[subprocess.Popen[str]]
+) -> None:
+    proc = macp("gateway", "--connect", head, "--name", "gw", "--jsonrpc", "127.0.0.1:0",
+                "--log-json", *QUICK_CLUSTER_FLAGS)  # fmt: skip
+    started.append(proc)
+    ready = ready_line(proc)
+    assert ready["event"] == "gateway.ready"
+    assert ready["name"] == "gw"
+    assert ready["head"] == "head"
+    assert ready["mcp_http"] is None
+    assert ready["jsonrpc"].startswith("127.0.0.1:")
+    assert not ready["jsonrpc"].endswith(":0")
+    # the README's session, as printf would write it
+    answers = nc(ready["jsonrpc"], '{"jsonrpc":"2.0","id":1,"method":"ping"}\n'
+                 '{"jsonrpc":"2.0","id":2,"method":"task_orchestrate",'
+                 '"params":{"type":"square","body":{"x":12}}}\n')  # fmt: skip
+    by_id = {a["id"]: a for a in answers}
+    assert by_id[1]["result"]["status"] == "ok"
+    task_id = by_id[2]["result"]["task_id"]
+    (done,) = nc(ready["jsonrpc"], json.dumps({"jsonrpc": "2.0", "id": 3, "method": "task_result",
+                 "params": {"task_id": task_id, "wait_s": 15}}) + "\n")  # fmt: skip
+    assert done["result"]["result"] == {"square": 144, "by": "sq@head"}
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+
+
+@pytest.mark.parametrize("flag", ["--jsonrpc", "--mcp-http"])
+def test_a_listener_off_loopback_is_refused_without_insecure(
+    flag: str, started: list[subprocess.Popen[str]]
+) -> None:
+    proc = macp("gateway", "--connect", "tcp://127.0.0.1:9", flag, "0.0.0.0:9500")
+    started.append(proc)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert err.strip() == (
+        f"error: {flag} 0.0.0.0:9500 can be reached from other hosts, and the gateway does not "
+        "yet authenticate its clients; serve on 127.0.0.1, or add --insecure"
+    )
+
+
+def test_a_listener_address_not_host_port_is_refused(started: list[subprocess.Popen[str]]) -> None:
+    proc = macp("gateway", "--connect", "tcp://127.0.0.1:9", "--jsonrpc", "9500")
+    started.append(proc)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "error: --jsonrpc '9500' must be HOST:PORT, e.g. --jsonrpc 127.0.0.1:9500" in err
+
+
+def test_a_jsonrpc_port_in_use_is_one_sentence_and_exit_2(
+    head: str, started: list[subprocess.Popen[str]]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = macp("gateway", "--connect", head, "--jsonrpc", f"127.0.0.1:{port}",
+                    *QUICK_CLUSTER_FLAGS)  # fmt: skip
+        started.append(proc)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert err.strip().endswith(
+        f"error: JSON-RPC address already in use: 127.0.0.1:{port}; choose another port or "
+        "stop what listens there"
+    )
