@@ -12,6 +12,7 @@ reads results without knowing which node hosts what::
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -26,6 +27,9 @@ from macp.actors.coordinator import (
     STATUS,
     SUBMIT,
     TASKS,
+    TASKS_SUBSCRIBE,
+    TASKS_SUBSCRIBERS,
+    TASKS_UNSUBSCRIBE,
     WORKFLOW_CANCEL,
     WORKFLOW_DEFINE,
     WORKFLOW_LIST,
@@ -35,10 +39,15 @@ from macp.actors.coordinator import (
     WORKFLOW_RUN,
     WORKFLOW_STATUS,
 )
+from macp.actors.monitor import ALERTS as MONITOR_ALERTS
+from macp.actors.monitor import METRICS as MONITOR_METRICS
+from macp.actors.monitor import RATES as MONITOR_RATES
 from macp.actors.registry import FIND, LIST, ROUTABLE
+from macp.actors.task_events import DEFAULT_LEASE_S
 from macp.control_plane import start_control_plane
-from macp.errors import ActorNotFound, AskTimeout, ConfigError, NodeDown
+from macp.errors import ActorNotFound, AskTimeout, ConfigError, MacpError, NodeDown
 from macp.node import Node
+from macp.node._remote_spawn import SPAWN, TERMINATE, least_loaded
 
 if TYPE_CHECKING:
     import os
@@ -49,8 +58,9 @@ if TYPE_CHECKING:
     from macp.futures import AskFuture
     from macp.runtime import NodeRuntime
 
-__all__ = ["Cluster", "Run", "Task", "connect", "start_control_plane"]
+__all__ = ["Cluster", "Run", "Task", "connect", "spawn_body", "start_control_plane"]
 
+NODE_INFO = "node.info"
 _POLL_S = 0.02  # how often wait_for_agents asks the registry
 RETRY_FIRST_S: Final = 0.1  # a read sent again while the head is down: first after this,
 RETRY_MAX_S: Final = 2.0  # doubling up to this
@@ -60,6 +70,23 @@ def _listed(values: Sequence[str]) -> Any:
     """A list for the wire; a lone string stays one, for the coordinator to refuse by name
     (``list("summarize")`` would be its letters)."""
     return values if isinstance(values, str) else list(values)
+
+
+def spawn_body(
+    cls: str,
+    name: str,
+    *,
+    config: Mapping[str, Wire] | None = None,
+    capabilities: Sequence[str] | None = None,
+    role: str | None = None,
+    group: str | None = None,
+) -> dict[str, Wire]:
+    """The body of a ``node.spawn`` (:meth:`Cluster.spawn`'s, and the gateway's)."""
+    return {
+        "class": cls, "name": name, "config": dict(config) if config is not None else None,
+        "capabilities": list(capabilities) if capabilities is not None else None,
+        "role": role, "group": group,
+    }  # fmt: skip
 
 
 class Task:
@@ -408,6 +435,129 @@ class Cluster:
     def resources(self, type: str, **body: Any) -> Any:
         """A resource-manager request, e.g. ``resources("allocate", owner=..., amounts=...)``."""
         return self._ask("resources", f"resources.{type}", body)
+
+    # -- the gateway's runtime additions: metrics -----------------------------------------------
+
+    def metrics(self) -> dict[str, Any]:
+        """The monitor's figures and the alerts firing now.
+
+        Returns:
+            ``{"metrics": {name: value}, "alerts": [rule]}``: every gauge of the last sample
+            (see :mod:`macp.actors.metrics` for the names), and each alert rule that is firing,
+            as ``monitor.rules`` describes it, with its metric's ``value``.
+        """
+        return {
+            "metrics": dict(self._read("monitor", MONITOR_METRICS)),
+            "alerts": list(self._read("monitor", MONITOR_ALERTS)),
+        }
+
+    def message_rates(
+        self, *, window_s: float = 60.0, flood_per_s: float | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Each agent's messages over the last ``window_s``, from the counts its node reports
+        to the registry with every heartbeat and the monitor samples (so they lag by about a
+        heartbeat and a sample).
+
+        Args:
+            window_s: the window, in seconds (the monitor keeps ``history_size`` samples).
+            flood_per_s: flag the agents taking more than this many messages a second.
+
+        Returns:
+            ``{address: {"messages", "rate_per_s", "span_s", "total", "flood"?}}``:
+            messages taken (handled or failed) in the window, that count over ``window_s``,
+            the seconds the samples cover, the count since the agent (re)started, and with
+            ``flood_per_s`` whether ``rate_per_s`` is above it.
+
+        Raises:
+            InvalidParams: ``window_s`` or ``flood_per_s`` is not a positive number.
+        """
+        body = {"window_s": window_s, "flood_per_s": flood_per_s}
+        return dict(self._read("monitor", MONITOR_RATES, body))
+
+    # -- the gateway's runtime additions: task events -------------------------------------------
+
+    def subscribe_tasks(self, address: str, *, lease_s: float = DEFAULT_LEASE_S) -> dict[str, Any]:
+        """Tell ``address`` (``name@node``) a ``task.event`` at each change of any task's
+        state, for ``lease_s`` seconds: ask again before it ends to keep it (a
+        :class:`~macp.TaskEvents` agent does). Events are at most once, in transition order
+        per task; see :mod:`macp.actors.coordinator.events`.
+
+        Raises:
+            InvalidParams: ``address`` is not ``name@node``, or ``lease_s`` is not above 0
+                and at most an hour.
+        """
+        body: dict[str, Wire] = {"address": address, "lease_s": lease_s}
+        return dict(self._ask("coordinator", TASKS_SUBSCRIBE, body))
+
+    def unsubscribe_tasks(self, address: str) -> bool:
+        """End ``address``'s subscription; ``False`` if it held none (or it had lapsed)."""
+        body = {"address": address}
+        return bool(self._ask("coordinator", TASKS_UNSUBSCRIBE, body)["unsubscribed"])
+
+    def task_subscribers(self) -> list[dict[str, Any]]:
+        """The subscribers to task events: ``[{"address", "lease_left_s"}]``."""
+        return list(self._read("coordinator", TASKS_SUBSCRIBERS))
+
+    # -- the gateway's runtime additions: agents spawned and stopped --------------------------
+
+    def spawn(
+        self,
+        cls: str,
+        name: str,
+        *,
+        node: str | None = None,
+        config: Mapping[str, Wire] | None = None,
+        capabilities: Sequence[str] | None = None,
+        role: str | None = None,
+        group: str | None = None,
+        timeout_s: float | None = None,
+    ) -> str:
+        """Start an agent of class ``cls`` (``package.module:Class``) named ``name`` on
+        ``node``, or on the least loaded live node that allows that class (the fewest agents
+        plus the sum of their loads, from the registry); return its address once the
+        coordinator can route to it (within ``timeout_s``, the cluster's own by default).
+
+        Raises:
+            Unauthorized: the node does not allow ``cls`` (``--spawnable``).
+            ConfigError: the name is taken, the class does not import, or no node allows it.
+            AskTimeout: the agent was not routable in time.
+        """
+        wait_s = timeout_s or self.timeout_s
+        deadline = time.monotonic() + wait_s
+        where = node or self._spawn_node(cls, wait_s)
+        body = spawn_body(cls, name, config=config, capabilities=capabilities, role=role,
+                          group=group)  # fmt: skip
+        answer = self.node.ask_node(where, SPAWN, body, timeout_s=wait_s).get()
+        address = str(answer["address"])
+        self.wait_for_agents([address], timeout_s=max(deadline - time.monotonic(), 0.001))
+        return address
+
+    def _spawn_node(self, cls: str, timeout_s: float) -> str:
+        head = self.node.ask_node(self.head, NODE_INFO, timeout_s=timeout_s).get()
+        nodes = [self.head] + [n for n, p in head["peers"].items() if p["state"] == "up"]
+        allowing = [self.head] if cls in head.get("spawnable", ()) else []
+        for name in nodes[1:]:
+            with contextlib.suppress(MacpError):
+                info = self.node.ask_node(name, NODE_INFO, timeout_s=timeout_s).get()
+                if cls in info.get("spawnable", ()):
+                    allowing.append(name)
+        chosen = least_loaded(self.agents(), allowing)
+        if chosen is None:
+            raise ConfigError(
+                f"no live node allows spawning {cls!r}; start one with --spawnable {cls}"
+            )
+        return chosen
+
+    def terminate(self, address: str) -> bool:
+        """Stop, for good, an agent that :meth:`spawn` started; ``False`` if it was gone.
+
+        Raises:
+            Unauthorized: the agent was not started by :meth:`spawn` (``node.spawn``).
+        """
+        name, _, node = address.partition("@")
+        if not node:
+            raise ConfigError(f"terminate needs the agent's address as name@node, not {address!r}")
+        return bool(self.node.ask_node(node, TERMINATE, {"name": name}).get()["terminated"])
 
     # -- lifetime -----------------------------------------------------------------------------
 

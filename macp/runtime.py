@@ -39,6 +39,10 @@ class Registrable(Protocol):
         """What the registry knows about the agent."""
         ...
 
+    def messages(self) -> int:
+        """The messages the agent took since it started (handled or failed)."""
+        ...
+
 
 class NodeRuntime(Runtime, Protocol):
     """The node an agent runs on (``self.node``, ``ctx.node``): the public API of

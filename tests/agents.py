@@ -252,3 +252,32 @@ class Gate(Agent):
                 return {"opened": str(path), "by": self.address}
             wake.wait(0.01)
         raise macp.AskTimeout(f"{path} did not appear")
+
+
+class Voter(Agent):
+    """``vote``: the square of ``body["x"]`` and nothing else, so that voters agree."""
+
+    capabilities = ("vote",)
+    role = "voter"
+
+    @handler("vote")
+    def vote(self, body: dict[str, Any]) -> macp.Wire:
+        return int(body["x"]) ** 2
+
+
+class Dissenter(Agent):
+    """``vote`` with another role: answers its own address, agreeing with nobody."""
+
+    capabilities = ("vote",)
+    role = "dissenter"
+
+    @handler("vote")
+    def vote(self, _body: macp.Wire) -> macp.Wire:
+        return self.address
+
+
+class Crew(Echo):
+    """An Echo in group ``crew`` with role ``deckhand``: control commands by group and role."""
+
+    group = "crew"
+    role = "deckhand"

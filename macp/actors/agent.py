@@ -185,6 +185,11 @@ class Agent(Controls, Supervised):
             return "paused", load
         return ("offline" if state is AgentState.STOPPED else "error"), load
 
+    def messages(self) -> int:
+        """The messages this incarnation took (handled or failed; RESET zeroes the count): the
+        counters the handlers keep anyway, read from the registrar's thread."""
+        return self.handled + self.counters["failed"]
+
     # -- hooks --------------------------------------------------------------------------------
 
     def on_configure(self, params: dict[str, Wire]) -> None:

@@ -110,6 +110,27 @@ class History:
     def since(self, name: str, oldest_ms: int) -> list[list[float]]:
         return [[ts, v] for ts, v in self.series.get(name, ()) if ts >= oldest_ms]
 
+    def increase(self, name: str, oldest_ms: int) -> tuple[float, int]:
+        """How much counter ``name`` grew since ``oldest_ms`` (from the last sample before it,
+        if kept; a drop is a restart from 0), and the milliseconds the samples span."""
+        base: tuple[int, float] | None = None
+        grown, last = 0.0, None
+        for ts, value in self.series.get(name, ()):
+            if ts < oldest_ms:
+                base = (ts, value)
+                continue
+            if last is None:
+                last = base or (ts, value)
+            grown += value - last[1] if value >= last[1] else value
+            last = (ts, value)
+        if last is None:
+            return 0.0, 0
+        start = base[0] if base is not None else self._first_since(name, oldest_ms)
+        return grown, last[0] - start
+
+    def _first_since(self, name: str, oldest_ms: int) -> int:
+        return next(ts for ts, _ in self.series[name] if ts >= oldest_ms)
+
 
 _Seconds = Annotated[float, Field(strict=True, ge=0)]
 

@@ -10,8 +10,10 @@ figures are served at ``http://ADDR:PORT/metrics``.
 
 Messages: ``monitor.samples`` (from the coordinator), ``monitor.metrics`` -> ``{name: value}``,
 ``monitor.history`` ``{metric, since_s}`` -> ``[[ts_ms, value], ...]``, ``monitor.rules``,
-``monitor.add_rule`` (a rule), ``monitor.subscribe`` ``{address}``, ``monitor.prometheus`` ->
-``{port}``.
+``monitor.alerts`` -> the rules firing now, each with the metric's ``value``,
+``monitor.rates`` ``{window_s, flood_per_s?}`` -> each agent's messages over the window (see
+:meth:`Monitor.rates`), ``monitor.add_rule`` (a rule), ``monitor.subscribe`` ``{address}``,
+``monitor.prometheus`` -> ``{port}``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, NamedTuple
 
 from pydantic import Field
 
+from macp._storable import is_number
 from macp.actors.agent import Agent, handler
 from macp.actors.metrics import BUCKETS_S, History, Outcomes, Rule, RuleSpec, metric_name
 from macp.actors.registry import CONTROL_PLANE, LIST
@@ -34,16 +37,19 @@ if TYPE_CHECKING:
 
     from macp.futures import AskFuture
 
-__all__ = ["ALERT", "METRICS", "SAMPLES", "Monitor", "MonitorOptions"]
+__all__ = ["ALERT", "ALERTS", "METRICS", "RATES", "SAMPLES", "Monitor", "MonitorOptions"]
 
 SAMPLES: Final = "monitor.samples"
 METRICS: Final = "monitor.metrics"
 HISTORY: Final = "monitor.history"
 RULES: Final = "monitor.rules"
+ALERTS: Final = "monitor.alerts"
+RATES: Final = "monitor.rates"
 ADD_RULE: Final = "monitor.add_rule"
 SUBSCRIBE: Final = "monitor.subscribe"
 PROMETHEUS: Final = "monitor.prometheus"
 ALERT: Final = "alert"
+_MESSAGES: Final = "agent.messages"  # each agent's messages taken, from its registry record
 
 
 class MonitorOptions(Schema):
@@ -161,6 +167,8 @@ class Monitor(Agent):
                 if record.get("status") != "offline":
                     name = metric_name("agent.mailbox_depth", agent=record["address"])
                     figures[name] = float(record.get("load", 0))
+                    taken = metric_name(_MESSAGES, agent=record["address"])
+                    figures[taken] = float(record.get("messages", 0))
         elif polled.kind == "node":
             for measure, value in (polled.value.get("metrics") or {}).items():
                 figures[metric_name(f"node.{measure}", node=polled.key)] = float(value)
@@ -242,6 +250,41 @@ class Monitor(Agent):
     @handler(RULES)
     def list_rules(self, _body: Wire) -> Wire:
         return [rule.describe() for rule in self.rules]
+
+    @handler(ALERTS)
+    def alerts(self, _body: Wire) -> Wire:
+        """The rules firing now, each with its metric's latest ``value``."""
+        gauges = self.gauges
+        return [{**r.describe(), "value": gauges.get(r.metric)} for r in self.rules if r.firing]
+
+    @handler(RATES)
+    def rates(self, body: Wire) -> Wire:
+        """Each agent's messages taken over the last ``window_s`` (its registry record's count,
+        sampled): ``{address: {messages, rate_per_s, span_s, total}}``, where ``rate_per_s`` is
+        ``messages / window_s``, ``span_s`` how much of the window the samples cover and
+        ``total`` the count since the agent started; with ``flood_per_s``, also ``flood``:
+        whether ``rate_per_s`` is above it."""
+        window_s = body.get("window_s") if isinstance(body, dict) else None
+        flood_per_s = body.get("flood_per_s") if isinstance(body, dict) else None
+        if not is_number(window_s) or window_s <= 0:
+            raise InvalidParams(f"'window_s' must be a number of seconds > 0, not {window_s!r}")
+        if flood_per_s is not None and (not is_number(flood_per_s) or flood_per_s < 0):
+            raise InvalidParams(f"'flood_per_s' must be a number >= 0, not {flood_per_s!r}")
+        oldest_ms = now_ms() - int(window_s * 1000)
+        prefix = f"{_MESSAGES}{{agent="
+        found: dict[str, Wire] = {}
+        for name, series in self.history.series.items():
+            if not name.startswith(prefix) or not series or series[-1][0] < oldest_ms:
+                continue
+            grown, span_ms = self.history.increase(name, oldest_ms)
+            rate: dict[str, Wire] = {
+                "messages": int(grown), "rate_per_s": grown / window_s,
+                "span_s": span_ms / 1000, "total": int(series[-1][1]),
+            }  # fmt: skip
+            if flood_per_s is not None:
+                rate["flood"] = grown / window_s > flood_per_s
+            found[name[len(prefix) : -1]] = rate
+        return found
 
     @handler(ADD_RULE)
     def add_rule(self, body: Wire) -> Wire:

@@ -1,10 +1,11 @@
 """The Registry actor: which agents exist, where, what they can do, and how they are doing.
 
 Nodes keep it current (see :mod:`macp.node._registrar`): each heartbeat carries its agents' status
-and load, and their full records whenever the node's set of agents changed. An agent whose node
-goes down is ``offline``. Subscribers (the coordinator, the resource manager) are told every
-change as a ``registry.changed`` event whose body is the agent's record (``status: "gone"``
-when it was removed).
+and load (and how many messages each took: a record's ``messages``), and their full records
+whenever the node's set of agents changed. An agent whose node goes down is ``offline``.
+Subscribers (the coordinator, the resource manager) are told every change as a
+``registry.changed`` event whose body is the agent's record (``status: "gone"`` when it was
+removed).
 
 Statuses: ``available`` (idle), ``busy`` (working or with queued work), ``paused``,
 ``offline`` (stopped, or its node is down), ``error`` (crashed, restarting).
@@ -105,8 +106,9 @@ class Registry(Agent):
 
     @handler(HEARTBEAT)
     def heartbeat(self, body: Wire) -> Wire:
-        """A node's agents' status ``{name: [status, load]}``, with the full ``records`` when
-        its set changed; answers whether the node must send its records again."""
+        """A node's agents' status ``{name: [status, load]}`` and ``messages`` ``{name: count}``
+        (taken since each started; optional), with the full ``records`` when its set changed;
+        answers whether the node must send its records again."""
         node = _field(body, "node", str)
         incarnation = _field(body, "incarnation", str)
         version = _field(body, "version", int)
@@ -117,6 +119,9 @@ class Registry(Agent):
             self.node_versions[node] = (incarnation, version)
         elif self.node_versions.get(node) != (incarnation, version):
             return {"resync": True, "generation": self.generation}
+        counts = body.get("messages")
+        if not isinstance(counts, dict):
+            counts = {}
         now = now_ms()
         for name, value in statuses.items():
             record = self.agents.get(f"{name}@{node}")
@@ -125,6 +130,9 @@ class Registry(Agent):
             status, load = value
             record["last_heartbeat_ms"] = now
             record["load"] = load if isinstance(load, int) else 0
+            taken = counts.get(name)
+            if isinstance(taken, int) and not isinstance(taken, bool):
+                record["messages"] = taken
             if status in _STATUSES and status != record["status"]:
                 record["status"] = status
                 self._changed(record)
@@ -140,6 +148,7 @@ class Registry(Agent):
             old = self.agents.get(address)
             record["status"] = old["status"] if old and old["status"] != "offline" else "available"
             record["load"] = old["load"] if old else 0
+            record["messages"] = old.get("messages", 0) if old else 0
             record["registered_ms"] = old["registered_ms"] if old else now
             record["last_heartbeat_ms"] = now
             changed = old is None or any(old.get(k) != record.get(k) for k in _RECORD_FIELDS)
@@ -170,7 +179,7 @@ class Registry(Agent):
     def _replace_node_one(self, record: dict[str, Any]) -> None:
         old = self.agents.get(record["address"])
         record.update(
-            status="available", load=0, last_heartbeat_ms=now_ms(),
+            status="available", load=0, messages=0, last_heartbeat_ms=now_ms(),
             registered_ms=old["registered_ms"] if old else now_ms(),
         )  # fmt: skip
         self.agents[record["address"]] = record

@@ -18,6 +18,7 @@ import typer
 
 import macp
 from macp.cli._gateway import gateway
+from macp.cli._mcp import mcp
 from macp.cli._start import start
 from macp.cli._support import fail
 from macp.cli._topology import register
@@ -41,6 +42,7 @@ app.add_typer(keys_app, name="keys")
 register(app)
 node_app.command("start")(start)
 app.command("gateway")(gateway)
+app.command("mcp")(mcp)
 
 
 def _print_version(given: bool) -> None:

@@ -85,6 +85,10 @@ def start(
         list[str] | None,
         typer.Option(help="An agent to run, NAME=package.module:Class; repeatable."),
     ] = None,
+    spawnable: Annotated[
+        list[str] | None,
+        typer.Option(help="A class others may spawn here, package.module:Class; repeatable."),
+    ] = None,
     keys: Annotated[
         Path | None, typer.Option(help="Keys directory: CURVE encryption and allow-list.")
     ] = None,
@@ -135,8 +139,8 @@ def start(
 
     if config is not None:
         clash = _given(
-            ctx, "listen", "join", "peer", "agent", "keys", "insecure", "head", "control_plane",
-            "journal", "heartbeat_s", "prometheus_port", "prometheus_addr",
+            ctx, "listen", "join", "peer", "agent", "spawnable", "keys", "insecure", "head",
+            "control_plane", "journal", "heartbeat_s", "prometheus_port", "prometheus_addr",
             "acceptable_pause_s", "max_message_bytes",
         )  # fmt: skip
         if name is not None and node_name is not None:
@@ -170,6 +174,7 @@ def start(
             insecure=insecure,
             head=head,
             settings=settings,
+            spawnable=spawnable or (),
         )
         node.start()
     except ConfigError as e:

@@ -6,10 +6,10 @@ subscriber, the proxies of agents outside Python) and be reached by every node d
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Self
 
 from macp.cluster import Cluster
-from macp.envelope import new_id
 from macp.errors import AskTimeout, ConfigError
 from macp.gateway.bridge import Runtime
 from macp.node import Node
@@ -59,7 +59,7 @@ class Member:
             AskTimeout: the member did not answer in time (the message names it).
         """
         node = Node(
-            name or f"gateway-{new_id()[:8]}", listen=listen, join=address, keys=keys,
+            name or f"gateway-{uuid.uuid4().hex[:8]}", listen=listen, join=address, keys=keys,
             insecure=insecure, settings=settings,
         ).start()  # fmt: skip
         try:

@@ -1,5 +1,6 @@
-"""What a node says of itself: ``node.info`` (name, address, uptime, peers, actors, counters
-and this process's metrics), answered here whether this node or another one asks."""
+"""What a node says of itself: ``node.info`` (name, address, uptime, peers, actors, counters,
+this process's metrics and the classes it lets others spawn), answered here whether this node
+or another one asks; the other asks to the node (``node.spawn``) are handed on."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from macp.transport.router import SYSTEM
 
 if TYPE_CHECKING:
     from collections import Counter
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping, Sequence
 
     from macp.envelope import Wire
     from macp.runtime import NodeRuntime
@@ -33,9 +34,17 @@ class NodeInfo:
         transport: the counters of its transport, if it has one.
     """
 
-    def __init__(self, node: NodeRuntime, transport: Callable[[], Counter[str] | None]) -> None:
+    def __init__(
+        self,
+        node: NodeRuntime,
+        transport: Callable[[], Counter[str] | None],
+        more: Mapping[str, Callable[[str, Wire], AskFuture]] | None = None,
+        spawnable: Sequence[str] = (),
+    ) -> None:
         self._node = node
         self._transport = transport
+        self._more = dict(more or {})  # other asks to the node, answered later (node.spawn)
+        self._spawnable = list(spawnable)
         self.started_at = time.time()
 
     def describe(self) -> dict[str, Any]:
@@ -52,25 +61,33 @@ class NodeInfo:
             "actors": sorted(node.agents()),
             "counters": dict(node.counters + transport if transport else node.counters),
             "metrics": process_metrics(),
+            "spawnable": self._spawnable,
         }
 
     def ask(self, type: str, body: Wire) -> AskFuture:
         """:meth:`answer`, as the settled future of an ask to this node."""
         future = AskFuture(f"{SYSTEM}@{self._node.name}", type, 1.0)
         try:
-            future.settle(self.answer(type, body))
+            answer = self.answer(type, body)
+            if isinstance(answer, AskFuture):
+                return answer
+            future.settle(answer)
         except MacpError as e:
             future.settle(exc=e)
         return future
 
-    def answer(self, type: str, _body: Wire) -> Wire:
-        """The answer to an ask of ``type`` addressed to the node itself.
+    def answer(self, type: str, body: Wire) -> Wire | AskFuture:
+        """The answer to an ask of ``type`` addressed to the node itself (a future, for one
+        answered later: ``node.spawn``, ``node.terminate``).
 
         Raises:
             UnknownMessageType: nodes do not handle ``type``.
         """
         if type == INFO:
             return self.describe()
+        more = self._more.get(type)
+        if more is not None:
+            return more(type, body)
         raise UnknownMessageType(f"nodes do not handle {type!r}")
 
 

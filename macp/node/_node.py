@@ -40,6 +40,7 @@ from macp.node._events import Events
 from macp.node._info import NodeInfo
 from macp.node._post import Post
 from macp.node._registrar import Registrar, Registration
+from macp.node._remote_spawn import SPAWN, TERMINATE, RemoteSpawns
 from macp.node._requests import Requests
 from macp.node._spawner import Spawner
 from macp.payload import UNUSUAL, bound
@@ -51,7 +52,7 @@ from macp.transport.router import SYSTEM
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
     from types import TracebackType
 
     from macp._inbox import PriorityInbox
@@ -89,6 +90,8 @@ class Node:
         settings: timeouts, limits and the strict setting.
         supervision: the root supervisor's strategy and restart intensity (its children are
             what :meth:`spawn` and :meth:`start_child` add).
+        spawnable: the agent classes (``package.module:Class``) that others may spawn here
+            (``node.spawn``; :meth:`macp.Cluster.spawn`); none by default.
 
     Raises:
         ConfigError: a bad name, address, or keys directory.
@@ -106,6 +109,7 @@ class Node:
         head: str | None = None,
         settings: Settings | None = None,
         supervision: SupervisorSpec | None = None,
+        spawnable: Iterable[str] = (),
         _gateway: str | None = None,
     ) -> None:
         self.name = name if _gateway is not None else check_name(name, "node")
@@ -125,7 +129,11 @@ class Node:
         self._ended = threading.Event()
         self.exit_code: int | None = None
         self.incarnation = new_id()
-        self._info = NodeInfo(self, lambda: self.router.counters if self.router else None)
+        self._spawns = RemoteSpawns(self, spawnable)
+        self._info = NodeInfo(
+            self, lambda: self.router.counters if self.router else None,
+            dict.fromkeys((SPAWN, TERMINATE), self._spawns.answer), self._spawns.spawnable,
+        )  # fmt: skip
         self.started_at = self._info.started_at
         self._registration = Registration(
             name, self.incarnation, interval_s=self.settings.heartbeat_interval_s,
@@ -204,6 +212,7 @@ class Node:
         """
         if self._root is not None:
             raise ConfigError(f"node {self.name!r} is already started")
+        self._spawns.check()
         self.scheduler.start()
         self.scheduler.call_every(_SWEEP_INTERVAL_S, self._pending.expire)
         try:

@@ -1,7 +1,8 @@
 """A node's side of the registry: it announces the node's agents and keeps their status fresh.
 
 Every heartbeat interval the node asks the registry ``registry.heartbeat`` with each local
-agent's status and load, and the ``version`` of its set of agents. The full records ride along
+agent's status, load and count of messages taken (:meth:`~macp.Agent.messages`, for the
+monitor's message rates), and the ``version`` of its set of agents. The full records ride along
 only when that set changed (an agent started, restarted or went) or when the registry asks for
 them (it restarted and lost them, or never had them): so an agent registers on start and after
 every restart, and a registry that comes back is whole again within one interval. A control
@@ -175,6 +176,7 @@ class Registrar:
             "incarnation": self._incarnation,
             "version": version,
             "agents": {a.name: list(a.load()) for a in agents},
+            "messages": {a.name: a.messages() for a in agents},
         }
         if with_records:
             body["records"] = [a.record() for a in agents]

@@ -84,6 +84,11 @@ def _check_agents(spec: TopologySpec, add: Callable[[tuple[Any, ...], str], None
         except ConfigError as e:
             add(("agents", i, "class"), e.message.removeprefix("class: "))
             classes_ok = False
+    for i, path in enumerate(spec.gateway.spawnable):
+        try:
+            load_class(path, "spawnable")
+        except ConfigError as e:
+            add(("gateway", "spawnable", i), e.message.removeprefix("spawnable: "))
     placed: set[tuple[str, str]] = set()
     declared = Counter(a.name for a in spec.agents)  # a name declared twice is reported once
     for instance, _, where in spec.placement():

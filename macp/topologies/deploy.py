@@ -63,7 +63,7 @@ def build_node(
     keys = None if me.keys is None else spec.resolve(me.keys)
     return Node(
         name, listen=where[name], peers=peers, keys=keys, insecure=me.insecure,
-        head=spec.head.name, settings=settings,
+        head=spec.head.name, settings=settings, spawnable=spec.gateway.spawnable,
     )  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from macp.supervisor import Restart, Strategy
 if TYPE_CHECKING:
     import os
 
-__all__ = ["AgentSpec", "NodeSpec", "TopologySpec"]
+__all__ = ["AgentSpec", "GatewaySpec", "NodeSpec", "TopologySpec"]
 
 
 class NodeSpec(Schema):
@@ -157,6 +157,21 @@ class SettingsSpec(Schema):
     """Round-trip every local message through msgpack (no shared mutable objects)."""
 
 
+_HostPort = Annotated[str, Field(pattern=r"^[^\s:/]+:\d{1,5}$")]
+
+
+class GatewaySpec(Schema):
+    """What the gateway may do, and where it listens."""
+
+    spawnable: list[str] = Field(default_factory=list)
+    """Agent classes (``package.module:Class``) that may be spawned on the file's nodes at
+    run time (``node.spawn``, ``Cluster.spawn``); each must import and be an Agent."""
+    jsonrpc: _HostPort | None = None
+    """The JSON-RPC listener, ``HOST:PORT``."""
+    mcp_http: _HostPort | None = None
+    """The MCP (streamable HTTP) listener, ``HOST:PORT``."""
+
+
 Topology = Annotated[
     HubAndSpoke | PeerToPeer | AssemblyLine | Hierarchical, Field(discriminator="kind")
 ]
@@ -185,6 +200,8 @@ class TopologySpec(Schema):
     """The coordinator's options."""
     settings: SettingsSpec = Field(default_factory=SettingsSpec)
     """Runtime settings of every node."""
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    """The gateway: the classes its nodes let others spawn, and its listeners."""
     path: str = Field(default="", exclude=True)
 
     @property

@@ -18,10 +18,12 @@ the ``node_ask`` callback.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from macp.envelope import VERSION, Envelope, Kind, Priority, new_id, now_ms
 from macp.errors import ConfigError, InvalidParams, MacpError
+from macp.transport.callbacks import Later
 from macp.transport.liveness import PeerState
 
 if TYPE_CHECKING:
@@ -135,7 +137,10 @@ class System:
             except MacpError as e:
                 self._answer(env, e)
             else:
-                self._answer(env, answer)
+                if isinstance(answer, Later):  # settled later, on another thread
+                    answer.add_done_callback(partial(self._answer_later, env))
+                else:
+                    self._answer(env, answer)
 
     def _heartbeat(self, env: Envelope, peer: str, now: float) -> None:
         """A heartbeat: from a peer, it is heard; from a client of this node, it is answered
@@ -242,6 +247,15 @@ class System:
             else env.reply(result, self._src)
         )
         self._out.route(env.src.partition("@")[2], [answer])
+
+    def _answer_later(self, env: Envelope, later: Later) -> None:
+        """Send the answer of an ask to the node that settled after it (any thread)."""
+        error = later.exception()
+        answer = env.error(error, self._src) if error else env.reply(later.result(), self._src)
+        try:
+            self._callbacks.send(answer)
+        except MacpError as e:  # a reply that cannot cross: its asker learns why
+            self._callbacks.send(env.error(e, self._src))
 
     def _joined_by(self, body: Any, via: str) -> None:
         members = body.get("members") if isinstance(body, dict) else None

@@ -8,7 +8,7 @@ has the transport answer the message's sender where one waits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -16,7 +16,16 @@ if TYPE_CHECKING:
     from macp.envelope import Envelope, Wire
     from macp.transport.liveness import PeerEvent
 
-__all__ = ["Callbacks"]
+__all__ = ["Callbacks", "Later"]
+
+
+@runtime_checkable
+class Later(Protocol):
+    """An answer settled later (an ``AskFuture``, which the transport does not import)."""
+
+    def add_done_callback(self, fn: Callable[[Any], object], /) -> None: ...
+    def result(self) -> Any: ...
+    def exception(self) -> BaseException | None: ...
 
 
 def _no_head() -> str | None:
@@ -39,7 +48,9 @@ class Callbacks:
         peer_event: a peer went up or down.
         node_ask: answer an ask addressed to the node itself that the transport does not
             handle (``node.info``), given its type and body; raises a ``MacpError`` to answer
-            with an error (``UnknownMessageType`` for a type nodes do not handle).
+            with an error (``UnknownMessageType`` for a type nodes do not handle). An answer
+            that takes time (``node.spawn``) is a :class:`Later` instead: the reply is sent
+            through ``send`` once it settles, on the thread that settles it.
         head: the node hosting the control plane, if this node knows it (told to nodes that
             join through this one).
         learn_head: the member this node joined named its head (the node takes it, unless it
@@ -49,6 +60,6 @@ class Callbacks:
     deliver: Callable[[Envelope, str], None]
     send: Callable[[Envelope], None]
     peer_event: Callable[[PeerEvent], None]
-    node_ask: Callable[[str, Wire], Wire]
+    node_ask: Callable[[str, Wire], Wire | Later]
     head: Callable[[], str | None] = _no_head
     learn_head: Callable[[str], None] = _ignore_head

@@ -4,12 +4,14 @@ a real cluster (its `macp up` in the background, on ports the test picks)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -139,4 +141,25 @@ def test_the_readme_snippet_that_submits_to_a_hierarchy_prints_what_its_comments
     finally:
         nodes.stop()
     assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == said
+
+
+def test_the_readme_mcp_client_snippet_prints_what_its_comments_say(env: dict[str, str]) -> None:
+    snippet = python_snippet("**An MCP client in Python**")
+    said = [line.rpartition("# ")[2] for line in snippet.splitlines() if "print(" in line]
+    agents = {"analyst@alpha", "factorer-1@beta", "factorer-2@beta", "statistician@beta"}
+    nodes = TopologyNodes("examples/peers/topology.yaml", ["alpha", "beta"], env)
+    bin_dir = str(Path(sys.executable).parent)  # where the `macp` command is installed
+    env = {**env, "PATH": os.pathsep.join([bin_dir, env.get("PATH", "")])}
+    try:
+        nodes.start(agents)
+        code = snippet.replace(PLACEHOLDER, nodes.head)
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        nodes.stop()
+    assert done.returncode == 0, done.stderr
+    assert unlogged(done.stderr) == []
     assert done.stdout.splitlines() == said

@@ -92,7 +92,8 @@ def test_replicas_are_numbered_and_spread_over_their_nodes_in_turn() -> None:
 def test_an_unknown_top_level_key_is_reported_with_the_keys_expected() -> None:
     with raises(
         "topo.yaml:9: bogus: unknown key 'bogus'; expected one of: name, nodes, agents, "
-        "supervision, topology, resources, workflows, monitor, coordinator, settings"
+        "supervision, topology, resources, workflows, monitor, coordinator, settings, "
+        "gateway"
     ):
         parse(BASE + "bogus: 1\n")
 

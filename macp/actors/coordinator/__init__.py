@@ -14,6 +14,7 @@ Composed of parts, each a concept of its own, held by a thin actor:
   :mod:`.retention`);
 - :mod:`.flow`: the flow of tasks from submit to their end (outcomes, timeouts, retries);
 - :mod:`.actor`: the :class:`Coordinator` actor that wires them;
+- :mod:`.events`: task events, told to subscribers that hold a lease;
 - :mod:`.messages`: the coordinator's messages.
 """
 
@@ -30,6 +31,9 @@ from macp.actors.coordinator.messages import STATUS as STATUS
 from macp.actors.coordinator.messages import SUBMIT as SUBMIT
 from macp.actors.coordinator.messages import TASK_DONE as TASK_DONE
 from macp.actors.coordinator.messages import TASKS as TASKS
+from macp.actors.coordinator.messages import TASKS_SUBSCRIBE as TASKS_SUBSCRIBE
+from macp.actors.coordinator.messages import TASKS_SUBSCRIBERS as TASKS_SUBSCRIBERS
+from macp.actors.coordinator.messages import TASKS_UNSUBSCRIBE as TASKS_UNSUBSCRIBE
 from macp.actors.coordinator.messages import WORKFLOW_CANCEL as WORKFLOW_CANCEL
 from macp.actors.coordinator.messages import WORKFLOW_DEFINE as WORKFLOW_DEFINE
 from macp.actors.coordinator.messages import WORKFLOW_LIST as WORKFLOW_LIST
@@ -51,6 +55,9 @@ __all__ = [
     "STATUS",
     "SUBMIT",
     "TASKS",
+    "TASKS_SUBSCRIBE",
+    "TASKS_SUBSCRIBERS",
+    "TASKS_UNSUBSCRIBE",
     "TASK_DONE",
     "WORKFLOW_CANCEL",
     "WORKFLOW_DEFINE",

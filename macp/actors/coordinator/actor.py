@@ -21,7 +21,8 @@ and its changes of state), the :class:`~.dispatch.Dispatcher` (which agent runs 
 a failed attempt costs), the :class:`~.flow.TaskFlow` (each task from submit to its end), the
 :class:`~.engine.WorkflowEngine`, the :class:`~.scatter.Scatters` (gathers), the
 :class:`~.commands.Commands` (control commands to many agents), the :class:`~.courier.Courier`
-(what is sent) and the :class:`~.ledger.Ledger` (the journal).
+(what is sent), the :class:`~.ledger.Ledger` (the journal) and the task events'
+:class:`~.events.Subscribers`.
 
 Its messages, what each takes and answers: :mod:`.messages`.
 """
@@ -38,6 +39,7 @@ from macp.actors.coordinator.commands import Commands, ControlAnswer
 from macp.actors.coordinator.courier import AttemptDue, Courier, Outcome, ScatterDue
 from macp.actors.coordinator.dispatch import CoordinatorOptions, Dispatcher
 from macp.actors.coordinator.engine import WorkflowEngine
+from macp.actors.coordinator.events import Subscribers
 from macp.actors.coordinator.flow import RetryDue, TaskFlow
 from macp.actors.coordinator.ledger import Ledger
 from macp.actors.coordinator.messages import (
@@ -49,6 +51,9 @@ from macp.actors.coordinator.messages import (
     STATUS,
     SUBMIT,
     TASKS,
+    TASKS_SUBSCRIBE,
+    TASKS_SUBSCRIBERS,
+    TASKS_UNSUBSCRIBE,
     WORKFLOW_CANCEL,
     WORKFLOW_DEFINE,
     WORKFLOW_LIST,
@@ -105,6 +110,7 @@ class Coordinator(Agent):
         self.ledger = Ledger(open_journal(cfg.get("journal"), self.node.name), cfg, self.log)
         self.after_commit: list[Callable[[], object]] = []  # run after the next commit
         self.table = TaskTable(full=self._flush)
+        self.subscribers = Subscribers(self.table, self.tell, self.log)
         self.dispatcher = Dispatcher(options, self.table)
         self.scatters = Scatters(self.dispatcher)
         self.flow = TaskFlow(
@@ -210,6 +216,18 @@ class Coordinator(Agent):
                 "for the journal's retention: settings.journal_retention)"
             )
         return task
+
+    @handler(TASKS_SUBSCRIBE)
+    def subscribe_tasks(self, body: Wire) -> Wire:
+        return self.subscribers.subscribe(body)
+
+    @handler(TASKS_UNSUBSCRIBE)
+    def unsubscribe_tasks(self, body: Wire) -> Wire:
+        return self.subscribers.unsubscribe(body)
+
+    @handler(TASKS_SUBSCRIBERS)
+    def task_subscribers(self, _body: Wire) -> Wire:
+        return self.subscribers.listing()
 
     @handler(DEAD_LETTERS)
     def dead_letters(self, body: Wire) -> Wire:
@@ -334,6 +352,7 @@ class Coordinator(Agent):
     def _on_tick(self) -> None:
         self.ticks += 1
         self._report()
+        self.subscribers.expire()
         if self.registry_incarnation is None or self.ticks % _SUBSCRIBE_TICKS == 0:
             self._subscribe()
         self.flow.expire_overdue()
@@ -371,6 +390,7 @@ class Coordinator(Agent):
         self.after_commit.clear()
         for action in after:
             action()
+        self.subscribers.send()
 
     def _replay(self) -> None:
         """Load what the coordinator keeps in memory from the journal; go on with what had not

@@ -14,6 +14,12 @@ One to many: ``coordinator.scatter`` (:mod:`.scatter`), ``coordinator.control``
 ``{run_id}``; ``workflow.status``/``pause``/``resume``/``cancel``/``result`` ``{run_id}``;
 ``workflow.list``. A run's result is ``{sink step: output}`` (``merge: dict``), the list of sink
 outputs (``list``), or their maps merged (``union``).
+
+Task events (:mod:`.events`): ``tasks.subscribe`` ``{address, lease_s}`` -> ``{address,
+lease_s}`` (again before the lease ends, to keep it); ``tasks.unsubscribe`` ``{address}`` ->
+``{unsubscribed}``; ``tasks.subscribers`` -> ``[{address, lease_left_s}]``. A subscriber is
+told ``task.event`` ``{task_id, state, previous, time_ms, type, attempt?, agent?, error?}`` at
+each change of a task's state.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from typing import Final
 
 __all__ = [
     "CANCEL", "CONTROL", "DEAD_LETTERS", "RESULT", "SCATTER", "STATUS", "SUBMIT", "TASKS",
-    "TASK_DONE", "WORKFLOW_CANCEL", "WORKFLOW_DEFINE", "WORKFLOW_LIST", "WORKFLOW_PAUSE",
+    "TASKS_SUBSCRIBE", "TASKS_SUBSCRIBERS", "TASKS_UNSUBSCRIBE", "TASK_DONE", "TASK_EVENT",
+    "WORKFLOW_CANCEL", "WORKFLOW_DEFINE", "WORKFLOW_LIST", "WORKFLOW_PAUSE",
     "WORKFLOW_RESULT", "WORKFLOW_RESUME", "WORKFLOW_RUN", "WORKFLOW_STATUS",
 ]  # fmt: skip
 
@@ -43,3 +50,7 @@ WORKFLOW_RESUME: Final = "workflow.resume"
 WORKFLOW_CANCEL: Final = "workflow.cancel"
 WORKFLOW_RESULT: Final = "workflow.result"
 WORKFLOW_LIST: Final = "workflow.list"
+TASKS_SUBSCRIBE: Final = "tasks.subscribe"
+TASKS_UNSUBSCRIBE: Final = "tasks.unsubscribe"
+TASKS_SUBSCRIBERS: Final = "tasks.subscribers"
+TASK_EVENT: Final = "task.event"

@@ -1,9 +1,10 @@
 """The task table: every task the coordinator holds, and each change of state, with no I/O.
 
 The table applies a change (submit, assign, ack, retry, requeue, complete, fail, cancel,
-expire, recover) to a :class:`~.task.Task`, through its legal transitions, stamps it and marks
-it changed; the coordinator writes the changed tasks to its journal (:meth:`TaskTable.changed`)
-before it acts on them. It keeps the idempotency index of the tasks it holds (the journal
+expire, recover) to a :class:`~.task.Task`, through its legal transitions, stamps it, marks
+it changed and, while someone follows task events, hands the move to its ``watch``; the
+coordinator writes the changed tasks to its journal (:meth:`TaskTable.changed`) before it acts
+on them. It keeps the idempotency index of the tasks it holds (the journal
 has the others) and the bound on memory: at most :data:`KEPT_TASKS` tasks, the oldest finished
 ones forgotten first. Time comes from the clock it is given (epoch milliseconds).
 """
@@ -65,6 +66,9 @@ class TaskTable:
         self._finished: deque[str] = deque()  # oldest first: forgotten first past ``kept``
         self._waiting: set[str] = set()  # pending tasks, for their waiting timeouts
         self._changed: dict[str, Task] = {}  # since the last flush
+        self.watch: Callable[[Task, TaskState | None, int], object] | None = None
+        """Called with each task moved, its previous state and the time, after the move (set
+        only while someone follows task events: :mod:`.events`)."""
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -121,10 +125,14 @@ class TaskTable:
             self._keys[task.idempotency_key] = task.id
         self._waiting.add(task.id)
         self.save(task)
+        if self.watch is not None:
+            self.watch(task, None, task.created_ms)
 
     def add_scatter(self, task: Task) -> None:
         """Hold a new scatter (it waits for no agent: it is sent at once)."""
         self._tasks[task.id] = task
+        if self.watch is not None:
+            self.watch(task, None, task.created_ms)
 
     def assign(self, task: Task, agent: str) -> int:
         """A pending task goes to ``agent``: its new attempt's number."""
@@ -135,13 +143,18 @@ class TaskTable:
         task.agent, task.assigned_ms, task.started_ms = agent, now, None
         task.note("assigned", now, agent=agent, attempt=task.attempts)
         self.save(task)
+        if self.watch is not None:
+            self.watch(task, _PENDING, now)
         return task.attempts
 
     def fan_out(self, task: Task) -> int:
         """A scatter goes to its voters: its new attempt's number."""
+        previous = task.state
         task.move(_ASSIGNED)
         task.attempts += 1
         self.save(task)
+        if self.watch is not None:
+            self.watch(task, previous, self._clock())
         return task.attempts
 
     def ack(self, task: Task) -> None:
@@ -150,6 +163,8 @@ class TaskTable:
             task.move(_RUNNING)
             task.started_ms = self._clock()
             self.save(task)
+            if self.watch is not None:
+                self.watch(task, _ASSIGNED, task.started_ms)
 
     def progress(self, task: Task, fraction: float, message: str) -> None:
         """Its agent's report of how far it got (kept, not written: the next change writes it)."""
@@ -166,8 +181,12 @@ class TaskTable:
 
     def retry(self, task: Task, error: BaseException) -> None:
         """An active task waits out a backoff before it is queued again."""
+        previous = task.state
         task.move(_RETRYING)
-        task.agent, task.error = None, error_record(error)
+        task.error = error_record(error)
+        if self.watch is not None:  # with the agent that failed it
+            self.watch(task, previous, self._clock())
+        task.agent = None
         self.save(task)
 
     def requeue(self, task: Task) -> bool:
@@ -178,6 +197,8 @@ class TaskTable:
         task.queued_ms = self._clock()
         self._waiting.add(task.id)
         self.save(task)
+        if self.watch is not None:
+            self.watch(task, _RETRYING, task.queued_ms)
         return True
 
     def complete(self, task: Task, result: Wire) -> None:
@@ -204,6 +225,7 @@ class TaskTable:
             )
         now = self._clock()
         self._waiting.discard(task.id)
+        previous = task.state
         task.move(state)
         self._finished.append(task.id)
         task.finished_ms, task.result = now, result
@@ -212,13 +234,18 @@ class TaskTable:
             task.progress = 1.0
         task.note(state.value, now, agent=task.agent)
         self.save(task)
+        if self.watch is not None:
+            self.watch(task, previous, now)
 
     def refuse(self, task: Task, error: BaseException) -> None:
         """The journal refused a finished task's record: it stands as failed, saying why."""
-        if task.state is not _FAILED:
+        previous = task.state
+        if previous is not _FAILED:
             task.move(_FAILED)
         task.error = error_record(error)
         self.save(task)
+        if self.watch is not None and previous is not _FAILED:
+            self.watch(task, previous, task.updated_ms)
 
     # -- the journal's side -------------------------------------------------------------------
 
@@ -236,13 +263,16 @@ class TaskTable:
         now = self._clock()
         if task.state in (_ASSIGNED, _RUNNING):
             task.node_failures += 1
-        if task.state is not _PENDING:
+        previous = task.state
+        if previous is not _PENDING:
             task.move(_PENDING)
         task.agent, task.queued_ms = None, now
         task.note("recovered", now, note="the coordinator restarted")
         if task.kind is _TASK:
             self._waiting.add(task.id)
         self.save(task)
+        if self.watch is not None and previous is not _PENDING:
+            self.watch(task, previous, now)
 
     def changed(self) -> dict[str, Task]:
         """The tasks changed since the last call (to be written), and start anew."""

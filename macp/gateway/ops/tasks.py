@@ -1,10 +1,16 @@
 """Task operations: submit (alone, or to several agents at once with a consensus), follow,
 fetch the result of, cancel and list tasks. Each is the coordinator's own request: the task
-is journaled, routed, retried and supervised as any other."""
+is journaled, routed, retried and supervised as any other.
+
+With ``parallelism`` > 1, ``agents`` or a ``consensus``, the task is a scatter
+(:mod:`macp.actors.coordinator.scatter`): sent at once to the ``agents`` named, else to the
+``parallelism`` least loaded agents that can run it (by ``role``, ``capabilities`` or its
+type), else to all of them; their replies make one result as ``consensus`` says (``all`` by
+default). A scatter is not retried (each agent answers once) and keeps no idempotency key."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -42,17 +48,37 @@ class TaskOrchestrate(Params):
     """Retries after the first attempt before the task is a poison message."""
     idempotency_key: str | None = None
     """Submitting the same key again answers the first task."""
-    parallelism: int = Field(1, ge=1)
-    """Run it on this many agents at once (with a consensus over their replies)."""
+    parallelism: int | None = Field(None, ge=1)
+    """Run it on this many agents at once, the least loaded that can (with a consensus alone:
+    every agent that can)."""
+    agents: list[str] | None = Field(None, min_length=1)
+    """Run it on each of these agents (addresses) at once."""
     consensus: Consensus | None = None
-    """How the replies of several agents make one result: all, first, majority, quorum."""
+    """How the replies of several agents make one result: all (every reply), first, majority,
+    quorum (the value enough of them agree on)."""
     quorum: int | None = Field(None, ge=1)
     """With consensus quorum: how many equal replies decide."""
 
+    @property
+    def scatter(self) -> bool:
+        """Whether it runs on several agents at once."""
+        return (self.parallelism or 1) > 1 or self.consensus is not None or bool(self.agents)
+
     @model_validator(mode="after")
-    def _quorum_given(self) -> TaskOrchestrate:
+    def _scatter_fits(self) -> Self:
         if self.consensus == "quorum" and self.quorum is None:
             raise ValueError("consensus 'quorum' needs 'quorum': how many equal replies decide")
+        if not self.scatter:
+            return self
+        if self.agent is not None:
+            raise ValueError(
+                "'agent' runs it on one agent; to run it on several at once give 'agents'"
+            )
+        if self.idempotency_key is not None:
+            raise ValueError(
+                "'idempotency_key' is not kept for a task run on several agents at once; "
+                "leave it out, or run it on one agent"
+            )
         return self
 
 
@@ -77,16 +103,15 @@ class TaskList(Params):
     "consensus, run on several agents and aggregate their replies.",
 )  # fmt: skip
 async def task_orchestrate(runtime: Runtime, p: TaskOrchestrate) -> dict[str, Any]:
-    if p.parallelism > 1 or p.consensus is not None:
+    if p.scatter:
         spec: dict[str, Any] = {
-            "type": p.type, "body": p.body, "capabilities": p.capabilities,
-            "agents": [p.agent] if p.agent else None,
-            "count": p.parallelism if p.parallelism > 1 else None,
+            "type": p.type, "body": p.body, "capabilities": p.capabilities, "role": p.role,
+            "agents": p.agents, "count": p.parallelism, "priority": p.priority,
             "aggregation": p.consensus or "all", "quorum": p.quorum, "timeout_s": p.timeout_s,
         }  # fmt: skip
         answer = await runtime.request(_COORDINATOR, SCATTER, spec)
     else:
-        spec = p.model_dump(exclude={"parallelism", "consensus", "quorum"})
+        spec = p.model_dump(exclude={"parallelism", "agents", "consensus", "quorum"})
         send = runtime.request if p.idempotency_key is None else runtime.read
         answer = await send(_COORDINATOR, SUBMIT, spec)
     return {"task_id": answer["task_id"], "state": answer.get("state", "pending")}

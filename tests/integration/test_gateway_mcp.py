@@ -1,0 +1,453 @@
+"""The operations table served over MCP, against a real cluster: a head and a worker as node
+processes with real agents, the gateway's member node in this process (or in a ``macp mcp``
+process). Tools are the table's operations with their schemas; every one is called; a failed
+call is a tool result with isError and the macp code, and the session goes on after it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from mcp import Client, StdioServerParameters
+from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS, TESTS, NodeProcess
+
+from macp.gateway import OPERATIONS, Member
+from macp.gateway.mcp import mcp_server, serve_http
+from macp.testing import wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from mcp_types import CallToolResult
+
+pytestmark = pytest.mark.integration
+
+SQUARE = {"type": "square", "body": {"x": 7}, "capabilities": ["square"]}
+
+
+@dataclass
+class Cluster:
+    head: NodeProcess
+    worker: NodeProcess
+
+    @property
+    def address(self) -> str:
+        assert self.worker.address is not None
+        return self.worker.address
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """A head (control plane) and a worker running a Squarer and an Echo, for the module."""
+    head = NodeProcess("head", "--control-plane", *QUICK_CLUSTER_FLAGS)
+    worker = None
+    try:
+        head.start()
+        assert head.address is not None
+        worker = NodeProcess(
+            "w1",
+            "--join",
+            head.address,
+            "--agent",
+            "sq=agents:Squarer",
+            "--agent",
+            "echo=agents:Echo",
+            *QUICK_CLUSTER_FLAGS,
+        ).start()
+        yield Cluster(head, worker)
+    finally:
+        if worker is not None:
+            worker.kill()
+        head.kill()
+
+
+@pytest.fixture
+def member(cluster: Cluster) -> Iterator[Member]:
+    """The gateway's member node, joined through the worker."""
+    with Member.join(cluster.address, name="gw", settings=QUICK_CLUSTER) as joined:
+        joined.cluster.wait_for_agents(["sq@w1", "echo@w1"], timeout_s=10)
+        yield joined
+
+
+def structured(result: CallToolResult) -> dict[str, Any]:
+    """A successful tool result's structured content, checked against its text."""
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    text = result.content[0]
+    assert text.type == "text"
+    assert json.loads(text.text) == result.structured_content
+    return dict(result.structured_content)
+
+
+def error(result: CallToolResult) -> dict[str, Any]:
+    """A failed tool result's error: ``{"code", "message", "data"}``, named in its text."""
+    assert result.is_error, result.structured_content
+    err = dict(result.structured_content or {})
+    text = result.content[0]
+    assert text.type == "text"
+    assert text.text == f"macp error {err['code']} ({err['data']['error']}): {err['message']}"
+    return err
+
+
+@dataclass
+class Known:
+    """Ids the calls of one run share: a finished task, a task that waits for an agent."""
+
+    done_task: str = ""
+    waiting_task: str = ""
+    seen: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+# Every operation of the table: its arguments, and what its answer must show. A new operation
+# without an entry here fails test_every_tool_of_the_table_is_called_and_answers. They are
+# called in this order, so an entry may use what an earlier call answered (Known.seen).
+Arguments = Callable[[Known], dict[str, Any]]
+Shows = Callable[[dict[str, Any], Known], bool]
+CALLS: dict[str, tuple[Arguments, Shows]] = {
+    "ping": (lambda _k: {}, lambda r, _k: r["status"] == "ok"),
+    "task_orchestrate": (lambda _k: SQUARE, lambda r, _k: set(r) == {"task_id", "state"}),
+    "task_status": (
+        lambda k: {"task_id": k.done_task},
+        lambda r, _k: (r["state"], r["agent"]) == ("succeeded", "sq@w1"),
+    ),
+    "task_result": (
+        lambda k: {"task_id": k.done_task, "wait_s": 10},
+        lambda r, k: (
+            r
+            == {
+                "task_id": k.done_task,
+                "done": True,
+                "state": "succeeded",
+                "result": {"square": 49, "by": "sq@w1"},
+            }
+        ),
+    ),
+    "task_list": (
+        lambda _k: {},
+        lambda r, k: {k.done_task, k.waiting_task} <= {t["id"] for t in r["tasks"]},
+    ),
+    "task_cancel": (
+        lambda k: {"task_id": k.waiting_task},
+        lambda r, _k: r == {"cancelled": True, "state": "cancelled"},
+    ),
+}
+
+
+async def _prepare(client: Client) -> Known:
+    """A task run to its end by a real agent, and one that waits for an agent nobody runs."""
+    known = Known()
+    done = structured(await client.call_tool("task_orchestrate", SQUARE))
+    known.done_task = done["task_id"]
+    finished = structured(
+        await client.call_tool("task_result", {"task_id": known.done_task, "wait_s": 10})
+    )
+    assert finished["done"] is True, finished
+    waiting = await client.call_tool("task_orchestrate", {"type": "nobody", "timeout_s": 60})
+    known.waiting_task = structured(waiting)["task_id"]
+    return known
+
+
+def test_the_tools_are_the_tables_operations_with_their_schemas(member: Member) -> None:
+    async def listed() -> list[Any]:
+        async with Client(mcp_server(member.runtime)) as client:
+            return list((await client.list_tools()).tools)
+
+    tools = asyncio.run(listed())
+    assert [t.name for t in tools] == OPERATIONS.names()
+    for tool in tools:
+        op = OPERATIONS[tool.name]
+        assert tool.description == op.summary
+        assert tool.input_schema == op.input_schema()
+
+
+def test_every_tool_of_the_table_is_called_and_answers(member: Member) -> None:
+    missing = set(OPERATIONS.names()) - set(CALLS)
+    assert not missing, f"operations with no arguments in CALLS: {sorted(missing)}"
+
+    async def call_all() -> Known:
+        async with Client(mcp_server(member.runtime)) as client:
+            known = await _prepare(client)
+            for name in [name for name in CALLS if name in OPERATIONS]:
+                arguments, shows = CALLS[name]
+                answer = structured(await client.call_tool(name, arguments(known)))
+                assert shows(answer, known), (name, answer)
+                known.seen[name] = answer
+            return known
+
+    known = asyncio.run(call_all())
+    assert set(known.seen) == set(OPERATIONS.names())
+    status = asyncio.run(
+        OPERATIONS["task_status"].call(member.runtime, {"task_id": known.waiting_task})
+    )
+    assert status["state"] == "cancelled"
+
+
+def test_a_failed_call_is_an_error_result_and_the_session_goes_on(member: Member) -> None:
+    async def failing() -> list[dict[str, Any]]:
+        async with Client(mcp_server(member.runtime)) as client:
+            errors = []
+            calls: list[tuple[str, dict[str, Any]]] = [
+                ("task_orchestrate", {"type": "square", "priority": 9}),  # bad params
+                ("task_orchestrat", {"type": "square"}),  # unknown tool
+                ("task_status", {"task_id": "nope"}),  # the coordinator refuses it
+            ]
+            for name, arguments in calls:
+                errors.append(error(await client.call_tool(name, arguments)))
+                assert structured(await client.call_tool("ping", {}))["status"] == "ok"
+            failed = structured(
+                await client.call_tool(
+                    "task_orchestrate", {"type": "fail", "body": 1, "max_retries": 0}
+                )
+            )
+            errors.append(
+                error(
+                    await client.call_tool(
+                        "task_result", {"task_id": failed["task_id"], "wait_s": 10}
+                    )
+                )
+            )
+            assert structured(await client.call_tool("ping", {}))["status"] == "ok"
+            return errors
+
+    bad, unknown, refused, failed = asyncio.run(failing())
+    assert bad["code"] == -32602
+    assert bad["data"] == {"error": "InvalidParams"}
+    assert bad["message"].startswith("task_orchestrate: 'priority' must be less than")
+    assert unknown["code"] == -32601
+    assert unknown["data"] == {"error": "UnknownMessageType"}
+    assert unknown["message"].startswith("no operation named 'task_orchestrat'")
+    assert (refused["code"], refused["data"]["error"]) == (-32602, "InvalidParams")
+    assert "no task 'nope'" in refused["message"]
+    assert failed["code"] == -32001, failed
+    assert "cannot handle 1" in failed["message"], failed
+
+
+def _mcp_args(cluster: Cluster, *extra: str) -> list[str]:
+    return [
+        "-m",
+        "macp",
+        "mcp",
+        "--connect",
+        cluster.address,
+        *QUICK_CLUSTER_FLAGS,
+        "--log-json",
+        *extra,
+    ]
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+def test_macp_mcp_serves_the_tools_on_stdio(cluster: Cluster) -> None:
+    server = StdioServerParameters(command=sys.executable, args=_mcp_args(cluster), env=_env())
+
+    async def session() -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+        async with Client(server) as client:
+            names = [t.name for t in (await client.list_tools()).tools]
+            pong = structured(await client.call_tool("ping", {}))
+            task = structured(await client.call_tool("task_orchestrate", SQUARE))
+            result = structured(
+                await client.call_tool("task_result", {"task_id": task["task_id"], "wait_s": 10})
+            )
+            return names, pong, result
+
+    names, pong, result = asyncio.run(session())
+    assert names == OPERATIONS.names()
+    assert pong["status"] == "ok"
+    assert result["result"] == {"square": 49, "by": "sq@w1"}
+
+
+class McpProcess:
+    """``macp mcp --http 127.0.0.1:0`` in the background; its URL once it says it is ready."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, *_mcp_args(cluster, "--http", "127.0.0.1:0")],
+            env=_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: Any, into: list[str]) -> None:
+        with stream:
+            into.extend(stream)
+
+    def url(self) -> str:
+        wait_until(
+            lambda: bool(self.out) or self.proc.poll() is not None,
+            30,
+            "macp mcp --http did not say it is ready",
+        )
+        assert self.out, "".join(self.err)
+        ready = json.loads(self.out[0])
+        assert ready["event"] == "mcp.ready", ready
+        return str(ready["url"])
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(30)
+        for reader in self.readers:
+            reader.join(10)
+        return code
+
+
+def test_macp_mcp_serves_streamable_http_at_slash_mcp(cluster: Cluster) -> None:
+    server = McpProcess(cluster)
+    try:
+        url = server.url()
+        assert url.startswith("http://127.0.0.1:")
+        assert url.endswith("/mcp")
+
+        async def session() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+            async with Client(url) as client:
+                pong = structured(await client.call_tool("ping", {}))
+                bad = error(await client.call_tool("task_status", {}))
+                task = structured(await client.call_tool("task_orchestrate", SQUARE))
+                result = structured(
+                    await client.call_tool(
+                        "task_result", {"task_id": task["task_id"], "wait_s": 10}
+                    )
+                )
+                return pong, bad, result
+
+        pong, bad, result = asyncio.run(session())
+    finally:
+        code = server.stop()
+    assert pong["status"] == "ok"
+    assert (bad["code"], bad["message"]) == (-32602, "task_status: 'task_id' is required")
+    assert result["result"] == {"square": 49, "by": "sq@w1"}
+    assert code == 0, "".join(server.err)
+    assert [line for line in server.err if not line.startswith("{")] == []
+
+
+def test_serve_http_stops_when_told_and_answers_until_then(member: Member) -> None:
+    async def serve_and_call() -> dict[str, Any]:
+        stop = asyncio.Event()
+        url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        serving = asyncio.ensure_future(
+            serve_http(member.runtime, "127.0.0.1", 0, ready=url.set_result, stop=stop)
+        )
+        first: set[asyncio.Future[Any]] = {url, serving}
+        await asyncio.wait(first, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        assert url.done(), serving
+        async with Client(url.result()) as client:
+            pong = structured(await client.call_tool("ping", {}))
+        stop.set()
+        await asyncio.wait_for(serving, 10)
+        return pong
+
+    assert asyncio.run(serve_and_call())["status"] == "ok"
+
+
+def _raw_stdio(cluster: Cluster) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, *_mcp_args(cluster)], env=_env(), text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+INITIALIZE = {
+    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+               "clientInfo": {"name": "raw", "version": "0"}},
+}  # fmt: skip
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+
+
+def test_macp_mcp_writes_nothing_but_mcp_on_stdout_and_ends_with_its_input(
+    cluster: Cluster,
+) -> None:
+    proc = _raw_stdio(cluster)
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "ping", "arguments": {}}}  # fmt: skip
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    proc.stdin.write("".join(json.dumps(m) + "\n" for m in (INITIALIZE, INITIALIZED, call)))
+    proc.stdin.flush()
+    answers = [json.loads(proc.stdout.readline()) for _ in range(2)]  # JSON-RPC or it fails
+    assert [(a["jsonrpc"], a["id"]) for a in answers] == [("2.0", 1), ("2.0", 2)]
+    out, err = proc.communicate(timeout=30)  # closes its input: the client is gone
+    assert (proc.returncode, out) == (0, ""), err
+    assert answers[0]["result"]["serverInfo"]["name"] == "macp"
+    assert answers[1]["result"]["structuredContent"]["status"] == "ok"
+    assert [line for line in err.splitlines() if not line.startswith("{")] == []
+
+
+def test_macp_mcp_on_stdio_stops_on_sigterm(cluster: Cluster) -> None:
+    proc = _raw_stdio(cluster)
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    proc.stdin.write(json.dumps(INITIALIZE) + "\n")
+    proc.stdin.flush()
+    assert json.loads(proc.stdout.readline())["id"] == 1  # it serves, reading its input
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out) == (0, ""), err
+
+
+def test_macp_mcp_refuses_a_bad_http_address_and_an_empty_address_in_one_sentence(
+    cluster: Cluster,
+) -> None:
+    bad = subprocess.run(
+        [sys.executable, *_mcp_args(cluster, "--http", "localhost")], env=_env(),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert bad.stderr == (
+        "error: --http 'localhost' must be HOST:PORT, e.g. --http 127.0.0.1:8765 (port 0: any)\n"
+    )
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nobody = subprocess.run(
+        [sys.executable, "-m", "macp", "mcp", "--connect", f"tcp://127.0.0.1:{port}",
+         "--timeout-s", "0.5"], env=_env(), capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert (nobody.returncode, nobody.stdout) == (1, "")
+    assert nobody.stderr.endswith(
+        f"error: no answer from tcp://127.0.0.1:{port} within 0.5 s; is a node of the cluster "
+        "running there?\n"
+    ), nobody.stderr
+
+
+def test_macp_mcp_refuses_an_http_address_in_use_in_one_sentence(cluster: Cluster) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, *_mcp_args(cluster, "--http", f"127.0.0.1:{port}")], env=_env(),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.endswith(
+        f"error: cannot serve MCP over HTTP on 127.0.0.1:{port}: Address already in use; "
+        "choose another --http HOST:PORT\n"
+    ), done.stderr
