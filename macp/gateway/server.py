@@ -4,15 +4,13 @@
 cluster on close) and runs its listeners on one asyncio loop: the caller's
 (``await gateway.serve(stop)``, as ``macp gateway`` does under ``asyncio.run``) or a thread of
 its own (:meth:`Gateway.start` / :meth:`Gateway.stop`, for a program or a test that has no
-loop to give). Listeners are the JSON-RPC server, and the MCP engineer's streamable HTTP server
-when ``macp.gateway.mcp`` provides it (the hook: ``http_listener(table, runtime, host, port)``
-returning a :class:`Listener`).
+loop to give). Listeners are the JSON-RPC server (:mod:`macp.gateway.jsonrpc`) and MCP over
+streamable HTTP (:func:`macp.gateway.mcp.serve_http`), each a :class:`Listener`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import ipaddress
 import threading
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self
@@ -25,6 +23,7 @@ from macp.log import get_logger
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from macp.gateway.bridge import Runtime
     from macp.gateway.member import Member
     from macp.gateway.table import Table
 
@@ -76,19 +75,41 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _mcp_http(table: Table, member: Member, host: str, port: int) -> Listener:
-    """The MCP streamable-HTTP listener from ``macp.gateway.mcp.http_listener``, if built."""
-    try:
-        module = importlib.import_module("macp.gateway.mcp")
-    except ImportError:
-        module = None
-    factory: Callable[..., Listener] | None = getattr(module, "http_listener", None)
-    if factory is None:
-        raise ConfigError(
-            "--mcp-http: this macp has no MCP HTTP server (macp.gateway.mcp.http_listener); "
-            "leave --mcp-http out"
-        )
-    return factory(table, member.runtime, host, port)
+class _McpHttp:
+    """MCP over streamable HTTP (:func:`macp.gateway.mcp.serve_http`) as a listener."""
+
+    def __init__(self, table: Table, runtime: Runtime, host: str, port: int) -> None:
+        self._table, self._runtime = table, runtime
+        self._host, self._port = host, port
+        self._url: str | None = None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        """The endpoint's URL (``http://HOST:PORT/mcp``)."""
+        return self._url or f"http://{self._host}:{self._port}/mcp"
+
+    async def start(self) -> None:
+        from macp.gateway.mcp import serve_http  # noqa: PLC0415 - the SDK only when served
+
+        listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(serve_http(
+            self._runtime, self._host, self._port, ready=listening.set_result, stop=self._stop,
+            table=self._table,
+        ))  # fmt: skip
+        either: set[asyncio.Future[Any]] = {self._task, listening}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if not listening.done():
+            listening.cancel()
+            await self._task  # raises why it could not listen
+            raise ConfigError(f"MCP over HTTP on {self._host}:{self._port} ended at once")
+        self._url = listening.result()
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
 
 
 class Gateway:
@@ -101,7 +122,7 @@ class Gateway:
         limits: the JSON-RPC listener's per-connection limits.
 
     Raises:
-        ConfigError: a listener address is not ``HOST:PORT``, or no MCP HTTP server is built.
+        ConfigError: a listener address is not ``HOST:PORT``.
     """
 
     def __init__(
@@ -120,14 +141,15 @@ class Gateway:
             self.listeners["jsonrpc"] = JsonRpcServer(table, member.runtime, host, port, limits)
         if mcp_http is not None:
             host, port = host_port(mcp_http, "--mcp-http")
-            self.listeners["mcp_http"] = _mcp_http(table, member, host, port)
+            self.listeners["mcp_http"] = _McpHttp(table, member.runtime, host, port)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._opened: list[Listener] = []
 
     @property
     def addresses(self) -> dict[str, str]:
-        """Each listener's ``HOST:PORT``, by kind (``jsonrpc``, ``mcp_http``)."""
+        """Where each listener is reached, by kind: ``jsonrpc`` (``HOST:PORT``), ``mcp_http``
+        (the endpoint's URL, ``http://HOST:PORT/mcp``)."""
         return {kind: listener.address for kind, listener in self.listeners.items()}
 
     async def open(self) -> dict[str, str]:

@@ -13,6 +13,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from procs import QUICK_CLUSTER_FLAGS, TESTS
 
@@ -85,13 +86,14 @@ def test_macp_gateway_serves_an_nc_session_and_stops_on_sigterm(
     head: str, started: list[subprocess.Popen[str]]
 ) -> None:
     proc = macp("gateway", "--connect", head, "--name", "gw", "--jsonrpc", "127.0.0.1:0",
-                "--log-json", *QUICK_CLUSTER_FLAGS)  # fmt: skip
+                "--mcp-http", "127.0.0.1:0", "--log-json", *QUICK_CLUSTER_FLAGS)  # fmt: skip
     started.append(proc)
     ready = ready_line(proc)
     assert ready["event"] == "gateway.ready"
     assert ready["name"] == "gw"
     assert ready["head"] == "head"
-    assert ready["mcp_http"] is None
+    assert ready["mcp_http"].startswith("http://127.0.0.1:")
+    assert ready["mcp_http"].endswith("/mcp")
     assert ready["jsonrpc"].startswith("127.0.0.1:")
     assert not ready["jsonrpc"].endswith(":0")
     # the README's session, as printf would write it
@@ -104,6 +106,14 @@ def test_macp_gateway_serves_an_nc_session_and_stops_on_sigterm(
     (done,) = nc(ready["jsonrpc"], json.dumps({"jsonrpc": "2.0", "id": 3, "method": "task_result",
                  "params": {"task_id": task_id, "wait_s": 15}}) + "\n")  # fmt: skip
     assert done["result"]["result"] == {"square": 144, "by": "sq@head"}
+    # the same process serves MCP over HTTP
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "0"}}}  # fmt: skip
+    answer = httpx.post(ready["mcp_http"], json=initialize, timeout=30,
+                        headers={"Accept": "application/json, text/event-stream"})  # fmt: skip
+    assert answer.status_code == 200
+    assert '"serverInfo"' in answer.text
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
 

@@ -118,12 +118,12 @@ def test_a_failed_tools_call_is_a_result_with_is_error_and_the_macp_code(
 ) -> None:
     answer = client.result("tools/call", {"name": "task_status", "arguments": {"task_id": "x"}})
     assert answer["isError"] is True
-    error = answer["structuredContent"]["error"]
+    error = answer["structuredContent"]
     assert error["code"] == -32602
     assert "no task 'x'" in error["message"]
-    assert json.loads(answer["content"][0]["text"]) == error
+    assert answer["content"][0]["text"] == f"macp error -32602 (InvalidParams): {error['message']}"
     unknown = client.result("tools/call", {"name": "task_statu", "arguments": {}})
-    assert unknown["structuredContent"]["error"]["code"] == -32601
+    assert unknown["structuredContent"]["code"] == -32601
     bad = client.call("tools/call", {"arguments": {}})
     assert error_of(bad)["code"] == -32602
     assert error_of(bad)["message"].startswith("tools/call: 'name' is required")

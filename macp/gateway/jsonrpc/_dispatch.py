@@ -242,12 +242,13 @@ class Dispatcher:
             operation = self._table[name]
             async with session.calls:
                 result = await operation.call(self._runtime, arguments)
-        except MacpError as e:
+        except MacpError as e:  # as MCP answers it (macp.gateway.mcp.error_result)
             error = error_of(e)
-            return {"content": [{"type": "text", "text": json.dumps(error)}],
-                    "structuredContent": {"error": error}, "isError": True}  # fmt: skip
-        text = json.dumps(result, ensure_ascii=False, allow_nan=False)
+            text = f"macp error {error['code']} ({error['data']['error']}): {error['message']}"
+            return {"content": [{"type": "text", "text": text}], "structuredContent": error,
+                    "isError": True}  # fmt: skip
         structured = result if isinstance(result, dict) else {"result": result}
+        text = json.dumps(structured, ensure_ascii=False, allow_nan=False)
         return {"content": [{"type": "text", "text": text}], "structuredContent": structured,
                 "isError": False}  # fmt: skip
 
