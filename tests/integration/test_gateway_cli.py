@@ -4,20 +4,25 @@ one sentence."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import psutil
 import pytest
 from procs import QUICK_CLUSTER_FLAGS, TESTS
+from topology_procs import ROOT, free_ports, node_processes
 
 from macp.cli import STOP_WITH_PARENT
+from macp.testing import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -156,3 +161,72 @@ def test_a_jsonrpc_port_in_use_is_one_sentence_and_exit_2(
         f"error: JSON-RPC address already in use: 127.0.0.1:{port}; choose another port or "
         "stop what listens there"
     )
+
+
+def test_macp_up_starts_the_gateway_of_the_files_gateway_section_and_stops_it(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    head, jsonrpc = free_ports(2)
+    file = tmp_path / "served.yaml"
+    file.write_text(
+        textwrap.dedent(f"""\
+            name: served
+            nodes:
+              - {{name: head, listen: "tcp://127.0.0.1:{head}"}}
+            agents:
+              - {{name: sq, class: "agents:Squarer"}}
+            gateway: {{jsonrpc: "127.0.0.1:{jsonrpc}"}}
+        """),
+        encoding="utf-8",
+    )
+    up = subprocess.Popen(
+        [sys.executable, "-m", "macp", "up", str(file)], cwd=ROOT, env=env, text=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert up.stderr is not None
+        for line in up.stderr:  # "... is up: ...", once every agent registered
+            if " is up: " in line:
+                break
+        address = f"127.0.0.1:{jsonrpc}"
+        assert (
+            f"is up: 1 nodes, head at tcp://127.0.0.1:{head}, gateway jsonrpc at {address}; "
+            "Ctrl-C stops it"
+        ) in line
+        assert len(node_processes(env["MACP_DATA_DIR"])) == 1
+        assert len(gateway_processes(env["MACP_DATA_DIR"])) == 1
+        submit = {"type": "square", "body": {"x": 4}}
+        (submitted,) = nc(address, request(1, "task_orchestrate", submit))
+        wait = {"task_id": submitted["result"]["task_id"], "wait_s": 15}
+        (done,) = nc(address, request(2, "task_result", wait))
+        assert done["result"]["result"] == {"square": 16, "by": "sq@head"}
+        up.send_signal(signal.SIGINT)
+        assert up.wait(30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+        up.communicate(timeout=10)
+    data_dir = env["MACP_DATA_DIR"]
+    wait_until(
+        lambda: not node_processes(data_dir) and not gateway_processes(data_dir),
+        10,
+        "a process outlived its macp up",
+    )
+
+
+def request(request_id: int, method: str, params: dict[str, Any]) -> str:
+    return (
+        json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}) + "\n"
+    )
+
+
+def gateway_processes(data_dir: str) -> list[psutil.Process]:
+    """The `macp gateway` processes started for a test (they inherit its MACP_DATA_DIR)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if " macp gateway " not in f" {' '.join(proc.info['cmdline'] or [])} ":
+            continue
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            if proc.environ().get("MACP_DATA_DIR") == data_dir:
+                found.append(proc)
+    return found
