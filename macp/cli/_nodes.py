@@ -156,6 +156,8 @@ def _gateway(spec: TopologySpec, head_address: str, level: str) -> NodeChild | N
         args += ["--keys", str(spec.resolve(head.keys)), "--connect", f"{head.name}={head_address}"]
     else:
         args += ["--connect", head_address]
+    if head.insecure:  # plaintext off loopback, and listeners other hosts reach, as allowed
+        args.append("--insecure")
     if listeners.jsonrpc is not None:
         args += ["--jsonrpc", listeners.jsonrpc]
     if listeners.mcp_http is not None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -19,7 +21,7 @@ import httpx
 import psutil
 import pytest
 from procs import QUICK_CLUSTER_FLAGS, TESTS
-from topology_procs import ROOT, free_ports, node_processes
+from topology_procs import ROOT, TopologyNodes, free_ports, node_processes
 
 from macp.cli import STOP_WITH_PARENT
 from macp.testing import wait_until
@@ -230,3 +232,57 @@ def gateway_processes(data_dir: str) -> list[psutil.Process]:
             if proc.environ().get("MACP_DATA_DIR") == data_dir:
                 found.append(proc)
     return found
+
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return text.partition(f"\n## {title}\n")[2].partition("\n## ")[0]
+
+
+def test_the_readme_nc_session_runs_as_written(env: dict[str, str]) -> None:
+    """The README's JSON-RPC session (its ``nc`` lines sent as ``nc -q1`` sends them, since
+    ``nc`` may be missing here), on a free port instead of 9500, against the peers example."""
+    section = readme_section("JSON-RPC over TCP: macp for any language")
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    python = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    assert python is not None
+    serve, *sessions = [shlex.split(line, comments=True) for line in block[1].splitlines()]
+    assert serve == ["macp", "gateway", "--connect", "tcp://127.0.0.1:PORT", "&"]
+    (port,) = free_ports(1)
+    agents = {"analyst@alpha", "factorer-1@beta", "factorer-2@beta", "statistician@beta"}
+    nodes = TopologyNodes("examples/peers/topology.yaml", ["alpha", "beta"], env)
+    gateway: subprocess.Popen[str] | None = None
+    try:
+        nodes.start(agents)
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "macp", "gateway", "--connect", nodes.head,
+             "--jsonrpc", f"127.0.0.1:{port}", "--heartbeat-s", "0.5"], cwd=ROOT, env=env,
+            text=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        ready_line(gateway)
+        answers: list[Any] = []
+        for args in sessions:
+            bar = args.index("|")
+            assert args[:2] == ["printf", "%s\\n"]
+            assert args[bar + 1 :] == ["nc", "-q1", "127.0.0.1", "9500"]
+            lines = [
+                line.replace("TASK_ID", answers[-1]["result"]["task_id"] if answers else "")
+                for line in args[2:bar]
+            ]
+            answers += nc(f"127.0.0.1:{port}", "".join(f"{line}\n" for line in lines))
+        code = python[1].replace("9500", str(port))
+        said = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+        )
+    finally:
+        if gateway is not None:
+            gateway.terminate()
+            gateway.communicate(timeout=20)
+        nodes.stop()
+    by_id = {a["id"]: a for a in answers}
+    assert by_id[1]["result"]["status"] == "ok"
+    assert by_id[2]["result"]["task_id"]
+    assert by_id[3]["result"]["done"] is True
+    assert by_id[3]["result"]["result"] == [2, 2, 2, 3, 3, 5]
+    assert (said.returncode, said.stdout) == (0, "ok\n"), said.stderr
