@@ -1,9 +1,12 @@
-"""The node processes of ``macp up``: one ``macp node start`` child per node of the file, each
-ready once it prints its ``node.ready`` line, and failed (with the end of its standard error
-shown) as soon as it exits before that."""
+"""The node processes of ``macp up``: one ``macp node start`` child per node of the file, and a
+``macp gateway`` child when the file's ``gateway:`` section names a listener; each ready once it
+prints its ready line, and failed (with the end of its standard error shown) as soon as it
+exits before that."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -11,14 +14,17 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from macp.cli._support import STOP_WITH_PARENT, fail
 
 if TYPE_CHECKING:
     from macp.topologies.spec import TopologySpec
 
-__all__ = ["NodeChild", "start_all", "stop_all"]
+__all__ = ["GATEWAY_NODE", "NodeChild", "start_all", "stop_all"]
+
+GATEWAY_NODE = "gateway"
+"""The name of the gateway's node that ``macp up`` starts."""
 
 _READY_S = 60.0  # how long `macp up` waits for a node to be ready
 _TAIL_LINES = 20  # of a node's standard error, shown if it fails to start
@@ -37,22 +43,20 @@ def _free_addresses(spec: TopologySpec) -> dict[str, str]:
 
 
 class NodeChild:
-    """One node of ``macp up``, as a child process. Its standard error is held (the last
-    lines) until it is ready, then passed on as it comes."""
+    """One node of ``macp up`` (``macp node start``, or the gateway's ``macp gateway``) as a
+    child process, running ``macp ARGS``. Its standard error is held (the last lines) until it
+    is ready (it prints its ``node.ready`` or ``gateway.ready`` line), then passed on as it
+    comes."""
 
-    def __init__(
-        self, spec: TopologySpec, node: str, addresses: dict[str, str], level: str
-    ) -> None:
-        args = [sys.executable, "-m", "macp", "node", "start", "--config", spec.path,
-                "--node", node, "--log-level", level]  # fmt: skip
-        for name, address in addresses.items():
-            args += ["--address", f"{name}={address}"]
+    def __init__(self, node: str, args: list[str]) -> None:
         self.node = node
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter, our own args
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env={**os.environ, STOP_WITH_PARENT: str(os.getpid())},
+            [sys.executable, "-m", "macp", *args], stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, STOP_WITH_PARENT: str(os.getpid())},
         )  # fmt: skip
         self.ready = threading.Event()
+        self.ready_line: dict[str, Any] = {}  # what it printed when it was ready
         self._changed = threading.Event()  # ready, or the process ended
         self._held: deque[str] = deque(maxlen=_TAIL_LINES)
         self._lock = threading.Lock()
@@ -64,7 +68,9 @@ class NodeChild:
         assert self.proc.stdout is not None
         with self.proc.stdout as out:
             for line in out:
-                if '"node.ready"' in line:
+                if '"node.ready"' in line or '"gateway.ready"' in line:
+                    with contextlib.suppress(ValueError):
+                        self.ready_line = json.loads(line)
                     with self._lock:
                         self.ready.set()
                         sys.stderr.writelines(self._held)
@@ -117,12 +123,46 @@ def start_all(spec: TopologySpec, level: str, started: list[NodeChild]) -> dict[
     whatever happens); their addresses."""
     addresses = {**{n.name: n.listen for n in spec.nodes}, **_free_addresses(spec)}
     head = spec.head.name
-    started.append(NodeChild(spec, head, addresses, level))
+    started.append(_node(spec, head, addresses, level))
     started[0].wait_ready(_READY_S)
-    started += [NodeChild(spec, n.name, addresses, level) for n in spec.nodes if n.name != head]
+    started += [_node(spec, n.name, addresses, level) for n in spec.nodes if n.name != head]
     for process in started[1:]:
         process.wait_ready(_READY_S)
+    gateway = _gateway(spec, addresses[head], level)
+    if gateway is not None:
+        started.append(gateway)
+        gateway.wait_ready(_READY_S)
     return addresses
+
+
+def _node(spec: TopologySpec, node: str, addresses: dict[str, str], level: str) -> NodeChild:
+    args = ["node", "start", "--config", spec.path, "--node", node, "--log-level", level]
+    for name, address in addresses.items():
+        args += ["--address", f"{name}={address}"]
+    return NodeChild(node, args)
+
+
+def _gateway(spec: TopologySpec, head_address: str, level: str) -> NodeChild | None:
+    """The gateway of the file's ``gateway:`` section (a member node named ``gateway``, joined
+    through the head), if the section names a listener."""
+    listeners = spec.gateway
+    if listeners.jsonrpc is None and listeners.mcp_http is None:
+        return None
+    head = spec.head
+    args = ["gateway", "--name", GATEWAY_NODE, "--log-level", level,
+            "--heartbeat-s", str(spec.settings.heartbeat_interval_s),
+            "--acceptable-pause-s", str(spec.settings.acceptable_pause_s)]  # fmt: skip
+    if head.keys is not None:  # the keys directory holds a key pair for the gateway too
+        args += ["--keys", str(spec.resolve(head.keys)), "--connect", f"{head.name}={head_address}"]
+    else:
+        args += ["--connect", head_address]
+    if head.insecure:  # plaintext off loopback, and listeners other hosts reach, as allowed
+        args.append("--insecure")
+    if listeners.jsonrpc is not None:
+        args += ["--jsonrpc", listeners.jsonrpc]
+    if listeners.mcp_http is not None:
+        args += ["--mcp-http", listeners.mcp_http]
+    return NodeChild(GATEWAY_NODE, args)
 
 
 def stop_all(processes: list[NodeChild]) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 import macp
-from macp.cli._nodes import NodeChild, start_all, stop_all
+from macp.cli._nodes import GATEWAY_NODE, NodeChild, start_all, stop_all
 from macp.cli._support import fail, parse_json
 from macp.commands import Command
 from macp.errors import ConfigError, MacpError, NodeDown
@@ -174,8 +174,7 @@ def up(
             if task is not None or task_file is not None:
                 _print(_submit(cluster, spec, body, timeout_s))
                 return
-            typer.echo(f"{spec.name} is up: {len(processes)} nodes, head at "
-                       f"{addresses[spec.head.name]}; Ctrl-C stops it", err=True)  # fmt: skip
+            typer.echo(_up_line(spec, addresses[spec.head.name], processes), err=True)
             idle = threading.Event()  # never set: the loop wakes to check the nodes
             while not any(p.proc.poll() is not None for p in processes):
                 idle.wait(0.2)
@@ -191,6 +190,17 @@ def up(
             signal.signal(sig, signal.SIG_IGN)
         stop_all(processes)
     raise typer.Exit(code)
+
+
+def _up_line(spec: TopologySpec, head: str, processes: list[NodeChild]) -> str:
+    """What ``macp up`` prints once everything is up: nodes, head, the gateway's listeners."""
+    served = ""
+    for process in processes:
+        if process.node == GATEWAY_NODE:
+            ready = process.ready_line
+            served += "".join(f", gateway {kind} at {ready[kind]}"
+                              for kind in ("jsonrpc", "mcp_http") if ready.get(kind))  # fmt: skip
+    return f"{spec.name} is up: {len(spec.nodes)} nodes, head at {head}{served}; Ctrl-C stops it"
 
 
 def run(

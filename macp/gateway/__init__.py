@@ -8,12 +8,17 @@ operation acts on the real runtime through :class:`~macp.gateway.bridge.Runtime`
 from __future__ import annotations
 
 from macp.gateway.bridge import Runtime, settled
+from macp.gateway.jsonrpc import JsonRpcLimits, JsonRpcServer
 from macp.gateway.member import Member
 from macp.gateway.ops import OPERATIONS
+from macp.gateway.server import Gateway
 from macp.gateway.table import Operation, Params, Scope, Table, error_of
 
 __all__ = [
     "OPERATIONS",
+    "Gateway",
+    "JsonRpcLimits",
+    "JsonRpcServer",
     "Member",
     "Operation",
     "Params",

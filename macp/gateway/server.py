@@ -1,0 +1,244 @@
+"""The gateway as one object: its member node, its event loop and the listeners it serves.
+
+:class:`Gateway` owns the :class:`~macp.gateway.member.Member` it is given (it leaves the
+cluster on close) and runs its listeners on one asyncio loop: the caller's
+(``await gateway.serve(stop)``, as ``macp gateway`` does under ``asyncio.run``) or a thread of
+its own (:meth:`Gateway.start` / :meth:`Gateway.stop`, for a program or a test that has no
+loop to give). Listeners are the JSON-RPC server (:mod:`macp.gateway.jsonrpc`) and MCP over
+streamable HTTP (:func:`macp.gateway.mcp.serve_http`), each a :class:`Listener`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import threading
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self
+
+from macp.errors import ConfigError
+from macp.gateway.jsonrpc import JsonRpcLimits, JsonRpcServer
+from macp.gateway.ops import OPERATIONS
+from macp.log import get_logger
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from macp.gateway.bridge import Runtime
+    from macp.gateway.member import Member
+    from macp.gateway.table import Table
+
+__all__ = ["DEFAULT_JSONRPC", "Gateway", "Listener", "host_port", "is_loopback"]
+
+DEFAULT_JSONRPC: Final = "127.0.0.1:9500"
+"""Where the JSON-RPC listener listens unless told otherwise."""
+
+_log = get_logger("macp.gateway")
+
+
+class Listener(Protocol):
+    """A server the gateway runs on its loop: started, then closed, once each."""
+
+    @property
+    def address(self) -> str:
+        """``HOST:PORT`` it listens on (the real port once started)."""
+        ...
+
+    async def start(self) -> None:
+        """Listen. Raises ConfigError naming the address when it cannot."""
+        ...
+
+    async def close(self) -> None:
+        """Stop accepting, answer or fail what is in flight, close the connections."""
+        ...
+
+
+def host_port(text: str, flag: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) split.
+
+    Raises:
+        ConfigError: not of that form; the message names ``flag``.
+    """
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:  # noqa: PLR2004
+        raise ConfigError(f"{flag} {text!r} must be HOST:PORT, e.g. {flag} {DEFAULT_JSONRPC}")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is only reachable from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _McpHttp:
+    """MCP over streamable HTTP (:func:`macp.gateway.mcp.serve_http`) as a listener."""
+
+    def __init__(self, table: Table, runtime: Runtime, host: str, port: int) -> None:
+        self._table, self._runtime = table, runtime
+        self._host, self._port = host, port
+        self._url: str | None = None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        """The endpoint's URL (``http://HOST:PORT/mcp``)."""
+        return self._url or f"http://{self._host}:{self._port}/mcp"
+
+    async def start(self) -> None:
+        from macp.gateway.mcp import serve_http  # noqa: PLC0415 - the SDK only when served
+
+        listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(serve_http(
+            self._runtime, self._host, self._port, ready=listening.set_result, stop=self._stop,
+            table=self._table,
+        ))  # fmt: skip
+        either: set[asyncio.Future[Any]] = {self._task, listening}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if not listening.done():
+            listening.cancel()
+            await self._task  # raises why it could not listen
+            raise ConfigError(f"MCP over HTTP on {self._host}:{self._port} ended at once")
+        self._url = listening.result()
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+
+class Gateway:
+    """The gateway: a member node of the cluster, serving ``table`` on its listeners.
+
+    Args:
+        member: the gateway's node (:meth:`Member.join`); the gateway closes it.
+        jsonrpc: ``HOST:PORT`` of the JSON-RPC listener (port 0: any free one), or ``None``.
+        mcp_http: ``HOST:PORT`` of the MCP streamable-HTTP listener, or ``None``.
+        limits: the JSON-RPC listener's per-connection limits.
+
+    Raises:
+        ConfigError: a listener address is not ``HOST:PORT``.
+    """
+
+    def __init__(
+        self,
+        member: Member,
+        *,
+        jsonrpc: str | None = DEFAULT_JSONRPC,
+        mcp_http: str | None = None,
+        limits: JsonRpcLimits | None = None,
+        table: Table = OPERATIONS,
+    ) -> None:
+        self.member = member
+        self.listeners: dict[str, Listener] = {}
+        if jsonrpc is not None:
+            host, port = host_port(jsonrpc, "--jsonrpc")
+            self.listeners["jsonrpc"] = JsonRpcServer(table, member.runtime, host, port, limits)
+        if mcp_http is not None:
+            host, port = host_port(mcp_http, "--mcp-http")
+            self.listeners["mcp_http"] = _McpHttp(table, member.runtime, host, port)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._opened: list[Listener] = []
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        """Where each listener is reached, by kind: ``jsonrpc`` (``HOST:PORT``), ``mcp_http``
+        (the endpoint's URL, ``http://HOST:PORT/mcp``)."""
+        return {kind: listener.address for kind, listener in self.listeners.items()}
+
+    async def open(self) -> dict[str, str]:
+        """Start every listener on the running loop; their addresses.
+
+        Raises:
+            ConfigError: an address is in use or not of this host (those opened are closed).
+        """
+        try:
+            for listener in self.listeners.values():
+                await listener.start()
+                self._opened.append(listener)
+        except BaseException:
+            await self._close_listeners()
+            raise
+        _log.info("gateway.ready", node=self.member.node.name, **self.addresses)
+        return self.addresses
+
+    async def close(self) -> None:
+        """Stop every listener (calls in flight are answered, or failed after a grace), then
+        leave the cluster."""
+        await self._close_listeners()
+        await asyncio.to_thread(self.member.close)
+
+    async def _close_listeners(self) -> None:
+        while self._opened:
+            await self._opened.pop().close()
+
+    async def serve(
+        self, stop: asyncio.Event, ready: Callable[[dict[str, str]], Any] | None = None
+    ) -> None:
+        """Open, call ``ready(addresses)``, serve until ``stop`` is set, then close. The member
+        is closed however it ends."""
+        try:
+            addresses = await self.open()
+            if ready is not None:
+                ready(addresses)
+            await stop.wait()
+        finally:
+            await self.close()
+
+    def start(self, timeout_s: float = 10.0) -> Self:
+        """Serve on a thread of its own; return once every listener listens.
+
+        Raises:
+            ConfigError: a listener could not listen (the member is closed).
+        """
+        opened = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = self._loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(self.open())
+            except BaseException as e:  # noqa: BLE001 - handed to the starting thread
+                failure.append(e)
+                opened.set()
+                loop.close()
+                return
+            opened.set()
+            loop.run_forever()
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="macp-gateway", daemon=True)
+        self._thread.start()
+        if not opened.wait(timeout_s):
+            raise ConfigError(f"the gateway's listeners did not open within {timeout_s:g} s")
+        if failure:
+            self._thread.join()
+            self.member.close()
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        """Stop what :meth:`start` started: listeners, loop thread, then the member."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or not thread.is_alive():
+            self.member.close()
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._close_listeners(), loop).result()
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            self.member.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
