@@ -17,7 +17,7 @@ from procs import NodeProcess
 from topology_procs import EXAMPLE_PORTS, ROOT, node_processes
 
 from macp import Node, Settings, SupervisorSpec
-from macp.testing import wait_until
+from macp.testing import Probe, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -59,6 +59,14 @@ def make_node() -> Iterator[Callable[..., Node]]:
 @pytest.fixture
 def node(make_node: Callable[..., Node]) -> Node:
     return make_node()
+
+
+@pytest.fixture
+def probe(make_node: Callable[..., Node]) -> Iterator[Probe]:
+    """A probe for the test's agents; every gate is opened when the test ends, before any node
+    of ``make_node`` stops (it is set up after them), so no handler is left waiting."""
+    with Probe() as made:
+        yield made
 
 
 @pytest.fixture

@@ -98,12 +98,13 @@ class ProbedAgent(Agent):
     """
 
     def __init__(
-        self, config: Mapping[str, Wire] | None = None, *, probe: Probe, **kwargs: Any
+        self, config: Mapping[str, Wire] | None = None, *, probe: Probe | None = None, **kwargs: Any
     ) -> None:
         if not isinstance(probe, Probe):
+            given = "none" if probe is None else type(probe).__name__
             raise ConfigError(
-                f"probe must be a macp.testing.Probe, not {type(probe).__name__}; "
-                "spawn the agent with probe=Probe()"
+                f"{type(self).__name__} takes a macp.testing.Probe as probe=, not {given}; "
+                f"spawn it with node.spawn({type(self).__name__}, name, probe=Probe())"
             )
         super().__init__(config, **kwargs)
         self.probe = probe
