@@ -110,7 +110,8 @@ def monitored(
 
 def _spawn(node: Node, cluster: Cluster, probe: Probe | None = None, **agents: type[Agent]) -> None:
     for name, cls in agents.items():
-        node.spawn(cls, name, **({"probe": probe} if issubclass(cls, ProbedAgent) else {}))
+        extra: dict[str, Any] = {"probe": probe} if issubclass(cls, ProbedAgent) else {}
+        node.spawn(cls, name, **extra)
     wanted = {f"{name}@{node.name}" for name in agents}
     wait_until(
         lambda: wanted <= {r["address"] for r in cluster.agents() if r["status"] == "available"},

@@ -57,9 +57,8 @@ def _children(probe: Probe, *names: str, restart: Restart = Restart.PERMANENT) -
 
 
 def _tree(probe: Probe, node: Node, strategy: Strategy, **kw: object) -> None:
-    node.start_child(
-        SupervisorSpec("workers", _children(probe, "a", "b", "c"), strategy=strategy, **kw)
-    )  # type: ignore[arg-type]
+    children = _children(probe, "a", "b", "c")
+    node.start_child(SupervisorSpec("workers", children, strategy=strategy, **kw))  # type: ignore[arg-type]
     probe.wait_count(3)
     probe.clear()
 
