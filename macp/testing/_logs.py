@@ -3,33 +3,32 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, cast, overload
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from macp.testing._waits import wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
 
 __all__ = ["LogEvents", "capture_logs"]
 
 LogRecord = dict[str, Any]
 
 
-class LogEvents(Sequence[LogRecord]):
+class LogEvents(list[LogRecord]):
     """Log events as dicts (``event``, ``log_level`` and the fields), oldest first, with ways
-    to find them by name and fields. A view of a list that may still grow: what
-    :func:`capture_logs` captures, or a node process's JSON lines (:meth:`NodeProcess.logs`).
+    to find them by name and fields: what :func:`capture_logs` captures (the list grows while
+    it is active), or a node process's JSON lines (:meth:`NodeProcess.logs`).
     """
-
-    def __init__(self, records: list[LogRecord] | None = None) -> None:
-        self._records = records if records is not None else []
 
     @classmethod
     def from_json_lines(cls, lines: Iterable[str]) -> LogEvents:
         """The records among ``lines`` that are JSON objects (a program's ``--log-json``
         output); other lines (a traceback, a warning) are left out."""
-        records: list[LogRecord] = []
+        records = cls()
         for line in lines:
             try:
                 record = json.loads(line)
@@ -37,33 +36,17 @@ class LogEvents(Sequence[LogRecord]):
                 continue
             if isinstance(record, dict):
                 records.append(record)
-        return cls(records)
-
-    @overload
-    def __getitem__(self, index: int) -> LogRecord: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[LogRecord]: ...
-    def __getitem__(self, index: int | slice) -> LogRecord | Sequence[LogRecord]:
-        return self._records[index]
-
-    def __len__(self) -> int:
-        return len(self._records)
-
-    def __iter__(self) -> Iterator[LogRecord]:
-        return iter(list(self._records))  # a snapshot: other threads may log meanwhile
-
-    def __repr__(self) -> str:
-        return f"LogEvents({list(self._records)!r})"
+        return records
 
     def names(self) -> list[str]:
         """The event names, in order."""
-        return [str(record.get("event")) for record in self]
+        return [str(record.get("event")) for record in list(self)]
 
     def find(self, event: str | None = None, **fields: Any) -> list[LogRecord]:
         """The records of ``event`` (any event if ``None``) whose ``fields`` have these values."""
         return [
             record
-            for record in self
+            for record in list(self)  # a snapshot: other threads may log meanwhile
             if (event is None or record.get("event") == event)
             and all(k in record and record[k] == v for k, v in fields.items())
         ]
@@ -99,11 +82,13 @@ class LogEvents(Sequence[LogRecord]):
 
 @contextmanager
 def capture_logs() -> Iterator[LogEvents]:
-    """Capture every structlog event (macp's included) while the block runs, with
-    :func:`structlog.testing.capture_logs`: nothing is rendered or written meanwhile, and the
-    configured processors are back afterwards. Each record has ``event``, ``log_level`` and
-    the event's fields (``node``, ``actor``, ...). Loggers made by a program that configured
-    structlog with a level filter still drop the levels below it.
+    """Capture every structlog event (macp's included) while the block runs, with a
+    :class:`structlog.testing.LogCapture` in place of the configured processors (as
+    :func:`structlog.testing.capture_logs` does): nothing is rendered or written meanwhile,
+    and the processors are back afterwards. Each record has ``event``, ``log_level`` and the
+    event's fields (``node``, ``actor``, ...). Not for two captures at once (structlog's
+    configuration is global); loggers of a program that configured structlog with a level
+    filter still drop the levels below it.
 
     Example::
 
@@ -111,5 +96,17 @@ def capture_logs() -> Iterator[LogEvents]:
             node = Node("n1").start()
         assert logs.one("node.started", node="n1")
     """
-    with structlog.testing.capture_logs() as entries:
-        yield LogEvents(cast("list[LogRecord]", entries))  # structlog's event dicts are dicts
+    events = LogEvents()
+    capture = structlog.testing.LogCapture()
+    capture.entries = events  # type: ignore[assignment] # a list of event dicts, as LogCapture's
+    # The configured list itself changes (bound loggers hold it), and is restored afterwards.
+    processors = structlog.get_config()["processors"]
+    if not isinstance(processors, list):  # configured with a tuple: make it a list to change
+        structlog.configure(processors=list(processors))
+        processors = structlog.get_config()["processors"]
+    before = list(processors)
+    processors[:] = [capture]
+    try:
+        yield events
+    finally:
+        processors[:] = before
