@@ -13,11 +13,11 @@ import pytest
 os.environ["MACP_STRICT"] = "1"
 sys.path.insert(0, str(Path(__file__).parent))  # tests/agents.py and tests/procs.py
 
-from procs import NodeProcess
+from procs import TESTS
 from topology_procs import EXAMPLE_PORTS, ROOT, node_processes
 
 from macp import Node, Settings, SupervisorSpec
-from macp.testing import Probe, wait_until
+from macp.testing import NodeProcess, Probe, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -80,7 +80,7 @@ def procs() -> Iterator[Callable[..., NodeProcess]]:
         listen: str = "tcp://127.0.0.1:0",
         env: dict[str, str] | None = None,
     ) -> NodeProcess:
-        proc = NodeProcess(name, *args, listen=listen, env=env).start()
+        proc = NodeProcess(name, *args, listen=listen, env=env, pythonpath=[TESTS]).start()
         started.append(proc)
         return proc
 

@@ -30,9 +30,8 @@ from macp.transport.frames import BATCH_BYTES, pack_frames, unpack_frame
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from procs import NodeProcess
-
     from macp import Node
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.fault
 

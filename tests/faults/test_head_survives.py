@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 import pytest
-from procs import wait_for_log
 from topology_procs import macp_cli
 
 import macp
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from procs import NodeProcess
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.fault
 
@@ -171,7 +170,7 @@ def test_a_corrupted_journal_is_set_aside_and_the_head_starts_with_the_rest(
     # Set aside once: a later start finds nothing more to set aside, and keeps the letters.
     assert restarted.terminate() == 0
     again = _head(procs, journal, "sq=agents:Squarer", listen=str(head.address))
-    wait_for_log(again, "coordinator.replayed")
+    again.wait_for_log("coordinator.replayed")
     assert again.logs("journal.record_set_aside") == []
     with macp.connect(str(again.address)) as cluster:
         assert cluster.dead_letters()["count"] == 3

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from procs import NodeProcess
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.fault
 
@@ -44,9 +44,8 @@ def _ms(record: dict[str, Any]) -> int:
 
 def _known_down_ms(head: NodeProcess, node: str) -> int:
     """When the head's coordinator learned that ``node`` is down (its own log line)."""
-    from procs import wait_for_log
 
-    return _ms(wait_for_log(head, "coordinator.node_down", node=node))
+    return _ms(head.wait_for_log("coordinator.node_down", node=node))
 
 
 def _running(cluster: macp.Cluster, task: macp.Task) -> bool:

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from procs import QUICK_CLUSTER_FLAGS, wait_for_log
+from procs import QUICK_CLUSTER_FLAGS
 from topology_procs import macp_cli
 
 import macp
@@ -22,9 +22,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from procs import NodeProcess
-
     from macp import Node
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.integration
 
@@ -356,7 +355,7 @@ def test_macp_control_restart_recovers_a_stuck_agent_on_another_node(
         assert (result["previous"], result["abandoned"]) == (before, True)
         assert result["incarnation"] != before
 
-        logged = wait_for_log(worker, "agent.abandoned", actor="echo")
+        logged = worker.wait_for_log("agent.abandoned", actor="echo")
         assert (logged["cause"], logged["type"], logged["node"]) == ("restart", "hang", "w1")
         status = macp_cli("control", "status", "echo@w1", "--connect", head.address, env=env)
         assert status.returncode == 0, status.stderr

@@ -9,7 +9,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from procs import wait_for_log
 
 import macp
 from macp import Context, Settings, handler
@@ -18,9 +17,8 @@ from macp.testing import Probe, ProbedAgent, wait_until
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from procs import NodeProcess
-
     from macp import Node
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +58,7 @@ def cluster(
     p2 = procs("p2", *HEARTBEAT, "--peer", f"test={node.address}", "--peer", f"p1={p1.address}",
                *_agents("echo=agents:Echo", "relay=agents:Relay"))  # fmt: skip
     probe.wait_for(lambda ev: {("up", "p1"), ("up", "p2")} <= {e[:2] for e in ev})
-    wait_for_log(p1, "node.up", peer="p2")
+    p1.wait_for_log("node.up", peer="p2")
     return node, p1, p2
 
 
@@ -128,7 +126,7 @@ def test_a_killed_node_is_found_down_its_asks_fail_and_it_comes_back(
     events = probe.wait_for(lambda ev: any(e[:2] == ("down", "p2") for e in ev))
     down_at = next(e[2] for e in events if e[:2] == ("down", "p2"))
     assert down_at - killed_at < THRESHOLD_S + 1.0  # the window, plus slack for a busy machine
-    wait_for_log(p1, "node.down", peer="p2")
+    p1.wait_for_log("node.down", peer="p2")
     with pytest.raises(macp.NodeDown, match="node 'p2' is down"):
         node.ask("echo@p2", "echo").get(timeout_s=10)
 
@@ -146,8 +144,8 @@ def test_a_node_that_joins_learns_every_member(
 ) -> None:
     node, p1, _ = cluster
     p3 = procs("p3", *HEARTBEAT, "--join", str(p1.address), "--agent", "echo=agents:Echo")
-    wait_for_log(p3, "node.up", peer="p2")
-    wait_for_log(p3, "node.up", peer="test")
+    p3.wait_for_log("node.up", peer="p2")
+    p3.wait_for_log("node.up", peer="test")
     probe.wait_for(lambda ev: any(e[:2] == ("up", "p3") for e in ev))
     assert (
         node.ask("relay@p2", "relay", {"to": "echo@p3", "type": "echo", "body": 3}).get()["me"]
@@ -196,7 +194,7 @@ def test_sigterm_stops_the_node_cleanly_with_exit_code_0(
 ) -> None:
     proc = procs("solo", "--agent", "echo=agents:Echo", "--agent", "relay=agents:Relay")
     assert proc.terminate() == 0
-    wait_for_log(proc, "node.stopped", exit_code=0)
+    proc.wait_for_log("node.stopped", exit_code=0)
     assert proc.logs("node.threads_left") == []
 
 
