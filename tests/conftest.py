@@ -17,7 +17,7 @@ from procs import TESTS
 from topology_procs import EXAMPLE_PORTS, ROOT, node_processes
 
 from macp import Node, Settings, SupervisorSpec
-from macp.testing import NodeProcess, Probe, wait_until
+from macp.testing import LocalCluster, NodeProcess, Probe, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -87,6 +87,24 @@ def procs() -> Iterator[Callable[..., NodeProcess]]:
     yield start
     for proc in started:
         proc.kill()
+
+
+@pytest.fixture
+def local_cluster(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
+    """Start local clusters (``LocalCluster(nodes, **options)``: node processes import
+    tests/agents.py as ``agents``, the head journals in the test's directory); every one is
+    stopped when the test ends (its processes killed and reaped)."""
+    started: list[LocalCluster] = []
+
+    def start(nodes: Any = None, **options: Any) -> LocalCluster:
+        options = {"pythonpath": [TESTS], "journal": tmp_path / "j.sqlite3", **options}
+        local = LocalCluster(nodes, **options)
+        started.append(local)
+        return local.start()
+
+    yield start
+    for local in reversed(started):
+        local.stop()
 
 
 @pytest.fixture
