@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Self
 from macp._loader import load_class
 from macp.cluster import Cluster, connect
 from macp.control_plane import start_control_plane
-from macp.errors import ConfigError
+from macp.errors import ConfigError, MacpError
 from macp.node import Node
 from macp.settings import Settings
 from macp.testing._process import NodeProcess, settings_flags
@@ -177,7 +177,10 @@ class LocalCluster:
         others = set(self.names) - {self.head}
 
         def down() -> set[str]:
-            peers = self.cluster.node.ask_node(self.head, "node.info").get()["peers"]
+            try:
+                peers = self.cluster.node.ask_node(self.head, "node.info").get()["peers"]
+            except MacpError:  # the head is (re)starting: ask again
+                return others
             return {n for n in others if peers.get(n, {}).get("state") != "up"}
 
         wait_until(lambda: not down(), timeout_s, f"nodes not up at the head: {sorted(down())}")
