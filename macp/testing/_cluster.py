@@ -168,13 +168,15 @@ class LocalCluster:
         return self
 
     def wait_ready(self, timeout_s: float | None = None) -> None:
-        """Wait until every node is up at the head and every agent is routable.
+        """Wait until every node (but a node process killed and not restarted) is up at the
+        head, and every agent of those nodes is routable.
 
         Raises:
             AskTimeout: some are not within ``timeout_s`` (named).
         """
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
-        others = set(self.names) - {self.head}
+        live = [n for n in self.names if not self.processes or self._procs[n].running()]
+        others = set(live) - {self.head}
 
         def down() -> set[str]:
             try:
@@ -184,7 +186,7 @@ class LocalCluster:
             return {n for n in others if peers.get(n, {}).get("state") != "up"}
 
         wait_until(lambda: not down(), timeout_s, f"nodes not up at the head: {sorted(down())}")
-        self.cluster.wait_for_agents(self.agents(), timeout_s)
+        self.cluster.wait_for_agents([a for n in live for a in self.agents(n)], timeout_s)
 
     def spawn(self, node: str, actor: type[Supervised], name: str, **kwargs: Any) -> Ref:
         """Start agent ``name`` on node ``node`` (in this process; ``kwargs`` go to
