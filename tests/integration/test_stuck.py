@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from procs import QUICK_CLUSTER_FLAGS
+from procs import QUICK_CLUSTER
 from topology_procs import macp_cli
 
 import macp
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from macp import Node
-    from macp.testing import NodeProcess
+    from macp.testing import LocalCluster
 
 pytestmark = pytest.mark.integration
 
@@ -328,57 +328,52 @@ def test_a_static_child_is_restarted_as_well(make_node: Callable[..., Node], pro
 
 
 def test_macp_control_restart_recovers_a_stuck_agent_on_another_node(
-    procs: Callable[..., NodeProcess], env: dict[str, str], tmp_path: Path
+    local_cluster: Callable[..., LocalCluster], env: dict[str, str]
 ) -> None:
-    head = procs("head", "--control-plane", "--journal", str(tmp_path / "j.sqlite3"),
-                 *QUICK_CLUSTER_FLAGS)  # fmt: skip
-    assert head.address is not None
-    worker = procs("w1", "--head", "head", "--peer", f"head={head.address}",
-                   "--agent", "echo=agents:Echo", "--agent", "sq=agents:Squarer",
-                   *QUICK_CLUSTER_FLAGS)  # fmt: skip
+    agents = {"echo": "agents:Echo", "sq": "agents:Squarer"}
+    local = local_cluster({"w1": agents}, processes=True, settings=QUICK_CLUSTER)
+    address, worker = local.address("head"), local.process("w1")
+    cluster = local.cluster
+    (before,) = [r["incarnation"] for r in cluster.agents() if r["address"] == "echo@w1"]
+    cluster.node.tell("echo@w1", "hang")  # a tell: no deadline, never abandoned by itself
+    with pytest.raises(macp.AskTimeout):  # queued behind "hang", in order
+        cluster.node.ask("echo@w1", "echo", "queued", timeout_s=1.0).get()
+    with pytest.raises(macp.AskTimeout):  # "hang" is in hand: not even status gets in
+        cluster.node.control("echo@w1", "status", timeout_s=0.5).get()
 
-    with macp.connect(head.address) as cluster:
-        cluster.wait_for_agents(["echo@w1", "sq@w1"])
-        (before,) = [r["incarnation"] for r in cluster.agents() if r["address"] == "echo@w1"]
-        cluster.node.tell("echo@w1", "hang")  # a tell: no deadline, never abandoned by itself
-        with pytest.raises(macp.AskTimeout):  # queued behind "hang", in order
-            cluster.node.ask("echo@w1", "echo", "queued", timeout_s=1.0).get()
-        with pytest.raises(macp.AskTimeout):  # "hang" is in hand: not even status gets in
-            cluster.node.control("echo@w1", "status", timeout_s=0.5).get()
+    done = macp_cli("control", "restart", "echo@w1", "--connect", address, env=env)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    answer = json.loads(done.stdout)
+    assert list(answer) == ["echo@w1"]
+    assert answer["echo@w1"]["ok"] is True
+    result = answer["echo@w1"]["result"]
+    assert (result["previous"], result["abandoned"]) == (before, True)
+    assert result["incarnation"] != before
 
-        done = macp_cli("control", "restart", "echo@w1", "--connect", head.address, env=env)
-        assert (done.returncode, done.stderr) == (0, ""), done.stderr
-        answer = json.loads(done.stdout)
-        assert list(answer) == ["echo@w1"]
-        assert answer["echo@w1"]["ok"] is True
-        result = answer["echo@w1"]["result"]
-        assert (result["previous"], result["abandoned"]) == (before, True)
-        assert result["incarnation"] != before
+    logged = worker.wait_for_log("agent.abandoned", actor="echo")
+    assert (logged["cause"], logged["type"], logged["node"]) == ("restart", "hang", "w1")
+    status = macp_cli("control", "status", "echo@w1", "--connect", address, env=env)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["echo@w1"]["result"]["state"] == "running"
+    echoed = cluster.node.ask("echo@w1", "echo", "hi", timeout_s=5).get()
+    assert echoed["me"] == "echo@w1"
+    wait_until(
+        lambda: (
+            {r["address"]: (r["status"], r["incarnation"]) for r in cluster.agents()}["echo@w1"]
+            == ("available", result["incarnation"])
+        ),
+        10,
+        "the registry does not show the new incarnation available",
+    )
 
-        logged = worker.wait_for_log("agent.abandoned", actor="echo")
-        assert (logged["cause"], logged["type"], logged["node"]) == ("restart", "hang", "w1")
-        status = macp_cli("control", "status", "echo@w1", "--connect", head.address, env=env)
-        assert status.returncode == 0, status.stderr
-        assert json.loads(status.stdout)["echo@w1"]["result"]["state"] == "running"
-        echoed = cluster.node.ask("echo@w1", "echo", "hi", timeout_s=5).get()
-        assert echoed["me"] == "echo@w1"
-        wait_until(
-            lambda: (
-                {r["address"]: (r["status"], r["incarnation"]) for r in cluster.agents()}["echo@w1"]
-                == ("available", result["incarnation"])
-            ),
-            10,
-            "the registry does not show the new incarnation available",
-        )
-
-        # A group (here: every user agent) restarts each of its agents, each by its supervisor.
-        every = cluster.control("restart", "all")
-        assert set(every) == {"echo@w1", "sq@w1"}
-        assert all(a["ok"] and a["result"]["abandoned"] is False for a in every.values())
-        with pytest.raises(
-            macp.InvalidParams,
-            match=r"^the coordinator cannot restart itself \(coordinator@head is in "
-            r"'group:control-plane'\): the answer would be lost with it; send restart to it "
-            r"with Node.control instead$",
-        ):
-            cluster.control("restart", "group:control-plane")
+    # A group (here: every user agent) restarts each of its agents, each by its supervisor.
+    every = cluster.control("restart", "all")
+    assert set(every) == {"echo@w1", "sq@w1"}
+    assert all(a["ok"] and a["result"]["abandoned"] is False for a in every.values())
+    with pytest.raises(
+        macp.InvalidParams,
+        match=r"^the coordinator cannot restart itself \(coordinator@head is in "
+        r"'group:control-plane'\): the answer would be lost with it; send restart to it "
+        r"with Node.control instead$",
+    ):
+        cluster.control("restart", "group:control-plane")
