@@ -62,14 +62,6 @@ def node(make_node: Callable[..., Node]) -> Node:
 
 
 @pytest.fixture
-def probe(make_node: Callable[..., Node]) -> Iterator[Probe]:
-    """A probe for the test's agents; every gate is opened when the test ends, before any node
-    of ``make_node`` stops (it is set up after them), so no handler is left waiting."""
-    with Probe() as made:
-        yield made
-
-
-@pytest.fixture
 def procs() -> Iterator[Callable[..., NodeProcess]]:
     """Start ``macp node start`` processes; every one is killed when the test ends."""
     started: list[NodeProcess] = []
@@ -105,6 +97,17 @@ def local_cluster(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
     yield start
     for local in reversed(started):
         local.stop()
+
+
+@pytest.fixture
+def probe(
+    make_node: Callable[..., Node], local_cluster: Callable[..., LocalCluster]
+) -> Iterator[Probe]:
+    """A probe for the test's agents; every gate is opened when the test ends, before any node
+    of ``make_node`` or ``local_cluster`` stops (it is set up after them), so no handler is
+    left waiting."""
+    with Probe() as made:
+        yield made
 
 
 @pytest.fixture

@@ -12,14 +12,12 @@ import pytest
 from procs import QUICK_CLUSTER
 
 import macp
-from macp import Cluster, Context, handler, start_control_plane
-from macp.testing import Probe, ProbedAgent, wait_until
+from macp import Cluster, Context, handler
+from macp.testing import LocalCluster, Probe, ProbedAgent, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
-    from macp import Node
 
 pytestmark = pytest.mark.integration
 
@@ -86,16 +84,11 @@ DIAMOND = {
 
 
 @pytest.fixture
-def cluster(
-    probe: Probe, overlap: Overlap, make_node: Callable[..., Node], tmp_path: Path
-) -> Cluster:
-    node = make_node("head", settings=QUICK_CLUSTER)
-    start_control_plane(node, journal=tmp_path / "j.sqlite3", pools={"cpu": 2})
+def cluster(probe: Probe, overlap: Overlap, local_cluster: Callable[..., LocalCluster]) -> Cluster:
+    local = local_cluster(settings=QUICK_CLUSTER, pools={"cpu": 2})
     for i in range(6):
-        node.spawn(Stepper, f"s{i}", probe=probe, overlap=overlap)
-    cluster = Cluster(node)
-    cluster.wait_for_agents(f"s{i}@head" for i in range(6))
-    return cluster
+        local.spawn("head", Stepper, f"s{i}", probe=probe, overlap=overlap)
+    return local.cluster
 
 
 def _times(events: list[Any]) -> dict[str, tuple[int, int]]:
