@@ -17,6 +17,7 @@ from procs import TESTS
 from topology_procs import EXAMPLE_PORTS, ROOT, node_processes
 
 from macp import Node, Settings, SupervisorSpec
+from macp.store import Journal
 from macp.testing import LocalCluster, NodeProcess, Probe, wait_until
 
 if TYPE_CHECKING:
@@ -82,14 +83,27 @@ def procs() -> Iterator[Callable[..., NodeProcess]]:
 
 
 @pytest.fixture
-def local_cluster(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
+def journal_path(tmp_path: Path) -> Path:
+    """Where the test's journal lives (a head's, or a control-plane actor's)."""
+    return tmp_path / "journal.sqlite3"
+
+
+@pytest.fixture
+def journal(journal_path: Path) -> Iterator[Journal]:
+    """A journal open on ``journal_path``."""
+    with Journal(journal_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+def local_cluster(journal_path: Path) -> Iterator[Callable[..., LocalCluster]]:
     """Start local clusters (``LocalCluster(nodes, **options)``: node processes import
-    tests/agents.py as ``agents``, the head journals in the test's directory); every one is
+    tests/agents.py as ``agents``, the head journals at ``journal_path``); every one is
     stopped when the test ends (its processes killed and reaped)."""
     started: list[LocalCluster] = []
 
     def start(nodes: Any = None, **options: Any) -> LocalCluster:
-        options = {"pythonpath": [TESTS], "journal": tmp_path / "j.sqlite3", **options}
+        options = {"pythonpath": [TESTS], "journal": journal_path, **options}
         local = LocalCluster(nodes, **options)
         started.append(local)
         return local.start()

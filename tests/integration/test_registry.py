@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from agents import CrashesOnRequest
 from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS
 from topology_procs import free_ports
 
@@ -44,12 +45,8 @@ class Worker(ProbedAgent):
         self.probe.wait_open(timeout_s=10)  # holds the agent busy until the test opens the gate
 
 
-class Fragile(Worker):
-    crash_on_error = True
-
-    @handler("crash")
-    def crash(self, _body: macp.Wire) -> None:
-        raise RuntimeError("crashed on purpose")
+class Fragile(CrashesOnRequest, Worker):
+    """Dies on ``crash``."""
 
 
 class Watcher(ProbedAgent):

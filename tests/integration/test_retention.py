@@ -41,11 +41,6 @@ class Echo(Agent):
 
 
 @pytest.fixture
-def journal_path(tmp_path: Path) -> Path:
-    return tmp_path / "journal.sqlite3"
-
-
-@pytest.fixture
 def head(make_node: Callable[..., Node], journal_path: Path) -> Callable[..., Cluster]:
     """A head with an echo agent on the test's journal; a later call is a restart."""
 

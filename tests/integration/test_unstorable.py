@@ -100,9 +100,8 @@ class Slow(ProbedAgent):
 
 
 @pytest.fixture
-def head(local_cluster: Callable[..., LocalCluster], tmp_path: Path) -> tuple[Node, Cluster]:
-    journal = tmp_path / "journal.sqlite3"
-    local = local_cluster(head={"sneaky": Sneaky}, settings=HEAD, pools={"gpu": 2}, journal=journal)
+def head(local_cluster: Callable[..., LocalCluster]) -> tuple[Node, Cluster]:
+    local = local_cluster(head={"sneaky": Sneaky}, settings=HEAD, pools={"gpu": 2})
     return local.node("head"), local.cluster
 
 
