@@ -3,6 +3,9 @@ cluster in this process and as node processes, log capture."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -220,3 +223,32 @@ def test_the_probe_fixture_is_opened_before_the_nodes_stop(
     ref = node.spawn(Watched, "w", probe=probe)
     ref.tell("hold", "never opened by the test")
     probe.wait_count(2)  # started, holding: the fixture opens the gate, then the node stops
+
+
+# -- the docs ---------------------------------------------------------------------------------
+
+
+def test_the_example_of_docs_testing_runs_under_pytest(tmp_path: Path) -> None:
+    text = (TESTS.parent / "docs" / "testing.md").read_text(encoding="utf-8")
+    example = re.search(r"```python\n(.*?)```", text, re.DOTALL)
+    assert example is not None, "docs/testing.md has no python example"
+    (tmp_path / "test_summarizer.py").write_text(example.group(1), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_summarizer.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^3 passed in ", done.stdout, re.MULTILINE), done.stdout
+
+
+def test_macp_testing_imports_without_pytest_and_exports_what_it_says() -> None:
+    script = (
+        "import sys, macp.testing as t\n"
+        "assert 'pytest' not in sys.modules, 'macp.testing imported pytest'\n"
+        "public = {n for n in vars(t) if not n.startswith('_') and n != 'annotations'}\n"
+        "print(sorted(public - set(t.__all__)), sorted(set(t.__all__) - public))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout) == (0, "[] []\n"), done.stderr
