@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import zmq
 
 os.environ["MACP_STRICT"] = "1"
 sys.path.insert(0, str(Path(__file__).parent))  # tests/agents.py and tests/procs.py
@@ -122,6 +123,23 @@ def probe(
     left waiting."""
     with Probe() as made:
         yield made
+
+
+@pytest.fixture
+def zmq_socket() -> Iterator[Callable[[int], zmq.Socket[bytes]]]:
+    """Make raw ZeroMQ sockets of a kind (real pyzmq, no macp; linger 0); all closed, and their
+    context ended, when the test ends (sockets made from them, a monitor's, too)."""
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    made: list[zmq.Socket[bytes]] = []
+
+    def make(kind: int) -> zmq.Socket[bytes]:
+        sock = context.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        made.append(sock)
+        return sock
+
+    yield make
+    context.destroy(linger=0)  # closes every socket of the context, then ends it
 
 
 @pytest.fixture

@@ -74,23 +74,16 @@ class Raw:
 
 
 @pytest.fixture
-def raw() -> Iterator[Callable[[str, bytes], Raw]]:
-    """Connect raw DEALERs with a given identity; all closed (linger 0) when the test ends."""
-    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    sockets: list[zmq.Socket[bytes]] = []
+def raw(zmq_socket: Callable[[int], zmq.Socket[bytes]]) -> Callable[[str, bytes], Raw]:
+    """Connect raw DEALERs with a given identity (closed when the test ends)."""
 
     def connect(address: str, identity: bytes) -> Raw:
-        sock = context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
+        sock = zmq_socket(zmq.DEALER)
         sock.setsockopt(zmq.IDENTITY, identity)
         sock.connect(address)
-        sockets.append(sock)
         return Raw(sock)
 
-    yield connect
-    for sock in sockets:
-        sock.close(0)
-    context.term()
+    return connect
 
 
 def _envelopes(frame: bytes) -> list[list[Any]]:

@@ -132,17 +132,13 @@ class Raw:
 
 
 @pytest.fixture
-def raw() -> Iterator[Callable[..., Raw]]:
-    """Connect raw DEALERs; all closed (linger 0) when the test ends."""
-    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    sockets: list[zmq.Socket[bytes]] = []
+def raw(zmq_socket: Callable[[int], zmq.Socket[bytes]]) -> Callable[..., Raw]:
+    """Connect raw DEALERs, and monitors of their handshakes (closed when the test ends)."""
 
     def connect(
         address: str, identity: bytes, secret: Path | None = None, server: Path | None = None
     ) -> Raw:
-        sock = context.socket(zmq.DEALER)
-        sockets.append(sock)
-        sock.setsockopt(zmq.LINGER, 0)
+        sock = zmq_socket(zmq.DEALER)
         sock.setsockopt(zmq.IDENTITY, identity)
         if secret is not None and server is not None:
             public, secret_key = zmq.auth.load_certificate(secret)
@@ -151,14 +147,10 @@ def raw() -> Iterator[Callable[..., Raw]]:
             sock.curve_secretkey = secret_key
             sock.curve_serverkey = zmq.auth.load_certificate(server)[0]
         monitor = sock.get_monitor_socket()
-        sockets.append(monitor)
         sock.connect(address)
         return Raw(sock, monitor)
 
-    yield connect
-    for sock in reversed(sockets):
-        sock.close(0)
-    context.term()
+    return connect
 
 
 def _info(client: Node) -> dict[str, Any]:
