@@ -100,6 +100,7 @@ class LocalCluster:
             raise ConfigError("pools= needs nodes in this process; leave processes=False")
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.journal = None if journal is None else Path(journal)
+        self._spawned: dict[tuple[str, str], dict[str, Any]] = {}  # spawn()'s keyword arguments
         self._nodes: dict[str, Node] = {}
         self._procs: dict[str, NodeProcess] = {}
         self._addresses: dict[str, str] = {}
@@ -194,6 +195,7 @@ class LocalCluster:
         is routable; its ref."""
         ref = self.node(node).spawn(actor, name, **kwargs)
         self._agents[node][name] = actor
+        self._spawned[node, name] = kwargs  # for a restart of the node
         self.cluster.wait_for_agents([f"{name}@{node}"], self.timeout_s)
         return ref
 
@@ -203,12 +205,15 @@ class LocalCluster:
 
     def restart(self, name: str) -> None:
         """Start node ``name`` again on its address (a process still running is killed first,
-        a node in this process is stopped), with its agents; return once it is up again."""
+        a node in this process is stopped), with its agents (those of :meth:`spawn` with the
+        same arguments, a probe included); return once it is up again."""
         if self.processes:
             self.process(name).kill()
         else:
             self.node(name).stop()
         self._start_node(name)
+        if not self.processes and name == self.head:  # the control plane's new node
+            self._cluster = Cluster(self._nodes[name], timeout_s=self.timeout_s)
         self.wait_ready()
 
     def stop(self) -> None:
@@ -254,7 +259,8 @@ class LocalCluster:
         assert node.address is not None
         self._addresses[name] = node.address
         for agent, cls in self._agents[name].items():
-            node.spawn(load_class(cls, f"agent {agent}") if isinstance(cls, str) else cls, agent)
+            actor = load_class(cls, f"agent {agent}") if isinstance(cls, str) else cls
+            node.spawn(actor, agent, **self._spawned.get((name, agent), {}))
 
     def _start_process(self, name: str, listen: str) -> None:
         args = list(settings_flags(self.settings))

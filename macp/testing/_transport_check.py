@@ -56,12 +56,8 @@ def router_transport(
     return Router(name, "tcp://127.0.0.1:0", callbacks, settings=settings, peers=peers)
 
 
-class _Failed(AssertionError):
-    pass
-
-
-def _fail(prop: str, detail: str) -> _Failed:
-    return _Failed(f"{prop}: {detail}")
+def _fail(prop: str, detail: str) -> AssertionError:
+    return AssertionError(f"{prop}: {detail}")
 
 
 class _Node:

@@ -252,3 +252,18 @@ def test_macp_testing_imports_without_pytest_and_exports_what_it_says() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert (done.returncode, done.stdout) == (0, "[] []\n"), done.stderr
+
+
+def test_a_local_cluster_in_this_process_restarts_a_node_and_the_head_with_their_agents(
+    probe: Probe,
+) -> None:
+    with LocalCluster({"w1": {"sq": Squarer}}) as local:
+        local.spawn("w1", Watched, "watched", probe=probe)
+        address = local.address("w1")
+        local.restart("w1")
+        assert local.address("w1") == address
+        assert probe.events == [("started", "watched")] * 2  # the same probe, spawned again
+        first = local.cluster.submit("square", {"x": 2}, agent="sq@w1").result(timeout_s=10)
+        local.restart("head")  # on its journal: the task it ran is still known
+        assert local.cluster.result(local.cluster.tasks()[0]["id"], timeout_s=10) == first
+        assert local.cluster.submit("square", {"x": 3}).result(timeout_s=10)["square"] == 9
