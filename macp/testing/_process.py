@@ -43,7 +43,10 @@ class NodeProcess:
         name: the node's name.
         args: more ``macp node start`` flags (``--agent``, ``--head``, ``--peer``...).
         listen: the address to listen on (port 0: a free one; :attr:`address` is the real one).
+        config: a topology file: run its node ``name`` (``--config FILE --node NAME``; the
+            file gives the address, so ``listen`` is not used).
         env: environment variables to add for the process.
+        environ: the environment to add them to (this process's by default).
         pythonpath: directories the process imports agents from (before ``PYTHONPATH``).
         cwd: the process's working directory (this one's by default).
     """
@@ -53,12 +56,18 @@ class NodeProcess:
         name: str,
         *args: str,
         listen: str = "tcp://127.0.0.1:0",
+        config: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
         pythonpath: Iterable[str | os.PathLike[str]] = (),
         cwd: str | os.PathLike[str] | None = None,
     ) -> None:
         self.name = name
-        self.args = ["--name", name, "--listen", listen, *args]
+        where = ["--name", name, "--listen", listen]
+        if config is not None:
+            where = ["--config", os.fspath(config), "--node", name]
+        self.args = [*where, *args]
+        self.environ = dict(os.environ if environ is None else environ)
         self.extra_env = dict(env or {})
         self.pythonpath = [os.fspath(p) for p in pythonpath]
         self.cwd = cwd
@@ -67,6 +76,7 @@ class NodeProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.stderr: list[str] = []
         self._readers: list[threading.Thread] = []
+        self._ready = threading.Event()
 
     def start(self, timeout_s: float = 20.0) -> Self:
         """Start the process; return once it printed ``node.ready``.
@@ -75,9 +85,14 @@ class NodeProcess:
             AssertionError: it ended, or printed nothing within ``timeout_s`` (the message
                 holds the end of its standard error); it is killed then.
         """
-        path = [*self.pythonpath, os.environ.get("PYTHONPATH", "")]
+        return self.launch().wait_ready(timeout_s)
+
+    def launch(self) -> Self:
+        """Start the process and return at once (several can start side by side); then
+        :meth:`wait_ready`."""
+        path = [*self.pythonpath, self.environ.get("PYTHONPATH", "")]
         env = {
-            **os.environ,
+            **self.environ,
             "PYTHONPATH": os.pathsep.join(p for p in path if p),
             STOP_WITH_PARENT: str(os.getpid()),  # a killed test run leaves no node behind
             **self.extra_env,
@@ -91,14 +106,23 @@ class NodeProcess:
             env=env,
             cwd=self.cwd,
         )
-        ready = threading.Event()
+        self._ready = threading.Event()
         self._readers = [
-            threading.Thread(target=self._read_stdout, args=(ready,), daemon=True),
+            threading.Thread(target=self._read_stdout, args=(self._ready,), daemon=True),
             threading.Thread(target=self._read_stderr, daemon=True),
         ]
         for reader in self._readers:
             reader.start()
-        if not ready.wait(timeout_s) or self.address is None:
+        return self
+
+    def wait_ready(self, timeout_s: float = 20.0) -> Self:
+        """Wait until the process launched printed ``node.ready``.
+
+        Raises:
+            AssertionError: it ended, or printed nothing within ``timeout_s`` (the message
+                holds the end of its standard error); it is killed then.
+        """
+        if not self._ready.wait(timeout_s) or self.address is None:
             self.kill()
             raise AssertionError(f"node {self.name} did not start:\n" + "".join(self.stderr[-20:]))
         return self
