@@ -99,8 +99,8 @@ def journal(journal_path: Path) -> Iterator[Journal]:
 @pytest.fixture
 def local_cluster(journal_path: Path) -> Iterator[Callable[..., LocalCluster]]:
     """Start local clusters (``LocalCluster(nodes, **options)``: node processes import
-    tests/agents.py as ``agents``, the head journals at ``journal_path``); every one is
-    stopped when the test ends (its processes killed and reaped)."""
+    tests/agents.py as ``agents``, the head journals at ``journal_path`` unless given
+    ``journal=``); every one is stopped when the test ends (its processes killed and reaped)."""
     started: list[LocalCluster] = []
 
     def start(nodes: Any = None, **options: Any) -> LocalCluster:
@@ -130,7 +130,7 @@ def zmq_socket() -> Iterator[Callable[[int], zmq.Socket[bytes]]]:
     """Make raw ZeroMQ sockets of a kind (real pyzmq, no macp; linger 0); all closed, and their
     context ended, when the test ends (sockets made from them, a monitor's, too)."""
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    made: list[zmq.Socket[bytes]] = []
+    made: list[zmq.Socket[bytes]] = []  # held here: a socket collected unclosed would warn
 
     def make(kind: int) -> zmq.Socket[bytes]:
         sock = context.socket(kind)
@@ -139,7 +139,9 @@ def zmq_socket() -> Iterator[Callable[[int], zmq.Socket[bytes]]]:
         return sock
 
     yield make
-    context.destroy(linger=0)  # closes every socket of the context, then ends it
+    for sock in made:
+        sock.close(0)
+    context.destroy(linger=0)  # the sockets made from them (a monitor's) too, then the end
 
 
 @pytest.fixture

@@ -132,8 +132,9 @@ class Raw:
 
 
 @pytest.fixture
-def raw(zmq_socket: Callable[[int], zmq.Socket[bytes]]) -> Callable[..., Raw]:
+def raw(zmq_socket: Callable[[int], zmq.Socket[bytes]]) -> Iterator[Callable[..., Raw]]:
     """Connect raw DEALERs, and monitors of their handshakes (closed when the test ends)."""
+    monitors: list[zmq.Socket[bytes]] = []
 
     def connect(
         address: str, identity: bytes, secret: Path | None = None, server: Path | None = None
@@ -147,10 +148,13 @@ def raw(zmq_socket: Callable[[int], zmq.Socket[bytes]]) -> Callable[..., Raw]:
             sock.curve_secretkey = secret_key
             sock.curve_serverkey = zmq.auth.load_certificate(server)[0]
         monitor = sock.get_monitor_socket()
+        monitors.append(monitor)
         sock.connect(address)
         return Raw(sock, monitor)
 
-    return connect
+    yield connect
+    for monitor in monitors:
+        monitor.close(0)
 
 
 def _info(client: Node) -> dict[str, Any]:
