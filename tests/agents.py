@@ -31,6 +31,17 @@ class Echo(Agent):
         threading.Event().wait(60)  # never answers in time: for node-down tests
 
 
+class CrashesOnRequest:
+    """Mixed into an agent class (before it): ``crash`` raises, and the agent, declared
+    ``crash_on_error``, dies for its supervisor to restart."""
+
+    crash_on_error = True
+
+    @handler("crash")
+    def crash(self, _body: macp.Wire) -> None:
+        raise RuntimeError("crashed on purpose")
+
+
 class Relay(Agent):
     """Asks or tells other agents on request: drives agent-to-agent traffic across nodes."""
 

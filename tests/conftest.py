@@ -9,15 +9,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import zmq
 
 os.environ["MACP_STRICT"] = "1"
 sys.path.insert(0, str(Path(__file__).parent))  # tests/agents.py and tests/procs.py
 
-from procs import NodeProcess
+from procs import TESTS
 from topology_procs import EXAMPLE_PORTS, ROOT, node_processes
 
 from macp import Node, Settings, SupervisorSpec
-from macp.testing import wait_until
+from macp.store import Journal
+from macp.testing import LocalCluster, NodeProcess, Probe, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -81,13 +83,74 @@ def procs() -> Iterator[Callable[..., NodeProcess]]:
         listen: str = "tcp://127.0.0.1:0",
         env: dict[str, str] | None = None,
     ) -> NodeProcess:
-        proc = NodeProcess(name, *args, listen=listen, env=env).start()
+        proc = NodeProcess(name, *args, listen=listen, env=env, pythonpath=[TESTS]).start()
         started.append(proc)
         return proc
 
     yield start
     for proc in started:
         proc.kill()
+
+
+@pytest.fixture
+def journal_path(tmp_path: Path) -> Path:
+    """Where the test's journal lives (a head's, or a control-plane actor's)."""
+    return tmp_path / "journal.sqlite3"
+
+
+@pytest.fixture
+def journal(journal_path: Path) -> Iterator[Journal]:
+    """A journal open on ``journal_path``."""
+    with Journal(journal_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+def local_cluster(journal_path: Path) -> Iterator[Callable[..., LocalCluster]]:
+    """Start local clusters (``LocalCluster(nodes, **options)``: node processes import
+    tests/agents.py as ``agents``, the head journals at ``journal_path`` unless given
+    ``journal=``); every one is stopped when the test ends (its processes killed and reaped)."""
+    started: list[LocalCluster] = []
+
+    def start(nodes: Any = None, **options: Any) -> LocalCluster:
+        options = {"pythonpath": [TESTS], "journal": journal_path, **options}
+        local = LocalCluster(nodes, **options)
+        started.append(local)
+        return local.start()
+
+    yield start
+    for local in reversed(started):
+        local.stop()
+
+
+@pytest.fixture
+def probe(
+    make_node: Callable[..., Node], local_cluster: Callable[..., LocalCluster]
+) -> Iterator[Probe]:
+    """A probe for the test's agents; every gate is opened when the test ends, before any node
+    of ``make_node`` or ``local_cluster`` stops (it is set up after them), so no handler is
+    left waiting."""
+    with Probe() as made:
+        yield made
+
+
+@pytest.fixture
+def zmq_socket() -> Iterator[Callable[[int], zmq.Socket[bytes]]]:
+    """Make raw ZeroMQ sockets of a kind (real pyzmq, no macp; linger 0); all closed, and their
+    context ended, when the test ends (sockets made from them, a monitor's, too)."""
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    made: list[zmq.Socket[bytes]] = []  # held here: a socket collected unclosed would warn
+
+    def make(kind: int) -> zmq.Socket[bytes]:
+        sock = context.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        made.append(sock)
+        return sock
+
+    yield make
+    for sock in made:
+        sock.close(0)
+    context.destroy(linger=0)  # the sockets made from them (a monitor's) too, then the end
 
 
 @pytest.fixture

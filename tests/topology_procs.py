@@ -3,16 +3,12 @@ the CLI and example tests; each test's processes are found by the MACP_DATA_DIR 
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Self
@@ -21,8 +17,7 @@ import psutil
 import pytest
 
 import macp
-from macp.cli import STOP_WITH_PARENT
-from macp.testing import wait_until
+from macp.testing import NodeProcess, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_PORTS = re.compile(r"^(WORDCOUNT|PIPELINE|PEERS|HIERARCHY)_\w+_PORT$")
@@ -104,10 +99,7 @@ class TopologyNodes:
         ports = free_ports(len(nodes))
         self.addresses = {n: f"tcp://127.0.0.1:{p}" for n, p in zip(nodes, ports, strict=True)}
         self.env = env
-        self.procs: dict[str, subprocess.Popen[str]] = {}
-        self.stderr: dict[str, list[str]] = {}
-        self.ready: dict[str, threading.Event] = {}
-        self._readers: list[threading.Thread] = []
+        self.procs: dict[str, NodeProcess] = {}
 
     @property
     def head(self) -> str:
@@ -115,14 +107,16 @@ class TopologyNodes:
 
     def start(self, agents: set[str]) -> Self:
         first, *others = self.addresses
-        self._start(first)
-        self._wait_ready(first)
+        self._start(first).wait_ready(30)
         for name in others:
             self._start(name)
         for name in others:
-            self._wait_ready(name)
+            self.procs[name].wait_ready(30)
+        for name, proc in self.procs.items():
+            ready = {"event": "node.ready", "name": name, "address": self.addresses[name]}
+            assert proc.ready == {**ready, "registered": True}, proc.ready
         assert {p.pid for p in node_processes(self.env["MACP_DATA_DIR"])} == {
-            p.pid for p in self.procs.values()
+            p.proc.pid for p in self.procs.values() if p.proc is not None
         }
         with macp.connect(self.head) as cluster:
             wait_until(
@@ -134,56 +128,23 @@ class TopologyNodes:
             )
         return self
 
-    def _start(self, name: str) -> None:
-        args = ["node", "start", "--config", self.file, "--node", name]
-        for node, address in self.addresses.items():
-            args += ["--address", f"{node}={address}"]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "macp", *args, "--log-level", "warning", "--log-json"],
-            cwd=ROOT,
-            env={**self.env, STOP_WITH_PARENT: str(os.getpid())},  # none left if pytest dies
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+    def _start(self, name: str) -> NodeProcess:
+        args = [arg for node, address in self.addresses.items()
+                for arg in ("--address", f"{node}={address}")]  # fmt: skip
+        proc = NodeProcess(
+            name, *args, "--log-level", "warning", config=self.file, environ=self.env, cwd=ROOT
         )
-        self.procs[name], self.stderr[name], self.ready[name] = proc, [], threading.Event()
-        for target in (self._read_stdout, self._read_stderr):
-            reader = threading.Thread(target=target, args=(name, proc), daemon=True)
-            reader.start()
-            self._readers.append(reader)
+        self.procs[name] = proc
+        return proc.launch()
 
-    def _read_stdout(self, name: str, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        with proc.stdout as out:
-            for line in out:
-                address = self.addresses[name]
-                ready = {
-                    "event": "node.ready",
-                    "name": name,
-                    "address": address,
-                    "registered": True,
-                }
-                if '"node.ready"' in line and json.loads(line) == ready:
-                    self.ready[name].set()
-
-    def _read_stderr(self, name: str, proc: subprocess.Popen[str]) -> None:
-        assert proc.stderr is not None
-        with proc.stderr as err:
-            self.stderr[name].extend(err)
-
-    def _wait_ready(self, name: str) -> None:
-        if not self.ready[name].wait(30):
-            raise AssertionError(f"node {name} did not start:\n{''.join(self.stderr[name][-20:])}")
+    @property
+    def stderr(self) -> dict[str, list[str]]:
+        return {name: proc.stderr for name, proc in self.procs.items()}
 
     def terminate(self) -> dict[str, int]:
         """SIGTERM every node (the head last); each exit code, once none wrote to its standard
         error anything but log records."""
-        for proc in reversed(self.procs.values()):
-            proc.send_signal(signal.SIGTERM)
-        codes = {name: proc.wait(20) for name, proc in reversed(self.procs.items())}
-        for reader in self._readers:
-            reader.join(10)
+        codes = {name: proc.terminate(20) for name, proc in reversed(self.procs.items())}
         assert {name: unlogged(lines) for name, lines in self.stderr.items()} == {
             name: [] for name in self.stderr
         }
@@ -192,22 +153,14 @@ class TopologyNodes:
     def stop(self) -> None:
         """SIGTERM every node still running (the head last), SIGKILL any that does not stop."""
         for proc in reversed(self.procs.values()):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in reversed(self.procs.values()):
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        for reader in self._readers:
-            reader.join(10)
+            if proc.running():
+                try:
+                    proc.terminate(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            proc.kill()  # reaps, and ends its readers
 
     def kill(self) -> None:
         """SIGKILL every node still running."""
         for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-        for reader in self._readers:
-            reader.join(10)
+            proc.kill()

@@ -7,26 +7,22 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-import macp
 from macp.testing import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
-    from procs import NodeProcess
+    import macp
+    from macp.testing import LocalCluster
 
 pytestmark = pytest.mark.fault
 
-FAST = ("--heartbeat-s", "0.1", "--acceptable-pause-s", "0.3")
 N = 100_000  # about 10 ms of work per task: enough for tasks to be in flight at the kill
 CHECK = sum(i * i for i in range(N)) % 997
 
 
-def _workers(procs: Callable[..., NodeProcess], head: NodeProcess, n: int) -> list[NodeProcess]:
-    args = ("--head", "head", "--peer", f"head={head.address}",
-            "--agent", "c1=agents:Cruncher", "--agent", "c2=agents:Cruncher")  # fmt: skip
-    return [procs(f"w{i}", *FAST, *args) for i in range(n)]
+def _workers(n: int) -> dict[str, dict[str, str]]:
+    return {f"w{i}": {"c1": "agents:Cruncher", "c2": "agents:Cruncher"} for i in range(n)}
 
 
 def _done(cluster: macp.Cluster) -> int:
@@ -55,37 +51,29 @@ def _check_all_once(cluster: macp.Cluster, tasks: dict[str, int]) -> list[dict[s
 
 
 def test_no_task_is_lost_or_counted_twice_when_a_worker_node_is_killed(
-    procs: Callable[..., NodeProcess], tmp_path: Path
+    local_cluster: Callable[..., LocalCluster],
 ) -> None:
-    head = procs("head", *FAST, "--control-plane", "--journal", str(tmp_path / "j.sqlite3"))
-    workers = _workers(procs, head, 3)
-    with macp.connect(str(head.address)) as cluster:
-        cluster.wait_for_agents(f"c{c}@w{w}" for c in (1, 2) for w in range(3))
-        tasks = _submit_queued(cluster, 1000)
-        wait_until(lambda: _done(cluster) >= 300, 60, "the first 300 tasks did not finish")
-        workers[1].kill()
-        statuses = _check_all_once(cluster, tasks)
-        redispatched = [s for s in statuses if s["attempts"] > 1]
-        assert redispatched, "the killed node had no task in flight: the test proved nothing"
-        assert all(not s["agent"].endswith("@w1") for s in redispatched)
-        assert {r["address"] for r in cluster.find(node="w1")} == {"c1@w1", "c2@w1"}
-        assert {r["status"] for r in cluster.find(node="w1")} == {"offline"}
+    local = local_cluster(_workers(3), processes=True)
+    cluster = local.cluster
+    tasks = _submit_queued(cluster, 1000)
+    wait_until(lambda: _done(cluster) >= 300, 60, "the first 300 tasks did not finish")
+    local.kill("w1")
+    statuses = _check_all_once(cluster, tasks)
+    redispatched = [s for s in statuses if s["attempts"] > 1]
+    assert redispatched, "the killed node had no task in flight: the test proved nothing"
+    assert all(not s["agent"].endswith("@w1") for s in redispatched)
+    assert {r["address"] for r in cluster.find(node="w1")} == {"c1@w1", "c2@w1"}
+    assert {r["status"] for r in cluster.find(node="w1")} == {"offline"}
 
 
 def test_no_task_is_lost_or_counted_twice_when_the_head_is_killed_and_restarted(
-    procs: Callable[..., NodeProcess], tmp_path: Path
+    local_cluster: Callable[..., LocalCluster],
 ) -> None:
-    journal = str(tmp_path / "j.sqlite3")
-    head = procs("head", *FAST, "--control-plane", "--journal", journal)
-    _workers(procs, head, 2)
-    with macp.connect(str(head.address)) as cluster:
-        cluster.wait_for_agents(f"c{c}@w{w}" for c in (1, 2) for w in range(2))
-        tasks = _submit_queued(cluster, 300)
-        wait_until(lambda: _done(cluster) >= 50, 60, "the first 50 tasks did not finish")
-    head.kill()
-    assert head.address is not None
-    procs("head", *FAST, "--control-plane", "--journal", journal, listen=head.address)
-    with macp.connect(str(head.address)) as cluster:
-        statuses = _check_all_once(cluster, tasks)
+    local = local_cluster(_workers(2), processes=True)
+    cluster = local.cluster
+    tasks = _submit_queued(cluster, 300)
+    wait_until(lambda: _done(cluster) >= 50, 60, "the first 50 tasks did not finish")
+    local.restart("head")  # killed (-9), then started on its journal and its address
+    statuses = _check_all_once(cluster, tasks)
     recovered = [s for s in statuses if any(e["event"] == "recovered" for e in s["log"])]
     assert recovered, "no task was in flight when the head died: the test proved nothing"

@@ -16,7 +16,7 @@ from macp import Envelope, Kind, Settings
 from macp.transport.router import SYSTEM
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from macp import Node
 
@@ -25,24 +25,6 @@ pytestmark = pytest.mark.fault
 DEFAULTS: Final = Settings(strict=False)
 BATCH: Final = 601
 BAD: Final = 300  # the one envelope of the batch whose body has an int map key
-
-
-@pytest.fixture
-def socket() -> Iterator[Callable[[int], zmq.Socket[bytes]]]:
-    """Make raw ZeroMQ sockets (no macp); all closed when the test ends."""
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    made: list[zmq.Socket[bytes]] = []
-
-    def make(kind: int) -> zmq.Socket[bytes]:
-        sock = ctx.socket(kind)
-        sock.setsockopt(zmq.LINGER, 0)
-        made.append(sock)
-        return sock
-
-    yield make
-    for sock in made:
-        sock.close(0)
-    ctx.term()
 
 
 def _batch(envelopes: list[list[Any]]) -> bytes:
@@ -68,11 +50,11 @@ def _received(sock: zmq.Socket[bytes], count: int, kind: int | None) -> list[lis
 
 
 def test_a_bad_reply_in_a_batch_fails_only_its_asker_and_at_once(
-    make_node: Callable[..., Node], socket: Callable[[int], zmq.Socket[bytes]]
+    make_node: Callable[..., Node], zmq_socket: Callable[[int], zmq.Socket[bytes]]
 ) -> None:
     """A peer answers 601 asks in one frame, one reply holding an int map key: the 600 others
     are delivered, and the asker of the bad one gets an EnvelopeError, not a timeout."""
-    inbound = socket(zmq.ROUTER)  # what node "t" sends to the peer "raw"
+    inbound = zmq_socket(zmq.ROUTER)  # what node "t" sends to the peer "raw"
     inbound.bind("tcp://127.0.0.1:*")
     node = make_node(
         "t",
@@ -80,7 +62,7 @@ def test_a_bad_reply_in_a_batch_fails_only_its_asker_and_at_once(
         settings=DEFAULTS,
         peers={"raw": inbound.getsockopt_string(zmq.LAST_ENDPOINT)},
     )
-    outbound = socket(zmq.DEALER)  # what the peer "raw" answers through
+    outbound = zmq_socket(zmq.DEALER)  # what the peer "raw" answers through
     outbound.setsockopt(zmq.IDENTITY, b"raw")
     assert node.address is not None
     outbound.connect(node.address)
@@ -109,11 +91,11 @@ def test_a_bad_reply_in_a_batch_fails_only_its_asker_and_at_once(
 
 
 def test_a_bad_ask_in_a_batch_is_answered_and_the_others_are_served(
-    make_node: Callable[..., Node], socket: Callable[[int], zmq.Socket[bytes]]
+    make_node: Callable[..., Node], zmq_socket: Callable[[int], zmq.Socket[bytes]]
 ) -> None:
     node = make_node("t", listen="tcp://127.0.0.1:0", settings=DEFAULTS)
     node.spawn(Echo, "echo")
-    client = socket(zmq.DEALER)
+    client = zmq_socket(zmq.DEALER)
     client.setsockopt(zmq.IDENTITY, b"batcher")
     assert node.address is not None
     client.connect(node.address)
@@ -134,13 +116,13 @@ def test_a_bad_ask_in_a_batch_is_answered_and_the_others_are_served(
 
 
 def test_a_frame_nested_deep_around_a_timestamp_is_refused_and_the_node_goes_on(
-    make_node: Callable[..., Node], socket: Callable[[int], zmq.Socket[bytes]]
+    make_node: Callable[..., Node], zmq_socket: Callable[[int], zmq.Socket[bytes]]
 ) -> None:
     """msgpack reads about 1,000 levels; the search for a timestamp must not recurse that deep
     (a RecursionError there would end the node's I/O thread)."""
     node = make_node("t", listen="tcp://127.0.0.1:0", settings=DEFAULTS)
     node.spawn(Echo, "echo")
-    client = socket(zmq.DEALER)
+    client = zmq_socket(zmq.DEALER)
     client.setsockopt(zmq.IDENTITY, b"deep")
     assert node.address is not None
     client.connect(node.address)

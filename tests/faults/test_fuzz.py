@@ -20,19 +20,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import macp
-from macp import Agent, Envelope, Kind, Priority, encode, handler
+from macp import Envelope, Kind, Priority, encode, handler
 from macp.envelope import VERSION, now_ms
 from macp.errors import EnvelopeError
 from macp.payload import HEADER_ROOM
-from macp.testing import Recorder, wait_until
+from macp.testing import Probe, ProbedAgent, wait_until
 from macp.transport.frames import BATCH_BYTES, pack_frames, unpack_frame
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from procs import NodeProcess
-
     from macp import Node
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.fault
 
@@ -75,23 +74,16 @@ class Raw:
 
 
 @pytest.fixture
-def raw() -> Iterator[Callable[[str, bytes], Raw]]:
-    """Connect raw DEALERs with a given identity; all closed (linger 0) when the test ends."""
-    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    sockets: list[zmq.Socket[bytes]] = []
+def raw(zmq_socket: Callable[[int], zmq.Socket[bytes]]) -> Callable[[str, bytes], Raw]:
+    """Connect raw DEALERs with a given identity (closed when the test ends)."""
 
     def connect(address: str, identity: bytes) -> Raw:
-        sock = context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
+        sock = zmq_socket(zmq.DEALER)
         sock.setsockopt(zmq.IDENTITY, identity)
         sock.connect(address)
-        sockets.append(sock)
         return Raw(sock)
 
-    yield connect
-    for sock in sockets:
-        sock.close(0)
-    context.term()
+    return connect
 
 
 def _envelopes(frame: bytes) -> list[list[Any]]:
@@ -429,7 +421,6 @@ def test_every_kind_of_malformed_frame_is_refused_with_its_reason() -> None:
 
 # -- in process: the frames a node packs, unpacked by another ------------------------------
 
-COLLECTED = Recorder()
 _BODIES = st.recursive(
     st.none()
     | st.booleans()
@@ -444,22 +435,17 @@ _BODIES = st.recursive(
 )
 
 
-@pytest.fixture(autouse=True)
-def _fresh() -> None:
-    COLLECTED.clear()
-
-
-class Collector(Agent):
+class Collector(ProbedAgent):
     @handler("collect")
     def collect(self, body: macp.Wire) -> None:
-        COLLECTED.record(body)
+        self.probe.record(body)
 
 
 def test_frames_packed_by_a_node_are_unpacked_into_the_same_envelopes_in_order(
-    make_node: Callable[..., Node], raw: Callable[[str, bytes], Raw]
+    probe: Probe, make_node: Callable[..., Node], raw: Callable[[str, bytes], Raw]
 ) -> None:
     node = make_node("local", listen="tcp://127.0.0.1:0")
-    node.spawn(Collector, "collector")
+    node.spawn(Collector, "collector", probe=probe)
     assert node.address is not None
     assert node.router is not None
     router = node.router
@@ -473,7 +459,7 @@ def test_frames_packed_by_a_node_are_unpacked_into_the_same_envelopes_in_order(
         batch_bytes=st.sampled_from([1, 200, 1000, BATCH_BYTES]),
     )
     def check(bodies: list[macp.Wire], batch_bytes: int) -> None:
-        COLLECTED.clear()
+        probe.clear()
         envs = [_tell_env(body, "prop", "collector@local") for body in bodies]
         frames, refused = pack_frames(envs, packer, batch_bytes)
         assert refused == []
@@ -481,7 +467,7 @@ def test_frames_packed_by_a_node_are_unpacked_into_the_same_envelopes_in_order(
             sock.send(frame)
         sentinel = f"sentinel-{next(sentinels)}"
         sock.send(_tell(sentinel, "prop", "collector@local"))
-        events = COLLECTED.wait_for(lambda ev: bool(ev) and ev[-1] == sentinel)
+        events = probe.wait_for(lambda ev: bool(ev) and ev[-1] == sentinel)
         assert events == [*bodies, sentinel]
 
     check()
@@ -536,10 +522,10 @@ def test_garbage_after_a_valid_ask_is_never_blamed_on_the_ask(
 
 
 def test_every_truncated_frame_is_counted_as_a_bad_frame(
-    make_node: Callable[..., Node], raw: Callable[[str, bytes], Raw]
+    probe: Probe, make_node: Callable[..., Node], raw: Callable[[str, bytes], Raw]
 ) -> None:
     node = make_node("local", listen="tcp://127.0.0.1:0")
-    node.spawn(Collector, "collector")
+    node.spawn(Collector, "collector", probe=probe)
     assert node.address is not None
     assert node.router is not None
     sock = raw(node.address, b"cutter")
@@ -549,7 +535,7 @@ def test_every_truncated_frame_is_counted_as_a_bad_frame(
     for frame in frames:
         sock.send(frame)
     sock.send(_tell("done", "cutter", "collector@local"))
-    COLLECTED.wait_for(lambda ev: "done" in ev)  # FIFO: every cut frame has been handled
+    probe.wait_for(lambda ev: "done" in ev)  # FIFO: every cut frame has been handled
     assert node.router.counters["bad_frames"] == len(frames)
 
 

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 import pytest
-from procs import wait_for_log
 from topology_procs import macp_cli
 
 import macp
@@ -19,55 +18,44 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from procs import NodeProcess
+    from macp.testing import LocalCluster
 
 pytestmark = pytest.mark.fault
 
-FAST = ("--heartbeat-s", "0.1", "--acceptable-pause-s", "0.3")
 GARBAGE = b"\xc1\xc1 not msgpack"  # 0xc1 is never used by msgpack
-
-
-def _head(
-    procs: Callable[..., NodeProcess], journal: Path, agent: str, listen: str | None = None
-) -> NodeProcess:
-    args = (*FAST, "--control-plane", "--journal", str(journal), "--agent", agent)
-    return procs("head", *args, **({"listen": listen} if listen else {}))
 
 
 # -- a value the head cannot store ----------------------------------------------------------------
 
 
 def test_a_head_agent_returning_a_set_fails_its_task_and_the_head_restarts_on_its_journal(
-    procs: Callable[..., NodeProcess], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    local_cluster: Callable[..., LocalCluster], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The strict setting off, as by default: the agent's reply reaches the coordinator on the
     # same node as the object it is, set and all.
     monkeypatch.setenv("MACP_STRICT", "0")
-    journal = tmp_path / "j.sqlite3"
-    head = _head(procs, journal, "bad=agents:Unstorable")
-    with macp.connect(str(head.address)) as cluster:
-        cluster.wait_for_agents(["bad@head"])
-        task = cluster.submit("unstorable", {}, agent="bad@head", timeout_s=5)
-        with pytest.raises(macp.InvalidParams, match=r"\bset\b"):
-            task.result(timeout_s=10)  # at once: not an AskTimeout
-        status = cluster.status(task.id)
-        assert (status["state"], status["error"]["error"]) == ("failed", "InvalidParams")
-        assert status["attempts"] == 1  # refused, not retried
-        echo = cluster.submit("echo", {"n": 1}, agent="bad@head").result(timeout_s=10)
-        assert echo == {"echo": {"n": 1}}
+    local = local_cluster(head={"bad": "agents:Unstorable"}, processes=True)
+    head, cluster = local.process("head"), local.cluster
+    task = cluster.submit("unstorable", {}, agent="bad@head", timeout_s=5)
+    with pytest.raises(macp.InvalidParams, match=r"\bset\b"):
+        task.result(timeout_s=10)  # at once: not an AskTimeout
+    status = cluster.status(task.id)
+    assert (status["state"], status["error"]["error"]) == ("failed", "InvalidParams")
+    assert status["attempts"] == 1  # refused, not retried
+    echo = cluster.submit("echo", {"n": 1}, agent="bad@head").result(timeout_s=10)
+    assert echo == {"echo": {"n": 1}}
     assert head.running()
     assert head.logs("actor.crashed") == []
     assert head.terminate() == 0
 
-    restarted = _head(procs, journal, "bad=agents:Unstorable", listen=str(head.address))
-    with macp.connect(str(restarted.address)) as cluster:
-        cluster.wait_for_agents(["bad@head"])
-        assert cluster.status(task.id)["state"] == "failed"
-        with pytest.raises(macp.InvalidParams, match=r"\bset\b"):
-            cluster.result(task.id, timeout_s=10)
-        echo = cluster.submit("echo", {"n": 2}, agent="bad@head").result(timeout_s=10)
-        assert echo == {"echo": {"n": 2}}
-        assert cluster.dead_letters()["count"] == 0
+    local.restart("head")  # on its journal
+    restarted = local.process("head")
+    assert cluster.status(task.id)["state"] == "failed"
+    with pytest.raises(macp.InvalidParams, match=r"\bset\b"):
+        cluster.result(task.id, timeout_s=10)
+    echo = cluster.submit("echo", {"n": 2}, agent="bad@head").result(timeout_s=10)
+    assert echo == {"echo": {"n": 2}}
+    assert cluster.dead_letters()["count"] == 0
     assert restarted.logs("actor.crashed") == []
 
 
@@ -114,17 +102,16 @@ def _corrupt(journal: Path, ids: dict[str, Any]) -> None:
 
 
 def test_a_corrupted_journal_is_set_aside_and_the_head_starts_with_the_rest(
-    procs: Callable[..., NodeProcess], tmp_path: Path, env: dict[str, str]
+    local_cluster: Callable[..., LocalCluster], journal_path: Path, env: dict[str, str]
 ) -> None:
-    journal = tmp_path / "j.sqlite3"
-    head = _head(procs, journal, "sq=agents:Squarer")
-    with macp.connect(str(head.address)) as cluster:
-        cluster.wait_for_agents(["sq@head"])
-        ids = _fill(cluster)
-    assert head.terminate() == 0
-    _corrupt(journal, ids)
+    local = local_cluster(head={"sq": "agents:Squarer"}, processes=True)
+    cluster = local.cluster
+    ids = _fill(cluster)
+    assert local.process("head").terminate() == 0
+    _corrupt(journal_path, ids)
 
-    restarted = _head(procs, journal, "sq=agents:Squarer", listen=str(head.address))
+    local.restart("head")
+    restarted = local.process("head")
     set_aside = {
         (r["table"], r["key"]): r["reason"] for r in restarted.logs("journal.record_set_aside")
     }
@@ -136,21 +123,19 @@ def test_a_corrupted_journal_is_set_aside_and_the_head_starts_with_the_rest(
         "(FormatError)",
     }
     assert {r["level"] for r in restarted.logs("journal.record_set_aside")} == {"warning"}
-    with macp.connect(str(restarted.address)) as cluster:
-        cluster.wait_for_agents(["sq@head"])
-        # the other rows were replayed
-        first, _, third = ids["tasks"]
-        assert cluster.result(first, timeout_s=5)["square"] == 4
-        assert cluster.result(third, timeout_s=5)["square"] == 16
-        with pytest.raises(macp.InvalidParams, match=r"^no task '\w+'; check the id submit"):
-            cluster.result(ids["tasks"][1], timeout_s=5)
-        assert cluster.runs() == {"definitions": ["other", "squares"], "runs": []}
-        notes = {k: cluster.memory("get", namespace="notes", key=k)["found"] for k in "abc"}
-        assert notes == {"a": True, "b": False, "c": True}
-        # and the head serves
-        assert cluster.submit("square", {"x": 6}).result(timeout_s=10)["square"] == 36
-        assert cluster.run("squares", {"x": 7}).result(timeout_s=10)["sq"]["square"] == 49
-        letters = cluster.dead_letters()
+    # the other rows were replayed
+    first, _, third = ids["tasks"]
+    assert cluster.result(first, timeout_s=5)["square"] == 4
+    assert cluster.result(third, timeout_s=5)["square"] == 16
+    with pytest.raises(macp.InvalidParams, match=r"^no task '\w+'; check the id submit"):
+        cluster.result(ids["tasks"][1], timeout_s=5)
+    assert cluster.runs() == {"definitions": ["other", "squares"], "runs": []}
+    notes = {k: cluster.memory("get", namespace="notes", key=k)["found"] for k in "abc"}
+    assert notes == {"a": True, "b": False, "c": True}
+    # and the head serves
+    assert cluster.submit("square", {"x": 6}).result(timeout_s=10)["square"] == 36
+    assert cluster.run("squares", {"x": 7}).result(timeout_s=10)["sq"]["square"] == 49
+    letters = cluster.dead_letters()
     assert letters["count"] == 3
     assert {(d["source"], d["key"]) for d in letters["newest"]} == set(set_aside)
 
@@ -170,8 +155,8 @@ def test_a_corrupted_journal_is_set_aside_and_the_head_starts_with_the_rest(
 
     # Set aside once: a later start finds nothing more to set aside, and keeps the letters.
     assert restarted.terminate() == 0
-    again = _head(procs, journal, "sq=agents:Squarer", listen=str(head.address))
-    wait_for_log(again, "coordinator.replayed")
+    local.restart("head")
+    again = local.process("head")
+    again.wait_for_log("coordinator.replayed")
     assert again.logs("journal.record_set_aside") == []
-    with macp.connect(str(again.address)) as cluster:
-        assert cluster.dead_letters()["count"] == 3
+    assert cluster.dead_letters()["count"] == 3

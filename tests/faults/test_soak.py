@@ -5,7 +5,7 @@ completed exactly once, and the restarted head's memory is what the first one's 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import psutil
 import pytest
@@ -17,11 +17,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from procs import NodeProcess
+    from macp.testing import LocalCluster, NodeProcess
 
 pytestmark = pytest.mark.fault
 
-FAST = ("--heartbeat-s", "0.1", "--acceptable-pause-s", "0.3")
 N = 50_000  # about 5 ms of work per task
 CHECK = sum(i * i for i in range(N)) % 997
 WORKER_KILLS = 12  # w1 is killed and restarted this many times; the head once, with the fourth
@@ -84,33 +83,21 @@ class _Submitter(threading.Thread):
             return None
 
 
-def _worker(procs: Callable[..., NodeProcess], head: str, name: str, **kw: Any) -> NodeProcess:
-    agents = ("--agent", "t1=agents:Tally", "--agent", "t2=agents:Tally")
-    return procs(name, *FAST, "--head", "head", "--peer", f"head={head}", *agents, **kw)
-
-
-def _wait_routable(address: str) -> None:
-    with macp.connect(address) as cluster:
-        cluster.wait_for_agents([f"t{t}@w{w}" for t in (1, 2) for w in (0, 1)], timeout_s=30)
-
-
 def _wait_progress(done: Path, message: str) -> None:
     """Wait until the agents have completed PROGRESS more attempts."""
     start = len(list(done.iterdir()))
     wait_until(lambda: len(list(done.iterdir())) >= start + PROGRESS, 60, message)
 
 
-def _kill(head: NodeProcess, w1: NodeProcess) -> None:
+def _kill_w1(local: LocalCluster) -> None:
     """SIGKILL w1, and wait until the head's coordinator knows it is down."""
-    known = _downs(head)
-    w1.kill()
-    wait_until(lambda: _downs(head) > known, 10, "the coordinator did not learn w1 went down")
-
-
-def _wait_pending(address: str) -> None:
-    """Wait until a task waits for an agent (one pinned to t1@w1, while w1 is down)."""
-    with macp.connect(address) as cluster:
-        wait_until(lambda: cluster.tasks(states=["pending"]), 10, "no task pinned to w1 waits")
+    known = _downs(local.process("head"))
+    local.kill("w1")
+    wait_until(
+        lambda: _downs(local.process("head")) > known,
+        10,
+        "the coordinator did not learn w1 went down",
+    )
 
 
 def _downs(head: NodeProcess) -> int:
@@ -124,42 +111,38 @@ def _rss(proc: NodeProcess) -> int:
 
 
 def test_tasks_complete_exactly_once_while_a_worker_is_killed_again_and_again_and_the_head_once(
-    procs: Callable[..., NodeProcess], tmp_path: Path
+    local_cluster: Callable[..., LocalCluster], tmp_path: Path
 ) -> None:
-    journal = str(tmp_path / "j.sqlite3")
     done = tmp_path / "done"  # one file per attempt the agents completed, TASK.ATTEMPT
     done.mkdir()
-    head = procs("head", *FAST, "--control-plane", "--journal", journal)
-    address = str(head.address)
-    _worker(procs, address, "w0")
-    w1 = _worker(procs, address, "w1")
-    _wait_routable(address)
+    tallies = {"t1": "agents:Tally", "t2": "agents:Tally"}
+    local = local_cluster({"w0": tallies, "w1": tallies}, processes=True, timeout_s=30)
+    address = local.address("head")
+    cluster = local.cluster
     submitter = _Submitter(address, done)
     submitter.start()
     rss_before = 0
     try:
         for kill in range(1, WORKER_KILLS + 1):
             _wait_progress(done, f"no progress before kill {kill}")
-            _kill(head, w1)
+            _kill_w1(local)
             if kill == HEAD_KILL:  # with w1 down and tasks pinned to it waiting
-                _wait_pending(address)
-                rss_before = _rss(head)
-                head.kill()
-                head = procs("head", *FAST, "--control-plane", "--journal", journal,
-                             listen=address)  # fmt: skip
-            w1 = _worker(procs, address, "w1", listen=str(w1.address))
-            _wait_routable(address)
+                wait_until(
+                    lambda: cluster.tasks(states=["pending"]), 10, "no task pinned to w1 waits"
+                )
+                rss_before = _rss(local.process("head"))
+                local.restart("head")  # killed, then started on its address and journal
+            local.restart("w1")
     finally:
         submitter.stop.set()
         submitter.join(30)
     if submitter.error is not None:
         raise submitter.error
     ids = submitter.ids
-    with macp.connect(address) as cluster:
-        results = {k: cluster.result(task_id, timeout_s=60) for k, task_id in ids.items()}
-        statuses = {k: cluster.status(task_id) for k, task_id in ids.items()}
-        listed = sorted(t["id"] for t in cluster.tasks())
-    rss_after = _rss(head)
+    results = {k: cluster.result(task_id, timeout_s=60) for k, task_id in ids.items()}
+    statuses = {k: cluster.status(task_id) for k, task_id in ids.items()}
+    listed = sorted(t["id"] for t in cluster.tasks())
+    rss_after = _rss(local.process("head"))
 
     ran: dict[str, set[int]] = {}  # what the agents completed: task id -> attempts
     for record in done.iterdir():

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-import macp
-from macp.cluster import Run
 from macp.store import Journal
 from macp.testing import wait_until
 
@@ -18,11 +16,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from procs import NodeProcess
+    from macp.testing import LocalCluster
 
 pytestmark = pytest.mark.fault
 
-FAST = ("--heartbeat-s", "0.1", "--acceptable-pause-s", "0.3")
 N = 2_000_000  # tens of ms of arithmetic per step: some step is almost always in flight
 CHECK = sum(i * i for i in range(N)) % 997
 
@@ -47,26 +44,21 @@ def _states(steps: dict[str, Any]) -> dict[str, str]:
 
 @pytest.mark.parametrize("shape", [CHAIN, DIAMOND], ids=["chain", "diamond"])
 def test_a_workflow_in_flight_when_the_head_is_killed_finishes_with_every_step_once(
-    procs: Callable[..., NodeProcess], tmp_path: Path, shape: Shape
+    local_cluster: Callable[..., LocalCluster], tmp_path: Path, shape: Shape
 ) -> None:
     names = [step for step, _ in shape]
     journal = tmp_path / "j.sqlite3"
-    head = procs("head", *FAST, "--control-plane", "--journal", str(journal))
-    workers = [
-        procs(name, *FAST, "--head", "head", "--peer", f"head={head.address}",
-              "--agent", f"c{name}=agents:Chainer")
-        for name in ("w1", "w2")
-    ]  # fmt: skip
-    with macp.connect(str(head.address)) as cluster:
-        wait_until(lambda: len(cluster.find(capabilities=["chain"], status="available")) == 2, 20)
-        assert cluster.define(_definition(shape)) == names
-        run = cluster.run("shape")
+    chainers = {name: {f"c{name}": "agents:Chainer"} for name in ("w1", "w2")}
+    local = local_cluster(chainers, processes=True, journal=journal)
+    cluster = local.cluster
+    assert cluster.define(_definition(shape)) == names
+    run = cluster.run("shape")
 
-        def three_done() -> bool:
-            return list(_states(run.status()["steps"]).values()).count("succeeded") >= 3
+    def three_done() -> bool:
+        return list(_states(run.status()["steps"]).values()).count("succeeded") >= 3
 
-        wait_until(three_done, 30, "the first three steps did not finish")
-        head.kill()
+    wait_until(three_done, 30, "the first three steps did not finish")
+    local.kill("head")
 
     with Journal(journal).open() as kept:
         record = kept.get_workflow(run.id)
@@ -79,14 +71,12 @@ def test_a_workflow_in_flight_when_the_head_is_killed_finishes_with_every_step_o
     assert len(done_at_kill) >= 2, at_kill
     assert in_flight_at_kill, f"no step was in flight at the kill: nothing proved {at_kill}"
 
-    procs("head", *FAST, "--control-plane", "--journal", str(journal), listen=head.address)
-    with macp.connect(str(head.address)) as cluster:
-        run = Run(cluster, run.id)
-        assert run.result(timeout_s=60) == {names[-1]: {"seen": names, "check": CHECK}}
-        status = run.status()
-        assert status["state"] == "succeeded"
-        assert _states(status["steps"]) == dict.fromkeys(names, "succeeded")
-        logs = {s: cluster.status(status["steps"][s]["task_id"])["log"] for s in names}
+    local.restart("head")  # on its address and its journal
+    assert run.result(timeout_s=60) == {names[-1]: {"seen": names, "check": CHECK}}
+    status = run.status()
+    assert status["state"] == "succeeded"
+    assert _states(status["steps"]) == dict.fromkeys(names, "succeeded")
+    logs = {s: cluster.status(status["steps"][s]["task_id"])["log"] for s in names}
     recovered = [s for s in names if any(e["event"] == "recovered" for e in logs[s])]
     assert recovered == in_flight_at_kill
 
@@ -94,7 +84,7 @@ def test_a_workflow_in_flight_when_the_head_is_killed_finishes_with_every_step_o
 
     def every_step_logged() -> bool:
         ran.clear()
-        ran.update(r["step"] for w in workers for r in w.logs("chain.ran"))
+        ran.update(r["step"] for w in chainers for r in local.process(w).logs("chain.ran"))
         return set(ran) == set(names)
 
     wait_until(every_step_logged, 10, "some step never logged that it ran")

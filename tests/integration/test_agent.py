@@ -13,21 +13,12 @@ import pytest
 import macp
 from macp import Agent, Context, Priority, handler
 from macp._inbox import PriorityInbox
-from macp.testing import Recorder, wait_until
+from macp.testing import Probe, ProbedAgent, wait_until
 
 if TYPE_CHECKING:
     from macp import Node
 
 pytestmark = pytest.mark.integration
-
-RECORDER = Recorder()
-GATE = threading.Event()
-
-
-@pytest.fixture(autouse=True)
-def _fresh() -> None:
-    RECORDER.clear()
-    GATE.clear()
 
 
 class Echo(Agent):
@@ -63,33 +54,33 @@ class Echo(Agent):
         return {1, 2}  # type: ignore[return-value]
 
 
-class Crasher(Echo):
+class Crasher(ProbedAgent, Echo):
     crash_on_error = True
 
     def on_start(self) -> None:
-        RECORDER.record(("started", self.name))
+        self.probe.record(("started", self.name))
 
 
-class Gated(Agent):
-    """Blocks in ``block`` until the test opens GATE; records every message it handles."""
+class Gated(ProbedAgent):
+    """Blocks in ``block`` until the test opens its probe's gate; records what it handles."""
 
     @handler("block")
     def block(self, _body: macp.Wire) -> None:
-        RECORDER.record("blocking")
-        GATE.wait(10)
+        self.probe.record("blocking")
+        self.probe.wait_open(timeout_s=10)
 
     @handler("work")
     def work(self, body: macp.Wire) -> macp.Wire:
-        RECORDER.record(body)
+        self.probe.record(body)
         return body
 
     def on_configure(self, params: dict[str, macp.Wire]) -> None:
         if "bad" in params:
             raise macp.InvalidParams("bad is not a setting")
-        RECORDER.record(("configured", params))
+        self.probe.record(("configured", params))
 
     def on_reset(self) -> None:
-        RECORDER.record("reset")
+        self.probe.record("reset")
 
 
 def test_a_handler_gets_the_body_and_its_return_is_the_reply(node: Node) -> None:
@@ -149,14 +140,16 @@ def test_a_raising_handler_answers_an_error_and_the_agent_lives_on(node: Node) -
     assert node.children()[0]["restarts"] == 0
 
 
-def test_a_crash_on_error_agent_dies_and_restarts_fresh_under_its_name(node: Node) -> None:
-    ref = node.spawn(Crasher, "crasher")
+def test_a_crash_on_error_agent_dies_and_restarts_fresh_under_its_name(
+    node: Node, probe: Probe
+) -> None:
+    ref = node.spawn(Crasher, "crasher", probe=probe)
     ref.tell("set", "state")
     assert ref.ask("get").get() == "state"
     with pytest.raises(macp.AgentError, match="ValueError"):
         ref.ask("fail", 1).get()
-    RECORDER.wait_count(2)
-    assert RECORDER.events == [("started", "crasher"), ("started", "crasher")]
+    probe.wait_count(2)
+    assert probe.events == [("started", "crasher"), ("started", "crasher")]
     assert ref.ask("get").get() is None  # fresh state
     assert node.children()[0]["restarts"] == 1
 
@@ -188,13 +181,13 @@ def test_a_chain_without_a_cycle_is_not_a_deadlock(node: Node) -> None:
     assert reply["sender"] == "b@test"
 
 
-def test_an_ask_without_a_reply_times_out(node: Node) -> None:
-    ref = node.spawn(Gated, "gated")
+def test_an_ask_without_a_reply_times_out(node: Node, probe: Probe) -> None:
+    ref = node.spawn(Gated, "gated", probe=probe)
     ref.tell("block")
-    RECORDER.wait_count(1)
+    probe.wait_count(1)
     with pytest.raises(macp.AskTimeout, match=r"no reply from gated@test to 'work' within 0.2 s"):
         ref.ask("work", 1, timeout_s=0.2).get()
-    GATE.set()
+    probe.open()
 
 
 def test_an_ask_to_an_unknown_actor_fails_with_actor_not_found(node: Node) -> None:
@@ -210,10 +203,10 @@ def test_strict_setting_refuses_a_body_that_could_not_cross_nodes(node: Node) ->
         ref.ask("object").get()
 
 
-def test_a_critical_message_overtakes_queued_lower_priorities(node: Node) -> None:
-    ref = node.spawn(Gated, "gated")
+def test_a_critical_message_overtakes_queued_lower_priorities(node: Node, probe: Probe) -> None:
+    ref = node.spawn(Gated, "gated", probe=probe)
     ref.tell("block")
-    RECORDER.wait_count(1)
+    probe.wait_count(1)
     for i, prio in enumerate(
         [
             Priority.LOW,
@@ -226,27 +219,27 @@ def test_a_critical_message_overtakes_queued_lower_priorities(node: Node) -> Non
         ]
     ):
         ref.tell("work", f"{prio.name}-{i}", prio=prio)
-    GATE.set()
-    events = RECORDER.wait_count(8)
+    probe.open()
+    events = probe.wait_count(8)
     assert events[1:] == [
         "CRITICAL-5", "HIGH-3", "HIGH-6", "MEDIUM-1", "MEDIUM-4", "LOW-0", "LOW-2",
     ]  # fmt: skip
 
 
-def test_pause_holds_work_and_resume_delivers_all_of_it_in_order(node: Node) -> None:
-    ref = node.spawn(Gated, "gated")
+def test_pause_holds_work_and_resume_delivers_all_of_it_in_order(node: Node, probe: Probe) -> None:
+    ref = node.spawn(Gated, "gated", probe=probe)
     assert ref.control("pause").get() == {"state": "paused"}
     futures = [ref.ask("work", i) for i in range(50)]
     # STATUS overtakes queued work, so the count moves from the queue to the held list.
     wait_until(lambda: ref.control("status").get()["held"] == 50)
-    assert RECORDER.events == []
+    assert probe.events == []
     assert ref.control("resume").get() == {"state": "running"}
     assert [f.get() for f in futures] == list(range(50))
-    assert RECORDER.events == list(range(50))
+    assert probe.events == list(range(50))
 
 
-def test_stop_refuses_work_until_start(node: Node) -> None:
-    ref = node.spawn(Gated, "gated")
+def test_stop_refuses_work_until_start(node: Node, probe: Probe) -> None:
+    ref = node.spawn(Gated, "gated", probe=probe)
     ref.control("pause").get()
     held = ref.ask("work", "held")
     assert ref.control("stop").get() == {"state": "stopped"}
@@ -258,12 +251,12 @@ def test_stop_refuses_work_until_start(node: Node) -> None:
     assert ref.ask("work", "after").get() == "after"
 
 
-def test_configure_calls_on_configure_and_merges_the_params(node: Node) -> None:
-    ref = node.spawn(Gated, "gated", config={"model": "small"})
+def test_configure_calls_on_configure_and_merges_the_params(node: Node, probe: Probe) -> None:
+    ref = node.spawn(Gated, "gated", config={"model": "small"}, probe=probe)
     assert ref.control("configure", {"temperature": 0.5}).get() == {
         "config": {"model": "small", "temperature": 0.5}
     }
-    assert RECORDER.events == [("configured", {"temperature": 0.5})]
+    assert probe.events == [("configured", {"temperature": 0.5})]
     with pytest.raises(macp.InvalidParams, match="bad is not a setting"):
         ref.control("configure", {"bad": 1}).get()
     with pytest.raises(macp.InvalidParams, match="takes a map of params"):
@@ -286,11 +279,11 @@ def test_status_reports_state_counters_and_the_last_commands(node: Node) -> None
     assert all(c["ok"] for c in status["last_commands"])
 
 
-def test_reset_calls_on_reset_and_zeroes_the_counters(node: Node) -> None:
-    ref = node.spawn(Gated, "gated")
+def test_reset_calls_on_reset_and_zeroes_the_counters(node: Node, probe: Probe) -> None:
+    ref = node.spawn(Gated, "gated", probe=probe)
     ref.ask("work", 1).get()
     status = ref.control("reset").get()
-    assert RECORDER.events == [1, "reset"]
+    assert probe.events == [1, "reset"]
     assert (status["counters"], status["last_error"]) == ({}, None)
 
 
@@ -307,10 +300,10 @@ def test_an_unknown_control_command_is_a_config_error(node: Node) -> None:
         ref.control("explode")
 
 
-def test_stopping_an_agent_answers_the_asks_still_queued(node: Node) -> None:
-    ref = node.spawn(Gated, "gated")
+def test_stopping_an_agent_answers_the_asks_still_queued(node: Node, probe: Probe) -> None:
+    ref = node.spawn(Gated, "gated", probe=probe)
     ref.tell("block")
-    RECORDER.wait_count(1)
+    probe.wait_count(1)
     queued = [ref.ask("work", i, timeout_s=10) for i in range(3)]
     stopper = threading.Thread(target=node.terminate, args=("gated",))
     stopper.start()
@@ -318,12 +311,12 @@ def test_stopping_an_agent_answers_the_asks_still_queued(node: Node) -> None:
     assert isinstance(inbox, PriorityInbox)
     # The stop request goes before queued work (it is for this incarnation, not the mailbox).
     wait_until(lambda: inbox.tokens.qsize() == 4, message="the stop request was not queued")
-    GATE.set()
+    probe.open()
     stopper.join(5)
     for future in queued:
         with pytest.raises(macp.ActorNotFound, match="stopped before handling the message"):
             future.get(timeout_s=10)
-    assert RECORDER.events == ["blocking"]
+    assert probe.events == ["blocking"]
 
 
 def test_two_handlers_for_one_type_are_refused_at_class_definition() -> None:

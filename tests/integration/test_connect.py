@@ -7,16 +7,15 @@ import sys
 from typing import TYPE_CHECKING
 
 import pytest
-from procs import QUICK_CLUSTER_FLAGS
+from procs import QUICK_CLUSTER
 
 import macp
 from macp.testing import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
-    from procs import NodeProcess
+    from macp.testing import LocalCluster, NodeProcess
 
 pytestmark = pytest.mark.integration
 
@@ -24,20 +23,17 @@ USERS = ["echo@head", "sq1@head", "sq2@w1"]
 
 
 @pytest.fixture
-def cluster_procs(
-    procs: Callable[..., NodeProcess], tmp_path: Path
-) -> tuple[NodeProcess, NodeProcess]:
+def cluster_procs(local_cluster: Callable[..., LocalCluster]) -> tuple[NodeProcess, NodeProcess]:
     """Process "head" (control plane, echo, sq1) and process "w1" (sq2), sq1 and sq2 being
     Squarers; returns once every agent is registered."""
-    head = procs("head", "--control-plane", "--journal", str(tmp_path / "j.sqlite3"),
-                 "--agent", "echo=agents:Echo", "--agent", "sq1=agents:Squarer",
-                 *QUICK_CLUSTER_FLAGS)  # fmt: skip
-    worker = procs("w1", "--head", "head", "--peer", f"head={head.address}",
-                   "--agent", "sq2=agents:Squarer", *QUICK_CLUSTER_FLAGS)  # fmt: skip
-    assert head.address is not None
-    with macp.connect(head.address) as cluster:
-        cluster.wait_for_agents(USERS)
-    return head, worker
+    local = local_cluster(
+        {"w1": {"sq2": "agents:Squarer"}},
+        head={"echo": "agents:Echo", "sq1": "agents:Squarer"},
+        processes=True,
+        settings=QUICK_CLUSTER,
+    )
+    assert sorted(local.agents()) == USERS
+    return local.process("head"), local.process("w1")
 
 
 def _available(cluster: macp.Cluster) -> set[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
-import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -15,7 +14,7 @@ from procs import QUICK_CLUSTER
 import macp
 from macp import Agent, Cluster, Context, handler, start_control_plane
 from macp.store import Journal
-from macp.testing import Recorder, wait_until
+from macp.testing import Probe, ProbedAgent, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,37 +24,26 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-RUNS = Recorder()
-GATE = threading.Event()
 
-
-@pytest.fixture(autouse=True)
-def _fresh() -> Any:
-    RUNS.clear()
-    GATE.clear()
-    yield
-    GATE.set()  # never leave an agent blocked
-
-
-class Worker(Agent):
+class Worker(ProbedAgent):
     capabilities = ("work",)
 
     @handler("work")
     def work(self, body: Any, ctx: Context) -> Any:
-        RUNS.record((self.name, body, ctx.attempt))
+        self.probe.record((self.name, body, ctx.attempt))
         return {"by": self.name, "x": body}
 
     @handler("wait")
     def wait(self, body: Any, ctx: Context) -> Any:
-        RUNS.record((self.name, body, ctx.attempt))
+        self.probe.record((self.name, body, ctx.attempt))
         ctx.progress(0.5, "half way")
-        GATE.wait(10)
+        self.probe.wait_open(timeout_s=10)
         return {"by": self.name, "x": body}
 
 
 class Broken(Worker):
     def work(self, body: Any, ctx: Context) -> Any:
-        RUNS.record((self.name, body, ctx.attempt))
+        self.probe.record((self.name, body, ctx.attempt))
         raise RuntimeError(f"{self.name} is broken")
 
 
@@ -65,12 +53,12 @@ class Quick(Agent):
         return {"by": self.name, "x": body}
 
 
-class Flaky(Agent):
+class Flaky(ProbedAgent):
     capabilities = ("flaky",)
 
     @handler("flaky")
     def flaky(self, body: dict[str, int], ctx: Context) -> Any:
-        RUNS.record(("flaky", ctx.attempt))
+        self.probe.record(("flaky", ctx.attempt))
         if ctx.attempt < body["succeed_on"]:
             raise RuntimeError(f"attempt {ctx.attempt} fails")
         return ctx.attempt
@@ -101,10 +89,10 @@ class Auditor(Agent):
         return None if row is None else row[0]
 
 
-class Listener(Agent):
+class Listener(ProbedAgent):
     @handler("task.done")
     def done(self, body: Any) -> None:
-        RUNS.record(("done", body["task_id"], body["state"], body["result"]))
+        self.probe.record(("done", body["task_id"], body["state"], body["result"]))
 
 
 @pytest.fixture
@@ -122,43 +110,43 @@ def _agents_of(task: macp.Task) -> list[str]:
     return [e["agent"] for e in task.status()["log"] if e["event"] == "assigned"]
 
 
-def test_a_task_goes_only_to_an_agent_with_its_capabilities(control: Any) -> None:
+def test_a_task_goes_only_to_an_agent_with_its_capabilities(probe: Probe, control: Any) -> None:
     node, cluster = control()
-    node.spawn(Flaky, "flaky")
-    node.spawn(Worker, "worker")
+    node.spawn(Flaky, "flaky", probe=probe)
+    node.spawn(Worker, "worker", probe=probe)
     assert cluster.submit("work", 7).result() == {"by": "worker", "x": 7}
     assert cluster.submit("flaky", {"succeed_on": 1}).result() == 1
-    assert RUNS.events == [("worker", 7, 1), ("flaky", 1)]
+    assert probe.events == [("worker", 7, 1), ("flaky", 1)]
 
 
-def test_tasks_go_to_the_least_loaded_agents(control: Any) -> None:
+def test_tasks_go_to_the_least_loaded_agents(probe: Probe, control: Any) -> None:
     node, cluster = control()
     for i in range(3):
-        node.spawn(Worker, f"w{i}")
+        node.spawn(Worker, f"w{i}", probe=probe)
     tasks = [cluster.submit("wait", i) for i in range(3)]
-    events = RUNS.wait_count(3)
+    events = probe.wait_count(3)
     assert sorted(e[0] for e in events) == ["w0", "w1", "w2"]
-    GATE.set()
+    probe.open()
     assert sorted(t.result()["by"] for t in tasks) == ["w0", "w1", "w2"]
 
 
-def test_higher_priorities_go_first_and_equal_ones_in_order(control: Any) -> None:
+def test_higher_priorities_go_first_and_equal_ones_in_order(probe: Probe, control: Any) -> None:
     node, cluster = control()
-    node.spawn(Worker, "only")
+    node.spawn(Worker, "only", probe=probe)
     blocker = cluster.submit("wait", "blocker")
-    RUNS.wait_count(1)
+    probe.wait_count(1)
     priorities = [0, 1, 3, 2, 1, 3, 0, 2]
     tasks = [cluster.submit("work", f"{p}-{i}", priority=p) for i, p in enumerate(priorities)]
-    GATE.set()
+    probe.open()
     for task in [blocker, *tasks]:
         task.result()
-    order = [e[1] for e in RUNS.events[1:]]
+    order = [e[1] for e in probe.events[1:]]
     assert order == ["3-2", "3-5", "2-3", "2-7", "1-1", "1-4", "0-0", "0-6"]
 
 
-def test_a_failing_task_is_retried_with_exponential_backoff(control: Any) -> None:
+def test_a_failing_task_is_retried_with_exponential_backoff(probe: Probe, control: Any) -> None:
     node, cluster = control()
-    node.spawn(Flaky, "flaky")
+    node.spawn(Flaky, "flaky", probe=probe)
     task = cluster.submit("flaky", {"succeed_on": 3}, backoff_s=0.05, max_retries=3)
     assert task.result() == 3
     status = task.status()
@@ -170,42 +158,42 @@ def test_a_failing_task_is_retried_with_exponential_backoff(control: Any) -> Non
     assert assigned[2] - failed[1] >= 100
 
 
-def test_a_task_that_keeps_failing_becomes_a_poison_message(control: Any) -> None:
+def test_a_task_that_keeps_failing_becomes_a_poison_message(probe: Probe, control: Any) -> None:
     node, cluster = control()
-    node.spawn(Flaky, "flaky")
+    node.spawn(Flaky, "flaky", probe=probe)
     task = cluster.submit("flaky", {"succeed_on": 99}, max_retries=2, backoff_s=0.01)
     with pytest.raises(macp.PoisonMessage, match=r"failed 3 times; last: AgentError: RuntimeError"):
         task.result()
-    assert RUNS.events == [("flaky", 1), ("flaky", 2), ("flaky", 3)]
+    assert probe.events == [("flaky", 1), ("flaky", 2), ("flaky", 3)]
     assert task.status()["state"] == "failed"
 
 
-def test_a_task_refused_as_invalid_is_not_retried(control: Any) -> None:
+def test_a_task_refused_as_invalid_is_not_retried(probe: Probe, control: Any) -> None:
     node, cluster = control()
-    node.spawn(Flaky, "flaky")
+    node.spawn(Flaky, "flaky", probe=probe)
     task = cluster.submit("reject", capabilities=["flaky"], max_retries=3)
     with pytest.raises(macp.InvalidParams, match=r"^the body is missing 'text'$"):
         task.result()
     assert task.status()["attempts"] == 1
 
 
-def test_a_task_that_times_out_is_retried_then_failed(control: Any) -> None:
+def test_a_task_that_times_out_is_retried_then_failed(probe: Probe, control: Any) -> None:
     node, cluster = control()
-    node.spawn(Worker, "w")
+    node.spawn(Worker, "w", probe=probe)
     task = cluster.submit("wait", "t", timeout_s=0.2, max_retries=1, backoff_s=0.01)
     with pytest.raises(macp.PoisonMessage, match="failed 2 times; last: AskTimeout"):
         task.result()
-    GATE.set()
+    probe.open()
 
 
-def test_a_late_completion_of_an_earlier_attempt_is_ignored(control: Any) -> None:
+def test_a_late_completion_of_an_earlier_attempt_is_ignored(probe: Probe, control: Any) -> None:
     node, cluster = control()
-    node.spawn(Worker, "slow")
+    node.spawn(Worker, "slow", probe=probe)
     task = cluster.submit("wait", "x", timeout_s=0.3, max_retries=2, backoff_s=0.01)
-    RUNS.wait_count(1)
+    probe.wait_count(1)
     node.spawn(Quick, "quick")  # attempt 1 times out at "slow"; attempt 2 succeeds here
     assert task.result() == {"by": "quick", "x": "x"}
-    GATE.set()  # now attempt 1 completes too, and must not count
+    probe.open()  # now attempt 1 completes too, and must not count
     wait_until(lambda: task.status()["log"][-1]["event"] == "duplicate_ignored")
     status = task.status()
     assert (status["state"], status["result"], status["attempts"]) == (
@@ -213,38 +201,40 @@ def test_a_late_completion_of_an_earlier_attempt_is_ignored(control: Any) -> Non
     )  # fmt: skip
 
 
-def test_cancel_a_waiting_task_and_a_running_one(control: Any) -> None:
+def test_cancel_a_waiting_task_and_a_running_one(probe: Probe, control: Any) -> None:
     node, cluster = control()
     waiting = cluster.submit("nobody-does-this")
     assert waiting.cancel() is True
     with pytest.raises(macp.Cancelled, match="was cancelled"):
         waiting.result()
-    node.spawn(Worker, "w")
+    node.spawn(Worker, "w", probe=probe)
     running = cluster.submit("wait", 1)
-    RUNS.wait_count(1)
+    probe.wait_count(1)
     assert running.cancel() is True
-    GATE.set()
+    probe.open()
     with pytest.raises(macp.Cancelled):
         running.result()
     wait_until(lambda: running.status()["log"][-1]["event"] == "duplicate_ignored")
     assert running.cancel() is False
 
 
-def test_the_circuit_breaker_stops_sending_work_to_a_failing_agent(control: Any) -> None:
+def test_the_circuit_breaker_stops_sending_work_to_a_failing_agent(
+    probe: Probe, control: Any
+) -> None:
     node, cluster = control(breaker_failures=2, breaker_cooldown_s=60)
-    node.spawn(Broken, "bad")
-    node.spawn(Worker, "good")
+    node.spawn(Broken, "bad", probe=probe)
+    node.spawn(Worker, "good", probe=probe)
     for i in range(8):
         assert cluster.submit("work", i, max_retries=5, backoff_s=0).result()["by"] == "good"
-    assert [e[0] for e in RUNS.events].count("bad") == 2
+    assert [e[0] for e in probe.events].count("bad") == 2
 
 
-def test_a_task_waits_for_a_capable_agent_and_says_why(control: Any) -> None:
+def test_a_task_waits_for_a_capable_agent_and_says_why(probe: Probe, control: Any) -> None:
     node, cluster = control()
     task = cluster.submit("work", 5)
     wait_until(lambda: task.status().get("wait_reason") ==
                "no agent that handles 'work' is registered")  # fmt: skip
-    node.spawn(Worker, "late")
+    node.spawn(Worker, "late", probe=probe)
     assert task.result() == {"by": "late", "x": 5}
 
 
@@ -255,9 +245,9 @@ def test_a_task_with_no_capable_agent_fails_after_its_timeout(control: Any) -> N
         task.result()
 
 
-def test_progress_and_acknowledgement_show_in_the_status(control: Any) -> None:
+def test_progress_and_acknowledgement_show_in_the_status(probe: Probe, control: Any) -> None:
     node, cluster = control()
-    node.spawn(Worker, "w")
+    node.spawn(Worker, "w", probe=probe)
     task = cluster.submit("wait", 1)
     wait_until(lambda: task.status()["progress"] == 0.5)
     status = task.status()
@@ -265,28 +255,28 @@ def test_progress_and_acknowledgement_show_in_the_status(control: Any) -> None:
         "running", "half way", "w@head",
     )  # fmt: skip
     assert status["started_ms"] >= status["assigned_ms"]
-    GATE.set()
+    probe.open()
     task.result()
     assert task.status()["progress"] == 1.0
 
 
-def test_the_same_idempotency_key_gives_the_same_task(control: Any) -> None:
+def test_the_same_idempotency_key_gives_the_same_task(probe: Probe, control: Any) -> None:
     node, cluster = control()
-    node.spawn(Worker, "w")
+    node.spawn(Worker, "w", probe=probe)
     first = cluster.submit("work", 1, idempotency_key="order-42")
     again = cluster.submit("work", 2, idempotency_key="order-42")
     assert first.id == again.id
     assert again.result() == {"by": "w", "x": 1}
-    assert len(RUNS.events) == 1
+    assert len(probe.events) == 1
 
 
-def test_the_notify_address_is_told_when_the_task_is_done(control: Any) -> None:
+def test_the_notify_address_is_told_when_the_task_is_done(probe: Probe, control: Any) -> None:
     node, cluster = control()
-    node.spawn(Worker, "w")
-    node.spawn(Listener, "listener")
+    node.spawn(Worker, "w", probe=probe)
+    node.spawn(Listener, "listener", probe=probe)
     task = cluster.submit("work", 3, notify="listener@head")
-    RUNS.wait_for(lambda ev: any(e[0] == "done" for e in ev))
-    assert ("done", task.id, "succeeded", {"by": "w", "x": 3}) in RUNS.events
+    probe.wait_for(lambda ev: any(e[0] == "done" for e in ev))
+    assert ("done", task.id, "succeeded", {"by": "w", "x": 3}) in probe.events
 
 
 def test_a_task_reaches_its_agent_only_once_the_journal_holds_its_assignment(
@@ -374,19 +364,19 @@ def test_a_scatter_with_an_unknown_aggregation_is_refused_before_voters_are_soug
         cluster.scatter("vote", aggregation="most")
 
 
-def test_waiting_for_agents_names_those_that_never_came(control: Any) -> None:
+def test_waiting_for_agents_names_those_that_never_came(probe: Probe, control: Any) -> None:
     node, cluster = control()
-    node.spawn(Worker, "w")
+    node.spawn(Worker, "w", probe=probe)
     with pytest.raises(macp.AskTimeout, match=r"^agents not routable within 0.5 s: \['x@head'\]$"):
         cluster.wait_for_agents(["w@head", "x@head"], timeout_s=0.5)
     cluster.wait_for_agents(["w@head"])  # it is there: no error
 
 
-def test_control_commands_reach_one_agent_a_group_or_all(control: Any) -> None:
+def test_control_commands_reach_one_agent_a_group_or_all(probe: Probe, control: Any) -> None:
     node, cluster = control()
-    node.spawn(Worker, "a", group="blue")
-    node.spawn(Worker, "b", group="blue")
-    node.spawn(Worker, "c", group="red")
+    node.spawn(Worker, "a", group="blue", probe=probe)
+    node.spawn(Worker, "b", group="blue", probe=probe)
+    node.spawn(Worker, "c", group="red", probe=probe)
     cluster.wait_for_agents(["a@head", "b@head", "c@head"])
     assert cluster.control("pause", "group:blue") == {
         "a@head": {"ok": True, "result": {"state": "paused"}},
@@ -409,10 +399,10 @@ def test_submit_answers_only_once_the_task_is_in_the_journal(control: Any, tmp_p
 
 
 def test_a_restarted_coordinator_resumes_from_its_journal(
-    control: Any, make_node: Callable[..., Node]
+    probe: Probe, control: Any, make_node: Callable[..., Node]
 ) -> None:
     node, cluster = control("first")
-    node.spawn(Worker, "w")
+    node.spawn(Worker, "w", probe=probe)
     done = cluster.submit("work", "before")
     assert done.result() == {"by": "w", "x": "before"}
     waiting = [cluster.submit("flaky", {"succeed_on": 1}) for _ in range(3)]
@@ -420,7 +410,7 @@ def test_a_restarted_coordinator_resumes_from_its_journal(
 
     _, again = control("first")  # a new process would do the same: same name, same journal
     assert again.result(done.id) == {"by": "w", "x": "before"}
-    again.node.spawn(Flaky, "flaky")
+    again.node.spawn(Flaky, "flaky", probe=probe)
     assert [again.result(t.id) for t in waiting] == [1, 1, 1]
-    assert all(e[0] == "flaky" for e in RUNS.events[1:])
+    assert all(e[0] == "flaky" for e in probe.events[1:])
     assert {again.status(t.id)["log"][-2]["event"] for t in waiting} == {"assigned"}

@@ -3,11 +3,7 @@ runs from: a head restarted from elsewhere opens the same journal and finds its 
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -15,7 +11,7 @@ from procs import TESTS
 from topology_procs import free_ports
 
 import macp
-from macp.cli import STOP_WITH_PARENT
+from macp.testing import LogEvents, NodeProcess
 from macp.topologies.deploy import journal_path
 from macp.topologies.load import load_spec
 
@@ -34,46 +30,16 @@ settings: {{journal: {journal}}}
 """
 
 
-class Head:
-    """``macp node start --config FILE --node head`` run from ``cwd``, until :meth:`stop`."""
+def _head(file: Path, cwd: Path, env: dict[str, str]) -> NodeProcess:
+    """``macp node start --config FILE --node head`` run from ``cwd``."""
+    config = os.path.relpath(file, cwd)
+    return NodeProcess("head", config=config, environ=env, cwd=cwd).start(30)
 
-    def __init__(self, file: Path, cwd: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "macp", "node", "start", "--config", os.path.relpath(file, cwd),
-             "--node", "head", "--log-json"],
-            cwd=cwd, env={**env, STOP_WITH_PARENT: str(os.getpid())}, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        self.ready = threading.Event()
-        self.stderr: list[str] = []
-        self.readers = [threading.Thread(target=self._out), threading.Thread(target=self._err)]
-        for reader in self.readers:
-            reader.start()
-        if not self.ready.wait(30) or self.proc.poll() is not None:
-            self.stop()
-            raise AssertionError("the head did not start:\n" + "".join(self.stderr[-20:]))
 
-    def _out(self) -> None:
-        assert self.proc.stdout is not None
-        with self.proc.stdout as out:
-            for line in out:
-                if '"node.ready"' in line:
-                    self.ready.set()
-        self.ready.set()
-
-    def _err(self) -> None:
-        assert self.proc.stderr is not None
-        with self.proc.stderr as err:
-            self.stderr.extend(err)
-
-    def stop(self) -> list[dict[str, Any]]:
-        """Stop it; its log records."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        self.proc.wait(15)
-        for reader in self.readers:
-            reader.join(10)
-        return [json.loads(line) for line in self.stderr if line.startswith("{")]
+def _stop(head: NodeProcess) -> LogEvents:
+    """Stop it; its log records."""
+    head.terminate()
+    return head.logs()
 
 
 @pytest.fixture
@@ -92,9 +58,8 @@ def _topology(tmp_path: Path, journal: str) -> tuple[Path, str]:
     return file, f"tcp://127.0.0.1:{port}"
 
 
-def _replayed(records: list[dict[str, Any]]) -> dict[str, Any]:
-    (replayed,) = [r for r in records if r.get("event") == "coordinator.replayed"]
-    return replayed
+def _replayed(records: LogEvents) -> dict[str, Any]:
+    return records.one("coordinator.replayed")
 
 
 def test_a_head_restarted_from_another_directory_opens_the_same_journal(
@@ -104,26 +69,26 @@ def test_a_head_restarted_from_another_directory_opens_the_same_journal(
     first_cwd, second_cwd = tmp_path / "one", tmp_path / "two"
     first_cwd.mkdir()
     second_cwd.mkdir()
-    head = Head(file, first_cwd, env)
+    head = _head(file, first_cwd, env)
     try:
         with macp.connect(address) as cluster:
             cluster.wait_for_agents(["echo@head"])
             task = cluster.submit("echo", "kept")
             assert task.result()["echo"] == "kept"
     finally:
-        first = head.stop()
+        first = _stop(head)
     expected = tmp_path / "project" / "data" / "journal.sqlite3"
     assert expected.is_file()
     assert not (first_cwd / "data").exists()
     assert _replayed(first)["journal"] == str(expected)
     assert _replayed(first)["stored"] == 0
 
-    head = Head(file, second_cwd, env)
+    head = _head(file, second_cwd, env)
     try:
         with macp.connect(address) as cluster:
             assert cluster.result(task.id)["echo"] == "kept"
     finally:
-        second = head.stop()
+        second = _stop(head)
     assert (_replayed(second)["journal"], _replayed(second)["stored"]) == (str(expected), 1)
     assert not (second_cwd / "data").exists()
 

@@ -43,11 +43,6 @@ class Later(Agent):
 
 
 @pytest.fixture
-def journal_path(tmp_path: Path) -> Path:
-    return tmp_path / "journal.sqlite3"
-
-
-@pytest.fixture
 def head(make_node: Callable[..., Node], journal_path: Path) -> Callable[..., Cluster]:
     """Start a head on the test's journal, with these agents; a later call is a restart."""
 

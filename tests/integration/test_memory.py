@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from agents import CrashesOnRequest
 
 import macp
-from macp import handler
 from macp.actors.memory import (
     MEMORY_DELETE,
     MEMORY_GET,
@@ -29,17 +29,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 
-class CrashingMemory(MemoryStore):
-    crash_on_error = True
-
-    @handler("crash")
-    def crash(self, _body: macp.Wire) -> None:
-        raise RuntimeError("crashed on purpose")
-
-
-@pytest.fixture
-def journal_path(tmp_path: Path) -> Path:
-    return tmp_path / "j.sqlite3"
+class CrashingMemory(CrashesOnRequest, MemoryStore):
+    """Dies on ``crash``."""
 
 
 @pytest.fixture

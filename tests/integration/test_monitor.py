@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from typing import TYPE_CHECKING, Any
@@ -22,29 +21,18 @@ import macp
 from macp import Agent, Cluster, handler, start_control_plane
 from macp.actors.monitor import ADD_RULE, HISTORY, METRICS, PROMETHEUS, RULES, SUBSCRIBE
 from macp.envelope import now_ms
-from macp.testing import Recorder, wait_until
+from macp.testing import Probe, ProbedAgent, wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
-    from procs import NodeProcess
-
     from macp import Node
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.integration
 
 WINDOW_S = 30.0  # long enough that nothing leaves the rate window during a test
-ALERTS = Recorder()
-GATE = threading.Event()
-
-
-@pytest.fixture(autouse=True)
-def _fresh() -> Iterator[None]:
-    ALERTS.clear()
-    GATE.clear()
-    yield
-    GATE.set()  # never leave an agent blocked
 
 
 class Busy(Agent):
@@ -78,32 +66,32 @@ class Stage(Agent):
         return "staged"
 
 
-class Holder(Agent):
+class Holder(ProbedAgent):
     """Holds every task until the test opens the gate."""
 
     @handler("hold")
     def hold(self, body: int) -> int:
-        GATE.wait(10)
+        self.probe.wait_open(timeout_s=10)
         return body
 
 
-class AlertSink(Agent):
+class AlertSink(ProbedAgent):
     """Records the alerts the monitor tells it."""
 
     @handler("alert")
     def alert(self, body: dict[str, Any]) -> None:
-        ALERTS.record(body)
+        self.probe.record(body)
 
     @handler("sync")
     def sync(self, _body: None) -> int:
         """A barrier: answered after every alert already in the mailbox."""
-        return len(ALERTS.events)
+        return len(self.probe.events)
 
 
 @pytest.fixture
 def monitored(
     make_node: Callable[..., Node], tmp_path: Path
-) -> Iterator[Callable[..., tuple[Node, Cluster]]]:
+) -> Callable[..., tuple[Node, Cluster]]:
     """A head on tcp with the control plane; the monitor samples every 0.1 s (and serves
     Prometheus only if asked). Failures never open the circuit breaker here."""
 
@@ -116,13 +104,13 @@ def monitored(
         )
         return node, Cluster(node)
 
-    yield start
-    GATE.set()  # before the node stops: no agent may be left waiting on it
+    return start
 
 
-def _spawn(node: Node, cluster: Cluster, **agents: type[Agent]) -> None:
+def _spawn(node: Node, cluster: Cluster, probe: Probe | None = None, **agents: type[Agent]) -> None:
     for name, cls in agents.items():
-        node.spawn(cls, name)
+        extra: dict[str, Any] = {"probe": probe} if issubclass(cls, ProbedAgent) else {}
+        node.spawn(cls, name, **extra)
     wanted = {f"{name}@{node.name}" for name in agents}
     wait_until(
         lambda: wanted <= {r["address"] for r in cluster.agents() if r["status"] == "available"},
@@ -237,10 +225,11 @@ def test_a_task_that_never_reached_an_agent_is_counted_against_no_agent(
 
 
 def test_queue_in_flight_and_mailbox_depths_are_gauged(
+    probe: Probe,
     monitored: Callable[..., tuple[Node, Cluster]],
 ) -> None:
     node, cluster = monitored()
-    _spawn(node, cluster, holder=Holder)
+    _spawn(node, cluster, probe, holder=Holder)
     tasks = [cluster.submit("hold", i) for i in range(6)]
     # at most 4 tasks per agent: 4 sent to the holder (one in hand, 3 in its mailbox), 2 queued
     loaded = {
@@ -249,7 +238,7 @@ def test_queue_in_flight_and_mailbox_depths_are_gauged(
         "agent.mailbox_depth{agent=holder@head}": 4,
     }
     wait_until(lambda: _shows(node, loaded), 5, f"the gauges never showed {loaded}")
-    GATE.set()
+    probe.open()
     assert [task.result() for task in tasks] == list(range(6))
     drained = dict.fromkeys(loaded, 0.0)
     wait_until(lambda: _shows(node, drained), 10, "the gauges never went back to 0")
@@ -285,10 +274,11 @@ COOLDOWN_S = 5.0  # the second burst (about 2.5 s after the first alert) must fa
 
 
 def test_an_alert_fires_once_clears_and_keeps_quiet_within_its_cooldown(
+    probe: Probe,
     monitored: Callable[..., tuple[Node, Cluster]],
 ) -> None:
     node, cluster = monitored(window_s=1.0)
-    _spawn(node, cluster, coin=Coin, sink=AlertSink)
+    _spawn(node, cluster, probe, coin=Coin, sink=AlertSink)
     metric = "tasks.error_rate{type=maybe}"
     rule: dict[str, macp.Wire] = {
         "name": "errors", "metric": metric, "op": ">", "threshold": 0.5, "for_s": 0.3,
@@ -303,13 +293,13 @@ def test_an_alert_fires_once_clears_and_keeps_quiet_within_its_cooldown(
     resolved = {**firing, "value": 0.0, "state": "resolved"}
 
     def sequence() -> list[dict[str, Any]]:
-        return [{k: v for k, v in alert.items() if k != "ts"} for alert in ALERTS.events]
+        return [{k: v for k, v in alert.items() if k != "ts"} for alert in probe.events]
 
     # Failures hold the error rate at 1.0 for the 1 s window, then it falls back to 0.
     _maybe(cluster, [True, True])
-    ALERTS.wait_count(2)
+    probe.wait_count(2)
     assert sequence() == [firing, resolved]
-    fired_ms, resolved_ms = ALERTS.events[0]["ts"], ALERTS.events[1]["ts"]
+    fired_ms, resolved_ms = probe.events[0]["ts"], probe.events[1]["ts"]
     first_above = min(ts for ts, v in _history(node, metric, 30) if v > 0.5)
     assert fired_ms - first_above >= 250  # it held for_s (0.3 s) first, less clock jitter
 
@@ -331,9 +321,9 @@ def test_an_alert_fires_once_clears_and_keeps_quiet_within_its_cooldown(
     # After the cooldown, it fires (once) and clears again.
     wait_until(lambda: now_ms() > fired_ms + cooldown_ms, COOLDOWN_S)
     _maybe(cluster, [True, True])
-    ALERTS.wait_count(4)
+    probe.wait_count(4)
     assert sequence() == [firing, resolved, firing, resolved]
-    assert ALERTS.events[2]["ts"] - fired_ms >= cooldown_ms
+    assert probe.events[2]["ts"] - fired_ms >= cooldown_ms
     assert node.ask("sink@head", "sync").get() == 4
     assert node.ask("monitor", RULES).get() == [{**rule, "firing": False}]
 

@@ -17,24 +17,23 @@ from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS, TESTS
 from topology_procs import TopologyNodes, free_ports, macp_cli
 
 import macp
-from macp import Agent, AskTimeout, ConfigError, Node, Settings, handler, start_control_plane
+from macp import AskTimeout, ConfigError, Node, Settings, handler, start_control_plane
 from macp.actors.registry import CHANGED, LIST, SUBSCRIBE
-from macp.testing import Recorder, wait_until
+from macp.testing import Probe, ProbedAgent, wait_until
 from macp.transport.security import generate_keys
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from procs import NodeProcess
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.integration
 
 THRESHOLD_S = 3 * QUICK_CLUSTER.heartbeat_interval_s + QUICK_CLUSTER.acceptable_pause_s
-EVENTS = Recorder()
 
 
-class Watcher(Agent):
+class Watcher(ProbedAgent):
     """Records the head's node.up / node.down events and the registry's changes."""
 
     def on_start(self) -> None:
@@ -42,30 +41,29 @@ class Watcher(Agent):
 
     @handler("node.up")
     def up(self, body: dict[str, Any]) -> None:
-        EVENTS.record(("up", body["node"], None))
+        self.probe.record(("up", body["node"], None))
 
     @handler("node.down")
     def down(self, body: dict[str, Any]) -> None:
-        EVENTS.record(("down", body["node"], body["reason"]))
+        self.probe.record(("down", body["node"], body["reason"]))
 
     @handler(CHANGED)
     def changed(self, body: dict[str, Any]) -> None:
-        EVENTS.record(("changed", body["address"], body["status"]))
+        self.probe.record(("changed", body["address"], body["status"]))
 
 
-def _head(make_node: Callable[..., Node], tmp_path: Path, settings: Settings) -> Node:
-    EVENTS.clear()
+def _head(probe: Probe, make_node: Callable[..., Node], tmp_path: Path, settings: Settings) -> Node:
     node = make_node("head", listen="tcp://127.0.0.1:0", settings=settings)
     start_control_plane(node, journal=tmp_path / "j.sqlite3")
-    node.spawn(Watcher, "watcher")
+    node.spawn(Watcher, "watcher", probe=probe)
     node.ask("registry", SUBSCRIBE, {"address": "watcher@head"}).get()
     return node
 
 
 @pytest.fixture
-def head(make_node: Callable[..., Node], tmp_path: Path) -> Node:
+def head(probe: Probe, make_node: Callable[..., Node], tmp_path: Path) -> Node:
     """Node "head" (in this process) with the control plane and a watcher of its events."""
-    return _head(make_node, tmp_path, QUICK_CLUSTER)
+    return _head(probe, make_node, tmp_path, QUICK_CLUSTER)
 
 
 def _worker(head: Node, *flags: str) -> tuple[str, ...]:
@@ -113,12 +111,12 @@ def _incarnation(head: Node, node: str) -> str:
 
 
 def test_a_node_whose_name_a_live_node_holds_is_refused_and_the_live_one_is_not_disturbed(
-    head: Node, procs: Callable[..., NodeProcess]
+    probe: Probe, head: Node, procs: Callable[..., NodeProcess]
 ) -> None:
     w1 = procs("w1", *_worker(head))
     _wait_available(head, "echo@w1")
     incarnation = _incarnation(head, "w1")
-    mark = len(EVENTS.events)
+    mark = len(probe.events)
 
     done, _ = _node_start("--name", "w1", "--listen", "tcp://127.0.0.1:0", *_worker(head))
 
@@ -131,7 +129,7 @@ def test_a_node_whose_name_a_live_node_holds_is_refused_and_the_live_one_is_not_
         return any(e[1] in {"w1", "echo@w1"} for e in events[mark:])
 
     with pytest.raises(AskTimeout):
-        EVENTS.wait_for(disturbed, 3 * THRESHOLD_S)
+        probe.wait_for(disturbed, 3 * THRESHOLD_S)
     assert _status(head, "echo@w1") == "available"
     assert _incarnation(head, "w1") == incarnation
     assert head.ask("echo", "echo", 1).get()["me"] == "echo@w1"
@@ -210,10 +208,13 @@ def test_node_start_raises_naming_the_holder_and_leaves_nothing_running(
 
 
 def test_a_killed_node_restarted_at_once_on_its_address_takes_its_name_over(
-    make_node: Callable[..., Node], tmp_path: Path, procs: Callable[..., NodeProcess]
+    probe: Probe,
+    make_node: Callable[..., Node],
+    tmp_path: Path,
+    procs: Callable[..., NodeProcess],
 ) -> None:
     # Slow liveness (1 s), so that the restart is quicker than finding the old one down.
-    head = _head(make_node, tmp_path, Settings(strict=True, ask_timeout_s=5.0))
+    head = _head(probe, make_node, tmp_path, Settings(strict=True, ask_timeout_s=5.0))
     flags = ("--heartbeat-s", "1", "--acceptable-pause-s", "1")
     w1 = procs("w1", *_worker(head, *flags))
     _wait_available(head, "echo@w1")
@@ -230,9 +231,12 @@ def test_a_killed_node_restarted_at_once_on_its_address_takes_its_name_over(
 
 
 def test_a_killed_node_restarted_at_once_elsewhere_takes_its_name_over(
-    make_node: Callable[..., Node], tmp_path: Path, procs: Callable[..., NodeProcess]
+    probe: Probe,
+    make_node: Callable[..., Node],
+    tmp_path: Path,
+    procs: Callable[..., NodeProcess],
 ) -> None:
-    head = _head(make_node, tmp_path, Settings(strict=True, ask_timeout_s=5.0))
+    head = _head(probe, make_node, tmp_path, Settings(strict=True, ask_timeout_s=5.0))
     flags = ("--heartbeat-s", "1", "--acceptable-pause-s", "1")
     w1 = procs("w1", *_worker(head, *flags))
     _wait_available(head, "echo@w1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from agents import CrashesOnRequest
 from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS
 
 import macp
@@ -23,9 +24,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from procs import NodeProcess
-
     from macp import Node
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +38,8 @@ class Worker(Agent):
         return self.address
 
 
-class Fragile(Worker):
-    crash_on_error = True
-
-    @handler("crash")
-    def crash(self, _body: macp.Wire) -> None:
-        raise RuntimeError("crashed on purpose")
+class Fragile(CrashesOnRequest, Worker):
+    """Dies on ``crash``."""
 
 
 @pytest.fixture

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from agents import CrashesOnRequest
 from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS
 from topology_procs import free_ports
 
 import macp
-from macp import Agent, Context, Settings, handler, start_control_plane
+from macp import Context, Settings, handler, start_control_plane
 from macp.actors.registry import CHANGED, FIND, LIST, LOOKUP, REGISTER, SUBSCRIBE
 from macp.envelope import Wire, now_ms
 from macp.node._registrar import HEARTBEAT
-from macp.testing import Recorder, wait_until
+from macp.testing import Probe, ProbedAgent, wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
-    from procs import NodeProcess
-
     from macp import Node
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.integration
 
@@ -34,55 +33,46 @@ CONTROL_PLANE = [
     "resources@head",
 ]
 CREW = ["alpha@head", "beta@head", "gamma@head"]
-GATE = threading.Event()
-EVENTS = Recorder()
 
 
-class Worker(Agent):
+class Worker(ProbedAgent):
     @handler("whoami")
     def whoami(self, _body: macp.Wire, ctx: Context) -> macp.Wire:
         return {"me": self.address, "sender": ctx.sender}
 
     @handler("block")
     def block(self, _body: macp.Wire) -> None:
-        GATE.wait(10)  # holds the agent busy until the test opens the gate
+        self.probe.wait_open(timeout_s=10)  # holds the agent busy until the test opens the gate
 
 
-class Fragile(Worker):
-    crash_on_error = True
-
-    @handler("crash")
-    def crash(self, _body: macp.Wire) -> None:
-        raise RuntimeError("crashed on purpose")
+class Fragile(CrashesOnRequest, Worker):
+    """Dies on ``crash``."""
 
 
-class Watcher(Agent):
+class Watcher(ProbedAgent):
     """Records every ``registry.changed`` event as ``(address, status)``."""
 
     @handler(CHANGED)
     def changed(self, body: dict[str, Any]) -> None:
-        EVENTS.record((body["address"], body["status"]))
+        self.probe.record((body["address"], body["status"]))
 
 
 @pytest.fixture
-def head(make_node: Callable[..., Node], tmp_path: Path) -> Iterator[Node]:
+def head(make_node: Callable[..., Node], tmp_path: Path) -> Node:
     """Node "head" listening on tcp, with the control plane."""
-    GATE.clear()
-    EVENTS.clear()
     node = make_node("head", listen="tcp://127.0.0.1:0", settings=QUICK_CLUSTER)
     start_control_plane(node, journal=tmp_path / "j.sqlite3")
-    yield node
-    GATE.set()
+    return node
 
 
 @pytest.fixture
-def crew(head: Node) -> Node:
+def crew(probe: Probe, head: Node) -> Node:
     """The head with alpha (summarize+translate, worker, blue), beta (summarize, worker, red)
     and gamma (translate, lead, blue), all registered."""
     head.spawn(Worker, "alpha", capabilities=("summarize", "translate"), role="worker",
-               group="blue")  # fmt: skip
-    head.spawn(Worker, "beta", capabilities=("summarize",), role="worker", group="red")
-    head.spawn(Worker, "gamma", capabilities=("translate",), role="lead", group="blue")
+               group="blue", probe=probe)  # fmt: skip
+    head.spawn(Worker, "beta", capabilities=("summarize",), role="worker", group="red", probe=probe)
+    head.spawn(Worker, "gamma", capabilities=("translate",), role="lead", group="blue", probe=probe)
     _wait_registered(head, *CREW)
     return head
 
@@ -206,12 +196,12 @@ def test_lookup_gives_the_address_of_a_bare_name_or_none(crew: Node) -> None:
 
 
 def test_a_bare_name_asked_from_another_node_reaches_the_agent_the_registry_knows(
-    crew: Node, make_node: Callable[..., Node]
+    probe: Probe, crew: Node, make_node: Callable[..., Node]
 ) -> None:
     assert crew.address is not None
     other = make_node("n2", listen="tcp://127.0.0.1:0", peers={"head": crew.address},
                       head="head", settings=QUICK_CLUSTER)  # fmt: skip
-    other.spawn(Worker, "delta", capabilities=("paint",), role="painter")
+    other.spawn(Worker, "delta", capabilities=("paint",), role="painter", probe=probe)
     _wait_registered(crew, "delta@n2")
     delta = _records(crew)["delta@n2"]
     assert (delta["node"], delta["capabilities"], delta["role"]) == ("n2", ["paint"], "painter")
@@ -224,14 +214,14 @@ def test_a_bare_name_asked_from_another_node_reaches_the_agent_the_registry_know
 # -- restarts and terminations ----------------------------------------------------------------
 
 
-def test_a_crashed_agent_is_restarted_and_registered_again(head: Node) -> None:
-    head.spawn(Watcher, "watcher")
+def test_a_crashed_agent_is_restarted_and_registered_again(probe: Probe, head: Node) -> None:
+    head.spawn(Watcher, "watcher", probe=probe)
     head.ask("registry", SUBSCRIBE, {"address": "watcher@head"}).get()
-    head.spawn(Fragile, "fragile", capabilities=("fragile",))
+    head.spawn(Fragile, "fragile", capabilities=("fragile",), probe=probe)
     _wait_registered(head, "fragile@head")
-    EVENTS.wait_for(lambda ev: ("fragile@head", "available") in ev)
+    probe.wait_for(lambda ev: ("fragile@head", "available") in ev)
     before = _records(head)["fragile@head"]
-    EVENTS.clear()
+    probe.clear()
 
     with pytest.raises(macp.AgentError, match=r"^RuntimeError: crashed on purpose$"):
         head.ask("fragile", "crash").get()
@@ -252,27 +242,27 @@ def test_a_crashed_agent_is_restarted_and_registered_again(head: Node) -> None:
     after = _records(head)["fragile@head"]
     assert after["registered_ms"] == before["registered_ms"]
     assert after["capabilities"] == ["fragile"]
-    events = [e for e in EVENTS.events if isinstance(e, tuple) and e[0] == "fragile@head"]
+    events = [e for e in probe.events if isinstance(e, tuple) and e[0] == "fragile@head"]
     assert events
     assert events[-1] == ("fragile@head", "available")
     assert ("fragile@head", "gone") not in events
     assert head.ask("fragile", "whoami").get()["me"] == "fragile@head"
 
 
-def test_a_terminated_agent_leaves_the_registry(crew: Node) -> None:
-    crew.spawn(Watcher, "watcher")
+def test_a_terminated_agent_leaves_the_registry(probe: Probe, crew: Node) -> None:
+    crew.spawn(Watcher, "watcher", probe=probe)
     crew.ask("registry", SUBSCRIBE, {"address": "watcher@head"}).get()
     assert crew.terminate("beta") is True
     wait_until(lambda: "beta@head" not in _records(crew), 10, "beta@head still registered")
-    EVENTS.wait_for(lambda ev: ("beta@head", "gone") in ev)
+    probe.wait_for(lambda ev: ("beta@head", "gone") in ev)
     assert crew.ask("registry", LOOKUP, {"name": "beta"}).get() is None
     assert _find(crew, capabilities=["summarize"]) == ["alpha@head"]
 
 
-def test_a_pause_answers_once_the_registry_shows_it(head: Node) -> None:
+def test_a_pause_answers_once_the_registry_shows_it(probe: Probe, head: Node) -> None:
     names = [f"w{i}" for i in range(40)]
     for name in names:
-        head.spawn(Worker, name)
+        head.spawn(Worker, name, probe=probe)
     _wait_registered(head, *(f"{n}@head" for n in names))
     answers = [head.control(name, "pause") for name in names]  # all at once, as `pause all`
     assert {a.get()["state"] for a in answers} == {"paused"}
@@ -280,44 +270,39 @@ def test_a_pause_answers_once_the_registry_shows_it(head: Node) -> None:
     assert {records[f"{n}@head"]["status"] for n in names} == {"paused"}
 
 
-class HeldRegistry(Agent):
+class HeldRegistry(ProbedAgent):
     """Stands in for the registry: answers each heartbeat, recording the agents it shows
-    paused, and holds the answer while HOLD is set."""
+    paused, and holds the answer while its probe's gate "hold_heartbeats" is open (until the
+    gate "release" opens)."""
 
     @handler(HEARTBEAT)
     def heartbeat(self, body: dict[str, Any]) -> Wire:
         paused = sorted(name for name, (status, _load) in body["agents"].items()
                         if status == "paused")  # fmt: skip
-        EVENTS.record(paused)
-        while HOLD.is_set():
-            RELEASE.wait(10)
-            HOLD.clear()
+        self.probe.record(paused)
+        while self.probe.is_open("hold_heartbeats"):
+            self.probe.wait_open("release", timeout_s=10)
+            self.probe.close("hold_heartbeats")
         return {"generation": 1}
 
 
-HOLD = threading.Event()
-RELEASE = threading.Event()
-
-
 def test_state_changes_made_while_one_is_on_its_way_share_the_next_heartbeat(
+    probe: Probe,
     make_node: Callable[..., Node],
 ) -> None:
-    EVENTS.clear()
-    HOLD.clear()
-    RELEASE.clear()
     node = make_node("solo", settings=Settings(heartbeat_interval_s=60))  # no regular beats
-    node.spawn(HeldRegistry, "registry")
+    node.spawn(HeldRegistry, "registry", probe=probe)
     node.set_head("solo")
     names = [f"w{i}" for i in range(40)]
     for name in names:
-        node.spawn(Worker, name)
+        node.spawn(Worker, name, probe=probe)
     assert node.registrar is not None
     assert node.registrar.wait_registered(10)
-    before = len(EVENTS.events)
+    before = len(probe.events)
 
-    HOLD.set()
+    probe.open("hold_heartbeats")
     first = node.control("w0", "pause")
-    EVENTS.wait_for(lambda seen: len(seen) > before, 10)  # its heartbeat is held
+    probe.wait_for(lambda seen: len(seen) > before, 10)  # its heartbeat is held
     rest = [node.control(name, "pause") for name in names[1:]]
     wait_until(
         lambda: all(node.control(n, "status").get()["state"] == "paused" for n in names),
@@ -325,9 +310,9 @@ def test_state_changes_made_while_one_is_on_its_way_share_the_next_heartbeat(
         "not every agent took its pause",
     )
     assert [a.done() for a in [first, *rest]] == [False] * len(names)  # all wait for it
-    RELEASE.set()
+    probe.open("release")
     assert {a.get()["state"] for a in [first, *rest]} == {"paused"}
-    assert EVENTS.events[before:] == [["w0"], sorted(names)]  # two heartbeats, not forty
+    assert probe.events[before:] == [["w0"], sorted(names)]  # two heartbeats, not forty
 
 
 # -- a node process's readiness -----------------------------------------------------------

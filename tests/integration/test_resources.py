@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from agents import CrashesOnRequest
 
 import macp
-from macp import handler
 from macp.actors.resources import (
     RESOURCES_ACQUIRE_LOCK,
     RESOURCES_ALLOCATE,
@@ -34,17 +34,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 
-class CrashingResources(ResourceManager):
-    crash_on_error = True
-
-    @handler("crash")
-    def crash(self, _body: macp.Wire) -> None:
-        raise RuntimeError("crashed on purpose")
-
-
-@pytest.fixture
-def journal_path(tmp_path: Path) -> Path:
-    return tmp_path / "j.sqlite3"
+class CrashingResources(CrashesOnRequest, ResourceManager):
+    """Dies on ``crash``."""
 
 
 @pytest.fixture

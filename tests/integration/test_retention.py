@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
-from procs import QUICK_CLUSTER, NodeProcess
+from procs import QUICK_CLUSTER
 
 import macp
 from macp import Agent, Cluster, Context, handler, start_control_plane
@@ -18,7 +18,7 @@ from macp.actors.coordinator import SUBMIT
 from macp.actors.coordinator.task import Task
 from macp.envelope import now_ms
 from macp.store import Journal
-from macp.testing import wait_until
+from macp.testing import NodeProcess, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,11 +38,6 @@ class Echo(Agent):
     @handler("echo")
     def echo(self, body: Any, ctx: Context) -> Any:
         return {"x": body, "attempt": ctx.attempt}
-
-
-@pytest.fixture
-def journal_path(tmp_path: Path) -> Path:
-    return tmp_path / "journal.sqlite3"
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from procs import NodeProcess
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.integration
 
@@ -132,17 +132,14 @@ class Raw:
 
 
 @pytest.fixture
-def raw() -> Iterator[Callable[..., Raw]]:
-    """Connect raw DEALERs; all closed (linger 0) when the test ends."""
-    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    sockets: list[zmq.Socket[bytes]] = []
+def raw(zmq_socket: Callable[[int], zmq.Socket[bytes]]) -> Iterator[Callable[..., Raw]]:
+    """Connect raw DEALERs, and monitors of their handshakes (closed when the test ends)."""
+    monitors: list[zmq.Socket[bytes]] = []
 
     def connect(
         address: str, identity: bytes, secret: Path | None = None, server: Path | None = None
     ) -> Raw:
-        sock = context.socket(zmq.DEALER)
-        sockets.append(sock)
-        sock.setsockopt(zmq.LINGER, 0)
+        sock = zmq_socket(zmq.DEALER)
         sock.setsockopt(zmq.IDENTITY, identity)
         if secret is not None and server is not None:
             public, secret_key = zmq.auth.load_certificate(secret)
@@ -151,14 +148,13 @@ def raw() -> Iterator[Callable[..., Raw]]:
             sock.curve_secretkey = secret_key
             sock.curve_serverkey = zmq.auth.load_certificate(server)[0]
         monitor = sock.get_monitor_socket()
-        sockets.append(monitor)
+        monitors.append(monitor)
         sock.connect(address)
         return Raw(sock, monitor)
 
     yield connect
-    for sock in reversed(sockets):
-        sock.close(0)
-    context.term()
+    for monitor in monitors:
+        monitor.close(0)
 
 
 def _info(client: Node) -> dict[str, Any]:

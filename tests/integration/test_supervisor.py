@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 import macp
-from macp import Agent, ChildSpec, Restart, Strategy, SupervisorSpec, handler
-from macp.testing import Recorder, wait_until
+from macp import ChildSpec, Restart, Strategy, SupervisorSpec, handler
+from macp.testing import Probe, ProbedAgent, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -18,22 +18,15 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-RECORDER = Recorder()
 
-
-@pytest.fixture(autouse=True)
-def _fresh() -> None:
-    RECORDER.clear()
-
-
-class Worker(Agent):
+class Worker(ProbedAgent):
     crash_on_error = True
 
     def on_start(self) -> None:
-        RECORDER.record(("start", self.name))
+        self.probe.record(("start", self.name))
 
     def on_stop(self) -> None:
-        RECORDER.record(("stop", self.name))
+        self.probe.record(("stop", self.name))
 
     @handler("crash")
     def crash(self, _body: macp.Wire) -> None:
@@ -59,82 +52,87 @@ def _starts(name: str) -> Callable[[list[object]], bool]:
     return lambda events: events.count(("start", name)) >= 2
 
 
-def _children(*names: str, restart: Restart = Restart.PERMANENT) -> list[ChildSpec]:
-    return [ChildSpec(Worker, n, restart=restart) for n in names]
+def _children(probe: Probe, *names: str, restart: Restart = Restart.PERMANENT) -> list[ChildSpec]:
+    return [ChildSpec(Worker, n, restart=restart, kwargs={"probe": probe}) for n in names]
 
 
-def _tree(node: Node, strategy: Strategy, **kw: object) -> None:
-    node.start_child(SupervisorSpec("workers", _children("a", "b", "c"), strategy=strategy, **kw))  # type: ignore[arg-type]
-    RECORDER.wait_count(3)
-    RECORDER.clear()
+def _tree(probe: Probe, node: Node, strategy: Strategy, **kw: object) -> None:
+    children = _children(probe, "a", "b", "c")
+    node.start_child(SupervisorSpec("workers", children, strategy=strategy, **kw))  # type: ignore[arg-type]
+    probe.wait_count(3)
+    probe.clear()
 
 
-def test_one_for_one_restarts_only_the_crashed_child(node: Node) -> None:
-    _tree(node, Strategy.ONE_FOR_ONE)
+def test_one_for_one_restarts_only_the_crashed_child(probe: Probe, node: Node) -> None:
+    _tree(probe, node, Strategy.ONE_FOR_ONE)
     node.tell("b", "crash")
-    RECORDER.wait_for(lambda events: ("start", "b") in events)
+    probe.wait_for(lambda events: ("start", "b") in events)
     assert node.ref("b").ask("ping").get() == "b"
-    assert RECORDER.events == [("start", "b")]
+    assert probe.events == [("start", "b")]
     assert [c["restarts"] for c in node.children("workers")] == [0, 1, 0]
 
 
 def test_one_for_all_stops_the_others_in_reverse_order_then_restarts_all_in_order(
+    probe: Probe,
     node: Node,
 ) -> None:
-    _tree(node, Strategy.ONE_FOR_ALL)
+    _tree(probe, node, Strategy.ONE_FOR_ALL)
     node.tell("b", "crash")
-    events = RECORDER.wait_for(lambda ev: ev[-1:] == [("start", "c")])
+    events = probe.wait_for(lambda ev: ev[-1:] == [("start", "c")])
     assert events == [("stop", "c"), ("stop", "a"), ("start", "a"), ("start", "b"), ("start", "c")]
     assert [node.ref(n).ask("ping").get() for n in "abc"] == ["a", "b", "c"]
 
 
-def test_rest_for_one_restarts_the_crashed_child_and_those_started_after_it(node: Node) -> None:
-    _tree(node, Strategy.REST_FOR_ONE)
+def test_rest_for_one_restarts_the_crashed_child_and_those_started_after_it(
+    probe: Probe, node: Node
+) -> None:
+    _tree(probe, node, Strategy.REST_FOR_ONE)
     node.tell("b", "crash")
-    events = RECORDER.wait_for(lambda ev: ev[-1:] == [("start", "c")])
+    events = probe.wait_for(lambda ev: ev[-1:] == [("start", "c")])
     assert events == [("stop", "c"), ("start", "b"), ("start", "c")]
     assert [c["restarts"] for c in node.children("workers")] == [0, 1, 1]
 
 
-def test_a_permanent_child_is_restarted_even_after_a_normal_exit(node: Node) -> None:
-    node.start_child(ChildSpec(Worker, "w", restart=Restart.PERMANENT))
+def test_a_permanent_child_is_restarted_even_after_a_normal_exit(probe: Probe, node: Node) -> None:
+    node.start_child(ChildSpec(Worker, "w", restart=Restart.PERMANENT, kwargs={"probe": probe}))
     node.tell("w", "quit")
-    RECORDER.wait_for(_starts("w"))
+    probe.wait_for(_starts("w"))
     assert node.ref("w").ask("ping").get() == "w"
 
 
 def test_a_transient_child_is_restarted_after_a_crash_but_not_after_a_normal_exit(
+    probe: Probe,
     node: Node,
 ) -> None:
-    node.start_child(ChildSpec(Worker, "w", restart=Restart.TRANSIENT))
+    node.start_child(ChildSpec(Worker, "w", restart=Restart.TRANSIENT, kwargs={"probe": probe}))
     node.tell("w", "crash")
-    RECORDER.wait_for(_starts("w"))
+    probe.wait_for(_starts("w"))
     node.tell("w", "quit")
-    RECORDER.wait_for(lambda ev: ev.count(("stop", "w")) == 1)
+    probe.wait_for(lambda ev: ev.count(("stop", "w")) == 1)
     with pytest.raises(macp.ActorNotFound):
         node.ask("w", "ping").get(timeout_s=10)
     assert node.children() == []
 
 
-def test_a_temporary_child_is_never_restarted(node: Node) -> None:
-    node.start_child(ChildSpec(Worker, "w", restart=Restart.TEMPORARY))
+def test_a_temporary_child_is_never_restarted(probe: Probe, node: Node) -> None:
+    node.start_child(ChildSpec(Worker, "w", restart=Restart.TEMPORARY, kwargs={"probe": probe}))
     node.tell("w", "crash")
     wait_until(lambda: node.children() == [], message="the temporary child was not removed")
     with pytest.raises(macp.ActorNotFound):
         node.ask("w", "ping").get(timeout_s=10)
-    assert RECORDER.events == [("start", "w")]
+    assert probe.events == [("start", "w")]
 
 
-def test_exceeding_the_restart_intensity_escalates_to_the_parent(node: Node) -> None:
-    spec = SupervisorSpec("workers", _children("a", "b"), max_restarts=2, within_s=30)
+def test_exceeding_the_restart_intensity_escalates_to_the_parent(probe: Probe, node: Node) -> None:
+    spec = SupervisorSpec("workers", _children(probe, "a", "b"), max_restarts=2, within_s=30)
     node.start_child(spec)
-    RECORDER.wait_count(2)
+    probe.wait_count(2)
     for expected_starts in (2, 3):
         node.tell("b", "crash")
-        RECORDER.wait_for(lambda ev: ev.count(("start", "b")) == expected_starts)  # noqa: B023
+        probe.wait_for(lambda ev: ev.count(("start", "b")) == expected_starts)  # noqa: B023
     node.tell("b", "crash")  # the third restart within 30 s: "workers" gives up
     # The root restarts "workers", which starts both children afresh.
-    events = RECORDER.wait_for(
+    events = probe.wait_for(
         lambda ev: ev.count(("start", "a")) == 2 and ev.count(("start", "b")) == 4
     )
     assert events[-2:] == [("start", "a"), ("start", "b")]
@@ -143,53 +141,57 @@ def test_exceeding_the_restart_intensity_escalates_to_the_parent(node: Node) -> 
 
 
 def test_a_root_supervisor_that_gives_up_ends_the_node_with_exit_code_1(
+    probe: Probe,
     make_node: Callable[..., Node],
 ) -> None:
     node = make_node("fragile", supervision=SupervisorSpec("root", max_restarts=0))
-    node.start_child(ChildSpec(Worker, "w"))
+    node.start_child(ChildSpec(Worker, "w", kwargs={"probe": probe}))
     node.tell("w", "crash")
     assert node.wait(5) == 1
-    assert RECORDER.events[-1] == ("start", "w")
+    assert probe.events[-1] == ("start", "w")
 
 
-def test_a_restarted_child_keeps_its_name_and_address(node: Node) -> None:
-    ref = node.spawn(Worker, "w")
+def test_a_restarted_child_keeps_its_name_and_address(probe: Probe, node: Node) -> None:
+    ref = node.spawn(Worker, "w", probe=probe)
     ref.tell("crash")
-    RECORDER.wait_for(_starts("w"))
+    probe.wait_for(_starts("w"))
     assert ref.address == "w@test"
     assert ref.ask("ping").get() == "w"
 
 
-def test_the_watchdog_restarts_a_child_whose_thread_died_without_a_report(node: Node) -> None:
-    node.start_child(ChildSpec(SilentWorker, "silent"))
+def test_the_watchdog_restarts_a_child_whose_thread_died_without_a_report(
+    probe: Probe, node: Node
+) -> None:
+    node.start_child(ChildSpec(SilentWorker, "silent", kwargs={"probe": probe}))
     node.tell("silent", "crash")
-    RECORDER.wait_for(_starts("silent"))
+    probe.wait_for(_starts("silent"))
     assert node.ref("silent").ask("ping").get() == "silent"
 
 
 def test_nested_supervisors_stop_their_children_in_reverse_order(
+    probe: Probe,
     make_node: Callable[..., Node],
 ) -> None:
     node = make_node("nested")
     node.start_child(SupervisorSpec("outer", [
-        ChildSpec(Worker, "a"),
-        SupervisorSpec("inner", _children("b", "c")),
-        ChildSpec(Worker, "d"),
+        ChildSpec(Worker, "a", kwargs={"probe": probe}),
+        SupervisorSpec("inner", _children(probe, "b", "c")),
+        ChildSpec(Worker, "d", kwargs={"probe": probe}),
     ]))  # fmt: skip
-    RECORDER.wait_count(4)
-    RECORDER.clear()
+    probe.wait_count(4)
+    probe.clear()
     node.stop()
-    assert RECORDER.events == [("stop", "d"), ("stop", "c"), ("stop", "b"), ("stop", "a")]
+    assert probe.events == [("stop", "d"), ("stop", "c"), ("stop", "b"), ("stop", "a")]
     assert node.wait(1) == 0
 
 
-def test_a_duplicate_name_on_a_node_is_refused(node: Node) -> None:
-    node.spawn(Worker, "w")
+def test_a_duplicate_name_on_a_node_is_refused(probe: Probe, node: Node) -> None:
+    node.spawn(Worker, "w", probe=probe)
     with pytest.raises(macp.ConfigError, match="already has a child named 'w'"):
-        node.spawn(Worker, "w")
+        node.spawn(Worker, "w", probe=probe)
     node.start_child(SupervisorSpec("other"))
     with pytest.raises(macp.ConfigError, match="already has an actor named 'w'"):
-        node.spawn(Worker, "w", supervisor="other")
+        node.spawn(Worker, "w", supervisor="other", probe=probe)
 
 
 @pytest.mark.parametrize(
@@ -206,71 +208,80 @@ def test_a_bad_supervisor_spec_names_the_field(kwargs: dict[str, object], messag
         SupervisorSpec(**{"name": "s", **kwargs})  # type: ignore[arg-type]
 
 
-def test_messages_queued_behind_a_crash_are_handled_by_the_next_incarnation(node: Node) -> None:
-    ref = node.spawn(Worker, "w")
+def test_messages_queued_behind_a_crash_are_handled_by_the_next_incarnation(
+    probe: Probe, node: Node
+) -> None:
+    ref = node.spawn(Worker, "w", probe=probe)
     ref.control("pause").get()  # queue everything first, then let it all run
     ref.tell("crash")
     pings = [ref.ask("ping", timeout_s=10) for _ in range(20)]
     ref.control("resume").get()
     assert [p.get() for p in pings] == ["w"] * 20
-    assert RECORDER.events.count(("start", "w")) == 2
+    assert probe.events.count(("start", "w")) == 2
 
 
 # -- a child that cannot start ------------------------------------------------------------------
 
-HOLD = threading.Event()
-
 
 class Unready(Worker):
-    """Its ``on_start`` fails (config ``{"fail": True}``) or waits for HOLD."""
+    """Its ``on_start`` fails (config ``{"fail": True}``) or waits at its probe's gate "hold"."""
 
     def on_start(self) -> None:
         super().on_start()
         if self.config.get("fail"):
             raise RuntimeError("cannot load its model")
-        HOLD.wait(10)
+        self.probe.wait_open("hold", timeout_s=10)
 
 
-def test_a_spawn_whose_on_start_raises_fails_and_the_node_lives_on(node: Node) -> None:
+def test_a_spawn_whose_on_start_raises_fails_and_the_node_lives_on(
+    probe: Probe, node: Node
+) -> None:
     with pytest.raises(
         macp.StartFailed, match=r"^child 'u' failed to start: RuntimeError: cannot load its model$"
     ):
-        node.spawn(Unready, "u", config={"fail": True})
+        node.spawn(Unready, "u", config={"fail": True}, probe=probe)
     assert node.children() == []  # not added, so never restarted
-    assert node.spawn(Worker, "u").ask("ping").get() == "u"  # and its name is free
+    assert node.spawn(Worker, "u", probe=probe).ask("ping").get() == "u"  # and its name is free
     assert node.children() == [{"name": "u", "alive": True, "restarts": 0, "supervisor": False}]
-    assert RECORDER.events == [("start", "u"), ("start", "u")]  # the failed one, then Worker
+    assert probe.events == [("start", "u"), ("start", "u")]  # the failed one, then Worker
 
 
-def test_a_spawn_whose_on_start_hangs_fails_after_its_shutdown_time(node: Node) -> None:
-    HOLD.clear()
+def test_a_spawn_whose_on_start_hangs_fails_after_its_shutdown_time(
+    probe: Probe, node: Node
+) -> None:
     try:
         with pytest.raises(
             macp.StartFailed, match=r"^child 'u' did not finish starting within 0.2 s$"
         ):
-            node.start_child(ChildSpec(Unready, "u", shutdown_s=0.2))
+            node.start_child(ChildSpec(Unready, "u", shutdown_s=0.2, kwargs={"probe": probe}))
         assert node.children() == []
     finally:
-        HOLD.set()
-    assert node.spawn(Worker, "u").ask("ping").get() == "u"
+        probe.open("hold")
+    assert node.spawn(Worker, "u", probe=probe).ask("ping").get() == "u"
 
 
-def test_a_subtree_with_a_child_that_cannot_start_is_not_added_at_all(node: Node) -> None:
+def test_a_subtree_with_a_child_that_cannot_start_is_not_added_at_all(
+    probe: Probe, node: Node
+) -> None:
     spec = SupervisorSpec("team", [
-        ChildSpec(Worker, "a"),
-        ChildSpec(Unready, "b", kwargs={"config": {"fail": True}}),
-        ChildSpec(Worker, "c"),
+        ChildSpec(Worker, "a", kwargs={"probe": probe}),
+        ChildSpec(Unready, "b", kwargs={"probe": probe, "config": {"fail": True}}),
+        ChildSpec(Worker, "c", kwargs={"probe": probe}),
     ])  # fmt: skip
     with pytest.raises(macp.StartFailed, match=r"^child 'b' failed to start: RuntimeError"):
         node.start_child(spec)
     assert node.children() == []
-    assert RECORDER.events == [("start", "a"), ("start", "b"), ("stop", "a")]  # c never began
+    assert probe.events == [("start", "a"), ("start", "b"), ("stop", "a")]  # c never began
     with pytest.raises(macp.ActorNotFound):
         node.ask("a", "ping").get(timeout_s=10)
 
 
-def test_a_node_whose_static_child_cannot_start_fails_to_start_and_leaves_no_thread() -> None:
-    spec = SupervisorSpec("root", [ChildSpec(Unready, "b", kwargs={"config": {"fail": True}})])
+def test_a_node_whose_static_child_cannot_start_fails_to_start_and_leaves_no_thread(
+    probe: Probe,
+) -> None:
+    spec = SupervisorSpec(
+        "root", [ChildSpec(Unready, "b", kwargs={"probe": probe, "config": {"fail": True}})]
+    )
     with pytest.raises(macp.StartFailed, match=r"^child 'b' failed to start: RuntimeError"):
         macp.Node("broken", supervision=spec).start()
     wait_until(

@@ -9,28 +9,25 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from procs import wait_for_log
 
 import macp
-from macp import Agent, Context, Settings, handler
-from macp.testing import Recorder, wait_until
+from macp import Context, Settings, handler
+from macp.testing import Probe, ProbedAgent, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from procs import NodeProcess
-
     from macp import Node
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.integration
 
 HEARTBEAT = ("--heartbeat-s", "0.2", "--acceptable-pause-s", "0.4")
 SETTINGS = Settings(strict=True, heartbeat_interval_s=0.2, acceptable_pause_s=0.4)
 THRESHOLD_S = 3 * 0.2 + 0.4
-EVENTS = Recorder()
 
 
-class Watcher(Agent):
+class Watcher(ProbedAgent):
     """Records node.up / node.down events with the time they arrived."""
 
     def on_start(self) -> None:
@@ -38,16 +35,11 @@ class Watcher(Agent):
 
     @handler("node.up")
     def up(self, body: dict[str, Any], ctx: Context) -> None:
-        EVENTS.record(("up", body["node"], time.monotonic(), ctx.sender))
+        self.probe.record(("up", body["node"], time.monotonic(), ctx.sender))
 
     @handler("node.down")
     def down(self, body: dict[str, Any]) -> None:
-        EVENTS.record(("down", body["node"], time.monotonic(), body["reason"]))
-
-
-@pytest.fixture(autouse=True)
-def _fresh() -> None:
-    EVENTS.clear()
+        self.probe.record(("down", body["node"], time.monotonic(), body["reason"]))
 
 
 def _agents(*specs: str) -> list[str]:
@@ -56,17 +48,17 @@ def _agents(*specs: str) -> list[str]:
 
 @pytest.fixture
 def cluster(
-    procs: Callable[..., NodeProcess], make_node: Callable[..., Node]
+    probe: Probe, procs: Callable[..., NodeProcess], make_node: Callable[..., Node]
 ) -> tuple[Node, NodeProcess, NodeProcess]:
     """This process's node "test" plus node processes "p1" and "p2", all peered."""
     node = make_node("test", listen="tcp://127.0.0.1:0", settings=SETTINGS)
-    node.spawn(Watcher, "watcher")
+    node.spawn(Watcher, "watcher", probe=probe)
     agents = _agents("echo=agents:Echo", "relay=agents:Relay", "seq=agents:Sequencer")
     p1 = procs("p1", *HEARTBEAT, "--peer", f"test={node.address}", *agents)
     p2 = procs("p2", *HEARTBEAT, "--peer", f"test={node.address}", "--peer", f"p1={p1.address}",
                *_agents("echo=agents:Echo", "relay=agents:Relay"))  # fmt: skip
-    EVENTS.wait_for(lambda ev: {("up", "p1"), ("up", "p2")} <= {e[:2] for e in ev})
-    wait_for_log(p1, "node.up", peer="p2")
+    probe.wait_for(lambda ev: {("up", "p1"), ("up", "p2")} <= {e[:2] for e in ev})
+    p1.wait_for_log("node.up", peer="p2")
     return node, p1, p2
 
 
@@ -121,7 +113,7 @@ def test_an_ask_to_an_unknown_node_fails_at_once_with_node_down(
 
 
 def test_a_killed_node_is_found_down_its_asks_fail_and_it_comes_back(
-    cluster: tuple[Node, Any, Any], procs: Callable[..., NodeProcess]
+    probe: Probe, cluster: tuple[Node, Any, Any], procs: Callable[..., NodeProcess]
 ) -> None:
     node, p1, p2 = cluster
     hanging = node.ask("echo@p2", "hang", timeout_s=30)
@@ -131,30 +123,30 @@ def test_a_killed_node_is_found_down_its_asks_fail_and_it_comes_back(
         node.tell("echo@p2", "hang")
     with pytest.raises(macp.NodeDown, match="node 'p2' went down"):
         hanging.get()
-    events = EVENTS.wait_for(lambda ev: any(e[:2] == ("down", "p2") for e in ev))
+    events = probe.wait_for(lambda ev: any(e[:2] == ("down", "p2") for e in ev))
     down_at = next(e[2] for e in events if e[:2] == ("down", "p2"))
     assert down_at - killed_at < THRESHOLD_S + 1.0  # the window, plus slack for a busy machine
-    wait_for_log(p1, "node.down", peer="p2")
+    p1.wait_for_log("node.down", peer="p2")
     with pytest.raises(macp.NodeDown, match="node 'p2' is down"):
         node.ask("echo@p2", "echo").get(timeout_s=10)
 
     assert p2.address is not None
     procs("p2", *HEARTBEAT, "--peer", f"test={node.address}", "--peer", f"p1={p1.address}",
           "--agent", "echo=agents:Echo", listen=p2.address)  # fmt: skip
-    EVENTS.wait_for(lambda ev: ev[-1][:2] == ("up", "p2"))
+    probe.wait_for(lambda ev: ev[-1][:2] == ("up", "p2"))
     assert node.ask("echo@p2", "echo", "again").get()["echo"] == "again"
     relayed = node.ask("relay@p1", "relay", {"to": "echo@p2", "type": "echo", "body": 1}).get()
     assert relayed["me"] == "echo@p2"
 
 
 def test_a_node_that_joins_learns_every_member(
-    cluster: tuple[Node, Any, Any], procs: Callable[..., NodeProcess]
+    probe: Probe, cluster: tuple[Node, Any, Any], procs: Callable[..., NodeProcess]
 ) -> None:
     node, p1, _ = cluster
     p3 = procs("p3", *HEARTBEAT, "--join", str(p1.address), "--agent", "echo=agents:Echo")
-    wait_for_log(p3, "node.up", peer="p2")
-    wait_for_log(p3, "node.up", peer="test")
-    EVENTS.wait_for(lambda ev: any(e[:2] == ("up", "p3") for e in ev))
+    p3.wait_for_log("node.up", peer="p2")
+    p3.wait_for_log("node.up", peer="test")
+    probe.wait_for(lambda ev: any(e[:2] == ("up", "p3") for e in ev))
     assert (
         node.ask("relay@p2", "relay", {"to": "echo@p3", "type": "echo", "body": 3}).get()["me"]
         == "echo@p3"
@@ -202,7 +194,7 @@ def test_sigterm_stops_the_node_cleanly_with_exit_code_0(
 ) -> None:
     proc = procs("solo", "--agent", "echo=agents:Echo", "--agent", "relay=agents:Relay")
     assert proc.terminate() == 0
-    wait_for_log(proc, "node.stopped", exit_code=0)
+    proc.wait_for_log("node.stopped", exit_code=0)
     assert proc.logs("node.threads_left") == []
 
 

@@ -9,19 +9,18 @@ The head runs with the strict setting off, as it does by default."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 import macp
-from macp import Agent, Cluster, Context, Envelope, Kind, Settings, handler, start_control_plane
+from macp import Agent, Cluster, Context, Envelope, Kind, Settings, handler
 from macp._storable import MAX_DEPTH
 from macp.actors.coordinator import Coordinator
 from macp.actors.registry import Registry
 from macp.futures import AskFuture
 from macp.store import Journal
-from macp.testing import wait_until
+from macp.testing import LocalCluster, Probe, ProbedAgent, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -91,27 +90,19 @@ class Sneaky(Agent):
         return {"ok": body}
 
 
-class Slow(Agent):
+class Slow(ProbedAgent):
     capabilities = ("slow",)
-
-    def __init__(self, gate: threading.Event, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.gate = gate
 
     @handler("slow")
     def slow(self, body: Any) -> Any:
-        self.gate.wait(10)
+        self.probe.wait_open(timeout_s=10)
         return body
 
 
 @pytest.fixture
-def head(make_node: Callable[..., Node], tmp_path: Path) -> tuple[Node, Cluster]:
-    node = make_node("head", settings=HEAD)
-    start_control_plane(node, journal=tmp_path / "journal.sqlite3", pools={"gpu": 2})
-    node.spawn(Sneaky, "sneaky")
-    cluster = Cluster(node)
-    cluster.wait_for_agents(["sneaky@head"])
-    return node, cluster
+def head(local_cluster: Callable[..., LocalCluster]) -> tuple[Node, Cluster]:
+    local = local_cluster(head={"sneaky": Sneaky}, settings=HEAD, pools={"gpu": 2})
+    return local.node("head"), local.cluster
 
 
 def _still_serves(cluster: Cluster, x: int) -> None:
@@ -214,11 +205,10 @@ def test_a_scatter_answer_that_cannot_be_stored_counts_as_that_agents_failure(
 
 
 def test_a_progress_report_that_is_not_a_number_and_a_string_changes_nothing(
-    head: tuple[Node, Cluster],
+    head: tuple[Node, Cluster], probe: Probe
 ) -> None:
     node, cluster = head
-    gate = threading.Event()
-    node.spawn(Slow, "slow", gate=gate)
+    node.spawn(Slow, "slow", probe=probe)
     cluster.wait_for_agents(["slow@head"])
     task = cluster.submit("slow", 1)
     try:
@@ -234,7 +224,7 @@ def test_a_progress_report_that_is_not_a_number_and_a_string_changes_nothing(
         status = task.status()
         assert (status["progress"], status["progress_message"]) == (0.5, "half way")
     finally:
-        gate.set()
+        probe.open()
     assert task.result(timeout_s=5) == 1
 
 

@@ -12,20 +12,14 @@ import pytest
 from procs import QUICK_CLUSTER
 
 import macp
-from macp import Agent, Cluster, Context, handler, start_control_plane
-from macp.testing import Recorder, wait_until
+from macp import Cluster, Context, handler
+from macp.testing import LocalCluster, Probe, ProbedAgent, wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-    from pathlib import Path
+    from collections.abc import Callable
 
-    from macp import Node
 
 pytestmark = pytest.mark.integration
-
-EVENTS = Recorder()
-GATE = threading.Event()
-SEQ = itertools.count()
 
 
 class Overlap:
@@ -50,36 +44,32 @@ class Overlap:
             self.running -= 1
 
 
-OVERLAP = Overlap()
+@pytest.fixture
+def overlap() -> Overlap:
+    return Overlap()
 
 
-@pytest.fixture(autouse=True)
-def _fresh() -> Any:
-    EVENTS.clear()
-    GATE.clear()
-    global OVERLAP  # noqa: PLW0603
-    OVERLAP = Overlap()
-    yield
-    GATE.set()
-
-
-class Stepper(Agent):
+class Stepper(ProbedAgent):
     """Runs any step: records its start and end, and returns what it got."""
+
+    def __init__(self, *args: Any, overlap: Overlap, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.overlap = overlap
 
     @handler("step")
     def step(self, body: Any, ctx: Context) -> Any:
         name = body.get("name", "?") if isinstance(body, dict) else "?"
-        EVENTS.record(("start", name, next(SEQ)))
-        OVERLAP.enter()
+        self.probe.record(("start", name))
+        self.overlap.enter()
         try:
             if isinstance(body, dict) and body.get("gate"):
-                GATE.wait(10)
+                self.probe.wait_open(timeout_s=10)
             if isinstance(body, dict) and body.get("fail_until", 0) > ctx.attempt:
                 raise RuntimeError(f"{name} fails on attempt {ctx.attempt}")
             return {"name": name, "got": body}
         finally:
-            OVERLAP.leave()
-            EVENTS.record(("end", name, next(SEQ)))
+            self.overlap.leave()
+            self.probe.record(("end", name))
 
 
 def _step(name: str, *deps: str, **extra: Any) -> dict[str, Any]:
@@ -94,20 +84,17 @@ DIAMOND = {
 
 
 @pytest.fixture
-def cluster(make_node: Callable[..., Node], tmp_path: Path) -> Iterator[Cluster]:
-    node = make_node("head", settings=QUICK_CLUSTER)
-    start_control_plane(node, journal=tmp_path / "j.sqlite3", pools={"cpu": 2})
+def cluster(probe: Probe, overlap: Overlap, local_cluster: Callable[..., LocalCluster]) -> Cluster:
+    local = local_cluster(settings=QUICK_CLUSTER, pools={"cpu": 2})
     for i in range(6):
-        node.spawn(Stepper, f"s{i}")
-    cluster = Cluster(node)
-    cluster.wait_for_agents(f"s{i}@head" for i in range(6))
-    yield cluster
-    GATE.set()  # before the node stops: no step may be left waiting on it
+        local.spawn("head", Stepper, f"s{i}", probe=probe, overlap=overlap)
+    return local.cluster
 
 
 def _times(events: list[Any]) -> dict[str, tuple[int, int]]:
-    starts = {e[1]: e[2] for e in events if e[0] == "start"}
-    ends = {e[1]: e[2] for e in events if e[0] == "end"}
+    """Each step's start and end: where they stand among the events."""
+    starts = {e[1]: i for i, e in enumerate(events) if e[0] == "start"}
+    ends = {e[1]: i for i, e in enumerate(events) if e[0] == "end"}
     return {name: (starts[name], ends[name]) for name in starts}
 
 
@@ -137,14 +124,14 @@ def test_a_bad_definition_is_refused_naming_the_steps(
     "strategy", ["sequential", "parallel", "priority", "resource-aware", "adaptive"]
 )
 def test_the_diamond_respects_its_dependencies_under_every_strategy(
-    cluster: Cluster, strategy: str
+    probe: Probe, cluster: Cluster, strategy: str
 ) -> None:
     cluster.define(DIAMOND)
     result = cluster.run("diamond", {"x": 1}, strategy=strategy).result()
     got = result["d"]["got"]
     assert got["deps"]["b"]["name"] == "b"
     assert got["deps"]["c"]["name"] == "c"
-    t = _times(EVENTS.events)
+    t = _times(probe.events)
     assert t["a"][1] < t["b"][0]
     assert t["a"][1] < t["c"][0]
     assert max(t["b"][1], t["c"][1]) < t["d"][0]
@@ -165,27 +152,29 @@ def test_a_step_without_a_body_gets_the_input_and_its_dependencies_outputs(
 FAN = {"name": "fan", "steps": [_step(f"f{i}") for i in range(6)]}
 
 
-def test_parallel_overlaps_independent_steps_up_to_max_concurrency(cluster: Cluster) -> None:
-    OVERLAP.want, OVERLAP.wait_s = 3, 5.0
+def test_parallel_overlaps_independent_steps_up_to_max_concurrency(
+    overlap: Overlap, cluster: Cluster
+) -> None:
+    overlap.want, overlap.wait_s = 3, 5.0
     cluster.run(FAN, strategy="parallel", max_concurrency=3).result()
-    assert OVERLAP.most == 3
+    assert overlap.most == 3
 
 
-def test_sequential_never_overlaps(cluster: Cluster) -> None:
-    OVERLAP.want, OVERLAP.wait_s = 2, 0.05
+def test_sequential_never_overlaps(overlap: Overlap, probe: Probe, cluster: Cluster) -> None:
+    overlap.want, overlap.wait_s = 2, 0.05
     cluster.run(FAN, strategy="sequential").result()
-    assert OVERLAP.most == 1
-    t = _times(EVENTS.events)
+    assert overlap.most == 1
+    t = _times(probe.events)
     spans = sorted(t.values())
     assert all(a[1] < b[0] for a, b in itertools.pairwise(spans))
 
 
-def test_resource_aware_never_exceeds_a_pool(cluster: Cluster) -> None:
-    OVERLAP.want, OVERLAP.wait_s = 2, 5.0
+def test_resource_aware_never_exceeds_a_pool(overlap: Overlap, cluster: Cluster) -> None:
+    overlap.want, overlap.wait_s = 2, 5.0
     steps = [_step(f"r{i}", resources={"cpu": 1}) for i in range(6)]
     run = cluster.run({"name": "pool", "steps": steps}, strategy="resource-aware")
     run.result()
-    assert OVERLAP.most == 2  # the pool holds 2 cpu; the run's steps need 1 each
+    assert overlap.most == 2  # the pool holds 2 cpu; the run's steps need 1 each
     assert cluster.resources("usage")["cpu"]["allocated"] == 0
 
 
@@ -223,10 +212,10 @@ def test_a_step_that_can_never_get_its_resources_runs_its_fallback(cluster: Clus
     assert run.result(timeout_s=10) == {"a": {"name": "b", "got": {"name": "b", "deps": {}}}}
 
 
-def test_priority_starts_the_most_urgent_ready_step_first(cluster: Cluster) -> None:
+def test_priority_starts_the_most_urgent_ready_step_first(probe: Probe, cluster: Cluster) -> None:
     steps = [_step(f"p{p}", priority=p) for p in (0, 2, 1, 3)]
     cluster.run({"name": "prio", "steps": steps}, strategy="priority", max_concurrency=1).result()
-    starts = [e[1] for e in EVENTS.events if e[0] == "start"]
+    starts = [e[1] for e in probe.events if e[0] == "start"]
     assert starts == ["p3", "p2", "p1", "p0"]
 
 
@@ -246,14 +235,16 @@ def test_adaptive_records_its_choice_and_why(cluster: Cluster) -> None:
                         chosen["reason"])  # fmt: skip
 
 
-def test_failure_policy_fail_ends_the_run_at_the_failed_step(cluster: Cluster) -> None:
+def test_failure_policy_fail_ends_the_run_at_the_failed_step(
+    probe: Probe, cluster: Cluster
+) -> None:
     steps = [_step("a", body={"fail_until": 9}, retries=0), _step("b", "a")]
     run = cluster.run({"name": "f", "steps": steps})
     with pytest.raises(macp.MacpError, match="workflow 'f' failed at step 'a'"):
         run.result()
     states = {k: v["state"] for k, v in run.status()["steps"].items()}
     assert states == {"a": "failed", "b": "cancelled"}
-    assert not any(e[1] == "b" for e in EVENTS.events)
+    assert not any(e[1] == "b" for e in probe.events)
 
 
 def test_failure_policy_continue_runs_the_dependents_without_the_output(cluster: Cluster) -> None:
@@ -290,23 +281,25 @@ def test_a_flaky_step_is_retried(cluster: Cluster) -> None:
     assert cluster.status(task_id)["attempts"] == 2
 
 
-def test_pause_holds_the_next_steps_and_resume_lets_them_run(cluster: Cluster) -> None:
+def test_pause_holds_the_next_steps_and_resume_lets_them_run(
+    probe: Probe, cluster: Cluster
+) -> None:
     steps = [_step("a", body={"gate": True}), _step("b", "a"), _step("c", "b")]
     run = cluster.run({"name": "p", "steps": steps})
-    EVENTS.wait_for(lambda ev: ("start", "a") in [e[:2] for e in ev])
+    probe.wait_for(lambda ev: ("start", "a") in [e[:2] for e in ev])
     assert run.pause() == "paused"
-    GATE.set()
+    probe.open()
     wait_until(lambda: run.status()["steps"]["a"]["state"] == "succeeded")
     assert run.status()["steps"]["b"]["state"] == "ready"
-    assert not any(e[1] == "b" for e in EVENTS.events)
+    assert not any(e[1] == "b" for e in probe.events)
     assert run.resume() == "running"
     assert run.result()["c"]["name"] == "c"
 
 
-def test_cancel_ends_a_running_workflow(cluster: Cluster) -> None:
+def test_cancel_ends_a_running_workflow(probe: Probe, cluster: Cluster) -> None:
     steps = [_step("a", body={"gate": True}), _step("b", "a")]
     run = cluster.run({"name": "x", "steps": steps})
-    EVENTS.wait_for(lambda ev: ("start", "a") in [e[:2] for e in ev])
+    probe.wait_for(lambda ev: ("start", "a") in [e[:2] for e in ev])
     assert run.cancel() is True
     with pytest.raises(macp.Cancelled, match="was cancelled"):
         run.result()

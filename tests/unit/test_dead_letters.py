@@ -8,32 +8,19 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import msgpack
-import pytest
 
 from macp.store import DEAD_LETTERS_KEPT, SCHEMA_VERSION, Journal
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 GARBAGE = b"\xc1 not msgpack"
 UNREADABLE = "is not msgpack data an envelope could carry (FormatError)"
 
 
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "journal.sqlite3"
-
-
-@pytest.fixture
-def journal(path: Path) -> Iterator[Journal]:
-    with Journal(path) as journal:
-        yield journal
-
-
-def _sql(path: Path, statement: str, *params: object) -> None:
+def _sql(journal_path: Path, statement: str, *params: object) -> None:
     """Change the file behind the journal's back, as damage or a hand edit would."""
-    conn = sqlite3.connect(path)
+    conn = sqlite3.connect(journal_path)
     try:
         with conn:
             conn.execute(statement, params)
@@ -50,7 +37,7 @@ def _record(state: str = "done", **extra: Any) -> dict[str, Any]:
 
 
 def test_task_and_workflow_rows_that_cannot_be_read_back_are_set_aside(
-    journal: Journal, path: Path
+    journal: Journal, journal_path: Path
 ) -> None:
     for task_id in ("good", "garbage", "a-list", "no-state", "ext", "deep"):
         journal.put_task(task_id, _record(body=task_id))
@@ -63,8 +50,8 @@ def test_task_and_workflow_rows_that_cannot_be_read_back_are_set_aside(
         "deep": b"\x91" * 1000 + msgpack.packb(msgpack.Timestamp(1, 0)),  # deeper than we write
     }
     for task_id, blob in bad.items():
-        _sql(path, "UPDATE tasks SET record = ? WHERE id = ?", blob, task_id)
-    _sql(path, "UPDATE workflows SET record = ? WHERE id = 'run'", "text, not bytes")
+        _sql(journal_path, "UPDATE tasks SET record = ? WHERE id = ?", blob, task_id)
+    _sql(journal_path, "UPDATE workflows SET record = ? WHERE id = 'run'", "text, not bytes")
 
     assert journal.task_entries() == [("good", _record(body="good"))]
     assert journal.workflows() == []
@@ -84,9 +71,11 @@ def test_task_and_workflow_rows_that_cannot_be_read_back_are_set_aside(
     assert journal.dead_letter_count() == 6
 
 
-def test_a_single_read_of_an_unreadable_row_sets_it_aside_too(journal: Journal, path: Path) -> None:
+def test_a_single_read_of_an_unreadable_row_sets_it_aside_too(
+    journal: Journal, journal_path: Path
+) -> None:
     journal.put_task("t", _record())
-    _sql(path, "UPDATE tasks SET record = ? WHERE id = 't'", GARBAGE)
+    _sql(journal_path, "UPDATE tasks SET record = ? WHERE id = 't'", GARBAGE)
     assert journal.get_task("t") is None
     [letter] = journal.dead_letters()
     assert (letter["source"], letter["key"], letter["size"]) == ("tasks", "t", len(GARBAGE))
@@ -94,22 +83,26 @@ def test_a_single_read_of_an_unreadable_row_sets_it_aside_too(journal: Journal, 
 
 
 def test_memory_lease_lock_and_pool_rows_that_cannot_be_read_back_are_set_aside(
-    journal: Journal, path: Path
+    journal: Journal, journal_path: Path
 ) -> None:
     journal.put_memory("ns", "good", 1, None)
     journal.put_memory("ns", "garbage", 2, None)
     journal.put_memory("ns", "expiry", 3, None)
-    _sql(path, "UPDATE memory SET value = ? WHERE key = 'garbage'", GARBAGE)
-    _sql(path, "UPDATE memory SET expires_at_ms = 'soon' WHERE key = 'expiry'")
+    _sql(journal_path, "UPDATE memory SET value = ? WHERE key = 'garbage'", GARBAGE)
+    _sql(journal_path, "UPDATE memory SET expires_at_ms = 'soon' WHERE key = 'expiry'")
     journal.put_lease("good", "a", {"gpu": 1}, 1)
     journal.put_lease("bad", "a", {"gpu": 1}, 2)
-    _sql(path, "UPDATE leases SET amounts = ? WHERE id = 'bad'", msgpack.packb({"gpu": "one"}))
+    _sql(
+        journal_path,
+        "UPDATE leases SET amounts = ? WHERE id = 'bad'",
+        msgpack.packb({"gpu": "one"}),
+    )
     journal.put_lock("/good", "a", None)
     journal.put_lock("/bad", "a", None)
-    _sql(path, "UPDATE locks SET owner = ? WHERE path = '/bad'", b"\x00")
+    _sql(journal_path, "UPDATE locks SET owner = ? WHERE path = '/bad'", b"\x00")
     journal.put_pool("good", 1)
     journal.put_pool("bad", 1)
-    _sql(path, "UPDATE pools SET capacity = 'lots' WHERE name = 'bad'")
+    _sql(journal_path, "UPDATE pools SET capacity = 'lots' WHERE name = 'bad'")
 
     assert journal.all_memory_items() == [("ns", "good", 1, None)]
     assert [lease["lease_id"] for lease in journal.leases()] == ["good"]
@@ -130,12 +123,12 @@ def test_memory_lease_lock_and_pool_rows_that_cannot_be_read_back_are_set_aside(
     assert raw["pools", "bad"] == "'bad', 'lots'"
 
 
-def test_the_dead_letters_keep_the_newest(journal: Journal, path: Path) -> None:
+def test_the_dead_letters_keep_the_newest(journal: Journal, journal_path: Path) -> None:
     over = 3
     with journal.transaction():
         for i in range(DEAD_LETTERS_KEPT + over):
             journal.put_task(f"t{i:05}", _record())
-    _sql(path, "UPDATE tasks SET record = ?", GARBAGE)
+    _sql(journal_path, "UPDATE tasks SET record = ?", GARBAGE)
     assert journal.tasks() == []  # read in id order: t00000 is set aside first
     assert journal.dead_letter_count() == DEAD_LETTERS_KEPT
     newest = journal.dead_letters(DEAD_LETTERS_KEPT)
@@ -165,8 +158,8 @@ PRAGMA user_version = 1;
 """
 
 
-def test_a_version_1_journal_is_migrated_and_keeps_its_rows(path: Path) -> None:
-    conn = sqlite3.connect(path)
+def test_a_version_1_journal_is_migrated_and_keeps_its_rows(journal_path: Path) -> None:
+    conn = sqlite3.connect(journal_path)
     try:
         conn.executescript(VERSION_1)
         with conn:
@@ -176,15 +169,15 @@ def test_a_version_1_journal_is_migrated_and_keeps_its_rows(path: Path) -> None:
             conn.execute("INSERT INTO pools VALUES ('gpu', 2)")
     finally:
         conn.close()
-    with Journal(path) as journal:
+    with Journal(journal_path) as journal:
         assert journal.tasks() == [_record()]
         assert journal.pools() == {"gpu": 2.0}
         assert journal.dead_letter_count() == 0
         journal.put_task("t2", _record())
-        _sql(path, "UPDATE tasks SET record = ? WHERE id = 't2'", GARBAGE)
+        _sql(journal_path, "UPDATE tasks SET record = ? WHERE id = 't2'", GARBAGE)
         assert journal.tasks() == [_record()]
         assert journal.dead_letter_count() == 1
-    conn = sqlite3.connect(path)
+    conn = sqlite3.connect(journal_path)
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         columns = [row[1] for row in conn.execute("PRAGMA table_info(dead_letters)")]
@@ -194,7 +187,7 @@ def test_a_version_1_journal_is_migrated_and_keeps_its_rows(path: Path) -> None:
     assert columns == ["id", "source", "key", "raw", "reason", "time_ms"]
 
 
-def test_a_new_journal_has_the_dead_letters_table(path: Path) -> None:
-    with Journal(path) as journal:
+def test_a_new_journal_has_the_dead_letters_table(journal_path: Path) -> None:
+    with Journal(journal_path) as journal:
         assert journal.dead_letters() == []
         assert journal.dead_letter_count() == 0

@@ -14,19 +14,7 @@ import pytest
 from macp.store import SCHEMA_VERSION, Journal
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
-
-
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "journal.sqlite3"
-
-
-@pytest.fixture
-def journal(path: Path) -> Iterator[Journal]:
-    with Journal(path) as journal:
-        yield journal
 
 
 def _task(i: int, *, finished_ms: int | None = None, key: str | None = None) -> dict[str, Any]:
@@ -95,9 +83,9 @@ def test_prune_keeps_workflow_definitions_and_unfinished_runs(journal: Journal) 
     assert _ids(journal.unfinished_entries("workflows")) == ["definition:w", "r1"]
 
 
-def _pages(path: Path) -> tuple[int, int]:
+def _pages(journal_path: Path) -> tuple[int, int]:
     """The file's pages, and how many of them are free (after a checkpoint of the WAL)."""
-    with contextlib.closing(sqlite3.connect(path)) as db:
+    with contextlib.closing(sqlite3.connect(journal_path)) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return db.execute("PRAGMA page_count").fetchone()[0], db.execute(
             "PRAGMA freelist_count"
@@ -105,24 +93,24 @@ def _pages(path: Path) -> tuple[int, int]:
 
 
 def test_pages_freed_by_pruning_go_back_to_the_file_system_beyond_a_quarter_of_the_file(
-    journal: Journal, path: Path
+    journal: Journal, journal_path: Path
 ) -> None:
     _put(journal, *(_task(i, finished_ms=i + 1) for i in range(2000)))
-    with contextlib.closing(sqlite3.connect(path)) as db:
+    with contextlib.closing(sqlite3.connect(journal_path)) as db:
         assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
     for _ in range(4):
         assert len(journal.prune("tasks", finished_before_ms=None, oldest=475, limit=500)) == 475
-    pages, free = _pages(path)
+    pages, free = _pages(journal_path)
     assert free > pages // 2
-    size = path.stat().st_size
+    size = journal_path.stat().st_size
     released = journal.release_free_pages()
     assert released == 512  # at most a few hundred pages at a time
     while (step := journal.release_free_pages()) > 0:
         released += step
-    now, free = _pages(path)
+    now, free = _pages(journal_path)
     assert now <= pages - released
     assert now // 4 - 1 <= free <= now // 4
-    assert path.stat().st_size == now * 4096 < size
+    assert journal_path.stat().st_size == now * 4096 < size
     assert journal.release_free_pages() == 0
 
 
@@ -152,25 +140,27 @@ PRAGMA user_version = 2;
 """
 
 
-def test_a_version_2_journal_gets_keys_and_finish_times_from_its_records(path: Path) -> None:
+def test_a_version_2_journal_gets_keys_and_finish_times_from_its_records(
+    journal_path: Path,
+) -> None:
     rows = [
         ("t1", "succeeded", 50, msgpack.packb({**_task(1, finished_ms=50, key="k1")})),
         ("t2", "running", 60, msgpack.packb({**_task(2, key="k2")})),
         ("t3", "failed", 70, b"\xc1 not msgpack"),
     ]
-    with contextlib.closing(sqlite3.connect(path)) as db:
+    with contextlib.closing(sqlite3.connect(journal_path)) as db:
         db.executescript(VERSION_2)
         with db:
             db.executemany("INSERT INTO tasks VALUES (?, ?, ?, ?)", rows)
             db.execute("INSERT INTO workflows VALUES ('r', 'cancelled', 80, x'80')")
-    with Journal(path) as journal:
+    with Journal(journal_path) as journal:
         found = journal.task_by_key("k1")
         assert found is not None
         assert found[0] == "t1"
         assert _ids(journal.unfinished_entries("tasks")) == ["t2"]
         assert journal.prune("tasks", finished_before_ms=71, oldest=0, limit=9) == ["t1", "t3"]
         assert journal.prune("workflows", finished_before_ms=81, oldest=0, limit=9) == ["r"]
-    with contextlib.closing(sqlite3.connect(path)) as db:
+    with contextlib.closing(sqlite3.connect(journal_path)) as db:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         auto_vacuum = db.execute("PRAGMA auto_vacuum").fetchone()[0]
     assert (SCHEMA_VERSION, version, auto_vacuum) == (3, 3, 2)

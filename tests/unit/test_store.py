@@ -12,30 +12,23 @@ import macp
 from macp.store import SCHEMA_VERSION, Journal, default_journal_path, open_journal
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 
 @pytest.fixture
-def path(tmp_path: Path) -> Path:
+def journal_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "journal.sqlite3"
-
-
-@pytest.fixture
-def journal(path: Path) -> Iterator[Journal]:
-    with Journal(path) as journal:
-        yield journal
 
 
 def _task(state: str, updated_ms: int, **extra: macp.Wire) -> dict[str, macp.Wire]:
     return {"state": state, "updated_ms": updated_ms, **extra}
 
 
-def test_open_creates_the_parent_directories_and_the_schema(path: Path) -> None:
-    assert not path.parent.exists()
-    with Journal(path):
-        assert path.exists()
-    with sqlite3.connect(path) as conn:
+def test_open_creates_the_parent_directories_and_the_schema(journal_path: Path) -> None:
+    assert not journal_path.parent.exists()
+    with Journal(journal_path):
+        assert journal_path.exists()
+    with sqlite3.connect(journal_path) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         version = conn.execute("PRAGMA user_version").fetchone()[0]
     conn.close()
@@ -43,13 +36,13 @@ def test_open_creates_the_parent_directories_and_the_schema(path: Path) -> None:
     assert version == SCHEMA_VERSION
 
 
-def test_the_journal_runs_in_wal_mode(journal: Journal, path: Path) -> None:
-    conn = sqlite3.connect(path)
+def test_the_journal_runs_in_wal_mode(journal: Journal, journal_path: Path) -> None:
+    conn = sqlite3.connect(journal_path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
-    assert path.with_name(path.name + "-wal").exists()
+    assert journal_path.with_name(journal_path.name + "-wal").exists()
 
 
 def test_tasks_round_trip_and_filter_by_state(journal: Journal) -> None:
@@ -175,9 +168,9 @@ def test_pools_round_trip(journal: Journal) -> None:
 
 
 def test_a_second_journal_on_the_same_file_sees_committed_writes(
-    journal: Journal, path: Path
+    journal: Journal, journal_path: Path
 ) -> None:
-    with Journal(path) as other:
+    with Journal(journal_path) as other:
         journal.put_memory("ns", "k", "v", None)
         assert other.get_memory("ns", "k") == ("v", None)
         other.put_pool("gpu", 1)
@@ -185,9 +178,9 @@ def test_a_second_journal_on_the_same_file_sees_committed_writes(
 
 
 def test_writes_in_a_transaction_are_seen_elsewhere_only_after_commit(
-    journal: Journal, path: Path
+    journal: Journal, journal_path: Path
 ) -> None:
-    with Journal(path) as other:
+    with Journal(journal_path) as other:
         with journal.transaction():
             journal.put_pool("gpu", 1)
             journal.put_lease("l1", "a", {"gpu": 1}, 1)
@@ -216,8 +209,10 @@ def test_a_transaction_that_raises_rolls_back_every_write(journal: Journal) -> N
     assert "after" in journal.pools()
 
 
-def test_a_writer_waits_for_another_connections_transaction(journal: Journal, path: Path) -> None:
-    other = Journal(path).open()
+def test_a_writer_waits_for_another_connections_transaction(
+    journal: Journal, journal_path: Path
+) -> None:
+    other = Journal(journal_path).open()
     inside, done = threading.Event(), threading.Event()
 
     def write_later() -> None:
@@ -239,17 +234,17 @@ def test_a_writer_waits_for_another_connections_transaction(journal: Journal, pa
     assert journal.pools() == {"first": 1.0, "waited": 1.0}
 
 
-def test_data_survives_close_and_reopen(path: Path) -> None:
-    with Journal(path) as journal:
+def test_data_survives_close_and_reopen(journal_path: Path) -> None:
+    with Journal(journal_path) as journal:
         journal.put_task("t1", _task("running", 1))
         journal.put_memory("ns", "k", [1, 2], 99)
-    with Journal(path) as journal:
+    with Journal(journal_path) as journal:
         assert journal.get_task("t1") == _task("running", 1)
         assert journal.get_memory("ns", "k") == ([1, 2], 99)
 
 
-def test_a_closed_journal_refuses_work_and_closing_twice_is_harmless(path: Path) -> None:
-    journal = Journal(path).open()
+def test_a_closed_journal_refuses_work_and_closing_twice_is_harmless(journal_path: Path) -> None:
+    journal = Journal(journal_path).open()
     journal.close()
     journal.close()
     with pytest.raises(macp.InternalError, match=r"journal '.*journal.sqlite3' is closed"):
@@ -278,18 +273,18 @@ def test_a_file_that_is_not_a_database_is_a_config_error(tmp_path: Path) -> None
         Journal(bad).open()
 
 
-def test_a_journal_from_a_newer_macp_is_refused(path: Path) -> None:
-    Journal(path).open().close()
-    conn = sqlite3.connect(path)
+def test_a_journal_from_a_newer_macp_is_refused(journal_path: Path) -> None:
+    Journal(journal_path).open().close()
+    conn = sqlite3.connect(journal_path)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     conn.close()
     with pytest.raises(macp.ConfigError, match="newer than this macp's"):
-        Journal(path).open()
+        Journal(journal_path).open()
 
 
-def test_an_unknown_synchronous_setting_is_a_config_error(path: Path) -> None:
+def test_an_unknown_synchronous_setting_is_a_config_error(journal_path: Path) -> None:
     with pytest.raises(macp.ConfigError, match="journal synchronous must be one of EXTRA, FULL"):
-        Journal(path, synchronous="sometimes")
+        Journal(journal_path, synchronous="sometimes")
 
 
 def test_the_default_path_is_under_the_data_dir_or_the_current_directory(
@@ -307,9 +302,9 @@ def test_the_default_path_is_under_the_data_dir_or_the_current_directory(
 
 
 def test_a_journal_closed_inside_a_transaction_still_rolls_back_after_reopening(
-    path: Path,
+    journal_path: Path,
 ) -> None:
-    journal = Journal(path).open()
+    journal = Journal(journal_path).open()
 
     def close_halfway() -> None:
         with journal.transaction():

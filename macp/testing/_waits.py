@@ -1,4 +1,4 @@
-"""Helpers for testing agents and topologies built on macp (public, like ``trio.testing``)."""
+"""Waits with deadlines: `wait_until` for a condition, `Recorder` for events from actors."""
 
 from __future__ import annotations
 
