@@ -8,9 +8,10 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS, NodeProcess
+from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS, TESTS
 
 from macp.gateway import OPERATIONS, Member
+from macp.testing import NodeProcess
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -35,7 +36,12 @@ class Procs:
 def cluster_procs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Procs]:
     journal = tmp_path_factory.mktemp("gateway") / "journal.db"
     head = NodeProcess(
-        "head", "--control-plane", "--journal", str(journal), *QUICK_CLUSTER_FLAGS
+        "head",
+        "--control-plane",
+        "--journal",
+        str(journal),
+        *QUICK_CLUSTER_FLAGS,
+        pythonpath=[TESTS],
     ).start()
     worker: NodeProcess | None = None
     try:
@@ -43,7 +49,13 @@ def cluster_procs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Procs]:
         agents = [a for n, cls in WORKER_AGENTS.items() for a in ("--agent", f"{n}=agents:{cls}")]
         allowed = [a for cls in SPAWNABLE for a in ("--spawnable", cls)]
         worker = NodeProcess(
-            "w1", "--join", head.address, *agents, *allowed, *QUICK_CLUSTER_FLAGS
+            "w1",
+            "--join",
+            head.address,
+            *agents,
+            *allowed,
+            *QUICK_CLUSTER_FLAGS,
+            pythonpath=[TESTS],
         ).start()
         yield Procs(head, worker)
     finally:

@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 import macp
-from macp.cli._start import LogJson, LogLevel, _logging, _parent_to_follow
+from macp.cli._start import (
+    AcceptablePauseS,
+    HeartbeatS,
+    LogJson,
+    LogLevel,
+    MaxMessageBytes,
+    _logging,
+    _parent_to_follow,
+)
 from macp.cli._support import fail
 from macp.errors import AskTimeout, ConfigError, MacpError
 
@@ -60,12 +68,9 @@ def gateway(
     idle_timeout_s: Annotated[
         float, typer.Option(help="Close a JSON-RPC connection silent this long, seconds.")
     ] = 300.0,
-    heartbeat_s: Annotated[
-        float, typer.Option(help="Heartbeat interval, seconds (the cluster's).")
-    ] = _SETTINGS.heartbeat_interval_s,
-    acceptable_pause_s: Annotated[
-        float, typer.Option(help="Extra silence tolerated before a peer is down (the cluster's).")
-    ] = _SETTINGS.acceptable_pause_s,
+    heartbeat_s: HeartbeatS = _SETTINGS.heartbeat_interval_s,
+    acceptable_pause_s: AcceptablePauseS = _SETTINGS.acceptable_pause_s,
+    max_message_bytes: MaxMessageBytes = _SETTINGS.max_message_bytes,
     log_json: LogJson = False,
     log_level: LogLevel = "info",
 ) -> None:
@@ -86,8 +91,10 @@ def gateway(
     if idle_timeout_s <= 0:
         fail(f"--idle-timeout-s must be more than 0, not {idle_timeout_s:g}")
     try:
-        settings = macp.Settings(heartbeat_interval_s=heartbeat_s,
-                                 acceptable_pause_s=acceptable_pause_s)  # fmt: skip
+        settings = macp.Settings(
+            heartbeat_interval_s=heartbeat_s, acceptable_pause_s=acceptable_pause_s,
+            max_message_bytes=max_message_bytes,
+        )  # fmt: skip
         member = Member.join(connect, name=name, listen=listen, keys=keys, insecure=insecure,
                              settings=settings)  # fmt: skip
     except ConfigError as e:

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 import macp
-from macp.cli._start import LogJson, LogLevel, _logging
+from macp.cli._start import (
+    AcceptablePauseS,
+    HeartbeatS,
+    LogJson,
+    LogLevel,
+    MaxMessageBytes,
+    _logging,
+)
 from macp.cli._support import fail
 from macp.errors import ConfigError, MacpError
 
@@ -47,12 +54,9 @@ def mcp(  # noqa: PLR0917  # typer's options are the parameters
         str | None,
         typer.Option(help="Serve streamable HTTP at http://HOST:PORT/mcp instead of stdio."),
     ] = None,
-    heartbeat_s: Annotated[
-        float, typer.Option(help="Heartbeat interval, seconds (as the cluster's nodes).")
-    ] = _SETTINGS.heartbeat_interval_s,
-    acceptable_pause_s: Annotated[
-        float, typer.Option(help="Extra silence tolerated before a peer is down.")
-    ] = _SETTINGS.acceptable_pause_s,
+    heartbeat_s: HeartbeatS = _SETTINGS.heartbeat_interval_s,
+    acceptable_pause_s: AcceptablePauseS = _SETTINGS.acceptable_pause_s,
+    max_message_bytes: MaxMessageBytes = _SETTINGS.max_message_bytes,
     timeout_s: Annotated[
         float, typer.Option(help="Seconds to wait for the member at --connect to answer.")
     ] = 10.0,
@@ -73,8 +77,9 @@ def mcp(  # noqa: PLR0917  # typer's options are the parameters
 
     try:
         settings = macp.Settings(
-            heartbeat_interval_s=heartbeat_s, acceptable_pause_s=acceptable_pause_s
-        )
+            heartbeat_interval_s=heartbeat_s, acceptable_pause_s=acceptable_pause_s,
+            max_message_bytes=max_message_bytes,
+        )  # fmt: skip
         member = Member.join(
             connect, name=name, listen=listen, keys=keys, insecure=insecure,
             settings=settings, timeout_s=timeout_s,

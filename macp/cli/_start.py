@@ -35,6 +35,14 @@ _DEFAULT_SOURCES = frozenset({"DEFAULT", "DEFAULT_MAP"})  # click's ParameterSou
 
 LogJson = Annotated[bool, typer.Option("--log-json", help="Log JSON lines even on a terminal.")]
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+# The liveness and message limit a node agrees on with its cluster (node start, gateway, mcp).
+HeartbeatS = Annotated[float, typer.Option(help="Heartbeat interval, seconds (the cluster's).")]
+AcceptablePauseS = Annotated[
+    float, typer.Option(help="Extra silence tolerated before a peer is down (the cluster's).")
+]
+MaxMessageBytes = Annotated[
+    int, typer.Option(help="Largest payload a message may carry (packed), bytes (the cluster's).")
+]
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -111,15 +119,9 @@ def start(
     prometheus_addr: Annotated[
         str, typer.Option(help="The address --prometheus-port listens on.")
     ] = _PROMETHEUS_ADDR,
-    heartbeat_s: Annotated[
-        float, typer.Option(help="Heartbeat interval, seconds.")
-    ] = _SETTINGS.heartbeat_interval_s,
-    acceptable_pause_s: Annotated[
-        float, typer.Option(help="Extra silence tolerated before a peer is down.")
-    ] = _SETTINGS.acceptable_pause_s,
-    max_message_bytes: Annotated[
-        int, typer.Option(help="Largest payload a message may carry (packed), bytes.")
-    ] = _SETTINGS.max_message_bytes,
+    heartbeat_s: HeartbeatS = _SETTINGS.heartbeat_interval_s,
+    acceptable_pause_s: AcceptablePauseS = _SETTINGS.acceptable_pause_s,
+    max_message_bytes: MaxMessageBytes = _SETTINGS.max_message_bytes,
     log_json: LogJson = False,
     log_level: LogLevel = "info",
 ) -> None:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from procs import NodeProcess
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.fault
 

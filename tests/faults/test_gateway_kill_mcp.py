@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from procs import NodeProcess
+    from macp.testing import NodeProcess
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(60)]
 

@@ -15,9 +15,8 @@ from macp.testing import wait_until
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from procs import NodeProcess
-
     from macp.gateway import Member
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.integration
 __all__ = ["cluster_procs", "member"]  # the fixtures, used by name

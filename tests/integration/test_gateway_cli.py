@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from procs import NodeProcess
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.integration
 

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from gateway_calls import CALLS, POOL, SPAWNABLE, SQUARE, Known, McpSession, structured
 from mcp import Client, StdioServerParameters
-from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS, TESTS, NodeProcess
+from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS, TESTS
 
 from macp import Run
 from macp.gateway import OPERATIONS, Member
 from macp.gateway.mcp import mcp_server, serve_http
-from macp.testing import wait_until
+from macp.testing import NodeProcess, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -49,7 +49,7 @@ class Cluster:
 def cluster() -> Iterator[Cluster]:
     """A head (control plane) and a worker running a Squarer and two Echoes (one to hang a
     workflow's step on), allowing SPAWNABLE to be spawned, for the module."""
-    head = NodeProcess("head", "--control-plane", *QUICK_CLUSTER_FLAGS)
+    head = NodeProcess("head", "--control-plane", *QUICK_CLUSTER_FLAGS, pythonpath=[TESTS])
     worker = None
     try:
         head.start()
@@ -66,6 +66,7 @@ def cluster() -> Iterator[Cluster]:
             "hanger=agents:Echo",
             *(a for cls in SPAWNABLE for a in ("--spawnable", cls)),
             *QUICK_CLUSTER_FLAGS,
+            pythonpath=[TESTS],
         ).start()
         yield Cluster(head, worker)
     finally:

@@ -16,9 +16,8 @@ from macp.gateway import OPERATIONS, Member
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from procs import NodeProcess
-
     from macp import Node
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from procs import NodeProcess
-
     from macp import Node
+    from macp.testing import NodeProcess
 
 pytestmark = pytest.mark.integration
 
