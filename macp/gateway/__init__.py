@@ -8,6 +8,7 @@ operation acts on the real runtime through :class:`~macp.gateway.bridge.Runtime`
 from __future__ import annotations
 
 from macp.gateway.bridge import Runtime, settled
+from macp.gateway.guard import Guard, Principal, Role, Transport
 from macp.gateway.jsonrpc import JsonRpcLimits, JsonRpcServer
 from macp.gateway.member import Member
 from macp.gateway.ops import OPERATIONS
@@ -17,14 +18,18 @@ from macp.gateway.table import Operation, Params, Scope, Table, error_of
 __all__ = [
     "OPERATIONS",
     "Gateway",
+    "Guard",
     "JsonRpcLimits",
     "JsonRpcServer",
     "Member",
     "Operation",
     "Params",
+    "Principal",
+    "Role",
     "Runtime",
     "Scope",
     "Table",
+    "Transport",
     "error_of",
     "settled",
 ]

@@ -152,6 +152,9 @@ def test_a_flood_of_messages_is_flagged_from_the_monitors_counts(member: Member)
     assert answer["flooding"] is True
     assert answer["agents"]["seq@w1"]["rate_per_s"] >= 300 / 30
     assert answer["agents"]["echo1@w1"]["flood"] is False
+    assert not any(a.endswith("@head") for a in answer["agents"])  # the control plane's own
+    every = call(member, "check_message_frequency", {**arguments, "include_control_plane": True})
+    assert "monitor@head" in every["agents"]
     one = call(member, "check_message_frequency", {**arguments, "agent": "seq"})
     assert list(one["agents"]) == ["seq@w1"]
     with pytest.raises(InvalidParams, match=r"^check_message_frequency: 'window_s' must be great"):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from macp.actors.monitor import RATES
-from macp.actors.registry import ROUTABLE
+from macp.actors.registry import CONTROL_PLANE, LIST, ROUTABLE
 from macp.commands import Command
 from macp.envelope import now_ms
 from macp.errors import MacpError
@@ -47,6 +47,8 @@ class MessageFrequency(Params):
     """An agent taking more messages a second than this is flagged as flooded."""
     agent: str | None = Field(None, min_length=1)
     """Only this agent (its address or name)."""
+    include_control_plane: bool = False
+    """Also the control plane's own actors (the monitor takes a sample stream of its own)."""
 
 
 def _heartbeat(runtime: Runtime, record: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +132,10 @@ async def check_message_frequency(runtime: Runtime, p: MessageFrequency) -> dict
     if p.agent is not None:
         address = await address_of(runtime, p.agent)
         rates = {address: rates[address]} if address in rates else {}
+    elif not p.include_control_plane:
+        records = await runtime.read("registry", LIST)
+        own = {r["address"] for r in records if r.get("group") == CONTROL_PLANE}
+        rates = {a: r for a, r in rates.items() if a not in own}
     flooded = sorted(a for a, r in rates.items() if r.get("flood"))
     return {
         "window_s": p.window_s, "flood_per_s": p.flood_per_s, "agents": rates,
