@@ -125,12 +125,12 @@ def test_a_message_to_an_agent_whose_node_is_down_cannot_be_delivered(
     member.cluster.wait_for_agents(["lone@w2"], timeout_s=20)
     assert call(member, "check_message_recipient_status", {"agent": "lone@w2"})["node_up"]
     lone.kill()
-    wait_until(
-        lambda: not call(member, "check_message_recipient_status", {"agent": "lone@w2"})[
-            "deliverable"
-        ],
-        15, "the agent of a killed node still looks deliverable",
-    )  # fmt: skip
+
+    def offline() -> bool:  # the node seen down, and the registry's record of it
+        checked = call(member, "check_message_recipient_status", {"agent": "lone@w2"})
+        return not checked["deliverable"] and checked["status"] == "offline"
+
+    wait_until(offline, 15, "the agent of a killed node still looks deliverable")
     checked = call(member, "check_message_recipient_status", {"agent": "lone@w2"})
     assert checked["status"] == "offline"
     assert checked["node_up"] is False
