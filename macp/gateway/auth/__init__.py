@@ -25,6 +25,7 @@ from macp.gateway.auth._principal import (
     Principal,
     Role,
 )
+from macp.gateway.auth._tls import Tls
 
 __all__ = [
     "ALL_NAMESPACES",
@@ -41,6 +42,7 @@ __all__ = [
     "KeyStore",
     "Principal",
     "Role",
+    "Tls",
     "default_keys_path",
     "issue_token",
 ]
