@@ -173,6 +173,8 @@ class Gateway:
     ) -> None:
         self.member = member
         self.guard = guard = guard or Guard()
+        self.insecure, self.tls = insecure, tls
+        """What an HTTP listener added later serves with: the off-loopback rule, HTTPS."""
         self.listeners: dict[str, Listener] = {}
         if jsonrpc is not None:
             host, port = host_port(jsonrpc, "--jsonrpc")
