@@ -1,5 +1,6 @@
 """``macp gateway``: serve the cluster's operations to other processes (JSON-RPC over TCP, MCP
-over HTTP) from a member node of its own, in the foreground until SIGINT or SIGTERM."""
+over HTTP) from a member node of its own, in the foreground until SIGINT or SIGTERM; and its
+subcommands: ``token`` and ``keys`` (:mod:`macp.cli._gateway_auth`), ``audit``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 import macp
+from macp.cli._gateway_auth import Audience, Issuer, KeysDb, guard_of, keys_app, token
 from macp.cli._start import (
     AcceptablePauseS,
     HeartbeatS,
@@ -30,17 +32,28 @@ from macp.errors import AskTimeout, ConfigError, MacpError
 if TYPE_CHECKING:
     from macp.gateway import Gateway
 
-__all__ = ["gateway"]
+__all__ = ["gateway", "gateway_app"]
+
+gateway_app = typer.Typer(
+    help="Serve the cluster's operations (bare call, with --connect); issue credentials."
+)
+gateway_app.command("token")(token)
+gateway_app.add_typer(keys_app, name="keys")
+# macp gateway audit: macp/cli/_gateway_audit.py's command registers here, in one line.
 
 _SETTINGS = macp.Settings()
 _PARENT_CHECK_S = 0.2
 
 
+@gateway_app.callback(invoke_without_command=True)
 def gateway(
+    ctx: typer.Context,
     connect: Annotated[
-        str,
-        typer.Option(help="Address of any node of the cluster (NAME=ADDRESS with --keys)."),
-    ],
+        str | None,
+        typer.Option(
+            help="Address of any node of the cluster (NAME=ADDRESS with --keys); required to serve."
+        ),
+    ] = None,
     name: Annotated[
         str | None, typer.Option(help="The gateway node's name (default: gateway-<random>).")
     ] = None,
@@ -53,9 +66,8 @@ def gateway(
     insecure: Annotated[
         bool,
         typer.Option(
-            help="Serve --jsonrpc/--mcp-http on an address other hosts can reach (they have no "
-            "authentication yet: a later part of the gateway adds it), and allow plaintext to "
-            "the cluster off loopback."
+            help="Serve --jsonrpc/--mcp-http on an address other hosts can reach with no "
+            "authentication configured, and allow plaintext to the cluster off loopback."
         ),
     ] = False,
     jsonrpc: Annotated[
@@ -65,6 +77,20 @@ def gateway(
     mcp_http: Annotated[
         str | None, typer.Option(help="Serve MCP (streamable HTTP, at /mcp) on HOST:PORT.")
     ] = None,
+    jwt_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Check bearer tokens with this key: a secret (HS256), or a PEM public key "
+            "(RS256/ES256); default: $MACP_GATEWAY_JWT_SECRET if set."
+        ),
+    ] = None,
+    jwt_audience: Audience = "macp-gateway",
+    jwt_issuer: Issuer = "macp",
+    keys_db: KeysDb = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Serve HTTP listeners as HTTPS with this certificate.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The --tls-cert's private key.")] = None,
     idle_timeout_s: Annotated[
         float, typer.Option(help="Close a JSON-RPC connection silent this long, seconds.")
     ] = 300.0,
@@ -81,13 +107,26 @@ def gateway(
     standard output once every listener listens (with the real ports, for port 0). Exits 0
     after SIGINT or SIGTERM (calls in flight are answered, or failed after a few seconds), 1 if
     the cluster does not answer, 2 for a bad flag or value: among them an address in use, and
-    an address off loopback without --insecure.
+    an address off loopback with no authentication configured and no --insecure.
+
+    Authentication: bearer tokens (JWT) with --jwt-key-file or $MACP_GATEWAY_JWT_SECRET; API
+    keys with --keys-db, or the default store once `macp gateway keys create` made it.
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    if connect is None:
+        fail("--connect is required to serve: the address of any node of the cluster")
     from macp.gateway import Gateway, JsonRpcLimits, Member  # noqa: PLC0415
+    from macp.gateway.auth import Tls  # noqa: PLC0415
 
     _logging(log_json, log_level)
     parent = _parent_to_follow()
-    jsonrpc = _checked_listeners(jsonrpc, mcp_http, insecure=insecure)
+    guard = guard_of(jwt_key_file, keys_db, jwt_audience, jwt_issuer)
+    jsonrpc = _checked_listeners(jsonrpc, mcp_http, insecure=insecure or guard.configured)
+    try:
+        tls = Tls.load(tls_cert, tls_key)
+    except ConfigError as e:
+        fail(e.message)
     if idle_timeout_s <= 0:
         fail(f"--idle-timeout-s must be more than 0, not {idle_timeout_s:g}")
     try:
@@ -102,7 +141,8 @@ def gateway(
     except AskTimeout as e:
         fail(e.message, 1)
     try:
-        served = Gateway(member, jsonrpc=jsonrpc, mcp_http=mcp_http,
+        served = Gateway(member, jsonrpc=jsonrpc, mcp_http=mcp_http, guard=guard,
+                         insecure=insecure, tls=tls,
                          limits=JsonRpcLimits(idle_timeout_s=idle_timeout_s))  # fmt: skip
     except ConfigError as e:
         member.close()
@@ -117,7 +157,8 @@ def gateway(
 
 def _checked_listeners(jsonrpc: str | None, mcp_http: str | None, *, insecure: bool) -> str | None:
     """The JSON-RPC address to serve (the default one if no listener is asked for); exit 2 for
-    an address not HOST:PORT, or off loopback without ``insecure``."""
+    an address not HOST:PORT, or off loopback unless ``insecure`` (or authentication is
+    configured: the caller says so through ``insecure``)."""
     from macp.gateway.server import DEFAULT_JSONRPC, host_port, is_loopback  # noqa: PLC0415
 
     if jsonrpc is None and mcp_http is None:
@@ -130,8 +171,9 @@ def _checked_listeners(jsonrpc: str | None, mcp_http: str | None, *, insecure: b
         except ConfigError as e:
             fail(e.message)
         if not is_loopback(host) and not insecure:
-            fail(f"{flag} {value} can be reached from other hosts, and the gateway does not yet "
-                 "authenticate its clients; serve on 127.0.0.1, or add --insecure")  # fmt: skip
+            fail(f"{flag} {value} can be reached from other hosts, and no authentication is "
+                 "configured (--jwt-key-file, $MACP_GATEWAY_JWT_SECRET or --keys-db); configure "
+                 "it, serve on 127.0.0.1, or add --insecure")  # fmt: skip
     return jsonrpc
 
 

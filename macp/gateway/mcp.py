@@ -11,6 +11,12 @@ ends the session: an unknown tool, bad parameters and an error of the runtime al
 Three ways to serve it: :func:`serve_stdio` (what an LLM desktop client launches), and
 streamable HTTP at ``/mcp``, as an ASGI app (:func:`http_app`, to run next to other servers) or
 on its own uvicorn server (:func:`serve_http`).
+
+Every call runs through the :class:`~macp.gateway.guard.Guard`. Over stdio the caller is the
+user who started the process (:meth:`~macp.gateway.guard.Principal.local`). Over HTTP, with
+authentication configured, each request carries ``Authorization: Bearer <token or API key>``,
+checked per request (a request without a valid one is answered 401 with ``WWW-Authenticate``
+and never reaches the session); without it, the caller is the local user.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ import uvicorn
 from mcp.server import Server
 from mcp.server.stdio import stdio_server
 
-from macp.errors import ConfigError, MacpError
+from macp.errors import ConfigError, MacpError, Unauthorized
+from macp.gateway.guard import Guard, Principal, Transport
 from macp.gateway.ops import OPERATIONS
 from macp.gateway.table import error_of
 
@@ -36,13 +43,25 @@ if TYPE_CHECKING:
 
     from mcp.server import ServerRequestContext
     from starlette.applications import Starlette
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
+    from macp.gateway.auth import Tls
     from macp.gateway.bridge import Runtime
     from macp.gateway.table import Table
 
-__all__ = ["MCP_PATH", "http_app", "mcp_server", "serve_http", "serve_stdio", "tool_result"]
+__all__ = [
+    "MCP_PATH",
+    "BearerAuth",
+    "http_app",
+    "mcp_server",
+    "serve_http",
+    "serve_stdio",
+    "tool_result",
+]
 
 _BACKLOG: Final = 128
+_PRINCIPAL: Final = "macp.principal"
+"""Where the HTTP request's scope holds the principal its bearer credential proved."""
 
 MCP_PATH: Final = "/mcp"
 """Where the streamable HTTP endpoint is served."""
@@ -54,12 +73,17 @@ _INSTRUCTIONS: Final = (
 )
 
 
-def mcp_server(runtime: Runtime, table: Table = OPERATIONS) -> Server[Any]:
-    """An MCP server whose tools are ``table``'s operations, run against ``runtime``.
+def mcp_server(
+    runtime: Runtime, table: Table = OPERATIONS, guard: Guard | None = None
+) -> Server[Any]:
+    """An MCP server whose tools are ``table``'s operations, run against ``runtime`` through
+    ``guard`` as the request's principal (the local user when it has none: stdio, or HTTP
+    without authentication).
 
     Handlers run on the server's event loop (an asyncio loop): an operation waits on the
     runtime's futures without a thread (:mod:`macp.gateway.bridge`).
     """
+    guard = guard or Guard()
     tools = [
         types.Tool(name=op.name, description=op.summary, input_schema=op.input_schema())
         for op in sorted(table, key=lambda op: op.name)
@@ -71,9 +95,16 @@ def mcp_server(runtime: Runtime, table: Table = OPERATIONS) -> Server[Any]:
         return types.ListToolsResult(tools=tools)
 
     async def call_tool(
-        _ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+        ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        return await _call(runtime, table, params.name, params.arguments)
+        request = ctx.request
+        scope = getattr(request, "scope", None)
+        if scope is None:
+            principal, transport = Principal.local(), Transport.MCP_STDIO
+        else:
+            principal, transport = scope.get(_PRINCIPAL) or Principal.local(), Transport.MCP_HTTP
+        return await _call(guard, runtime, table, params.name, params.arguments,
+                           principal=principal, transport=transport)  # fmt: skip
 
     def input_schema(name: str) -> dict[str, Any] | None:
         return table[name].input_schema() if name in table else None
@@ -90,12 +121,20 @@ def mcp_server(runtime: Runtime, table: Table = OPERATIONS) -> Server[Any]:
 
 
 async def _call(
-    runtime: Runtime, table: Table, name: str, arguments: dict[str, Any] | None
+    guard: Guard,
+    runtime: Runtime,
+    table: Table,
+    name: str,
+    arguments: dict[str, Any] | None,
+    *,
+    principal: Principal,
+    transport: Transport,
 ) -> types.CallToolResult:
     """Operation ``name`` run, as a tool result; any failure is an error result (a client's
     mistake or a bug of ours alike must not end its session)."""
     try:
-        result = await table[name].call(runtime, arguments)
+        result = await guard.call(table[name], runtime, arguments, principal=principal,
+                                  transport=transport)  # fmt: skip
     except MacpError as e:
         return error_result(e)
     except Exception as e:  # noqa: BLE001  # the session outlives anything a call raises
@@ -133,14 +172,64 @@ async def serve_stdio(runtime: Runtime, table: Table = OPERATIONS) -> None:
         await server.run(read, write, server.create_initialization_options())
 
 
-def http_app(runtime: Runtime, *, host: str = "127.0.0.1", table: Table = OPERATIONS) -> Starlette:
+def http_app(
+    runtime: Runtime,
+    *,
+    host: str = "127.0.0.1",
+    table: Table = OPERATIONS,
+    guard: Guard | None = None,
+) -> Starlette:
     """An ASGI app serving MCP over streamable HTTP at :data:`MCP_PATH`.
 
     Run it under an ASGI server that runs its lifespan (uvicorn does): the lifespan runs the
     sessions' manager. ``host`` is where it listens: on a loopback address, requests whose
-    ``Host`` or ``Origin`` is not a loopback one are refused (DNS rebinding protection).
+    ``Host`` or ``Origin`` is not a loopback one are refused (DNS rebinding protection). With
+    ``guard`` configured, every HTTP request needs ``Authorization: Bearer`` (a token or an
+    API key), else 401.
     """
-    return mcp_server(runtime, table).streamable_http_app(streamable_http_path=MCP_PATH, host=host)
+    app = mcp_server(runtime, table, guard).streamable_http_app(
+        streamable_http_path=MCP_PATH, host=host
+    )
+    if guard is not None and guard.configured:
+        app.add_middleware(BearerAuth, guard=guard)
+    return app
+
+
+class BearerAuth:
+    """ASGI middleware: each HTTP request's ``Authorization: Bearer`` credential, checked by
+    ``guard``, becomes the principal its calls run as; without a valid one, 401 with
+    ``WWW-Authenticate`` (the reason in ``error_description`` and in the JSON body)."""
+
+    def __init__(self, app: ASGIApp, guard: Guard) -> None:
+        self.app, self.guard = app, guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        scheme, _, credential = header.partition(" ")
+        try:
+            scope[_PRINCIPAL] = self._principal(scheme, credential.strip())
+        except Unauthorized as e:
+            await _unauthorized(send, e)
+            return
+        await self.app(scope, receive, send)
+
+    def _principal(self, scheme: str, credential: str) -> Principal:
+        if scheme.lower() != "bearer" or not credential:
+            raise Unauthorized("this endpoint needs Authorization: Bearer <a token or an API key>")
+        return self.guard.authenticate(credential)
+
+
+async def _unauthorized(send: Send, error: Unauthorized) -> None:
+    reason = error.message.replace('"', "'")
+    body = json.dumps({"error": error_of(error)}).encode()
+    challenge = f'Bearer realm="macp", error="invalid_token", error_description="{reason}"'
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"www-authenticate", challenge.encode("latin-1", "replace"))]  # fmt: skip
+    await send({"type": "http.response.start", "status": 401, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def serve_http(
@@ -151,6 +240,8 @@ async def serve_http(
     ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
     table: Table = OPERATIONS,
+    guard: Guard | None = None,
+    tls: Tls | None = None,
 ) -> None:
     """Serve MCP over streamable HTTP at ``http://HOST:PORT/mcp`` until ``stop`` is set (its
     sessions are closed, within a second) or the task is cancelled.
@@ -161,19 +252,24 @@ async def serve_http(
         port: 0 takes a free port.
         ready: called with the endpoint's URL once it listens (on the event loop).
         stop: set it to stop the server.
+        guard: who may call what (with authentication configured: a bearer credential per
+            request).
+        tls: serve HTTPS with this certificate and key.
 
     Raises:
         ConfigError: ``HOST:PORT`` cannot be listened on (taken, or not an address here).
     """
     sock = _listen(host, port)
     config = uvicorn.Config(
-        http_app(runtime, host=host, table=table), log_config=None, access_log=False,
-        lifespan="on", timeout_graceful_shutdown=1,
+        http_app(runtime, host=host, table=table, guard=guard), log_config=None,
+        access_log=False, lifespan="on", timeout_graceful_shutdown=1,
+        **(tls.uvicorn_options() if tls else {}),
     )  # fmt: skip
     with sock:
         if ready is not None:  # it listens: a connection waits in the backlog until served
             bound_host, bound_port = sock.getsockname()[:2]
-            ready(f"http://{_url_host(bound_host)}:{bound_port}{MCP_PATH}")
+            scheme = "https" if tls else "http"
+            ready(f"{scheme}://{_url_host(bound_host)}:{bound_port}{MCP_PATH}")
         server = _Server(config)
         watch = asyncio.ensure_future(_stop_when_set(server, stop)) if stop else None
         try:

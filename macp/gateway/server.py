@@ -16,6 +16,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self
 
 from macp.errors import ConfigError
+from macp.gateway.guard import Guard
 from macp.gateway.jsonrpc import JsonRpcLimits, JsonRpcServer
 from macp.gateway.ops import OPERATIONS
 from macp.log import get_logger
@@ -23,11 +24,12 @@ from macp.log import get_logger
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from macp.gateway.auth import Tls
     from macp.gateway.bridge import Runtime
     from macp.gateway.member import Member
     from macp.gateway.table import Table
 
-__all__ = ["DEFAULT_JSONRPC", "Gateway", "Listener", "host_port", "is_loopback"]
+__all__ = ["DEFAULT_JSONRPC", "Gateway", "Listener", "check_reach", "host_port", "is_loopback"]
 
 DEFAULT_JSONRPC: Final = "127.0.0.1:9500"
 """Where the JSON-RPC listener listens unless told otherwise."""
@@ -75,11 +77,36 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_reach(host: str, flag: str, value: str, *, guard: Guard, insecure: bool) -> None:
+    """Refuse a listener other hosts can reach when nothing authenticates its callers.
+
+    Raises:
+        ConfigError: ``host`` is off loopback, ``guard`` has no authentication configured, and
+            not ``insecure``; the message names the flag and both fixes.
+    """
+    if is_loopback(host) or guard.configured or insecure:
+        return
+    raise ConfigError(
+        f"{flag} {value} can be reached from other hosts, and no authentication is configured "
+        "(--jwt-key-file, $MACP_GATEWAY_JWT_SECRET or --keys-db); configure it, serve on "
+        "127.0.0.1, or add --insecure"
+    )
+
+
 class _McpHttp:
     """MCP over streamable HTTP (:func:`macp.gateway.mcp.serve_http`) as a listener."""
 
-    def __init__(self, table: Table, runtime: Runtime, host: str, port: int) -> None:
-        self._table, self._runtime = table, runtime
+    def __init__(
+        self,
+        table: Table,
+        runtime: Runtime,
+        host: str,
+        port: int,
+        *,
+        guard: Guard | None = None,
+        tls: Tls | None = None,
+    ) -> None:
+        self._table, self._runtime, self._guard, self._tls = table, runtime, guard, tls
         self._host, self._port = host, port
         self._url: str | None = None
         self._stop = asyncio.Event()
@@ -88,7 +115,8 @@ class _McpHttp:
     @property
     def address(self) -> str:
         """The endpoint's URL (``http://HOST:PORT/mcp``)."""
-        return self._url or f"http://{self._host}:{self._port}/mcp"
+        scheme = "https" if self._tls else "http"
+        return self._url or f"{scheme}://{self._host}:{self._port}/mcp"
 
     async def start(self) -> None:
         from macp.gateway.mcp import serve_http  # noqa: PLC0415 - the SDK only when served
@@ -96,7 +124,7 @@ class _McpHttp:
         listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(serve_http(
             self._runtime, self._host, self._port, ready=listening.set_result, stop=self._stop,
-            table=self._table,
+            table=self._table, guard=self._guard, tls=self._tls,
         ))  # fmt: skip
         either: set[asyncio.Future[Any]] = {self._task, listening}
         await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
@@ -120,9 +148,15 @@ class Gateway:
         jsonrpc: ``HOST:PORT`` of the JSON-RPC listener (port 0: any free one), or ``None``.
         mcp_http: ``HOST:PORT`` of the MCP streamable-HTTP listener, or ``None``.
         limits: the JSON-RPC listener's per-connection limits.
+        guard: who may call what (:class:`~macp.gateway.guard.Guard`); by default one with no
+            authentication, which serves every caller as the local user: then a listener off
+            loopback is refused unless ``insecure``.
+        insecure: serve off loopback without authentication.
+        tls: the certificate and key the HTTP listener serves HTTPS with.
 
     Raises:
-        ConfigError: a listener address is not ``HOST:PORT``.
+        ConfigError: a listener address is not ``HOST:PORT``, or it is off loopback with no
+            authentication configured and not ``insecure``.
     """
 
     def __init__(
@@ -133,15 +167,27 @@ class Gateway:
         mcp_http: str | None = None,
         limits: JsonRpcLimits | None = None,
         table: Table = OPERATIONS,
+        guard: Guard | None = None,
+        insecure: bool = False,
+        tls: Tls | None = None,
     ) -> None:
         self.member = member
+        self.guard = guard = guard or Guard()
+        self.insecure, self.tls = insecure, tls
+        """What an HTTP listener added later serves with: the off-loopback rule, HTTPS."""
         self.listeners: dict[str, Listener] = {}
         if jsonrpc is not None:
             host, port = host_port(jsonrpc, "--jsonrpc")
-            self.listeners["jsonrpc"] = JsonRpcServer(table, member.runtime, host, port, limits)
+            check_reach(host, "--jsonrpc", jsonrpc, guard=guard, insecure=insecure)
+            self.listeners["jsonrpc"] = JsonRpcServer(
+                table, member.runtime, host, port, limits, guard=guard
+            )
         if mcp_http is not None:
             host, port = host_port(mcp_http, "--mcp-http")
-            self.listeners["mcp_http"] = _McpHttp(table, member.runtime, host, port)
+            check_reach(host, "--mcp-http", mcp_http, guard=guard, insecure=insecure)
+            self.listeners["mcp_http"] = _McpHttp(
+                table, member.runtime, host, port, guard=guard, tls=tls
+            )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._opened: list[Listener] = []

@@ -134,8 +134,9 @@ def test_a_listener_off_loopback_is_refused_without_insecure(
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert err.strip() == (
-        f"error: {flag} 0.0.0.0:9500 can be reached from other hosts, and the gateway does not "
-        "yet authenticate its clients; serve on 127.0.0.1, or add --insecure"
+        f"error: {flag} 0.0.0.0:9500 can be reached from other hosts, and no authentication is "
+        "configured (--jwt-key-file, $MACP_GATEWAY_JWT_SECRET or --keys-db); configure it, serve "
+        "on 127.0.0.1, or add --insecure"
     )
 
 

@@ -5,17 +5,24 @@ response to write, or ``None`` when nothing is answered (notifications). The met
 ``initialize``, ``tools/list``, ``tools/call`` (MCP-shaped, so a client written for MCP's
 tools finds the same thing here), ``batch`` (params: a list of requests), and every operation of
 the table by its own name (params: the operation's arguments; result: its result).
+
+Every operation runs through the :class:`~macp.gateway.guard.Guard` as the connection's
+principal. On a gateway with authentication configured, a connection proves who it is in
+``initialize``'s params, ``{"auth": {"token": TOKEN_OR_API_KEY}}``; until it has, every method
+but ``initialize`` and ``ping`` answers -32006 (Unauthorized). With none configured, every
+connection is :meth:`~macp.gateway.guard.Principal.local`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, Final
 
-from macp.errors import InvalidParams, MacpError, ProtocolError
+from macp.errors import InvalidParams, MacpError, ProtocolError, Unauthorized
+from macp.gateway.guard import Guard, Principal, Role, Transport
 from macp.gateway.table import error_of
 from macp.log import get_logger
 
@@ -45,7 +52,12 @@ PARSE_ERROR: Final = -32700
 _log = get_logger("macp.gateway")
 
 
-@dataclass(frozen=True, slots=True)
+_ANONYMOUS: Final = Principal("anonymous", Role.VIEWER, "none")
+"""Who calls ``ping`` before ``initialize`` proved anything (nothing else is let through)."""
+_OPEN_METHODS: Final = frozenset({"initialize", "notifications/initialized", "ping"})
+
+
+@dataclass(slots=True)
 class Session:
     """What one connection gives the dispatcher.
 
@@ -53,10 +65,14 @@ class Session:
         admit: called once per request before it runs; ``None`` lets it run, a number refuses
             it and is the seconds until one more would be admitted.
         calls: bounds the operations of the connection running at once.
+        credential: what the connection's last successful ``initialize`` proved itself with;
+            checked again at every call, so that a key revoked or a token expired since is
+            refused at once.
     """
 
     admit: Callable[[], Awaitable[float | None]]
     calls: asyncio.Semaphore
+    credential: str | None = field(default=None)
 
 
 def encode(response: Any) -> bytes:
@@ -138,9 +154,10 @@ def _json_type(value: Any) -> str:
 class Dispatcher:
     """Answers JSON-RPC messages from ``table``'s operations, run against ``runtime``."""
 
-    def __init__(self, table: Table, runtime: Runtime) -> None:
+    def __init__(self, table: Table, runtime: Runtime, guard: Guard | None = None) -> None:
         self._table = table
         self._runtime = runtime
+        self.guard = guard or Guard()
         self._server_info = {"name": "macp", "version": version("macp")}
 
     async def answer_line(self, line: bytes, session: Session) -> Any:
@@ -196,27 +213,55 @@ class Dispatcher:
     async def _call(self, request: _Request, session: Session, *, nested: bool) -> Any:
         method, params = request.method, request.params
         if method == "initialize":
-            return self._initialize(params)
+            return self._initialize(params, session)
+        principal = self._principal(session, method)
         if method == "notifications/initialized":
             return {}
         if method == "tools/list":
             return self._tools()
         if method == "tools/call":
-            return await self._tools_call(params, session)
+            return await self._tools_call(params, session, principal)
         if method == "batch":
             if nested:
                 raise ProtocolError("invalid request: a batch cannot hold another batch")
             return await self._batch(params, session)
         operation = self._table[method]
         async with session.calls:
-            return await operation.call(self._runtime, params)
+            return await self.guard.call(
+                operation, self._runtime, params, principal=principal, transport=Transport.JSONRPC
+            )
 
-    def _initialize(self, params: Any) -> dict[str, Any]:
+    def _principal(self, session: Session, method: str) -> Principal:
+        """Who runs ``method`` on this connection.
+
+        Raises:
+            Unauthorized: authentication is configured and the connection has not proved who
+                it is (only ``initialize`` and ``ping`` are open before).
+        """
+        if not self.guard.configured:
+            return Principal.local()
+        if session.credential is not None:
+            return self.guard.authenticate(session.credential)
+        if method in _OPEN_METHODS:
+            return _ANONYMOUS
+        raise Unauthorized(
+            f"{method}: this gateway needs a credential first: call initialize with params "
+            '{"auth": {"token": "<a bearer token or an API key>"}}'
+        )
+
+    def _initialize(self, params: Any, session: Session) -> dict[str, Any]:
         asked = params.get("protocolVersion") if isinstance(params, dict) else None
+        session.credential = None  # a failed initialize leaves the connection unproven
+        principal = Principal.local()
+        if self.guard.configured:
+            credential = _credential(params)
+            principal = self.guard.authenticate(credential)
+            session.credential = credential
         return {
             "protocolVersion": asked if asked in PROTOCOL_VERSIONS else PROTOCOL_VERSIONS[0],
             "serverInfo": self._server_info,
             "capabilities": {"tools": {}},
+            "principal": _described(principal),
         }
 
     def _tools(self) -> dict[str, Any]:
@@ -224,7 +269,9 @@ class Dispatcher:
                  for op in self._table]  # fmt: skip
         return {"tools": tools}
 
-    async def _tools_call(self, params: Any, session: Session) -> dict[str, Any]:
+    async def _tools_call(
+        self, params: Any, session: Session, principal: Principal
+    ) -> dict[str, Any]:
         if not isinstance(params, dict):
             raise InvalidParams(
                 f"tools/call: the params must be an object {{name, arguments}}, not "
@@ -241,7 +288,10 @@ class Dispatcher:
         try:
             operation = self._table[name]
             async with session.calls:
-                result = await operation.call(self._runtime, arguments)
+                result = await self.guard.call(
+                    operation, self._runtime, arguments, principal=principal,
+                    transport=Transport.JSONRPC,
+                )  # fmt: skip
         except MacpError as e:  # as MCP answers it (macp.gateway.mcp.error_result)
             error = error_of(e)
             text = f"macp error {error['code']} ({error['data']['error']}): {error['message']}"
@@ -257,6 +307,26 @@ class Dispatcher:
             raise InvalidParams("batch: the params must be a non-empty array of requests")
         answers = await asyncio.gather(*(self._one(m, session, nested=True) for m in params))
         return [a for a in answers if a is not None]
+
+
+def _credential(params: Any) -> str:
+    """``initialize``'s ``auth.token``.
+
+    Raises:
+        Unauthorized: none given.
+    """
+    auth = params.get("auth") if isinstance(params, dict) else None
+    token = auth.get("token") if isinstance(auth, dict) else None
+    if not isinstance(token, str) or not token:
+        raise Unauthorized(
+            'initialize: this gateway needs a credential: params {"auth": {"token": '
+            '"<a bearer token or an API key>"}}'
+        )
+    return token
+
+
+def _described(principal: Principal) -> dict[str, str]:
+    return {"name": principal.name, "role": principal.role.value, "via": principal.via}
 
 
 def _rate_limited(retry_after_s: float) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from macp.log import get_logger
 
 if TYPE_CHECKING:
     from macp.gateway.bridge import Runtime
+    from macp.gateway.guard import Guard
     from macp.gateway.table import Table
 
 __all__ = ["JsonRpcLimits", "JsonRpcServer"]
@@ -77,9 +78,11 @@ class JsonRpcServer:
         host: str = "127.0.0.1",
         port: int = 9500,
         limits: JsonRpcLimits | None = None,
+        *,
+        guard: Guard | None = None,
     ) -> None:
         self.limits = limits or JsonRpcLimits()
-        self._dispatcher = Dispatcher(table, runtime)
+        self._dispatcher = Dispatcher(table, runtime, guard)
         self._host, self._port = host, port
         self._server: asyncio.Server | None = None
         self._storage: MemoryStorage | None = None
