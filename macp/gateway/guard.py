@@ -12,17 +12,21 @@ or ``--insecure``) serves everyone as :meth:`Principal.local`; the standard inpu
 from __future__ import annotations
 
 import enum
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from macp.errors import Unauthorized
+from macp.errors import MacpError, RateLimited, Unauthorized
+from macp.gateway.audit import Outcome
 from macp.gateway.table import Scope
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from macp.gateway.audit import AuditLog
     from macp.gateway.bridge import Runtime
+    from macp.gateway.quotas import Quotas
     from macp.gateway.table import Operation
 
 __all__ = ["ROLE_SCOPES", "Guard", "Principal", "Role", "Transport"]
@@ -90,10 +94,14 @@ class Guard:
     nothing to check it against) and transports serve :meth:`Principal.local`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, audit: AuditLog | None = None, quotas: Quotas | None = None) -> None:
         self.configured = False
+        self.audit = audit
+        """Where every call is recorded (:mod:`macp.gateway.audit`), if anywhere."""
+        self.quotas = quotas
+        """The gateway's limiter (:mod:`macp.gateway.quotas`), if it limits."""
         self.counts: Counter[tuple[Transport, str]] = Counter()
-        """Calls by transport and outcome (``ok``, ``denied``, ``error``)."""
+        """Calls by transport and outcome (``ok``, ``denied``, ``error``, ``limited``)."""
 
     def authenticate(self, credential: str) -> Principal:
         """The principal ``credential`` (a bearer token or an API key) proves.
@@ -115,23 +123,57 @@ class Guard:
         *,
         principal: Principal,
         transport: Transport,
+        connection: str | None = None,
     ) -> Any:
-        """Run ``operation`` for ``principal``, if its role holds the operation's scope.
+        """Run ``operation`` for ``principal``, if it is within its limits and its role holds
+        the operation's scope; every outcome is counted and audited with its duration.
+
+        Args:
+            connection: which of the transport's connections it came on, for the audit log.
 
         Raises:
+            RateLimited: over a limit of the principal (``data["retry_after_s"]``).
             Unauthorized: the role does not hold the scope (the message names both).
             MacpError: what the operation raises.
         """
-        if not principal.may(operation.scope):
-            self.counts[transport, "denied"] += 1
-            raise Unauthorized(
-                f"{principal.name} ({principal.role}) may not call {operation.name}: it needs "
-                f"the {operation.scope} scope"
-            )
+        started_ms, started = time.time_ns() // 1_000_000, time.perf_counter()
+        outcome, code = Outcome.ERROR, None
         try:
+            if self.quotas is not None:
+                self.quotas.admit(principal.name, operation.name)
+            _check_scope(principal, operation)
             result = await operation.call(runtime, arguments)
-        except BaseException:
-            self.counts[transport, "error"] += 1
+        except BaseException as e:
+            outcome, code = _outcome_of(e)
             raise
-        self.counts[transport, "ok"] += 1
-        return result
+        else:
+            outcome = Outcome.OK
+            return result
+        finally:
+            self.counts[transport, outcome] += 1
+            if self.audit is not None:
+                self.audit.record(
+                    principal=principal.name, role=principal.role, via=principal.via,
+                    transport=transport, connection=connection, operation=operation.name,
+                    arguments=arguments, outcome=outcome, code=code, started_ms=started_ms,
+                    duration_s=time.perf_counter() - started,
+                )  # fmt: skip
+
+
+def _check_scope(principal: Principal, operation: Operation[Any]) -> None:
+    if not principal.may(operation.scope):
+        raise Unauthorized(
+            f"{principal.name} ({principal.role}) may not call {operation.name}: it needs the "
+            f"{operation.scope} scope"
+        )
+
+
+def _outcome_of(exc: BaseException) -> tuple[Outcome, int | None]:
+    """How a call that raised ``exc`` ended, and its code (``None``: cancelled)."""
+    if isinstance(exc, RateLimited):
+        return Outcome.LIMITED, exc.code
+    if isinstance(exc, Unauthorized):
+        return Outcome.DENIED, exc.code
+    if isinstance(exc, MacpError):
+        return Outcome.ERROR, exc.code
+    return Outcome.ERROR, None
