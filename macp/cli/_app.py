@@ -18,6 +18,7 @@ import typer
 
 import macp
 from macp.cli._gateway import gateway
+from macp.cli._gateway_audit import audit
 from macp.cli._mcp import mcp
 from macp.cli._start import start
 from macp.cli._support import fail
@@ -41,7 +42,10 @@ app.add_typer(node_app, name="node")
 app.add_typer(keys_app, name="keys")
 register(app)
 node_app.command("start")(start)
-app.command("gateway")(gateway)
+gateway_app = typer.Typer(invoke_without_command=True)
+gateway_app.callback()(gateway)  # macp gateway --connect ...: serve
+gateway_app.command("audit")(audit)
+app.add_typer(gateway_app, name="gateway")
 app.command("mcp")(mcp)
 
 

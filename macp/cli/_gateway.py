@@ -37,10 +37,11 @@ _PARENT_CHECK_S = 0.2
 
 
 def gateway(
+    ctx: typer.Context,
     connect: Annotated[
-        str,
+        str | None,
         typer.Option(help="Address of any node of the cluster (NAME=ADDRESS with --keys)."),
-    ],
+    ] = None,
     name: Annotated[
         str | None, typer.Option(help="The gateway node's name (default: gateway-<random>).")
     ] = None,
@@ -85,6 +86,10 @@ def gateway(
     """
     from macp.gateway import Gateway, JsonRpcLimits, Member  # noqa: PLC0415
 
+    if ctx.invoked_subcommand is not None:  # macp gateway audit, ...: not serving
+        return
+    if connect is None:
+        fail("--connect ADDRESS is required to serve: the address of any node of the cluster")
     _logging(log_json, log_level)
     parent = _parent_to_follow()
     jsonrpc = _checked_listeners(jsonrpc, mcp_http, insecure=insecure)

@@ -5,17 +5,21 @@ own SQLite file (append-only, enforced by SQLite), written off the event loop, a
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 from macp import ConfigError, InvalidParams, RateLimited, Unauthorized
+from macp.cli._gateway_audit import since_ms
 from macp.gateway import OPERATIONS, Guard, Principal, Role, Transport
-from macp.gateway.audit import AuditLog, default_audit_path, digest, read_records
+from macp.gateway.audit import AuditLog, AuditRecord, default_audit_path, digest, read_records
 from macp.gateway.quotas import QuotaLimits, Quotas
 
 if TYPE_CHECKING:
@@ -183,3 +187,74 @@ def test_the_records_read_as_json(audit: AuditLog) -> None:
     assert audit.flush()
     (record,) = read_records(audit.path)
     assert json.loads(json.dumps(record.as_dict()))["operation"] == "ping"
+
+
+def _record(ts_ms: int, principal: str, operation: str, outcome: str) -> AuditRecord:
+    sha256, size = digest({"n": 1})
+    code = {"ok": None, "denied": -32006, "limited": -32000}[outcome]
+    return AuditRecord(ts_ms, "gw", principal, "viewer", "jwt", "rest", None, operation,
+                       sha256, size, outcome, code, 1.5)  # fmt: skip
+
+
+def macp_audit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "macp", "gateway", "audit", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_macp_gateway_audit_filters_by_time_and_principal(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite3"
+    now_ms = time.time_ns() // 1_000_000
+    with AuditLog(path) as log:
+        log.put(_record(now_ms - 3 * 3600_000, "ann", "task_list", "ok"))  # 3 h ago
+        log.put(_record(now_ms - 60_000, "ann", "task_cancel", "denied"))
+        log.put(_record(now_ms - 30_000, "bob", "ping", "limited"))
+        log.put(_record(now_ms - 10_000, "ann", "ping", "ok"))
+
+    every = macp_audit("--db", str(path), "--json")
+    assert every.returncode == 0, every.stderr
+    assert [json.loads(line)["operation"] for line in every.stdout.splitlines()] == [
+        "task_list", "task_cancel", "ping", "ping"]  # fmt: skip
+
+    recent_ann = macp_audit("--db", str(path), "--json", "--since", "1h", "--principal", "ann")
+    assert recent_ann.returncode == 0, recent_ann.stderr
+    lines = [json.loads(line) for line in recent_ann.stdout.splitlines()]
+    assert [(r["principal"], r["operation"], r["outcome"], r["code"]) for r in lines] == [
+        ("ann", "task_cancel", "denied", -32006), ("ann", "ping", "ok", None)]  # fmt: skip
+    assert lines[0]["params_sha256"] == digest({"n": 1})[0]
+
+    since = dt.datetime.fromtimestamp((now_ms - 45_000) / 1000, dt.UTC).isoformat()
+    text = macp_audit("--db", str(path), "--since", since)
+    assert text.returncode == 0, text.stderr
+    rows = text.stdout.splitlines()
+    assert len(rows) == 2
+    assert "bob (viewer, jwt)" in rows[0]
+    assert " limited " in rows[0]
+    assert "-32000" in rows[0]
+
+    last = macp_audit("--db", str(path), "--json", "--limit", "1")
+    assert [json.loads(line)["principal"] for line in last.stdout.splitlines()] == ["ann"]
+
+
+def test_macp_gateway_audit_refuses_a_bad_since_and_a_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite3"
+    AuditLog(path).close()
+    bad = macp_audit("--db", str(path), "--since", "yesterday")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "error: --since 'yesterday' is neither a duration (90s, 15m, 2h, 1d) nor an ISO 8601 "
+        "time (2025-06-01T12:00:00)"
+    )
+    missing = macp_audit("--db", str(tmp_path / "none.sqlite3"))
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: no audit log at ")
+
+
+def test_since_takes_durations_and_times() -> None:
+    now_s = 1_000_000.0
+    assert since_ms("90s", now_s=now_s) == (now_s - 90) * 1000
+    assert since_ms("1h30m", now_s=now_s) == (now_s - 5400) * 1000
+    assert since_ms("2025-06-01T12:00:00+00:00") == 1748779200000
+    with pytest.raises(ConfigError, match=r"^--since '5 minutes' is neither a duration"):
+        since_ms("5 minutes")
