@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from macp.gateway.bridge import Runtime
     from macp.gateway.member import Member
+    from macp.gateway.quotas import Quotas
     from macp.gateway.table import Table
 
 __all__ = ["DEFAULT_JSONRPC", "Gateway", "Listener", "host_port", "is_loopback"]
@@ -120,6 +121,8 @@ class Gateway:
         jsonrpc: ``HOST:PORT`` of the JSON-RPC listener (port 0: any free one), or ``None``.
         mcp_http: ``HOST:PORT`` of the MCP streamable-HTTP listener, or ``None``.
         limits: the JSON-RPC listener's per-connection limits.
+        quotas: the gateway's limiter (:class:`~macp.gateway.quotas.Quotas`), which the
+            JSON-RPC listener admits each connection's requests with.
 
     Raises:
         ConfigError: a listener address is not ``HOST:PORT``.
@@ -133,12 +136,15 @@ class Gateway:
         mcp_http: str | None = None,
         limits: JsonRpcLimits | None = None,
         table: Table = OPERATIONS,
+        quotas: Quotas | None = None,
     ) -> None:
         self.member = member
         self.listeners: dict[str, Listener] = {}
         if jsonrpc is not None:
             host, port = host_port(jsonrpc, "--jsonrpc")
-            self.listeners["jsonrpc"] = JsonRpcServer(table, member.runtime, host, port, limits)
+            self.listeners["jsonrpc"] = JsonRpcServer(
+                table, member.runtime, host, port, limits, quotas=quotas
+            )
         if mcp_http is not None:
             host, port = host_port(mcp_http, "--mcp-http")
             self.listeners["mcp_http"] = _McpHttp(table, member.runtime, host, port)
