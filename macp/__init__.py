@@ -40,6 +40,7 @@ from macp.errors import PeerBroken as PeerBroken
 from macp.errors import PeerClosed as PeerClosed
 from macp.errors import PoisonMessage as PoisonMessage
 from macp.errors import ProtocolError as ProtocolError
+from macp.errors import RateLimited as RateLimited
 from macp.errors import ResourceUnavailable as ResourceUnavailable
 from macp.errors import StartFailed as StartFailed
 from macp.errors import SupervisorEscalation as SupervisorEscalation
@@ -93,6 +94,7 @@ __all__ = [
     "PoisonMessage",
     "Priority",
     "ProtocolError",
+    "RateLimited",
     "Ref",
     "ResourceUnavailable",
     "Restart",

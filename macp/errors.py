@@ -32,6 +32,7 @@ __all__ = [
     "PeerClosed",
     "PoisonMessage",
     "ProtocolError",
+    "RateLimited",
     "ResourceUnavailable",
     "StartFailed",
     "SupervisorEscalation",
@@ -141,6 +142,27 @@ class Cancelled(MacpError):
     code = -32007
 
 
+class RateLimited(MacpError):
+    """Over a rate limit or quota (code -32000, an addition to the design's): ``data`` holds
+    ``retry_after_s``, the seconds after which the same call is admitted again."""
+
+    code = -32000
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        retry_after_s: float = 1.0,
+        data: Mapping[str, Wire] | None = None,
+    ) -> None:
+        super().__init__(message, data={"retry_after_s": retry_after_s, **(data or {})})
+
+    @property
+    def retry_after_s(self) -> float:
+        after = self.data.get("retry_after_s")
+        return float(after) if isinstance(after, int | float) else 1.0
+
+
 class InternalError(MacpError):
     """A failure inside macp itself; a bug worth reporting."""
 
@@ -194,6 +216,7 @@ _BY_CODE: dict[int, type[MacpError]] = {
     -32005: DeadlockError,
     -32006: Unauthorized,
     -32007: Cancelled,
+    -32000: RateLimited,
 }
 
 

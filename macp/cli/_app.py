@@ -18,6 +18,7 @@ import typer
 
 import macp
 from macp.cli._gateway import gateway_app
+from macp.cli._gateway_audit import audit
 from macp.cli._mcp import mcp
 from macp.cli._start import start
 from macp.cli._support import fail
@@ -41,6 +42,7 @@ app.add_typer(node_app, name="node")
 app.add_typer(keys_app, name="keys")
 register(app)
 node_app.command("start")(start)
+gateway_app.command("audit")(audit)  # macp gateway audit
 app.add_typer(gateway_app, name="gateway")
 app.command("mcp")(mcp)
 

@@ -12,17 +12,21 @@ or ``--insecure``) serves everyone as :meth:`Principal.local`; the standard inpu
 from __future__ import annotations
 
 import enum
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from macp.errors import Unauthorized
+from macp.errors import MacpError, RateLimited, Unauthorized
+from macp.gateway.audit import Outcome
 from macp.gateway.auth import MEMORY_SCOPES, ROLE_SCOPES, Principal, Role
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from macp.gateway.audit import AuditLog
     from macp.gateway.auth import Auth
     from macp.gateway.bridge import Runtime
+    from macp.gateway.quotas import Quotas
     from macp.gateway.table import Operation
 
 __all__ = ["ROLE_SCOPES", "Guard", "Principal", "Role", "Transport"]
@@ -48,10 +52,20 @@ class Guard:
             is nothing to check it against) and transports serve :meth:`Principal.local`.
     """
 
-    def __init__(self, auth: Auth | None = None) -> None:
+    def __init__(
+        self,
+        auth: Auth | None = None,
+        *,
+        audit: AuditLog | None = None,
+        quotas: Quotas | None = None,
+    ) -> None:
         self.auth = auth
+        self.audit = audit
+        """Where every call is recorded (:mod:`macp.gateway.audit`), if anywhere."""
+        self.quotas = quotas
+        """The gateway's limiter (:mod:`macp.gateway.quotas`), if it limits."""
         self.counts: Counter[tuple[Transport, str]] = Counter()
-        """Calls by transport and outcome (``ok``, ``denied``, ``error``)."""
+        """Calls by transport and outcome (``ok``, ``denied``, ``error``, ``limited``)."""
 
     @property
     def configured(self) -> bool:
@@ -104,25 +118,52 @@ class Guard:
         *,
         principal: Principal,
         transport: Transport,
+        connection: str | None = None,
     ) -> Any:
-        """Run ``operation`` for ``principal``, if it may (:meth:`check`).
+        """Run ``operation`` for ``principal`` if it is within its limits and may
+        (:meth:`check`); every outcome is counted and audited with its duration.
+
+        Args:
+            connection: which of the transport's connections it came on, for the audit log.
 
         Raises:
+            RateLimited: over a limit of the principal (``data["retry_after_s"]``).
             Unauthorized: it may not (the message names the principal and what it lacks).
             MacpError: what the operation raises.
         """
+        started_ms, started = time.time_ns() // 1_000_000, time.perf_counter()
+        outcome, code = Outcome.ERROR, None
         try:
+            if self.quotas is not None:
+                self.quotas.admit(principal.name, operation.name)
             self.check(operation, arguments, principal)
-        except Unauthorized:
-            self.counts[transport, "denied"] += 1
-            raise
-        try:
             result = await operation.call(runtime, arguments)
-        except BaseException:
-            self.counts[transport, "error"] += 1
+        except BaseException as e:
+            outcome, code = _outcome_of(e)
             raise
-        self.counts[transport, "ok"] += 1
-        return result
+        else:
+            outcome = Outcome.OK
+            return result
+        finally:
+            self.counts[transport, outcome] += 1
+            if self.audit is not None:
+                self.audit.record(
+                    principal=principal.name, role=principal.role, via=principal.via,
+                    transport=transport, connection=connection, operation=operation.name,
+                    arguments=arguments, outcome=outcome, code=code, started_ms=started_ms,
+                    duration_s=time.perf_counter() - started,
+                )  # fmt: skip
+
+
+def _outcome_of(exc: BaseException) -> tuple[Outcome, int | None]:
+    """How a call that raised ``exc`` ended, and its code (``None``: cancelled)."""
+    if isinstance(exc, RateLimited):
+        return Outcome.LIMITED, exc.code
+    if isinstance(exc, Unauthorized):
+        return Outcome.DENIED, exc.code
+    if isinstance(exc, MacpError):
+        return Outcome.ERROR, exc.code
+    return Outcome.ERROR, None
 
 
 def _namespace(operation: Operation[Any], arguments: Mapping[str, Any] | None) -> str | None:

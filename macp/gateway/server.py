@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from macp.gateway.auth import Tls
     from macp.gateway.bridge import Runtime
     from macp.gateway.member import Member
+    from macp.gateway.quotas import Quotas
     from macp.gateway.table import Table
 
 __all__ = ["DEFAULT_JSONRPC", "Gateway", "Listener", "check_reach", "host_port", "is_loopback"]
@@ -153,6 +154,8 @@ class Gateway:
             loopback is refused unless ``insecure``.
         insecure: serve off loopback without authentication.
         tls: the certificate and key the HTTP listener serves HTTPS with.
+        quotas: the gateway's limiter (:class:`~macp.gateway.quotas.Quotas`), which the
+            JSON-RPC listener admits each connection's requests with.
 
     Raises:
         ConfigError: a listener address is not ``HOST:PORT``, or it is off loopback with no
@@ -170,6 +173,7 @@ class Gateway:
         guard: Guard | None = None,
         insecure: bool = False,
         tls: Tls | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.member = member
         self.guard = guard = guard or Guard()
@@ -180,7 +184,13 @@ class Gateway:
             host, port = host_port(jsonrpc, "--jsonrpc")
             check_reach(host, "--jsonrpc", jsonrpc, guard=guard, insecure=insecure)
             self.listeners["jsonrpc"] = JsonRpcServer(
-                table, member.runtime, host, port, limits, guard=guard
+                table,
+                member.runtime,
+                host,
+                port,
+                limits,
+                guard=guard,
+                quotas=quotas or guard.quotas,
             )
         if mcp_http is not None:
             host, port = host_port(mcp_http, "--mcp-http")

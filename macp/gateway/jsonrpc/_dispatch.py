@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, Final
 
-from macp.errors import InvalidParams, MacpError, ProtocolError, Unauthorized
+from macp.errors import InvalidParams, MacpError, ProtocolError, RateLimited, Unauthorized
 from macp.gateway.guard import Guard, Principal, Role, Transport
 from macp.gateway.table import error_of
 from macp.log import get_logger
@@ -44,7 +44,7 @@ __all__ = [
 
 PROTOCOL_VERSIONS: Final = ("2025-06-18", "2025-03-26", "2024-11-05")
 """The MCP protocol versions ``initialize`` accepts; the first is answered to any other."""
-RATE_LIMITED: Final = -32000
+RATE_LIMITED: Final = RateLimited.code
 """The code of a request refused by the rate limit; ``data["retry_after_s"]`` says when to
 retry."""
 PARSE_ERROR: Final = -32700
@@ -330,8 +330,7 @@ def _described(principal: Principal) -> dict[str, str]:
 
 
 def _rate_limited(retry_after_s: float) -> dict[str, Any]:
-    return {
-        "code": RATE_LIMITED,
-        "message": f"too many requests on this connection; retry after {retry_after_s:g} s",
-        "data": {"error": "RateLimited", "retry_after_s": retry_after_s},
-    }
+    return error_of(RateLimited(
+        f"too many requests on this connection; retry after {retry_after_s:g} s",
+        retry_after_s=retry_after_s,
+    ))  # fmt: skip

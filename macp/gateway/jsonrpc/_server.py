@@ -6,10 +6,11 @@ Each connection reads a line at a time (at most ``max_message_bytes``; a longer 
 trusted to start a message), and runs each line in a task of its own, so that a slow call does
 not hold up the next line; answers carry their ids. What one connection may hold is bounded:
 ``max_lines`` lines read and not answered (then it is not read until one is), ``max_calls``
-operations running, ``requests_per_s`` requests in any second (a moving window from ``limits``:
-then -32000 with ``retry_after_s``), a write buffer of ``write_buffer_bytes`` that must drain
-within ``write_timeout_s`` (a client that does not read is dropped), and ``idle_timeout_s``
-with nothing received and nothing running. A connection that misbehaves costs only itself.
+operations running, ``requests_per_s`` requests in any second (counted by the gateway's
+limiter, :class:`~macp.gateway.quotas.Quotas`: then -32000 with ``retry_after_s``), a write
+buffer of ``write_buffer_bytes`` that must drain within ``write_timeout_s`` (a client that does
+not read is dropped), and ``idle_timeout_s`` with nothing received and nothing running. A
+connection that misbehaves costs only itself.
 """
 
 from __future__ import annotations
@@ -19,16 +20,12 @@ import contextlib
 import errno
 import itertools
 import json
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
-
 from macp.errors import ConfigError, InternalError, ProtocolError
 from macp.gateway.jsonrpc._dispatch import Dispatcher, Session, encode, error_response
+from macp.gateway.quotas import QuotaLimits, Quotas
 from macp.gateway.table import error_of
 from macp.log import get_logger
 
@@ -50,7 +47,8 @@ class JsonRpcLimits:
     max_message_bytes: int = 10 * MIB
     """The longest line (one request or one batch), without its newline."""
     requests_per_s: int = 100
-    """Requests admitted per second (each request of a batch counts)."""
+    """Requests admitted per second (each request of a batch counts); a server given the
+    gateway's :class:`~macp.gateway.quotas.Quotas` admits its ``connection_requests_per_s``."""
     idle_timeout_s: float = 300.0
     """A connection that sends nothing this long, with no call running, is closed."""
     max_calls: int = 16
@@ -80,14 +78,15 @@ class JsonRpcServer:
         limits: JsonRpcLimits | None = None,
         *,
         guard: Guard | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.limits = limits or JsonRpcLimits()
+        self._quotas = quotas or Quotas(
+            QuotaLimits(connection_requests_per_s=self.limits.requests_per_s)
+        )
         self._dispatcher = Dispatcher(table, runtime, guard)
         self._host, self._port = host, port
         self._server: asyncio.Server | None = None
-        self._storage: MemoryStorage | None = None
-        self._limiter: MovingWindowRateLimiter | None = None
-        self._rate = RateLimitItemPerSecond(self.limits.requests_per_s)
         self._ids = itertools.count(1)
         self._connections: set[_Connection] = set()
         self._handlers: set[asyncio.Task[Any]] = set()
@@ -114,8 +113,6 @@ class JsonRpcServer:
                 f"cannot listen for JSON-RPC on {where}: {e.strerror or e}; use an address of "
                 "this host"
             ) from e
-        self._storage = MemoryStorage()
-        self._limiter = MovingWindowRateLimiter(self._storage)
         _log.info("gateway.listening", transport="jsonrpc", address=self.address)
 
     @property
@@ -136,8 +133,6 @@ class JsonRpcServer:
             connection.stop()
         await asyncio.gather(*self._handlers, return_exceptions=True)
         await self._server.wait_closed()
-        if self._storage is not None and self._storage.timer is not None:
-            self._storage.timer.cancel()
         self._server = None
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -157,15 +152,10 @@ class JsonRpcServer:
         finally:
             self._connections.discard(connection)
             self._handlers.discard(task)
-            if self._limiter is not None:
-                await self._limiter.clear(self._rate, key)
+            self._quotas.forget_connection(f"jsonrpc:{key}")
 
     async def _admit(self, key: str) -> float | None:
-        assert self._limiter is not None
-        if await self._limiter.hit(self._rate, key):
-            return None
-        stats = await self._limiter.get_window_stats(self._rate, key)
-        return max(round(stats.reset_time - time.time(), 3), 0.001)
+        return self._quotas.admit_connection(f"jsonrpc:{key}")
 
 
 class _Connection:
