@@ -7,6 +7,7 @@ operation acts on the real runtime through :class:`~macp.gateway.bridge.Runtime`
 
 from __future__ import annotations
 
+from macp.gateway.auth import ApiKey, Auth, JwtKey, JwtVerifier, KeyStore, issue_token
 from macp.gateway.bridge import Runtime, settled
 from macp.gateway.guard import Guard, Principal, Role, Transport
 from macp.gateway.jsonrpc import JsonRpcLimits, JsonRpcServer
@@ -17,10 +18,15 @@ from macp.gateway.table import Operation, Params, Scope, Table, error_of
 
 __all__ = [
     "OPERATIONS",
+    "ApiKey",
+    "Auth",
     "Gateway",
     "Guard",
     "JsonRpcLimits",
     "JsonRpcServer",
+    "JwtKey",
+    "JwtVerifier",
+    "KeyStore",
     "Member",
     "Operation",
     "Params",
@@ -31,5 +37,6 @@ __all__ = [
     "Table",
     "Transport",
     "error_of",
+    "issue_token",
     "settled",
 ]

@@ -13,29 +13,19 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from macp.errors import Unauthorized
-from macp.gateway.table import Scope
+from macp.gateway.auth import MEMORY_SCOPES, ROLE_SCOPES, Principal, Role
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from macp.gateway.auth import Auth
     from macp.gateway.bridge import Runtime
     from macp.gateway.table import Operation
 
 __all__ = ["ROLE_SCOPES", "Guard", "Principal", "Role", "Transport"]
-
-
-class Role(enum.StrEnum):
-    """What a principal is: ``viewer`` (looks), ``operator`` (submits, controls, stores),
-    ``admin`` (everything), ``agent`` (an external agent or a service acting for one)."""
-
-    VIEWER = "viewer"
-    OPERATOR = "operator"
-    ADMIN = "admin"
-    AGENT = "agent"
 
 
 class Transport(enum.StrEnum):
@@ -48,64 +38,63 @@ class Transport(enum.StrEnum):
     WEBSOCKET = "websocket"
 
 
-ROLE_SCOPES: Final[Mapping[Role, frozenset[Scope]]] = {
-    Role.VIEWER: frozenset({Scope.READ}),
-    Role.OPERATOR: frozenset({Scope.READ, Scope.OPERATE}),
-    Role.ADMIN: frozenset(Scope),
-    Role.AGENT: frozenset({Scope.READ}),
-}
-"""The scopes each role holds."""
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """A caller: its name (a user, an API key's owner), role, and how it proved who it is.
+class Guard:
+    """Decides each call: the principal's role must hold the operation's scope, and for the
+    memory operations the principal must hold the ``namespace`` argument's grant.
 
     Args:
-        name: who (a JWT's subject, an API key's principal, ``local``).
-        role: what it may do (:data:`ROLE_SCOPES`).
-        via: how it was authenticated: ``jwt``, ``api-key`` or ``local`` (trusted: the user
-            who started the process, or anyone on a gateway with no authentication).
-        claims: what else its credential said (a token's claims), for the audit log.
+        auth: how credentials are checked (:class:`~macp.gateway.auth.Auth`: JWTs, API keys);
+            ``None``: no authentication, :meth:`authenticate` refuses every credential (there
+            is nothing to check it against) and transports serve :meth:`Principal.local`.
     """
 
-    name: str
-    role: Role
-    via: str = "local"
-    claims: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def local(cls) -> Principal:
-        """The user who started the process (or anyone, on a gateway with no auth): admin."""
-        return cls("local", Role.ADMIN, "local")
-
-    def may(self, scope: Scope) -> bool:
-        return scope in ROLE_SCOPES[self.role]
-
-
-class Guard:
-    """Decides each call: the principal's role must hold the operation's scope.
-
-    With no authentication configured, :meth:`authenticate` refuses every credential (there is
-    nothing to check it against) and transports serve :meth:`Principal.local`.
-    """
-
-    def __init__(self) -> None:
-        self.configured = False
+    def __init__(self, auth: Auth | None = None) -> None:
+        self.auth = auth
         self.counts: Counter[tuple[Transport, str]] = Counter()
         """Calls by transport and outcome (``ok``, ``denied``, ``error``)."""
 
+    @property
+    def configured(self) -> bool:
+        """Whether authentication is set up (then every transport asks for a credential)."""
+        return self.auth is not None
+
     def authenticate(self, credential: str) -> Principal:
-        """The principal ``credential`` (a bearer token or an API key) proves.
+        """The principal ``credential`` (a bearer token, with or without ``Bearer ``, or an
+        API key) proves.
 
         Raises:
-            Unauthorized: the credential is not valid (the message says why, in one sentence).
+            Unauthorized: the credential is not valid (the message says why, in one sentence:
+                expired, wrong signature, wrong audience or issuer, unknown or revoked key).
         """
-        del credential  # nothing to check it against
-        raise Unauthorized(
-            "this gateway has no authentication configured, so it takes no credentials; "
-            "connect without one (loopback only)"
-        )
+        if self.auth is None:
+            raise Unauthorized(
+                "this gateway has no authentication configured, so it takes no credentials; "
+                "connect without one (loopback only)"
+            )
+        return self.auth.authenticate(credential)
+
+    def check(
+        self, operation: Operation[Any], arguments: Mapping[str, Any] | None, principal: Principal
+    ) -> None:
+        """Refuse ``operation`` with ``arguments`` to ``principal`` unless it may call it.
+
+        Raises:
+            Unauthorized: the role does not hold the scope, or (memory) the namespace is not
+                granted; the message names the principal, the operation and what it lacks.
+        """
+        if not principal.may(operation.scope):
+            raise Unauthorized(
+                f"{principal.name} ({principal.role}) may not call {operation.name}: it needs "
+                f"the {operation.scope} scope"
+            )
+        if operation.scope in MEMORY_SCOPES:
+            namespace = _namespace(operation, arguments)
+            if namespace is not None and not principal.may_use(namespace):
+                held = ", ".join(f"memory:{n}" for n in sorted(principal.memory_grants))
+                raise Unauthorized(
+                    f"{principal.name} ({principal.role}) may not call {operation.name} on "
+                    f"namespace {namespace!r}: it holds {held} only"
+                )
 
     async def call(
         self,
@@ -116,18 +105,17 @@ class Guard:
         principal: Principal,
         transport: Transport,
     ) -> Any:
-        """Run ``operation`` for ``principal``, if its role holds the operation's scope.
+        """Run ``operation`` for ``principal``, if it may (:meth:`check`).
 
         Raises:
-            Unauthorized: the role does not hold the scope (the message names both).
+            Unauthorized: it may not (the message names the principal and what it lacks).
             MacpError: what the operation raises.
         """
-        if not principal.may(operation.scope):
+        try:
+            self.check(operation, arguments, principal)
+        except Unauthorized:
             self.counts[transport, "denied"] += 1
-            raise Unauthorized(
-                f"{principal.name} ({principal.role}) may not call {operation.name}: it needs "
-                f"the {operation.scope} scope"
-            )
+            raise
         try:
             result = await operation.call(runtime, arguments)
         except BaseException:
@@ -135,3 +123,14 @@ class Guard:
             raise
         self.counts[transport, "ok"] += 1
         return result
+
+
+def _namespace(operation: Operation[Any], arguments: Mapping[str, Any] | None) -> str | None:
+    """The memory namespace a call names (its default if not given); ``None`` if it is not a
+    string (the operation's own check refuses it)."""
+    if isinstance(arguments, dict) and "namespace" in arguments:
+        given = arguments["namespace"]
+        return given if isinstance(given, str) else None
+    field = operation.params.model_fields.get("namespace")
+    default = None if field is None else field.get_default(call_default_factory=True)
+    return default if isinstance(default, str) else None

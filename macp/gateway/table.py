@@ -1,8 +1,8 @@
 """The operations table: every operation the gateway serves, written once.
 
 An :class:`Operation` is a name, a pydantic model of its parameters (the JSON schema clients
-are served comes from it), the scope a caller needs (part of the role-based access the HTTP
-side checks), a one-line summary, and an async handler over the cluster. The MCP server, the
+are served comes from it), the scope a caller needs (what the guard checks against the caller's
+role), a one-line summary, and an async handler over the cluster. The MCP server, the
 JSON-RPC server and the HTTP API are each generated from one :class:`Table`; none of them
 knows an operation by name.
 
@@ -33,12 +33,39 @@ P = TypeVar("P", bound=BaseModel)
 
 
 class Scope(enum.StrEnum):
-    """What a caller must be allowed to do to call an operation: ``read`` (look),
-    ``operate`` (submit, control, store), ``admin`` (spawn and define)."""
+    """What a caller must hold to call an operation (each operation declares one; a role holds
+    a set, :data:`macp.gateway.auth.ROLE_SCOPES`). ``X:read`` looks, ``X:write`` changes;
+    the memory scopes are checked again against the operation's ``namespace`` (a principal
+    holds ``memory:NAMESPACE`` grants, ``memory:*`` for all)."""
 
-    READ = "read"
-    OPERATE = "operate"
-    ADMIN = "admin"
+    SYSTEM_READ = "system:read"
+    """ping, metrics."""
+    AGENTS_READ = "agents:read"
+    """The registry's agents and swarms, and the checks of one agent."""
+    AGENTS_MESSAGE = "agents:message"
+    """Send an agent a message (tell or ask)."""
+    AGENTS_REGISTER = "agents:register"
+    """Register an external agent (over the WebSocket) as its own principal."""
+    CONTROL = "control"
+    """The seven control commands to agents (pause, resume, stop, restart, ...)."""
+    AGENTS_ADMIN = "agents:admin"
+    """Spawn and terminate agents, start swarms."""
+    TASKS_READ = "tasks:read"
+    TASKS_WRITE = "tasks:write"
+    """Submit and cancel tasks."""
+    WORKFLOWS_READ = "workflows:read"
+    WORKFLOWS_WRITE = "workflows:write"
+    """Execute, pause, resume and cancel workflow runs."""
+    WORKFLOWS_DEFINE = "workflows:define"
+    """Define (and redefine) a workflow."""
+    MEMORY_READ = "memory:read"
+    """Read a namespace of the memory store (the principal must hold its grant too)."""
+    MEMORY_WRITE = "memory:write"
+    """Store in or delete from a namespace (the principal must hold its grant too)."""
+    LOCKS_READ = "locks:read"
+    LOCKS_WRITE = "locks:write"
+    RESOURCES_READ = "resources:read"
+    RESOURCES_WRITE = "resources:write"
 
 
 class Params(Schema):

@@ -209,11 +209,11 @@ def test_macp_errors_keep_their_own_codes(client: LineClient) -> None:
 def test_a_bug_in_an_operation_is_32603_and_the_server_lives_on(cluster: str) -> None:
     table = Table()
 
-    @table.operation("broken", Params, Scope.READ, "Always fails.")
+    @table.operation("broken", Params, Scope.SYSTEM_READ, "Always fails.")
     async def broken(_runtime: Any, _params: Params) -> Any:
         return 1 / 0
 
-    @table.operation("nan", Params, Scope.READ, "Answers what JSON cannot say.")
+    @table.operation("nan", Params, Scope.SYSTEM_READ, "Answers what JSON cannot say.")
     async def nan(_runtime: Any, _params: Params) -> Any:
         return {"x": float("nan")}
 

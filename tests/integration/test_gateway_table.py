@@ -126,6 +126,15 @@ def test_every_operation_has_a_schema_a_scope_and_a_summary() -> None:
         assert op.input_schema()["type"] == "object", op.name
         assert isinstance(op.scope, Scope)
         assert op.summary.endswith("."), op.name
+    scopes = {op.name: op.scope for op in OPERATIONS}
+    assert scopes["ping"] is Scope.SYSTEM_READ
+    assert scopes["task_orchestrate"] is scopes["task_cancel"] is Scope.TASKS_WRITE
+    assert scopes["task_status"] is scopes["task_list"] is Scope.TASKS_READ
+    assert scopes["agent_control"] is Scope.CONTROL
+    assert scopes["agent_spawn"] is scopes["swarm_init"] is Scope.AGENTS_ADMIN
+    assert scopes["workflow_define"] is Scope.WORKFLOWS_DEFINE
+    assert scopes["memory_store"] is scopes["memory_delete"] is Scope.MEMORY_WRITE
+    assert scopes["memory_retrieve"] is scopes["memory_list"] is Scope.MEMORY_READ
     assert call_ping()["status"] == "ok"
 
 

@@ -94,7 +94,7 @@ class AgentMessage(Params):
 
 
 @OPERATIONS.operation(
-    "agent_list", AgentList, Scope.READ,
+    "agent_list", AgentList, Scope.AGENTS_READ,
     "Every registered agent: address, node, capabilities, role, group, status, load, last "
     "heartbeat.",
 )  # fmt: skip
@@ -106,7 +106,7 @@ async def agent_list(runtime: Runtime, p: AgentList) -> dict[str, Any]:
 
 
 @OPERATIONS.operation(
-    "find_agents", FindAgents, Scope.READ,
+    "find_agents", FindAgents, Scope.AGENTS_READ,
     "The agents matching every filter given (capabilities, role, status, group, node, active "
     "within), least loaded first.",
 )  # fmt: skip
@@ -116,7 +116,7 @@ async def find_agents(runtime: Runtime, p: FindAgents) -> dict[str, Any]:
 
 
 @OPERATIONS.operation(
-    "agent_status", AgentRef, Scope.READ,
+    "agent_status", AgentRef, Scope.AGENTS_READ,
     "An agent's registry record, and its own status (state, queue depth, counters, last "
     "error) asked at critical priority.",
 )  # fmt: skip
@@ -137,7 +137,7 @@ async def agent_status(runtime: Runtime, p: AgentRef) -> dict[str, Any]:
 
 
 @OPERATIONS.operation(
-    "agent_control", AgentControl, Scope.OPERATE,
+    "agent_control", AgentControl, Scope.CONTROL,
     "A control command (start, stop, pause, resume, configure, status, reset, restart) to an "
     "agent, group:NAME, role:NAME or all; each agent's answer.",
 )  # fmt: skip
@@ -151,7 +151,7 @@ async def agent_control(runtime: Runtime, p: AgentControl) -> dict[str, Any]:
 
 
 @OPERATIONS.operation(
-    "agent_message", AgentMessage, Scope.OPERATE,
+    "agent_message", AgentMessage, Scope.AGENTS_MESSAGE,
     "Send one agent a message: tell (no answer), or ask and answer its reply (waiting up to "
     "timeout_s).",
 )  # fmt: skip

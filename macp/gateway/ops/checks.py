@@ -63,7 +63,7 @@ def _heartbeat(runtime: Runtime, record: dict[str, Any]) -> dict[str, Any]:
 
 
 @OPERATIONS.operation(
-    "check_agent_responsiveness", AgentCheck, Scope.READ,
+    "check_agent_responsiveness", AgentCheck, Scope.AGENTS_READ,
     "A critical-priority status round trip to the agent (timed) and the age of its last "
     "heartbeat: responsive or not, and why.",
 )  # fmt: skip
@@ -95,7 +95,7 @@ async def check_agent_responsiveness(runtime: Runtime, p: AgentCheck) -> dict[st
 
 
 @OPERATIONS.operation(
-    "check_message_recipient_status", AgentCheck, Scope.READ,
+    "check_message_recipient_status", AgentCheck, Scope.AGENTS_READ,
     "Whether a message to the agent can be delivered now: its registry status, its node up, "
     "its mailbox depth.",
 )  # fmt: skip
@@ -122,7 +122,7 @@ async def check_message_recipient_status(runtime: Runtime, p: AgentCheck) -> dic
 
 
 @OPERATIONS.operation(
-    "check_message_frequency", MessageFrequency, Scope.READ,
+    "check_message_frequency", MessageFrequency, Scope.AGENTS_READ,
     "Each agent's messages over a window, from the monitor's counts, with the agents above "
     "flood_per_s flagged.",
 )  # fmt: skip

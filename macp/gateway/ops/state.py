@@ -69,7 +69,7 @@ class MemoryList(Params):
 
 
 @OPERATIONS.operation(
-    "memory_store", MemoryStore, Scope.OPERATE,
+    "memory_store", MemoryStore, Scope.MEMORY_WRITE,
     "Store a value under namespace/key, journaled on the head; with ttl_s it expires.",
 )  # fmt: skip
 async def memory_store(runtime: Runtime, p: MemoryStore) -> dict[str, Any]:
@@ -80,7 +80,7 @@ async def memory_store(runtime: Runtime, p: MemoryStore) -> dict[str, Any]:
 
 
 @OPERATIONS.operation(
-    "memory_retrieve", MemoryKey, Scope.READ,
+    "memory_retrieve", MemoryKey, Scope.MEMORY_READ,
     "The value under namespace/key; found is false if there is none (or it expired).",
 )  # fmt: skip
 async def memory_retrieve(runtime: Runtime, p: MemoryKey) -> dict[str, Any]:
@@ -89,7 +89,7 @@ async def memory_retrieve(runtime: Runtime, p: MemoryKey) -> dict[str, Any]:
 
 
 @OPERATIONS.operation(
-    "memory_delete", MemoryKey, Scope.OPERATE,
+    "memory_delete", MemoryKey, Scope.MEMORY_WRITE,
     "Delete namespace/key; deleted says whether a live value was there.",
 )  # fmt: skip
 async def memory_delete(runtime: Runtime, p: MemoryKey) -> dict[str, Any]:
@@ -98,7 +98,7 @@ async def memory_delete(runtime: Runtime, p: MemoryKey) -> dict[str, Any]:
 
 
 @OPERATIONS.operation(
-    "memory_list", MemoryList, Scope.READ,
+    "memory_list", MemoryList, Scope.MEMORY_READ,
     "The keys of a namespace that have not expired, sorted, optionally by prefix.",
 )  # fmt: skip
 async def memory_list(runtime: Runtime, p: MemoryList) -> dict[str, Any]:
@@ -126,7 +126,7 @@ class LockAcquire(LockRelease):
 
 
 @OPERATIONS.operation(
-    "lock_acquire", LockAcquire, Scope.OPERATE,
+    "lock_acquire", LockAcquire, Scope.LOCKS_WRITE,
     "Lock a path for an owner (its own lock: the TTL is refreshed); held by another owner, "
     "the error says by whom and until when.",
 )  # fmt: skip
@@ -136,7 +136,7 @@ async def lock_acquire(runtime: Runtime, p: LockAcquire) -> dict[str, Any]:
 
 
 @OPERATIONS.operation(
-    "lock_release", LockRelease, Scope.OPERATE,
+    "lock_release", LockRelease, Scope.LOCKS_WRITE,
     "Release a path's lock (only its owner may); released is false if it was not locked.",
 )  # fmt: skip
 async def lock_release(runtime: Runtime, p: LockRelease) -> dict[str, Any]:
@@ -146,7 +146,7 @@ async def lock_release(runtime: Runtime, p: LockRelease) -> dict[str, Any]:
 
 
 @OPERATIONS.operation(
-    "lock_check", LockPath, Scope.READ, "Whether a path is locked, by whom and until when."
+    "lock_check", LockPath, Scope.LOCKS_READ, "Whether a path is locked, by whom and until when."
 )
 async def lock_check(runtime: Runtime, p: LockPath) -> dict[str, Any]:
     return dict(await runtime.read(_RESOURCES, RESOURCES_CHECK_LOCK, {"path": p.path}))
@@ -172,7 +172,7 @@ class ResourceUsage(Params):
 
 
 @OPERATIONS.operation(
-    "resource_allocate", ResourceAllocate, Scope.OPERATE,
+    "resource_allocate", ResourceAllocate, Scope.RESOURCES_WRITE,
     "Lease amounts of the resource pools to an owner, all or nothing; short, the error says "
     "what is missing.",
 )  # fmt: skip
@@ -182,7 +182,7 @@ async def resource_allocate(runtime: Runtime, p: ResourceAllocate) -> dict[str, 
 
 
 @OPERATIONS.operation(
-    "resource_release", ResourceRelease, Scope.OPERATE,
+    "resource_release", ResourceRelease, Scope.RESOURCES_WRITE,
     "Give a lease back; released is false if there is no such lease.",
 )  # fmt: skip
 async def resource_release(runtime: Runtime, p: ResourceRelease) -> dict[str, Any]:
@@ -191,7 +191,7 @@ async def resource_release(runtime: Runtime, p: ResourceRelease) -> dict[str, An
 
 
 @OPERATIONS.operation(
-    "resource_usage", ResourceUsage, Scope.READ,
+    "resource_usage", ResourceUsage, Scope.RESOURCES_READ,
     "Each resource pool's capacity, allocated amount and free amount.",
 )  # fmt: skip
 async def resource_usage(runtime: Runtime, _p: ResourceUsage) -> dict[str, Any]:

@@ -93,7 +93,7 @@ def _class_name(cls: str) -> str:
 
 
 @OPERATIONS.operation(
-    "agent_spawn", AgentSpawn, Scope.ADMIN,
+    "agent_spawn", AgentSpawn, Scope.AGENTS_ADMIN,
     "Start an agent of an allowed class for real, on the node asked for or the least loaded "
     "node that allows it; its address once it is routable.",
 )  # fmt: skip
@@ -106,7 +106,7 @@ async def agent_spawn(runtime: Runtime, p: AgentSpawn) -> dict[str, Any]:
 
 
 @OPERATIONS.operation(
-    "swarm_init", SwarmInit, Scope.ADMIN,
+    "swarm_init", SwarmInit, Scope.AGENTS_ADMIN,
     "Declare a swarm (a named group with a topology kind) and spawn its agents for real, all "
     "or none; their addresses.",
 )  # fmt: skip
@@ -160,7 +160,7 @@ async def _undo(runtime: Runtime, key: dict[str, str], spawned: list[str]) -> No
 
 
 @OPERATIONS.operation(
-    "swarm_status", SwarmRef, Scope.READ,
+    "swarm_status", SwarmRef, Scope.AGENTS_READ,
     "A swarm's topology kind, its agents as the registry has them (status, load, node), "
     "counts by status, and its agents' tasks.",
 )  # fmt: skip

@@ -21,7 +21,9 @@ class Ping(Params):
     """No parameters."""
 
 
-@OPERATIONS.operation("ping", Ping, Scope.READ, "Check the gateway answers: status and time.")
+@OPERATIONS.operation(
+    "ping", Ping, Scope.SYSTEM_READ, "Check the gateway answers: status and time."
+)
 async def ping(_runtime: Runtime, _params: Ping) -> dict[str, Any]:
     return {"status": "ok", "timestamp": now_ms()}
 
@@ -32,7 +34,7 @@ class Metrics(Params):
 
 
 @OPERATIONS.operation(
-    "metrics", Metrics, Scope.READ,
+    "metrics", Metrics, Scope.SYSTEM_READ,
     "The monitor's figures (tasks, workflows, agents, nodes) from its last sample, and the "
     "alerts firing now.",
 )  # fmt: skip

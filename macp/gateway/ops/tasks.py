@@ -98,7 +98,7 @@ class TaskList(Params):
 
 
 @OPERATIONS.operation(
-    "task_orchestrate", TaskOrchestrate, Scope.OPERATE,
+    "task_orchestrate", TaskOrchestrate, Scope.TASKS_WRITE,
     "Submit a task: journaled, routed to a capable agent, retried; with parallelism > 1 or a "
     "consensus, run on several agents and aggregate their replies.",
 )  # fmt: skip
@@ -118,7 +118,7 @@ async def task_orchestrate(runtime: Runtime, p: TaskOrchestrate) -> dict[str, An
 
 
 @OPERATIONS.operation(
-    "task_status", TaskRef, Scope.READ,
+    "task_status", TaskRef, Scope.TASKS_READ,
     "A task's state, attempts, agent, timings, and why it waits if it does.",
 )  # fmt: skip
 async def task_status(runtime: Runtime, p: TaskRef) -> dict[str, Any]:
@@ -126,7 +126,7 @@ async def task_status(runtime: Runtime, p: TaskRef) -> dict[str, Any]:
 
 
 @OPERATIONS.operation(
-    "task_result", TaskResult, Scope.READ,
+    "task_result", TaskResult, Scope.TASKS_READ,
     "A task's result, waiting up to wait_s; still running then, its state is answered.",
 )  # fmt: skip
 async def task_result(runtime: Runtime, p: TaskResult) -> dict[str, Any]:
@@ -140,12 +140,12 @@ async def task_result(runtime: Runtime, p: TaskResult) -> dict[str, Any]:
     return {"task_id": p.task_id, "done": True, "state": "succeeded", "result": result}
 
 
-@OPERATIONS.operation("task_cancel", TaskRef, Scope.OPERATE, "Cancel a task not yet finished.")
+@OPERATIONS.operation("task_cancel", TaskRef, Scope.TASKS_WRITE, "Cancel a task not yet finished.")
 async def task_cancel(runtime: Runtime, p: TaskRef) -> dict[str, Any]:
     return dict(await runtime.request(_COORDINATOR, CANCEL, {"task_id": p.task_id}))
 
 
-@OPERATIONS.operation("task_list", TaskList, Scope.READ, "The tasks the coordinator holds.")
+@OPERATIONS.operation("task_list", TaskList, Scope.TASKS_READ, "The tasks the coordinator holds.")
 async def task_list(runtime: Runtime, p: TaskList) -> dict[str, Any]:
     tasks = await runtime.read(_COORDINATOR, TASKS, {"states": p.states})
     return {"tasks": tasks, "count": len(tasks)}

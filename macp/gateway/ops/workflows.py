@@ -69,7 +69,7 @@ class WorkflowList(Params):
 
 
 @OPERATIONS.operation(
-    "workflow_define", WorkflowDefine, Scope.ADMIN,
+    "workflow_define", WorkflowDefine, Scope.WORKFLOWS_DEFINE,
     "Define (or redefine) a workflow: steps with dependencies, checked for cycles and "
     "dangling dependencies; its step ids.",
 )  # fmt: skip
@@ -79,7 +79,7 @@ async def workflow_define(runtime: Runtime, p: WorkflowDefine) -> dict[str, Any]
 
 
 @OPERATIONS.operation(
-    "workflow_execute", WorkflowExecute, Scope.OPERATE,
+    "workflow_execute", WorkflowExecute, Scope.WORKFLOWS_WRITE,
     "Run a defined workflow (or a definition given) with a strategy and a concurrency bound; "
     "the run id, once the run is journaled.",
 )  # fmt: skip
@@ -95,7 +95,7 @@ async def workflow_execute(runtime: Runtime, p: WorkflowExecute) -> dict[str, An
 
 
 @OPERATIONS.operation(
-    "workflow_status", RunRef, Scope.READ,
+    "workflow_status", RunRef, Scope.WORKFLOWS_READ,
     "A run's state, its strategy (and why), each step's state and output, and its result or "
     "error once it ended.",
 )  # fmt: skip
@@ -104,7 +104,7 @@ async def workflow_status(runtime: Runtime, p: RunRef) -> dict[str, Any]:
 
 
 @OPERATIONS.operation(
-    "workflow_pause", RunRef, Scope.OPERATE,
+    "workflow_pause", RunRef, Scope.WORKFLOWS_WRITE,
     "Pause a run: no more steps start (those running finish); the run's state.",
 )  # fmt: skip
 async def workflow_pause(runtime: Runtime, p: RunRef) -> dict[str, Any]:
@@ -113,7 +113,7 @@ async def workflow_pause(runtime: Runtime, p: RunRef) -> dict[str, Any]:
 
 
 @OPERATIONS.operation(
-    "workflow_resume", RunRef, Scope.OPERATE,
+    "workflow_resume", RunRef, Scope.WORKFLOWS_WRITE,
     "Resume a paused run: its ready steps start; the run's state.",
 )  # fmt: skip
 async def workflow_resume(runtime: Runtime, p: RunRef) -> dict[str, Any]:
@@ -122,7 +122,7 @@ async def workflow_resume(runtime: Runtime, p: RunRef) -> dict[str, Any]:
 
 
 @OPERATIONS.operation(
-    "workflow_cancel", RunRef, Scope.OPERATE,
+    "workflow_cancel", RunRef, Scope.WORKFLOWS_WRITE,
     "Cancel a run: running steps are cancelled, the others never start.",
 )  # fmt: skip
 async def workflow_cancel(runtime: Runtime, p: RunRef) -> dict[str, Any]:
@@ -131,7 +131,7 @@ async def workflow_cancel(runtime: Runtime, p: RunRef) -> dict[str, Any]:
 
 
 @OPERATIONS.operation(
-    "workflow_list", WorkflowList, Scope.READ,
+    "workflow_list", WorkflowList, Scope.WORKFLOWS_READ,
     "The defined workflows, and every run the coordinator holds with its state.",
 )  # fmt: skip
 async def workflow_list(runtime: Runtime, _p: WorkflowList) -> dict[str, Any]:
