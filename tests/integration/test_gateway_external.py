@@ -5,8 +5,10 @@ task run again by another agent."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,9 +21,11 @@ import uvicorn
 from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
+from websockets.asyncio.client import connect
 
-from macp.errors import Unauthorized
-from macp.gateway import Guard, Member, Principal, Role
+from macp.errors import PoisonMessage
+from macp.gateway import Guard, Member, Role
+from macp.gateway.auth import Auth, KeyStore
 from macp.gateway.external import run_agent_session
 from macp.testing import NodeProcess, wait_until
 
@@ -35,29 +39,22 @@ pytestmark = pytest.mark.integration
 AGENT = Path(__file__).parents[2] / "examples" / "external_agent" / "agent.py"
 
 
-class KeyGuard(Guard):
-    """A guard whose API keys are a fixed table (the auth part's store stands behind the same
-    ``authenticate``)."""
-
-    def __init__(self, keys: dict[str, Principal]) -> None:
-        super().__init__()
-        self.configured = True
-        self._keys = keys
-
-    def authenticate(self, credential: str) -> Principal:
-        try:
-            return self._keys[credential]
-        except KeyError:
-            raise Unauthorized("the API key is not valid") from None
-
-
-KEYS = {
-    "agent-key": Principal("ext-service", Role.AGENT, "api-key"),
-    "viewer-key": Principal("dashboard", Role.VIEWER, "api-key"),
-}
 VIEWER_REFUSED = (
-    "dashboard (viewer) may not register an agent: it needs an API key with the agent role"
+    "dashboard (viewer) may not register an agent: it needs the agents:register scope (an API "
+    "key with the agent role)"
 )
+
+
+@pytest.fixture
+def keyed(tmp_path: Path) -> Iterator[tuple[Guard, dict[str, str]]]:
+    """A guard with API keys in a real key store: an agent's, a viewer's, and a revoked one."""
+    store = KeyStore(tmp_path / "keys.db")
+    _, agent = store.create("ext-service", Role.AGENT)
+    _, viewer = store.create("dashboard", Role.VIEWER)
+    revoked_record, revoked = store.create("old-service", Role.AGENT)
+    store.revoke(revoked_record.id)
+    yield Guard(Auth(keys=store)), {"agent": agent, "viewer": viewer, "revoked": revoked}
+    store.close()
 
 
 class Served:
@@ -279,29 +276,86 @@ def test_the_same_name_registers_again_once_its_program_is_gone(
 
 
 @pytest.mark.parametrize(
-    ("key", "sentence"),
+    ("which", "sentence"),
     [
-        ("wrong-key", "the API key is not valid"),
-        ("viewer-key", VIEWER_REFUSED),
-        (None, "register needs 'key': an agent API key"),
+        ("wrong", r"^this gateway takes API keys only \(macpk_\.\.\.\), not bearer tokens$"),
+        ("forged", r"^unknown API key 0+: no key of this gateway matches it$"),
+        ("revoked", r"^API key \w+ was revoked at .+; ask for a new one$"),
+        ("viewer", "^" + re.escape(VIEWER_REFUSED) + "$"),
+        (None, r"^register needs 'key': an API key with the agent role$"),
     ],
 )  # fmt: skip
 def test_a_register_without_a_valid_agent_key_is_refused(
-    member: Member, programs: list[Program], key: str | None, sentence: str
+    member: Member,
+    programs: list[Program],
+    keyed: tuple[Guard, dict[str, str]],
+    which: str | None,
+    sentence: str,
 ) -> None:
-    with Served(member, KeyGuard(KEYS)) as url:
+    guard, keys = keyed
+    key = {"wrong": "not-a-key", "forged": "macpk_" + "0" * 16 + "_secret"}.get(which or "")
+    key = key or (keys[which] if which is not None else None)
+    with Served(member, guard) as url:
         program = start(programs, url, "ext-refused", "echo", key=key)
         refused = program.wait("refused", "the register was not refused")
-        assert refused == {"event": "refused", "message": sentence, "code": -32006}
+        assert refused["code"] == -32006
+        assert re.match(sentence, refused["message"]), refused["message"]
         assert program.proc.wait(10) == 2
         assert member.cluster.find(capabilities=["echo"]) == []
 
 
 def test_an_agent_key_registers_on_a_gateway_with_authentication(
-    member: Member, programs: list[Program]
+    member: Member, programs: list[Program], keyed: tuple[Guard, dict[str, str]]
 ) -> None:
-    with Served(member, KeyGuard(KEYS)) as url:
-        program = start(programs, url, "ext-keyed", "echo", key="agent-key")
+    guard, keys = keyed
+    with Served(member, guard) as url:
+        program = start(programs, url, "ext-keyed", "echo", key=keys["agent"])
         program.wait("registered", "the agent key was refused")
         task = member.cluster.submit("echo", {"k": 1}, timeout_s=10)
         assert task.result(timeout_s=20) == {"echo": {"k": 1}, "agent": "ext-keyed"}
+
+
+async def _talk(url: str, member: Member) -> list[dict[str, Any]]:
+    """A program written here, against the protocol: it answers what does not fit, then a task
+    it fails."""
+    answers: list[dict[str, Any]] = []
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"type": "register", "name": "ext-raw", "capabilities": ["oops"]}))
+        assert json.loads(await ws.recv())["type"] == "registered"
+        for bad in (
+            "not json",
+            json.dumps([1, 2]),
+            json.dumps({"type": "shout"}),
+            json.dumps({"type": "result", "task_id": "t-none", "attempt": 1, "result": 1}),
+            json.dumps({"type": "progress", "task_id": "t-none", "fraction": 2}),
+        ):
+            await ws.send(bad)
+            answers.append(json.loads(await ws.recv()))
+        submitted = asyncio.to_thread(member.cluster.submit, "oops", None, max_retries=0)
+        task = await submitted
+        assigned = json.loads(await ws.recv())
+        assert (assigned["type"], assigned["task_type"], assigned["task_id"]) == (
+            "task_assigned", "oops", task.id,
+        )  # fmt: skip
+        failure = {"type": "error", "task_id": task.id, "attempt": assigned["attempt"],
+                   "message": "no oops today"}  # fmt: skip
+        await ws.send(json.dumps(failure))
+        with pytest.raises(PoisonMessage, match=r"AgentError: no oops today$"):
+            await asyncio.to_thread(task.result, timeout_s=20)
+    return answers
+
+
+def test_what_a_program_sends_that_does_not_fit_is_answered_and_the_session_goes_on(
+    member: Member,
+) -> None:
+    with Served(member, Guard()) as url:
+        answers = asyncio.run(_talk(url, member))
+    assert [(a["type"], a["code"], a.get("about"), a["message"]) for a in answers] == [
+        ("error", -32602, None, "a message must be one JSON object"),
+        ("error", -32602, None, "a message must be a JSON object, not list"),
+        ("error", -32602, "shout", "'type' must be one of result, error, progress, not 'shout'"),
+        ("error", -32602, "result",
+         "no attempt 1 of task t-none is in hand (never assigned, answered already, or expired)"),
+        ("error", -32602, "progress",
+         "progress: 'fraction' must be less than or equal to 1"),
+    ]  # fmt: skip

@@ -33,7 +33,8 @@ from macp.gateway.external._messages import (
     register_of,
 )
 from macp.gateway.external._proxy import ExternalAgent, Link
-from macp.gateway.guard import Principal, Role
+from macp.gateway.guard import Principal
+from macp.gateway.table import Scope
 from macp.log import get_logger
 
 if TYPE_CHECKING:
@@ -97,8 +98,11 @@ async def run_agent_session(
             "node": member.node.name, "capabilities": register.capabilities,
             "handles": register.handles or register.capabilities, "principal": principal.name,
         })  # fmt: skip
-        reason = await _relay(websocket, link)
-        await _close_down(member, link, register.name, reason)
+        reason = "the gateway closed its connection"
+        try:
+            reason = await _relay(websocket, link)
+        finally:  # however the relay ended, cancelled with the gateway too
+            await _close_down(member, link, register.name, reason)
     finally:
         ended.set()
         if _sessions.get(address) is ended:
@@ -106,17 +110,17 @@ async def run_agent_session(
 
 
 def _principal(guard: Guard, key: str | None) -> Principal:
-    """Who the program is: its key's principal, which must hold the agent role (on a gateway
-    without authentication, with no key: the local principal)."""
+    """Who the program is: its key's principal, which must hold the ``agents:register`` scope
+    (the agent role's; on a gateway without authentication, with no key: the local user)."""
     if key is None:
         if guard.configured:
-            raise Unauthorized("register needs 'key': an agent API key")
+            raise Unauthorized("register needs 'key': an API key with the agent role")
         return Principal.local()
     principal = guard.authenticate(key)
-    if principal.role is not Role.AGENT:
+    if not principal.may(Scope.AGENTS_REGISTER):
         raise Unauthorized(
-            f"{principal.name} ({principal.role}) may not register an agent: it needs an API key "
-            "with the agent role"
+            f"{principal.name} ({principal.role}) may not register an agent: it needs the "
+            f"{Scope.AGENTS_REGISTER} scope (an API key with the agent role)"
         )
     return principal
 
