@@ -26,6 +26,7 @@ from macp.envelope import decode as decode
 from macp.envelope import encode as encode
 from macp.errors import ActorNotFound as ActorNotFound
 from macp.errors import AgentError as AgentError
+from macp.errors import AgentLost as AgentLost
 from macp.errors import AskTimeout as AskTimeout
 from macp.errors import Cancelled as Cancelled
 from macp.errors import ConfigError as ConfigError
@@ -67,6 +68,7 @@ __all__ = [
     "Address",
     "Agent",
     "AgentError",
+    "AgentLost",
     "AgentState",
     "AskFuture",
     "AskTimeout",

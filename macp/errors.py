@@ -194,6 +194,13 @@ class NodeDown(PeerBroken):
     """The addressed node is down (missed heartbeats or unreachable); retry after ``node.up``."""
 
 
+class AgentLost(NodeDown):
+    """The agent went away with the message in hand, as if its node had gone down: an external
+    agent's program closed its connection to the gateway (it exited, crashed or lost the
+    network). Nothing the agent chose: a task lost so counts as a node failure, not against its
+    ``max_retries``. ``data["agent"]`` names the agent."""
+
+
 def _known_classes() -> dict[str, type[MacpError]]:
     found: dict[str, type[MacpError]] = {}
     pending: list[type[MacpError]] = [MacpError]

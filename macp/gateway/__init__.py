@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from macp.gateway.auth import ApiKey, Auth, JwtKey, JwtVerifier, KeyStore, issue_token
 from macp.gateway.bridge import Runtime, settled
+from macp.gateway.external import ExternalAgent, run_agent_session
 from macp.gateway.guard import Guard, Principal, Role, Transport
 from macp.gateway.jsonrpc import JsonRpcLimits, JsonRpcServer
 from macp.gateway.member import Member
@@ -20,6 +21,7 @@ __all__ = [
     "OPERATIONS",
     "ApiKey",
     "Auth",
+    "ExternalAgent",
     "Gateway",
     "Guard",
     "JsonRpcLimits",
@@ -38,5 +40,6 @@ __all__ = [
     "Transport",
     "error_of",
     "issue_token",
+    "run_agent_session",
     "settled",
 ]

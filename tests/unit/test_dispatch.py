@@ -13,6 +13,7 @@ from macp.actors.coordinator.table import TaskTable
 from macp.actors.coordinator.task import Task, TaskState
 from macp.errors import (
     AgentError,
+    AgentLost,
     AskTimeout,
     InvalidParams,
     NodeDown,
@@ -111,6 +112,17 @@ def test_a_failure_from_a_down_nodes_agent_is_lost_with_the_node(table: TaskTabl
     assert not dispatcher.failed("b@n2", NodeDown("b raised it, about another node"))
     assert dispatcher.agents["a@n1"].breaker.state == "closed"
     assert dispatcher.agents["b@n2"].breaker.state == "open"
+
+
+def test_an_external_agent_lost_with_its_program_is_lost_not_failed(table: TaskTable) -> None:
+    dispatcher = _dispatcher(table, breaker_failures=1)
+    dispatcher.agent_changed(_agent("ext@gw"))
+    dispatcher.agent_changed(_agent("relay@n2"))
+    lost = AgentLost("external agent ext@gw went away", data={"agent": "ext@gw"})
+    assert dispatcher.failed("ext@gw", lost)
+    assert not dispatcher.failed("relay@n2", lost)  # it relayed another agent's loss
+    assert dispatcher.agents["ext@gw"].breaker.state == "closed"
+    assert dispatcher.agents["relay@n2"].breaker.state == "open"
 
 
 @pytest.mark.parametrize(

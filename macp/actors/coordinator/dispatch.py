@@ -30,7 +30,7 @@ from macp.actors.coordinator.agents import AgentView, Breaker, Need, need_of
 from macp.actors.coordinator.reasons import GiveUp, Wait, WaitCode
 from macp.actors.coordinator.task import TaskState
 from macp.actors.registry import CONTROL_PLANE, GONE, ROUTABLE
-from macp.errors import Cancelled, ConfigError, InvalidParams, MacpError, NodeDown
+from macp.errors import AgentLost, Cancelled, ConfigError, InvalidParams, MacpError, NodeDown
 from macp.schema import Schema, check
 
 if TYPE_CHECKING:
@@ -245,10 +245,14 @@ class Dispatcher:
 
     def failed(self, agent: str, error: BaseException | None = None) -> bool:
         """An attempt on ``agent`` failed with ``error`` (``None``: it timed out); whether it
-        was lost with the agent's node rather than failed by the agent (which may raise
-        NodeDown itself, about some other node). The agent's own failures count against its
-        breaker."""
-        lost = isinstance(error, NodeDown) and agent.partition("@")[2] in self.down_nodes
+        was lost with the agent's node (or with the agent itself: :class:`AgentLost` naming it,
+        an external agent whose program went away) rather than failed by the agent (which may
+        raise NodeDown itself, about some other node). The agent's own failures count against
+        its breaker."""
+        lost = isinstance(error, NodeDown) and (
+            agent.partition("@")[2] in self.down_nodes
+            or (isinstance(error, AgentLost) and error.data.get("agent") == agent)
+        )
         view = self.agents.get(agent)
         if view is not None and not lost:
             view.breaker.failure(self._clock())
