@@ -4,8 +4,9 @@
 cluster on close) and runs its listeners on one asyncio loop: the caller's
 (``await gateway.serve(stop)``, as ``macp gateway`` does under ``asyncio.run``) or a thread of
 its own (:meth:`Gateway.start` / :meth:`Gateway.stop`, for a program or a test that has no
-loop to give). Listeners are the JSON-RPC server (:mod:`macp.gateway.jsonrpc`) and MCP over
-streamable HTTP (:func:`macp.gateway.mcp.serve_http`), each a :class:`Listener`.
+loop to give). Listeners are the JSON-RPC server (:mod:`macp.gateway.jsonrpc`), the HTTP app
+(:mod:`macp.gateway.http`: REST, health, MCP at /mcp) and MCP alone over streamable HTTP
+(:func:`macp.gateway.mcp.serve_http`), each a :class:`Listener`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import threading
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self
 
 from macp.errors import ConfigError
+from macp.gateway.guard import Guard
 from macp.gateway.jsonrpc import JsonRpcLimits, JsonRpcServer
 from macp.gateway.ops import OPERATIONS
 from macp.log import get_logger
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from macp.gateway.bridge import Runtime
     from macp.gateway.member import Member
@@ -75,35 +77,35 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class _McpHttp:
-    """MCP over streamable HTTP (:func:`macp.gateway.mcp.serve_http`) as a listener."""
+class _HttpListener:
+    """An HTTP server as a listener: MCP alone (:func:`macp.gateway.mcp.serve_http`), or the
+    gateway's HTTP app (:func:`macp.gateway.http.app.serve`: REST, health, MCP)."""
 
-    def __init__(self, table: Table, runtime: Runtime, host: str, port: int) -> None:
-        self._table, self._runtime = table, runtime
-        self._host, self._port = host, port
+    def __init__(
+        self, serve: Callable[..., Coroutine[Any, Any, None]], host: str, port: int, path: str = ""
+    ) -> None:
+        self._serve = serve
+        self._host, self._port, self._path = host, port, path
         self._url: str | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
-        """The endpoint's URL (``http://HOST:PORT/mcp``)."""
-        return self._url or f"http://{self._host}:{self._port}/mcp"
+        """Its URL (``http://HOST:PORT``, and the MCP endpoint's path for MCP alone)."""
+        return self._url or f"http://{self._host}:{self._port}{self._path}"
 
     async def start(self) -> None:
-        from macp.gateway.mcp import serve_http  # noqa: PLC0415 - the SDK only when served
-
         listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(serve_http(
-            self._runtime, self._host, self._port, ready=listening.set_result, stop=self._stop,
-            table=self._table,
-        ))  # fmt: skip
+        self._task = asyncio.create_task(
+            self._serve(self._host, self._port, ready=listening.set_result, stop=self._stop)
+        )
         either: set[asyncio.Future[Any]] = {self._task, listening}
         await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if not listening.done():
             listening.cancel()
             await self._task  # raises why it could not listen
-            raise ConfigError(f"MCP over HTTP on {self._host}:{self._port} ended at once")
+            raise ConfigError(f"HTTP on {self._host}:{self._port} ended at once")
         self._url = listening.result()
 
     async def close(self) -> None:
@@ -112,13 +114,39 @@ class _McpHttp:
             await self._task
 
 
+def _mcp_alone(table: Table, runtime: Runtime) -> Callable[..., Coroutine[Any, Any, None]]:
+    async def serve(host: str, port: int, **kwargs: Any) -> None:
+        from macp.gateway.mcp import serve_http  # noqa: PLC0415 - the SDK only when served
+
+        await serve_http(runtime, host, port, table=table, **kwargs)
+
+    return serve
+
+
+def _http_app(
+    table: Table, runtime: Runtime, guard: Guard
+) -> Callable[..., Coroutine[Any, Any, None]]:
+    async def serve(host: str, port: int, **kwargs: Any) -> None:
+        from macp.gateway.http.app import http_app  # noqa: PLC0415 - the SDK only when served
+        from macp.gateway.http.app import serve as serve_app  # noqa: PLC0415
+
+        app = http_app(runtime, guard, host=host, table=table)
+        await serve_app(app, host, port, **kwargs)
+
+    return serve
+
+
 class Gateway:
     """The gateway: a member node of the cluster, serving ``table`` on its listeners.
 
     Args:
         member: the gateway's node (:meth:`Member.join`); the gateway closes it.
         jsonrpc: ``HOST:PORT`` of the JSON-RPC listener (port 0: any free one), or ``None``.
-        mcp_http: ``HOST:PORT`` of the MCP streamable-HTTP listener, or ``None``.
+        http: ``HOST:PORT`` of the HTTP listener (REST under /api/v1, /health, /ready, MCP at
+            /mcp: :func:`macp.gateway.http.http_app`), or ``None``.
+        mcp_http: ``HOST:PORT`` of a listener serving MCP alone (at /mcp), or ``None``.
+        guard: who may call what (default: a :class:`~macp.gateway.guard.Guard` with no
+            authentication).
         limits: the JSON-RPC listener's per-connection limits.
 
     Raises:
@@ -133,23 +161,31 @@ class Gateway:
         mcp_http: str | None = None,
         limits: JsonRpcLimits | None = None,
         table: Table = OPERATIONS,
+        http: str | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.member = member
+        self.guard = guard or Guard()
         self.listeners: dict[str, Listener] = {}
         if jsonrpc is not None:
             host, port = host_port(jsonrpc, "--jsonrpc")
             self.listeners["jsonrpc"] = JsonRpcServer(table, member.runtime, host, port, limits)
         if mcp_http is not None:
             host, port = host_port(mcp_http, "--mcp-http")
-            self.listeners["mcp_http"] = _McpHttp(table, member.runtime, host, port)
+            alone = _mcp_alone(table, member.runtime)
+            self.listeners["mcp_http"] = _HttpListener(alone, host, port, "/mcp")
+        if http is not None:
+            host, port = host_port(http, "--http")
+            app = _http_app(table, member.runtime, self.guard)
+            self.listeners["http"] = _HttpListener(app, host, port)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._opened: list[Listener] = []
 
     @property
     def addresses(self) -> dict[str, str]:
-        """Where each listener is reached, by kind: ``jsonrpc`` (``HOST:PORT``), ``mcp_http``
-        (the endpoint's URL, ``http://HOST:PORT/mcp``)."""
+        """Where each listener is reached, by kind: ``jsonrpc`` (``HOST:PORT``), ``http``
+        (``http://HOST:PORT``), ``mcp_http`` (the endpoint's URL, ``http://HOST:PORT/mcp``)."""
         return {kind: listener.address for kind, listener in self.listeners.items()}
 
     async def open(self) -> dict[str, str]:
