@@ -104,7 +104,8 @@ def _steps(p: PipelineCreate) -> list[dict[str, Any]]:
         unknown = sorted(set(p.dependencies) - set(names))
         if unknown:
             raise InvalidParams(
-                f"'dependencies' names stage {unknown[0]!r}, which is not among the stages "
+                f"rest_pipeline_create: 'dependencies' names stage {unknown[0]!r}, which is not "
+                f"among the stages "
                 f"({', '.join(names)})"
             )
     given = p.dependencies is not None or any(s.depends_on is not None for s in p.stages)
