@@ -65,6 +65,12 @@ def gateway(
     mcp_http: Annotated[
         str | None, typer.Option(help="Serve MCP (streamable HTTP, at /mcp) on HOST:PORT.")
     ] = None,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve HTTP on HOST:PORT: REST at /api/v1, /health, /ready, MCP at /mcp."
+        ),
+    ] = None,
     idle_timeout_s: Annotated[
         float, typer.Option(help="Close a JSON-RPC connection silent this long, seconds.")
     ] = 300.0,
@@ -76,18 +82,18 @@ def gateway(
 ) -> None:
     """Join the cluster at --connect as a member node and serve its operations.
 
-    With neither --jsonrpc nor --mcp-http, JSON-RPC is served on 127.0.0.1:9500. Prints one
-    JSON line {"event": "gateway.ready", "name", "address", "head", "jsonrpc", "mcp_http"} on
-    standard output once every listener listens (with the real ports, for port 0). Exits 0
-    after SIGINT or SIGTERM (calls in flight are answered, or failed after a few seconds), 1 if
-    the cluster does not answer, 2 for a bad flag or value: among them an address in use, and
-    an address off loopback without --insecure.
+    With none of --jsonrpc, --mcp-http, --http, JSON-RPC is served on 127.0.0.1:9500. Prints
+    one JSON line {"event": "gateway.ready", "name", "address", "head", "jsonrpc", "mcp_http",
+    "http"} on standard output once every listener listens (with the real ports, for port 0).
+    Exits 0 after SIGINT or SIGTERM (calls in flight are answered, or failed after a few
+    seconds), 1 if the cluster does not answer, 2 for a bad flag or value: among them an address
+    in use, and an address off loopback without --insecure.
     """
     from macp.gateway import Gateway, JsonRpcLimits, Member  # noqa: PLC0415
 
     _logging(log_json, log_level)
     parent = _parent_to_follow()
-    jsonrpc = _checked_listeners(jsonrpc, mcp_http, insecure=insecure)
+    jsonrpc = _checked_listeners(jsonrpc, mcp_http, insecure=insecure, http=http)
     if idle_timeout_s <= 0:
         fail(f"--idle-timeout-s must be more than 0, not {idle_timeout_s:g}")
     try:
@@ -102,7 +108,7 @@ def gateway(
     except AskTimeout as e:
         fail(e.message, 1)
     try:
-        served = Gateway(member, jsonrpc=jsonrpc, mcp_http=mcp_http,
+        served = Gateway(member, jsonrpc=jsonrpc, mcp_http=mcp_http, http=http,
                          limits=JsonRpcLimits(idle_timeout_s=idle_timeout_s))  # fmt: skip
     except ConfigError as e:
         member.close()
@@ -115,14 +121,16 @@ def gateway(
         fail(f"{type(e).__name__}: {e.message}", 1)
 
 
-def _checked_listeners(jsonrpc: str | None, mcp_http: str | None, *, insecure: bool) -> str | None:
+def _checked_listeners(
+    jsonrpc: str | None, mcp_http: str | None, *, insecure: bool, http: str | None = None
+) -> str | None:
     """The JSON-RPC address to serve (the default one if no listener is asked for); exit 2 for
     an address not HOST:PORT, or off loopback without ``insecure``."""
     from macp.gateway.server import DEFAULT_JSONRPC, host_port, is_loopback  # noqa: PLC0415
 
-    if jsonrpc is None and mcp_http is None:
+    if jsonrpc is None and mcp_http is None and http is None:
         jsonrpc = DEFAULT_JSONRPC
-    for flag, value in (("--jsonrpc", jsonrpc), ("--mcp-http", mcp_http)):
+    for flag, value in (("--jsonrpc", jsonrpc), ("--mcp-http", mcp_http), ("--http", http)):
         if value is None:
             continue
         try:
@@ -161,6 +169,6 @@ def _announce(served: Gateway, addresses: dict[str, str]) -> None:
     node = served.member.node
     ready = {"event": "gateway.ready", "name": node.name, "address": node.address,
              "head": node.head, "jsonrpc": addresses.get("jsonrpc"),
-             "mcp_http": addresses.get("mcp_http")}  # fmt: skip
+             "mcp_http": addresses.get("mcp_http"), "http": addresses.get("http")}  # fmt: skip
     typer.echo(json.dumps(ready))
     sys.stdout.flush()
