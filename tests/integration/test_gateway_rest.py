@@ -5,6 +5,7 @@ port, and /ready while the head is down."""
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ import pytest
 from gateway_cluster import cluster_procs, member
 from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS, TESTS
 
-from macp.errors import AskTimeout
+from macp.errors import AskTimeout, ConfigError
 from macp.gateway import Gateway, Member
 from macp.testing import NodeProcess, wait_until
 
@@ -215,3 +216,16 @@ def test_ready_is_false_while_the_head_is_down_and_health_stays_true(tmp_path: A
             gateway.stop()
     finally:
         head.kill()
+
+
+def test_an_http_port_in_use_is_one_sentence_naming_the_flag(member: Member) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        gateway = Gateway(member, jsonrpc=None, http=f"127.0.0.1:{port}")
+        with pytest.raises(ConfigError, match=rf"^cannot serve HTTP on 127\.0\.0\.1:{port}: .+; "
+                           r"choose another --http HOST:PORT$"):  # fmt: skip
+            gateway.start()
+    with pytest.raises(ConfigError, match=r"^--http 'nowhere' must be HOST:PORT"):
+        Gateway(member, jsonrpc=None, http="nowhere")
