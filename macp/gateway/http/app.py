@@ -29,10 +29,11 @@ from macp.gateway.mcp import http_app as mcp_http_app
 from macp.gateway.ops import OPERATIONS
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
     from starlette.requests import Request
     from starlette.responses import Response
+    from starlette.routing import BaseRoute
 
     from macp.gateway.bridge import Runtime
     from macp.gateway.table import Table
@@ -51,16 +52,17 @@ def http_app(
     host: str = "127.0.0.1",
     table: Table = OPERATIONS,
     ready_timeout_s: float = READY_TIMEOUT_S,
+    routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The gateway's HTTP app over ``runtime``, every call decided by ``guard``.
 
     Run it under an ASGI server that runs its lifespan (uvicorn does): it runs MCP's session
     manager. ``host`` is where it listens (MCP refuses a non-loopback ``Host`` or ``Origin``
-    on a loopback address).
+    on a loopback address). ``routes`` are served too (e.g. the WebSocket's ``/ws`` route).
     """
     guard = guard or Guard()
-    routes = rest_routes(table)
-    document = openapi(routes)
+    rest = rest_routes(table)
+    document = openapi(rest)
 
     async def health(_request: Request) -> Response:
         return _Json({"status": "ok"})
@@ -96,7 +98,8 @@ def http_app(
             *(Route(path, health, methods=["GET"]) for path in ("/health", f"{API}/health")),
             *(Route(path, ready, methods=["GET"]) for path in ("/ready", f"{API}/ready")),
             Route(f"{API}/openapi.json", served_openapi, methods=["GET"]),
-            *(route.route(runtime, guard) for route in routes),
+            *(route.route(runtime, guard) for route in rest),
+            *routes,
             *mcp.routes,
         ],
         exception_handlers={HTTPException: _http_error},
