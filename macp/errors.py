@@ -28,6 +28,7 @@ __all__ = [
     "InvalidParams",
     "MacpError",
     "NodeDown",
+    "NotFound",
     "PeerBroken",
     "PeerClosed",
     "PoisonMessage",
@@ -86,6 +87,11 @@ class InvalidParams(ProtocolError):
     """The message body does not fit what the handler expects, or cannot be encoded."""
 
     code = -32602
+
+
+class NotFound(InvalidParams):
+    """What a request names (a task, a workflow run, a pipeline) does not exist; HTTP answers
+    it 404. Its code is invalid params' (-32602): over JSON-RPC and MCP it is a bad argument."""
 
 
 class AgentError(MacpError):

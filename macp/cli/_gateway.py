@@ -77,6 +77,12 @@ def gateway(
     mcp_http: Annotated[
         str | None, typer.Option(help="Serve MCP (streamable HTTP, at /mcp) on HOST:PORT.")
     ] = None,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve HTTP on HOST:PORT: REST at /api/v1, /health, /ready, MCP at /mcp."
+        ),
+    ] = None,
     jwt_key_file: Annotated[
         Path | None,
         typer.Option(
@@ -102,12 +108,12 @@ def gateway(
 ) -> None:
     """Join the cluster at --connect as a member node and serve its operations.
 
-    With neither --jsonrpc nor --mcp-http, JSON-RPC is served on 127.0.0.1:9500. Prints one
-    JSON line {"event": "gateway.ready", "name", "address", "head", "jsonrpc", "mcp_http"} on
-    standard output once every listener listens (with the real ports, for port 0). Exits 0
-    after SIGINT or SIGTERM (calls in flight are answered, or failed after a few seconds), 1 if
-    the cluster does not answer, 2 for a bad flag or value: among them an address in use, and
-    an address off loopback with no authentication configured and no --insecure.
+    With none of --jsonrpc, --mcp-http, --http, JSON-RPC is served on 127.0.0.1:9500. Prints
+    one JSON line {"event": "gateway.ready", "name", "address", "head", "jsonrpc", "mcp_http",
+    "http"} on standard output once every listener listens (with the real ports, for port 0).
+    Exits 0 after SIGINT or SIGTERM (calls in flight are answered, or failed after a few
+    seconds), 1 if the cluster does not answer, 2 for a bad flag or value: among them an address
+    in use, and an address off loopback with no authentication configured and no --insecure.
 
     Authentication: bearer tokens (JWT) with --jwt-key-file or $MACP_GATEWAY_JWT_SECRET; API
     keys with --keys-db, or the default store once `macp gateway keys create` made it.
@@ -122,7 +128,9 @@ def gateway(
     _logging(log_json, log_level)
     parent = _parent_to_follow()
     guard = guard_of(jwt_key_file, keys_db, jwt_audience, jwt_issuer)
-    jsonrpc = _checked_listeners(jsonrpc, mcp_http, insecure=insecure or guard.configured)
+    jsonrpc = _checked_listeners(
+        jsonrpc, mcp_http, insecure=insecure or guard.configured, http=http
+    )
     try:
         tls = Tls.load(tls_cert, tls_key)
     except ConfigError as e:
@@ -141,7 +149,7 @@ def gateway(
     except AskTimeout as e:
         fail(e.message, 1)
     try:
-        served = Gateway(member, jsonrpc=jsonrpc, mcp_http=mcp_http, guard=guard,
+        served = Gateway(member, jsonrpc=jsonrpc, mcp_http=mcp_http, http=http, guard=guard,
                          insecure=insecure, tls=tls,
                          limits=JsonRpcLimits(idle_timeout_s=idle_timeout_s))  # fmt: skip
     except ConfigError as e:
@@ -155,15 +163,17 @@ def gateway(
         fail(f"{type(e).__name__}: {e.message}", 1)
 
 
-def _checked_listeners(jsonrpc: str | None, mcp_http: str | None, *, insecure: bool) -> str | None:
+def _checked_listeners(
+    jsonrpc: str | None, mcp_http: str | None, *, insecure: bool, http: str | None = None
+) -> str | None:
     """The JSON-RPC address to serve (the default one if no listener is asked for); exit 2 for
     an address not HOST:PORT, or off loopback unless ``insecure`` (or authentication is
     configured: the caller says so through ``insecure``)."""
     from macp.gateway.server import DEFAULT_JSONRPC, host_port, is_loopback  # noqa: PLC0415
 
-    if jsonrpc is None and mcp_http is None:
+    if jsonrpc is None and mcp_http is None and http is None:
         jsonrpc = DEFAULT_JSONRPC
-    for flag, value in (("--jsonrpc", jsonrpc), ("--mcp-http", mcp_http)):
+    for flag, value in (("--jsonrpc", jsonrpc), ("--mcp-http", mcp_http), ("--http", http)):
         if value is None:
             continue
         try:
@@ -203,6 +213,6 @@ def _announce(served: Gateway, addresses: dict[str, str]) -> None:
     node = served.member.node
     ready = {"event": "gateway.ready", "name": node.name, "address": node.address,
              "head": node.head, "jsonrpc": addresses.get("jsonrpc"),
-             "mcp_http": addresses.get("mcp_http")}  # fmt: skip
+             "mcp_http": addresses.get("mcp_http"), "http": addresses.get("http")}  # fmt: skip
     typer.echo(json.dumps(ready))
     sys.stdout.flush()

@@ -4,8 +4,9 @@
 cluster on close) and runs its listeners on one asyncio loop: the caller's
 (``await gateway.serve(stop)``, as ``macp gateway`` does under ``asyncio.run``) or a thread of
 its own (:meth:`Gateway.start` / :meth:`Gateway.stop`, for a program or a test that has no
-loop to give). Listeners are the JSON-RPC server (:mod:`macp.gateway.jsonrpc`) and MCP over
-streamable HTTP (:func:`macp.gateway.mcp.serve_http`), each a :class:`Listener`.
+loop to give). Listeners are the JSON-RPC server (:mod:`macp.gateway.jsonrpc`), the HTTP app
+(:mod:`macp.gateway.http`: REST, health, MCP at /mcp) and MCP alone over streamable HTTP
+(:func:`macp.gateway.mcp.serve_http`), each a :class:`Listener`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from macp.gateway.ops import OPERATIONS
 from macp.log import get_logger
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from macp.gateway.auth import Tls
     from macp.gateway.bridge import Runtime
@@ -94,45 +95,41 @@ def check_reach(host: str, flag: str, value: str, *, guard: Guard, insecure: boo
     )
 
 
-class _McpHttp:
-    """MCP over streamable HTTP (:func:`macp.gateway.mcp.serve_http`) as a listener."""
+class _HttpListener:
+    """An HTTP server as a listener: MCP alone (:func:`macp.gateway.mcp.serve_http`), or the
+    gateway's HTTP app (:func:`macp.gateway.http.app.serve`: REST, health, MCP, /ws)."""
 
     def __init__(
         self,
-        table: Table,
-        runtime: Runtime,
+        serve: Callable[..., Coroutine[Any, Any, None]],
         host: str,
         port: int,
-        *,
-        guard: Guard | None = None,
+        path: str = "",
         tls: Tls | None = None,
     ) -> None:
-        self._table, self._runtime, self._guard, self._tls = table, runtime, guard, tls
-        self._host, self._port = host, port
+        self._serve = serve
+        self._host, self._port, self._path, self._tls = host, port, path, tls
         self._url: str | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
-        """The endpoint's URL (``http://HOST:PORT/mcp``)."""
+        """Its URL (``http://HOST:PORT``, and the MCP endpoint's path for MCP alone)."""
         scheme = "https" if self._tls else "http"
-        return self._url or f"{scheme}://{self._host}:{self._port}/mcp"
+        return self._url or f"{scheme}://{self._host}:{self._port}{self._path}"
 
     async def start(self) -> None:
-        from macp.gateway.mcp import serve_http  # noqa: PLC0415 - the SDK only when served
-
         listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(serve_http(
-            self._runtime, self._host, self._port, ready=listening.set_result, stop=self._stop,
-            table=self._table, guard=self._guard, tls=self._tls,
+        self._task = asyncio.create_task(self._serve(
+            self._host, self._port, ready=listening.set_result, stop=self._stop, tls=self._tls
         ))  # fmt: skip
         either: set[asyncio.Future[Any]] = {self._task, listening}
         await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if not listening.done():
             listening.cancel()
             await self._task  # raises why it could not listen
-            raise ConfigError(f"MCP over HTTP on {self._host}:{self._port} ended at once")
+            raise ConfigError(f"HTTP on {self._host}:{self._port} ended at once")
         self._url = listening.result()
 
     async def close(self) -> None:
@@ -141,13 +138,39 @@ class _McpHttp:
             await self._task
 
 
+def _mcp_alone(
+    table: Table, runtime: Runtime, guard: Guard
+) -> Callable[..., Coroutine[Any, Any, None]]:
+    async def serve(host: str, port: int, **kwargs: Any) -> None:
+        from macp.gateway.mcp import serve_http  # noqa: PLC0415 - the SDK only when served
+
+        await serve_http(runtime, host, port, table=table, guard=guard, **kwargs)
+
+    return serve
+
+
+def _http_app(
+    table: Table, runtime: Runtime, guard: Guard
+) -> Callable[..., Coroutine[Any, Any, None]]:
+    async def serve(host: str, port: int, **kwargs: Any) -> None:
+        from macp.gateway.http.app import http_app  # noqa: PLC0415 - the SDK only when served
+        from macp.gateway.http.app import serve as serve_app  # noqa: PLC0415
+
+        app = http_app(runtime, guard, host=host, table=table)
+        await serve_app(app, host, port, **kwargs)
+
+    return serve
+
+
 class Gateway:
     """The gateway: a member node of the cluster, serving ``table`` on its listeners.
 
     Args:
         member: the gateway's node (:meth:`Member.join`); the gateway closes it.
         jsonrpc: ``HOST:PORT`` of the JSON-RPC listener (port 0: any free one), or ``None``.
-        mcp_http: ``HOST:PORT`` of the MCP streamable-HTTP listener, or ``None``.
+        http: ``HOST:PORT`` of the HTTP listener (REST under /api/v1, /health, /ready, MCP at
+            /mcp: :func:`macp.gateway.http.http_app`), or ``None``.
+        mcp_http: ``HOST:PORT`` of a listener serving MCP alone (at /mcp), or ``None``.
         limits: the JSON-RPC listener's per-connection limits.
         guard: who may call what (:class:`~macp.gateway.guard.Guard`); by default one with no
             authentication, which serves every caller as the local user: then a listener off
@@ -174,11 +197,11 @@ class Gateway:
         insecure: bool = False,
         tls: Tls | None = None,
         quotas: Quotas | None = None,
+        http: str | None = None,
     ) -> None:
         self.member = member
         self.guard = guard = guard or Guard()
         self.insecure, self.tls = insecure, tls
-        """What an HTTP listener added later serves with: the off-loopback rule, HTTPS."""
         self.listeners: dict[str, Listener] = {}
         if jsonrpc is not None:
             host, port = host_port(jsonrpc, "--jsonrpc")
@@ -195,17 +218,21 @@ class Gateway:
         if mcp_http is not None:
             host, port = host_port(mcp_http, "--mcp-http")
             check_reach(host, "--mcp-http", mcp_http, guard=guard, insecure=insecure)
-            self.listeners["mcp_http"] = _McpHttp(
-                table, member.runtime, host, port, guard=guard, tls=tls
-            )
+            alone = _mcp_alone(table, member.runtime, guard)
+            self.listeners["mcp_http"] = _HttpListener(alone, host, port, "/mcp", tls)
+        if http is not None:
+            host, port = host_port(http, "--http")
+            check_reach(host, "--http", http, guard=guard, insecure=insecure)
+            app = _http_app(table, member.runtime, guard)
+            self.listeners["http"] = _HttpListener(app, host, port, "", tls)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._opened: list[Listener] = []
 
     @property
     def addresses(self) -> dict[str, str]:
-        """Where each listener is reached, by kind: ``jsonrpc`` (``HOST:PORT``), ``mcp_http``
-        (the endpoint's URL, ``http://HOST:PORT/mcp``)."""
+        """Where each listener is reached, by kind: ``jsonrpc`` (``HOST:PORT``), ``http``
+        (``http://HOST:PORT``), ``mcp_http`` (the endpoint's URL, ``http://HOST:PORT/mcp``)."""
         return {kind: listener.address for kind, listener in self.listeners.items()}
 
     async def open(self) -> dict[str, str]:

@@ -125,7 +125,7 @@ def test_macp_gateway_serves_an_nc_session_and_stops_on_sigterm(
     assert proc.wait(20) == 0
 
 
-@pytest.mark.parametrize("flag", ["--jsonrpc", "--mcp-http"])
+@pytest.mark.parametrize("flag", ["--jsonrpc", "--mcp-http", "--http"])
 def test_a_listener_off_loopback_is_refused_without_insecure(
     flag: str, started: list[subprocess.Popen[str]]
 ) -> None:
