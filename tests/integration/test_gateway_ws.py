@@ -335,3 +335,43 @@ def test_a_workflow_run_is_pipeline_progress(served: Served, member: Member) -> 
     assert runs[-1] == ("succeeded", 2, 2)
     assert mine[-1]["workflow"] == "ws-squares"
     assert mine[-1]["progress"] == 1.0
+
+
+def _slow_socket(url: str) -> socket.socket:
+    """A socket for a client that reads nothing, with the smallest receive buffer the kernel
+    gives."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.connect(("127.0.0.1", int(url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])))
+    return sock
+
+
+def test_a_slow_reader_is_dropped_while_a_fast_one_gets_everything(member: Member) -> None:
+    with (
+        Served(member, Guard(), buffer=100, send_buffer=4096) as it,
+        it.client() as fast,
+        connect(it.url, sock=_slow_socket(it.url), open_timeout=10, max_queue=1) as slow,
+    ):
+        slow.send(json.dumps({"type": "auth", "topics": ["task_update"]}))
+        # a task's events name its type: no agent takes this one, so it waits until cancelled
+        big = "unhandled-" + "x" * 4000
+        tasks = [member.cluster.submit(big, timeout_s=60) for _ in range(300)]
+        assert all(task.cancel() for task in tasks)
+        ids = {t.id for t in tasks}
+        done: set[str] = set()
+        seen: dict[str, list[str]] = {t: [] for t in ids}
+        deadline = time.monotonic() + 60
+        while done != ids:
+            assert time.monotonic() < deadline, f"{len(ids - done)} tasks never seen ending"
+            message = _next(fast)
+            if message["type"] == "task_update" and message["data"]["task_id"] in ids:
+                seen[message["data"]["task_id"]].append(message["data"]["state"])
+                if message["data"]["state"] == "cancelled":
+                    done.add(message["data"]["task_id"])
+        # every event was offered to both at once: the slow one has overflowed by now
+        assert it.hub.dropped == 1
+        code, reason, _ = _closed(slow, timeout_s=20)
+    assert all([s for s in states if s != "running"] == ["pending", "cancelled"]
+               for states in seen.values())  # fmt: skip
+    assert code == 4408
+    assert reason.startswith("too slow: 100 events were waiting to be read")
