@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from macp.gateway.bridge import Runtime, settled
 from macp.gateway.guard import Guard, Principal, Role, Transport
+from macp.gateway.http.events import EventHub
 from macp.gateway.jsonrpc import JsonRpcLimits, JsonRpcServer
 from macp.gateway.member import Member
 from macp.gateway.ops import OPERATIONS
@@ -17,6 +18,7 @@ from macp.gateway.table import Operation, Params, Scope, Table, error_of
 
 __all__ = [
     "OPERATIONS",
+    "EventHub",
     "Gateway",
     "Guard",
     "JsonRpcLimits",
