@@ -40,7 +40,7 @@ class TaskEvents(Agent):
 
     Args:
         on_event: called with each event's body (``{task_id, state, previous, time_ms, type,
-            attempt?, agent?, error?}``) on the agent's thread; or override
+            attempt?, agent?, error?, run?, step?}``) on the agent's thread; or override
             :meth:`on_task_event`.
         config, capabilities, role, group: as for any :class:`~macp.Agent`.
 

@@ -162,3 +162,18 @@ def test_a_renewing_subscriber_gets_events_again_after_the_head_restarts(
     after = cluster.submit("echo", "after")
     after.result()
     assert _states(_ended(after.id, "succeeded")) == ["pending", "assigned", "succeeded"]
+
+
+def test_the_events_of_a_workflow_steps_task_name_its_run_and_step(cluster: Cluster) -> None:
+    steps = [{"id": "first", "type": "work", "body": {"fail_until": 0}},
+             {"id": "second", "type": "work", "body": {"fail_until": 0},
+              "depends_on": ["first"]}]  # fmt: skip
+    run = cluster.run({"name": "two", "steps": steps})
+    run.result(timeout_s=20)
+    tasks = {step["task_id"]: name for name, step in run.status()["steps"].items()}
+    for task_id, step in tasks.items():
+        events = _ended(task_id, "succeeded")
+        assert {(e["run"], e["step"]) for e in events} == {(run.id, step)}
+    plain = cluster.submit("work", {"fail_until": 0})
+    plain.result()
+    assert all("run" not in e and "step" not in e for e in _ended(plain.id, "succeeded"))

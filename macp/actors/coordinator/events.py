@@ -8,10 +8,12 @@ a subscriber survives a restart of the head (Erlang's monitors, Akka's watch, by
 At each change of a task's state (:class:`~.table.TaskTable` calls :meth:`Subscribers.moved`,
 only while someone subscribes) an event is queued; the queue is told to every subscriber once
 the change is journaled (persist, then act), in transition order: ``task.event`` ``{task_id,
-state, previous, time_ms, type, attempt?, agent?, error?}`` (``previous`` is null for a new
-task; ``attempt`` once it has one; ``agent`` while one has it; ``error`` when it failed,
-retries or was cancelled). Events are tells: at most once, so a subscriber that must be sure
-of a task's state reads ``coordinator.status``.
+state, previous, time_ms, type, attempt?, agent?, error?, run?, step?}`` (``previous`` is
+null for a new task; ``attempt`` once it has one; ``agent`` while one has it; ``error`` when it
+failed, retries or was cancelled; ``run`` and ``step`` when it is a workflow run's step, so a
+follower sees the run's progress in its steps' events: runs have no events of their own).
+Events are tells: at most once, so a subscriber that must be sure of a task's state reads
+``coordinator.status``.
 """
 
 from __future__ import annotations
@@ -137,6 +139,8 @@ class Subscribers:
             event["agent"] = task.agent
         if task.error is not None and state in _WITH_ERROR:
             event["error"] = task.error
+        if task.workflow is not None:
+            event["run"], event["step"] = task.workflow, task.step
         self._queued.append(event)
 
     def send(self) -> None:

@@ -18,8 +18,8 @@ outputs (``list``), or their maps merged (``union``).
 Task events (:mod:`.events`): ``tasks.subscribe`` ``{address, lease_s}`` -> ``{address,
 lease_s}`` (again before the lease ends, to keep it); ``tasks.unsubscribe`` ``{address}`` ->
 ``{unsubscribed}``; ``tasks.subscribers`` -> ``[{address, lease_left_s}]``. A subscriber is
-told ``task.event`` ``{task_id, state, previous, time_ms, type, attempt?, agent?, error?}`` at
-each change of a task's state.
+told ``task.event`` ``{task_id, state, previous, time_ms, type, attempt?, agent?, error?, run?,
+step?}`` at each change of a task's state (``run``, ``step``: a workflow run's step).
 """
 
 from __future__ import annotations

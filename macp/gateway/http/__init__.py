@@ -1,6 +1,7 @@
 """The gateway over HTTP: one Starlette app (:func:`http_app`) serving REST under
 ``/api/v1`` (:mod:`.rest`, routes in :mod:`.rest_routes`, OpenAPI in :mod:`.rest_openapi`),
-``/health``, ``/ready`` and MCP at ``/mcp``."""
+``/health``, ``/ready``, MCP at ``/mcp``, and the WebSocket at ``/ws`` (:mod:`.ws`) with the
+events it serves (:mod:`.events`)."""
 
 from __future__ import annotations
 
