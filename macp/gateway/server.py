@@ -17,7 +17,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self
 
 from macp.errors import ConfigError
-from macp.gateway.guard import Guard
+from macp.gateway.guard import Guard, Principal
 from macp.gateway.jsonrpc import JsonRpcLimits, JsonRpcServer
 from macp.gateway.ops import OPERATIONS
 from macp.log import get_logger
@@ -150,14 +150,27 @@ def _mcp_alone(
 
 
 def _http_app(
-    table: Table, runtime: Runtime, guard: Guard
+    table: Table, member: Member, guard: Guard
 ) -> Callable[..., Coroutine[Any, Any, None]]:
     async def serve(host: str, port: int, **kwargs: Any) -> None:
-        from macp.gateway.http.app import http_app  # noqa: PLC0415 - the SDK only when served
+        # the SDK, Starlette and uvicorn load only when served
+        from macp.gateway.external import run_agent_session  # noqa: PLC0415
+        from macp.gateway.http.app import http_app  # noqa: PLC0415
         from macp.gateway.http.app import serve as serve_app  # noqa: PLC0415
+        from macp.gateway.http.events import EventHub  # noqa: PLC0415
+        from macp.gateway.http.ws import ws_route  # noqa: PLC0415
 
-        app = http_app(runtime, guard, host=host, table=table)
-        await serve_app(app, host, port, **kwargs)
+        async def register(websocket: Any, hello: dict[str, Any], _principal: Principal) -> None:
+            await run_agent_session(websocket, hello, member=member, guard=guard)
+
+        hub = EventHub(member.runtime)
+        await hub.start(member)
+        try:
+            events = ws_route(hub, guard, register=register)
+            app = http_app(member.runtime, guard, host=host, table=table, routes=[events])
+            await serve_app(app, host, port, **kwargs)
+        finally:
+            await hub.close()
 
     return serve
 
@@ -223,7 +236,7 @@ class Gateway:
         if http is not None:
             host, port = host_port(http, "--http")
             check_reach(host, "--http", http, guard=guard, insecure=insecure)
-            app = _http_app(table, member.runtime, guard)
+            app = _http_app(table, member, guard)
             self.listeners["http"] = _HttpListener(app, host, port, "", tls)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
