@@ -37,6 +37,7 @@ from macp.errors import InternalError as InternalError
 from macp.errors import InvalidParams as InvalidParams
 from macp.errors import MacpError as MacpError
 from macp.errors import NodeDown as NodeDown
+from macp.errors import NotFound as NotFound
 from macp.errors import PeerBroken as PeerBroken
 from macp.errors import PeerClosed as PeerClosed
 from macp.errors import PoisonMessage as PoisonMessage
@@ -90,6 +91,7 @@ __all__ = [
     "MacpError",
     "Node",
     "NodeDown",
+    "NotFound",
     "Peer",
     "PeerBroken",
     "PeerClosed",

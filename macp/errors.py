@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ActorNotFound",
     "AgentError",
+    "AgentLost",
     "AskTimeout",
     "Cancelled",
     "ConfigError",
@@ -150,7 +151,8 @@ class Cancelled(MacpError):
 
 class RateLimited(MacpError):
     """Over a rate limit or quota (code -32000, an addition to the design's): ``data`` holds
-    ``retry_after_s``, the seconds after which the same call is admitted again."""
+    ``retry_after_s``, the seconds after which the same call is admitted again (1 s when it
+    was not said)."""
 
     code = -32000
 
@@ -158,10 +160,11 @@ class RateLimited(MacpError):
         self,
         message: str = "",
         *,
-        retry_after_s: float = 1.0,
+        retry_after_s: float | None = None,
         data: Mapping[str, Wire] | None = None,
     ) -> None:
-        super().__init__(message, data={"retry_after_s": retry_after_s, **(data or {})})
+        given = {} if retry_after_s is None else {"retry_after_s": retry_after_s}
+        super().__init__(message, data={**given, **(data or {})})
 
     @property
     def retry_after_s(self) -> float:
