@@ -34,6 +34,7 @@ def test_codes_follow_the_design() -> None:
         "ResourceUnavailable": -32003,
         "AskTimeout": -32004,
         "Cancelled": -32007,
+        "RateLimited": -32000,  # JSON-RPC's server-error range, with data.retry_after_s
         "DeadlockError": -32005,
         "Unauthorized": -32006,
         "InternalError": -32603,
