@@ -43,9 +43,15 @@ CREATE TABLE IF NOT EXISTS api_keys (
     namespaces TEXT NOT NULL,
     secret_sha256 TEXT NOT NULL,
     created_at REAL NOT NULL,
-    revoked_at REAL
+    revoked_at REAL,
+    agent TEXT
 )
 """
+_BOUND: Final = "ALTER TABLE api_keys ADD COLUMN agent TEXT"
+"""A store made before keys could be bound to an agent gets the column (empty: unbound)."""
+_RECORDS: Final = (
+    "SELECT id, principal, role, namespaces, created_at, revoked_at, agent FROM api_keys "
+)
 
 
 def default_keys_path() -> Path:
@@ -65,12 +71,14 @@ class ApiKey:
     namespaces: tuple[str, ...]
     created_at: float
     revoked_at: float | None = None
+    agent: str | None = None
+    """The one external agent name the key may register (``None``: any name)."""
 
     def as_json(self) -> dict[str, object]:
         revoked = None if self.revoked_at is None else _iso(self.revoked_at)
         return {"id": self.id, "principal": self.principal, "role": self.role.value,
                 "namespaces": list(self.namespaces), "created_at": _iso(self.created_at),
-                "revoked_at": revoked}  # fmt: skip
+                "revoked_at": revoked, "agent": self.agent}  # fmt: skip
 
 
 def _iso(epoch_s: float) -> str:
@@ -97,14 +105,23 @@ class KeyStore:
             self._db.execute("PRAGMA busy_timeout = 5000")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(api_keys)")}
+            if "agent" not in columns:
+                self._db.execute(_BOUND)
         except (OSError, sqlite3.Error) as e:
             raise ConfigError(f"--keys-db {self.path}: cannot open it as a key store: {e}") from e
 
     def create(
-        self, principal: str, role: Role | str, namespaces: list[str] | tuple[str, ...] = ()
+        self,
+        principal: str,
+        role: Role | str,
+        namespaces: list[str] | tuple[str, ...] = (),
+        *,
+        agent: str | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key bound to ``principal`` as ``role``: its record, and the key itself (shown
-        this once: only its hash is kept).
+        this once: only its hash is kept). With ``agent``, the key registers that one external
+        agent name only (its principal's ``claims["agent"]``; any other name is refused).
 
         Raises:
             ConfigError: the principal is empty or the role unknown.
@@ -117,12 +134,13 @@ class KeyStore:
             roles = ", ".join(r.value for r in Role)
             raise ConfigError(f"--role {role!r} is not one of {roles}") from None
         key_id, secret = secrets.token_hex(_ID_HEX // 2), secrets.token_urlsafe(32)
-        record = ApiKey(key_id, principal, role, tuple(namespaces), time.time())
+        record = ApiKey(key_id, principal, role, tuple(namespaces), time.time(), agent=agent)
         with self._lock:
             self._db.execute(
-                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                "INSERT INTO api_keys (id, principal, role, namespaces, secret_sha256, "
+                "created_at, agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (key_id, principal, role.value, json.dumps(list(namespaces)), _digest(secret),
-                 record.created_at),
+                 record.created_at, agent),
             )  # fmt: skip
         return record, f"{KEY_PREFIX}{key_id}_{secret}"
 
@@ -149,18 +167,14 @@ class KeyStore:
         """Key ``key_id``'s record, or ``None``."""
         with self._lock:
             row = self._db.execute(
-                "SELECT id, principal, role, namespaces, created_at, revoked_at FROM api_keys "
-                "WHERE id = ?", (key_id,),
+                _RECORDS + "WHERE id = ?", (key_id,),
             ).fetchone()  # fmt: skip
         return None if row is None else _record(row)
 
     def list(self) -> list[ApiKey]:
         """Every key's record, oldest first (revoked ones included)."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT id, principal, role, namespaces, created_at, revoked_at FROM api_keys "
-                "ORDER BY created_at, id"
-            ).fetchall()
+            rows = self._db.execute(_RECORDS + "ORDER BY created_at, id").fetchall()
         return [_record(row) for row in rows]
 
     def verify(self, credential: str) -> Principal:
@@ -174,14 +188,14 @@ class KeyStore:
             raise Unauthorized(f"the API key is malformed: a key reads {KEY_PREFIX}<id>_<secret>")
         with self._lock:
             row = self._db.execute(
-                "SELECT secret_sha256, principal, role, namespaces, revoked_at FROM api_keys "
-                "WHERE id = ?", (key_id,),
+                "SELECT secret_sha256, principal, role, namespaces, revoked_at, agent "
+                "FROM api_keys WHERE id = ?", (key_id,),
             ).fetchone()  # fmt: skip
         if row is None or not hmac.compare_digest(row[0], _digest(secret)):
             raise Unauthorized(f"unknown API key {key_id}: no key of this gateway matches it")
         if row[4] is not None:
             raise Unauthorized(f"API key {key_id} was revoked at {_iso(row[4])}; ask for a new one")
-        claims = {"key_id": key_id}
+        claims = {"key_id": key_id} if row[5] is None else {"key_id": key_id, "agent": row[5]}
         return Principal(row[1], Role(row[2]), "api-key", claims, frozenset(json.loads(row[3])))
 
     def close(self) -> None:
@@ -195,7 +209,7 @@ class KeyStore:
         self.close()
 
 
-def _record(row: tuple[str, str, str, str, float, float | None]) -> ApiKey:
-    key_id, principal, role, namespaces, created_at, revoked_at = row
+def _record(row: tuple[str, str, str, str, float, float | None, str | None]) -> ApiKey:
+    key_id, principal, role, namespaces, created_at, revoked_at, agent = row
     return ApiKey(key_id, principal, Role(role), tuple(json.loads(namespaces)), created_at,
-                  revoked_at)  # fmt: skip
+                  revoked_at, agent)  # fmt: skip

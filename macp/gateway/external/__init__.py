@@ -8,7 +8,13 @@ language").
 
 from __future__ import annotations
 
-from macp.gateway.external._messages import CLOSE_INVALID, CLOSE_TAKEN, CLOSE_UNAUTHORIZED
+from macp.gateway.external._messages import (
+    CLOSE_INVALID,
+    CLOSE_TAKEN,
+    CLOSE_UNAUTHORIZED,
+    Register,
+    register_of,
+)
 from macp.gateway.external._proxy import ExternalAgent, Link
 from macp.gateway.external._session import AgentSocket, run_agent_session
 
@@ -19,5 +25,7 @@ __all__ = [
     "AgentSocket",
     "ExternalAgent",
     "Link",
+    "Register",
+    "register_of",
     "run_agent_session",
 ]

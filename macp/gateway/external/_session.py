@@ -73,7 +73,7 @@ async def run_agent_session(
     gateway down."""
     try:
         register = register_of(dict(first_message))
-        principal = _principal(guard, register.key)
+        principal = _principal(guard, register.key, register.name)
     except MacpError as e:
         code = CLOSE_UNAUTHORIZED if isinstance(e, Unauthorized) else CLOSE_INVALID
         await _refuse(websocket, e, code)
@@ -109,9 +109,10 @@ async def run_agent_session(
             del _sessions[address]
 
 
-def _principal(guard: Guard, key: str | None) -> Principal:
+def _principal(guard: Guard, key: str | None, name: str) -> Principal:
     """Who the program is: its key's principal, which must hold the ``agents:register`` scope
-    (the agent role's; on a gateway without authentication, with no key: the local user)."""
+    (the agent role's; on a gateway without authentication, with no key: the local user), and,
+    if the key is bound to an agent name (``claims["agent"]``), register that name."""
     if key is None:
         if guard.configured:
             raise Unauthorized("register needs 'key': an API key with the agent role")
@@ -121,6 +122,12 @@ def _principal(guard: Guard, key: str | None) -> Principal:
         raise Unauthorized(
             f"{principal.name} ({principal.role}) may not register an agent: it needs the "
             f"{Scope.AGENTS_REGISTER} scope (an API key with the agent role)"
+        )
+    bound = principal.claims.get("agent")
+    if bound is not None and bound != name:
+        raise Unauthorized(
+            f"the key of {principal.name} is bound to the agent {bound!r}: it may not register "
+            f"{name!r}; register as {bound!r} or ask for a key for {name!r}"
         )
     return principal
 

@@ -63,7 +63,7 @@ def http_app(
     on a loopback address). ``routes`` are served too (e.g. the WebSocket's ``/ws`` route).
     """
     guard = guard or Guard()
-    rest = rest_routes(table)
+    rest = rest_routes(table, guard)
     document = openapi(rest)
 
     async def health(_request: Request) -> Response:

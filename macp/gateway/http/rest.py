@@ -35,7 +35,7 @@ from macp.gateway.guard import Principal, Transport
 from macp.gateway.table import error_of
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from starlette.requests import Request
 
@@ -136,6 +136,8 @@ class RestRoute:
         path_params: the operation's argument each path parameter is (default: its own name).
         status: the HTTP status of a success (201 for what creates something).
         summary: what the route does (default: the operation's summary).
+        finish: makes the answer from the request and the operation's result (e.g. a URL the
+            request's own address gives).
     """
 
     method: str
@@ -144,6 +146,7 @@ class RestRoute:
     path_params: Mapping[str, str] = field(default_factory=dict)
     status: int = 200
     summary: str | None = None
+    finish: Callable[[Request, Any], Any] | None = None
 
     @property
     def full_path(self) -> str:
@@ -175,6 +178,8 @@ class RestRoute:
                 )  # fmt: skip
             except MacpError as e:
                 return error_response(e, where=where)
+            if self.finish is not None:
+                result = self.finish(request, result)
             return _Json(result, self.status)
 
         return Route(self.full_path, endpoint, methods=[self.method], name=self.operation.name)
