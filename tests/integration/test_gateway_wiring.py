@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from jsonrpc_client import LineClient
 from procs import QUICK_CLUSTER_FLAGS, TESTS
+from topology_procs import ROOT, free_ports
 
 from macp.cli import STOP_WITH_PARENT
 
@@ -156,3 +160,120 @@ def test_macp_gateway_audit_db_and_limits_off(
     assert {(r["operation"], r["outcome"], r["transport"]) for r in records} == {
         ("ping", "ok", "jsonrpc")
     }
+
+
+def test_macp_up_serves_the_gateway_sections_http_with_its_jwt_secret(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    (head,) = free_ports(1)
+    file = tmp_path / "served.yaml"
+    file.write_text(
+        textwrap.dedent(f"""\
+            name: served
+            nodes:
+              - {{name: head, listen: "tcp://127.0.0.1:{head}"}}
+            agents:
+              - {{name: sq, class: "agents:Squarer"}}
+            gateway: {{http: "127.0.0.1:0", jwt_secret_env: MY_SECRET, audit_db: calls.sqlite3}}
+        """),
+        encoding="utf-8",
+    )
+    checked = subprocess.run([sys.executable, "-m", "macp", "validate", str(file)], env=env,
+                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    up = subprocess.Popen(
+        [sys.executable, "-m", "macp", "up", str(file)], cwd=ROOT, text=True,
+        env={**env, "MY_SECRET": SECRET}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert up.stderr is not None
+        for line in up.stderr:  # "... is up: ...", once every agent registered
+            if " is up: " in line:
+                break
+        found = re.search(r", gateway http at (http://127\.0\.0\.1:\d+);", line)
+        assert found is not None, line
+        tasks = f"{found[1]}/api/v1/tasks"
+        refused = httpx.get(tasks, timeout=30)
+        assert refused.status_code == 401
+        bearer = {"Authorization": f"Bearer {token('viewer', 'vic')}"}
+        allowed = httpx.get(tasks, headers=bearer, timeout=30)
+        assert allowed.status_code == 200, allowed.text
+        assert "tasks" in allowed.json()
+        up.send_signal(signal.SIGINT)
+        assert up.wait(30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+        up.communicate(timeout=10)
+    records = audit_records("--db", str(tmp_path / "calls.sqlite3"), "--principal", "vic")
+    assert [(r["operation"], r["outcome"], r["transport"]) for r in records] == [
+        ("task_list", "ok", "rest")
+    ]
+
+
+def test_macp_up_refuses_a_jwt_secret_env_that_is_not_set(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    file = tmp_path / "served.yaml"
+    file.write_text(
+        textwrap.dedent("""\
+            name: served
+            nodes:
+              - {name: head, listen: "tcp://127.0.0.1:0"}
+            gateway: {http: "127.0.0.1:0", jwt_secret_env: NOT_SET_HERE}
+        """),
+        encoding="utf-8",
+    )
+    up = subprocess.run([sys.executable, "-m", "macp", "up", str(file)], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert up.returncode == 2
+    assert (
+        "error: gateway.jwt_secret_env names $NOT_SET_HERE, which is not set: set it to the "
+        "tokens' secret (32 bytes or more) before macp up"
+    ) in up.stderr
+
+
+def validate(file: Path, text: str, env: dict[str, str]) -> list[str]:
+    file.write_text(text, encoding="utf-8")
+    checked = subprocess.run([sys.executable, "-m", "macp", "validate", str(file)], env=env,
+                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert checked.returncode == 1
+    return checked.stderr.splitlines()
+
+
+NODES = 'name: served\nnodes:\n  - {name: head, listen: "tcp://127.0.0.1:0"}\n'
+
+
+def test_macp_validate_checks_the_gateway_section(tmp_path: Path, env: dict[str, str]) -> None:
+    file = tmp_path / "served.yaml"
+    paths = (
+        "gateway:\n  jwt_key_file: missing.key\n  jwt_secret_env: MY_SECRET\n  tls_cert: c.pem\n"
+    )
+    assert validate(file, NODES + paths, env) == [
+        (
+            f"error: {file}:5: gateway.jwt_key_file: no such file: {tmp_path / 'missing.key'} (a "
+            "path here is relative to the topology file)"
+        ),
+        (
+            f"error: {file}:6: gateway.jwt_secret_env: give jwt_key_file or jwt_secret_env, not "
+            "both: tokens are checked with one key"
+        ),
+        (
+            f"error: {file}:7: gateway.tls_cert: tls_cert needs tls_key too: HTTPS takes a "
+            "certificate and its key"
+        ),
+        (
+            f"error: {file}:7: gateway.tls_cert: no such file: {tmp_path / 'c.pem'} (a path "
+            "here is relative to the topology file)"
+        ),
+    ]
+    values = "gateway:\n  jwt_secret_env: s3cr3t-value\n  rate_per_principal: -1\n"
+    assert validate(file, NODES + values, env) == [
+        (
+            f"error: {file}:5: gateway.jwt_secret_env: not an environment variable's name (it is "
+            "not shown, in case it is a secret): give the NAME of the variable that holds the "
+            "secret, e.g. MY_SECRET"
+        ),
+        f"error: {file}:6: gateway.rate_per_principal: must be greater than or equal to 0",
+    ]
