@@ -162,12 +162,15 @@ def error_result(exc: BaseException) -> types.CallToolResult:
     )
 
 
-async def serve_stdio(runtime: Runtime, table: Table = OPERATIONS) -> None:
-    """Serve MCP on this process's standard input and output until the input ends.
+async def serve_stdio(
+    runtime: Runtime, table: Table = OPERATIONS, *, guard: Guard | None = None
+) -> None:
+    """Serve MCP on this process's standard input and output until the input ends, every call
+    as the local user through ``guard`` (its audit log and limits).
 
     Nothing else may write to standard output meanwhile (macp logs to standard error).
     """
-    server = mcp_server(runtime, table)
+    server = mcp_server(runtime, table, guard)
     async with stdio_server() as (read, write):
         await server.run(read, write, server.create_initialization_options())
 

@@ -277,3 +277,80 @@ def test_macp_validate_checks_the_gateway_section(tmp_path: Path, env: dict[str,
         ),
         f"error: {file}:6: gateway.rate_per_principal: must be greater than or equal to 0",
     ]
+
+
+class McpHttp:
+    """A raw MCP client over streamable HTTP, with a bearer credential or none."""
+
+    def __init__(self, url: str, credential: str | None) -> None:
+        self.url = url
+        self.headers = {"Accept": "application/json, text/event-stream"}
+        if credential is not None:
+            self.headers["Authorization"] = f"Bearer {credential}"
+
+    def post(self, message: dict[str, Any]) -> httpx.Response:
+        return httpx.post(self.url, json=message, headers=self.headers, timeout=30)
+
+    def start(self) -> httpx.Response:
+        answer = self.post({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "0"}}})  # fmt: skip
+        if answer.status_code == 200:
+            self.headers["mcp-session-id"] = answer.headers["mcp-session-id"]
+            self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        return answer
+
+    def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        answer = self.post({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                            "params": {"name": name, "arguments": arguments}})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        lines = [
+            ln.removeprefix("data:") for ln in answer.text.splitlines() if ln.startswith("data:")
+        ]
+        result: dict[str, Any] = json.loads(lines[-1] if lines else answer.text)["result"]
+        return result
+
+
+def test_macp_mcp_http_authenticates_audits_and_limits_like_the_gateway(
+    head: str, started: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    audit_db = tmp_path / "mcp.sqlite3"
+    served = macp("mcp", "--connect", head, "--http", "127.0.0.1:0", "--audit-db", str(audit_db),
+                  "--submissions-per-min", "1", *QUICK_CLUSTER_FLAGS,
+                  MACP_GATEWAY_JWT_SECRET=SECRET)  # fmt: skip
+    started.append(served)
+    url = ready_line(served)["url"]
+    assert McpHttp(url, None).start().status_code == 401
+    viewer, operator = McpHttp(url, token("viewer", "vic")), McpHttp(url, token("operator", "ops"))
+    assert viewer.start().status_code == 200
+    assert operator.start().status_code == 200
+    denied = viewer.call("task_orchestrate", {"type": "square", "body": {"x": 2}})
+    assert denied["isError"] is True
+    assert denied["structuredContent"]["code"] == UNAUTHORIZED
+    assert (
+        operator.call("task_orchestrate", {"type": "square", "body": {"x": 2}})["isError"] is False
+    )
+    limited = operator.call("task_orchestrate", {"type": "square", "body": {"x": 3}})
+    assert limited["structuredContent"]["code"] == RATE_LIMITED
+    assert limited["structuredContent"]["data"]["retry_after_s"] > 0
+    stop(served)
+    records = audit_records("--db", str(audit_db))
+    assert [(r["principal"], r["operation"], r["outcome"], r["transport"]) for r in records] == [
+        ("vic", "task_orchestrate", "denied", "mcp-http"),
+        ("ops", "task_orchestrate", "ok", "mcp-http"),
+        ("ops", "task_orchestrate", "limited", "mcp-http"),
+    ]
+
+
+def test_macp_mcp_http_off_loopback_needs_authentication_or_insecure(
+    started: list[subprocess.Popen[str]],
+) -> None:
+    served = macp("mcp", "--connect", "tcp://127.0.0.1:9", "--http", "0.0.0.0:0")
+    started.append(served)
+    _, err = served.communicate(timeout=30)
+    assert served.returncode == 2
+    assert err.strip() == (
+        "error: --http 0.0.0.0:0 can be reached from other hosts, and no authentication is "
+        "configured (--jwt-key-file, $MACP_GATEWAY_JWT_SECRET or --keys-db); configure it, serve "
+        "on 127.0.0.1, or add --insecure"
+    )
