@@ -36,6 +36,7 @@ from mcp.server.stdio import stdio_server
 from macp.errors import ConfigError, MacpError, Unauthorized
 from macp.gateway.guard import Guard, Principal, Transport
 from macp.gateway.ops import OPERATIONS
+from macp.gateway.quotas import ConnectionLimit
 from macp.gateway.table import error_of
 
 if TYPE_CHECKING:
@@ -195,6 +196,8 @@ def http_app(
     )
     if guard is not None and guard.configured:
         app.add_middleware(BearerAuth, guard=guard)
+    if guard is not None and guard.quotas is not None:  # outermost: counted before anything
+        app.add_middleware(ConnectionLimit, quotas=guard.quotas)
     return app
 
 

@@ -354,3 +354,27 @@ def test_macp_mcp_http_off_loopback_needs_authentication_or_insecure(
         "configured (--jwt-key-file, $MACP_GATEWAY_JWT_SECRET or --keys-db); configure it, serve "
         "on 127.0.0.1, or add --insecure"
     )
+
+
+def test_http_limits_each_client_connection_with_429_and_retry_after(
+    head: str, started: list[subprocess.Popen[str]]
+) -> None:
+    gateway = macp("gateway", "--connect", head, "--http", "127.0.0.1:0", "--mcp-http",
+                   "127.0.0.1:0", "--rate-per-connection", "3", *QUICK_CLUSTER_FLAGS)  # fmt: skip
+    started.append(gateway)
+    ready = ready_line(gateway)
+    for url in (f"{ready['http']}/api/v1/tasks", ready["mcp_http"]):
+        with httpx.Client(timeout=30) as keep_alive:  # one connection: one client IP:port
+            statuses = [keep_alive.get(url).status_code for _ in range(20)]
+            limited = statuses.index(429)
+            assert limited >= 3, statuses
+            answer = keep_alive.get(url)
+        assert answer.status_code == 429
+        assert answer.headers["retry-after"] == "1"
+        error = answer.json()["error"]
+        assert error["code"] == RATE_LIMITED
+        assert error["message"].startswith("too many requests on this connection (127.0.0.1:")
+        assert 0 < error["data"]["retry_after_s"] <= 1
+        with httpx.Client(timeout=30) as another:  # a new connection has a budget of its own
+            assert another.get(url).status_code != 429
+    stop(gateway)
