@@ -11,12 +11,32 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 import macp
-from macp.cli._gateway_auth import Audience, Issuer, KeysDb, guard_of, keys_app, token
+from macp.cli._gateway_auth import keys_app, token
+from macp.cli._serving import (
+    DEFAULT_RATE_PER_CONNECTION,
+    DEFAULT_RATE_PER_PRINCIPAL,
+    DEFAULT_SUBMISSIONS_PER_MIN,
+    DEFAULT_WEBSOCKETS_PER_PRINCIPAL,
+    Audience,
+    AuditDb,
+    Insecure,
+    Issuer,
+    JwtKeyFile,
+    KeysDb,
+    RatePerConnection,
+    RatePerPrincipal,
+    SubmissionsPerMin,
+    TlsCert,
+    TlsKey,
+    WebsocketsPerPrincipal,
+    serving_guard,
+    serving_tls,
+)
 from macp.cli._start import (
     AcceptablePauseS,
     HeartbeatS,
@@ -30,7 +50,7 @@ from macp.cli._support import fail
 from macp.errors import AskTimeout, ConfigError, MacpError
 
 if TYPE_CHECKING:
-    from macp.gateway import Gateway
+    from macp.gateway import Gateway, Member
 
 __all__ = ["gateway", "gateway_app"]
 
@@ -63,13 +83,7 @@ def gateway(
     keys: Annotated[
         Path | None, typer.Option(help="Keys directory: CURVE encryption to the cluster.")
     ] = None,
-    insecure: Annotated[
-        bool,
-        typer.Option(
-            help="Serve --jsonrpc/--mcp-http on an address other hosts can reach with no "
-            "authentication configured, and allow plaintext to the cluster off loopback."
-        ),
-    ] = False,
+    insecure: Insecure = False,
     jsonrpc: Annotated[
         str | None,
         typer.Option(help="Serve JSON-RPC 2.0 over TCP (one JSON message a line) on HOST:PORT."),
@@ -83,20 +97,17 @@ def gateway(
             help="Serve HTTP on HOST:PORT: REST at /api/v1, /health, /ready, MCP at /mcp."
         ),
     ] = None,
-    jwt_key_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="Check bearer tokens with this key: a secret (HS256), or a PEM public key "
-            "(RS256/ES256); default: $MACP_GATEWAY_JWT_SECRET if set."
-        ),
-    ] = None,
+    jwt_key_file: JwtKeyFile = None,
     jwt_audience: Audience = "macp-gateway",
     jwt_issuer: Issuer = "macp",
     keys_db: KeysDb = None,
-    tls_cert: Annotated[
-        Path | None, typer.Option(help="Serve HTTP listeners as HTTPS with this certificate.")
-    ] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="The --tls-cert's private key.")] = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    audit_db: AuditDb = None,
+    rate_per_principal: RatePerPrincipal = DEFAULT_RATE_PER_PRINCIPAL,
+    rate_per_connection: RatePerConnection = DEFAULT_RATE_PER_CONNECTION,
+    submissions_per_min: SubmissionsPerMin = DEFAULT_SUBMISSIONS_PER_MIN,
+    websockets_per_principal: WebsocketsPerPrincipal = DEFAULT_WEBSOCKETS_PER_PRINCIPAL,
     idle_timeout_s: Annotated[
         float, typer.Option(help="Close a JSON-RPC connection silent this long, seconds.")
     ] = 300.0,
@@ -117,50 +128,70 @@ def gateway(
 
     Authentication: bearer tokens (JWT) with --jwt-key-file or $MACP_GATEWAY_JWT_SECRET; API
     keys with --keys-db, or the default store once `macp gateway keys create` made it.
+
+    Every call, allowed or refused, is recorded in the audit log (--audit-db; `macp gateway
+    audit` reads it) and counted against the limits (--rate-per-principal and the others; 0
+    turns one off); over a limit is error -32000 with data.retry_after_s (HTTP: 429 and
+    Retry-After).
     """
     if ctx.invoked_subcommand is not None:
         return
     if connect is None:
         fail("--connect is required to serve: the address of any node of the cluster")
-    from macp.gateway import Gateway, JsonRpcLimits, Member  # noqa: PLC0415
-    from macp.gateway.auth import Tls  # noqa: PLC0415
+    from macp.gateway import Gateway, JsonRpcLimits  # noqa: PLC0415
 
     _logging(log_json, log_level)
     parent = _parent_to_follow()
-    guard = guard_of(jwt_key_file, keys_db, jwt_audience, jwt_issuer)
-    jsonrpc = _checked_listeners(
-        jsonrpc, mcp_http, insecure=insecure or guard.configured, http=http
-    )
-    try:
-        tls = Tls.load(tls_cert, tls_key)
-    except ConfigError as e:
-        fail(e.message)
     if idle_timeout_s <= 0:
         fail(f"--idle-timeout-s must be more than 0, not {idle_timeout_s:g}")
+    tls = serving_tls(tls_cert, tls_key)
+    guard = serving_guard(
+        jwt_key_file=jwt_key_file, keys_db=keys_db, audience=jwt_audience, issuer=jwt_issuer,
+        audit_db=audit_db, rate_per_principal=rate_per_principal,
+        rate_per_connection=rate_per_connection, submissions_per_min=submissions_per_min,
+        websockets_per_principal=websockets_per_principal,
+    )  # fmt: skip
     try:
+        jsonrpc = _checked_listeners(
+            jsonrpc, mcp_http, insecure=insecure or guard.configured, http=http
+        )
         settings = macp.Settings(
             heartbeat_interval_s=heartbeat_s, acceptable_pause_s=acceptable_pause_s,
             max_message_bytes=max_message_bytes,
         )  # fmt: skip
-        member = Member.join(connect, name=name, listen=listen, keys=keys, insecure=insecure,
-                             settings=settings)  # fmt: skip
+        member = _join(connect, name=name, listen=listen, keys=keys, insecure=insecure,
+                       settings=settings)  # fmt: skip
+        if guard.audit is not None:
+            guard.audit.gateway = member.node.name
+        try:
+            served = Gateway(member, jsonrpc=jsonrpc, mcp_http=mcp_http, http=http, guard=guard,
+                             insecure=insecure, tls=tls,
+                             limits=JsonRpcLimits(idle_timeout_s=idle_timeout_s))  # fmt: skip
+        except ConfigError as e:
+            member.close()
+            fail(e.message)
+        try:
+            asyncio.run(_serve(served, parent))
+        except ConfigError as e:
+            fail(e.message)
+        except MacpError as e:
+            fail(f"{type(e).__name__}: {e.message}", 1)
+    finally:
+        if guard.audit is not None:
+            guard.audit.close()  # what is queued is written before the process ends
+
+
+def _join(connect: str, *, settings: macp.Settings, **options: Any) -> Member:
+    """The gateway's member node, joined at ``connect``; exit 2 for a bad value, 1 if the
+    cluster does not answer."""
+    from macp.gateway import Member  # noqa: PLC0415
+
+    try:
+        return Member.join(connect, settings=settings, **options)
     except ConfigError as e:
         fail(e.message)
     except AskTimeout as e:
         fail(e.message, 1)
-    try:
-        served = Gateway(member, jsonrpc=jsonrpc, mcp_http=mcp_http, http=http, guard=guard,
-                         insecure=insecure, tls=tls,
-                         limits=JsonRpcLimits(idle_timeout_s=idle_timeout_s))  # fmt: skip
-    except ConfigError as e:
-        member.close()
-        fail(e.message)
-    try:
-        asyncio.run(_serve(served, parent))
-    except ConfigError as e:
-        fail(e.message)
-    except MacpError as e:
-        fail(f"{type(e).__name__}: {e.message}", 1)
 
 
 def _checked_listeners(

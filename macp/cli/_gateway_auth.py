@@ -1,54 +1,28 @@
-"""``macp gateway token`` and ``macp gateway keys``: credentials for the gateway, and the flags
-that configure its authentication when it serves (:func:`guard_of`)."""
+"""``macp gateway token`` and ``macp gateway keys``: credentials for the gateway (the
+flags that configure its authentication when it serves are :mod:`macp.cli._serving`'s)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path  # noqa: TC003 - typer reads the annotations at run time
+from typing import Annotated
 
 import typer
 
+from macp.cli._serving import Audience, Issuer, KeysDb  # noqa: TC001 - typer reads them
 from macp.cli._support import fail
 from macp.errors import ConfigError
 
-if TYPE_CHECKING:
-    from macp.gateway import Guard
-
-__all__ = ["guard_of", "keys_app", "token"]
+__all__ = ["keys_app", "token"]
 
 keys_app = typer.Typer(help="API keys for agents and services: create, revoke, list.",
                        no_args_is_help=True)  # fmt: skip
 
-KeysDb = Annotated[
-    Path | None,
-    typer.Option(help="The API key store (default: keys.sqlite3 in $MACP_DATA_DIR/gateway, "
-                 "else .macp/gateway)."),
-]  # fmt: skip
-Audience = Annotated[str, typer.Option(help="The audience (aud) tokens must name.")]
-Issuer = Annotated[str, typer.Option(help="The issuer (iss) tokens must name.")]
 Namespaces = Annotated[
     list[str] | None,
     typer.Option("--namespace", help="A memory namespace to grant (repeat for more)."),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-def guard_of(jwt_key_file: Path | None, keys_db: Path | None, audience: str, issuer: str) -> Guard:
-    """The guard the serving flags ask for: JWTs if ``--jwt-key-file`` or
-    ``$MACP_GATEWAY_JWT_SECRET`` gives a key; API keys if ``--keys-db`` is given or the default
-    store exists. Neither: no authentication. Exits 2 for a key or store that cannot be used."""
-    from macp.gateway import Auth, Guard, JwtKey, JwtVerifier, KeyStore  # noqa: PLC0415
-    from macp.gateway.auth import default_keys_path  # noqa: PLC0415
-
-    try:
-        key = JwtKey.from_file(jwt_key_file) if jwt_key_file else JwtKey.from_env()
-        verifier = JwtVerifier(key, audience=audience, issuer=issuer) if key else None
-        store_path = keys_db or (default_keys_path() if default_keys_path().exists() else None)
-        store = KeyStore(store_path) if store_path is not None else None
-        return Guard(Auth(jwt=verifier, keys=store)) if verifier or store else Guard()
-    except ConfigError as e:
-        fail(e.message)
 
 
 def token(  # noqa: PLR0917 - typer's options are the parameters

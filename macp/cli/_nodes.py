@@ -48,12 +48,12 @@ class NodeChild:
     is ready (it prints its ``node.ready`` or ``gateway.ready`` line), then passed on as it
     comes."""
 
-    def __init__(self, node: str, args: list[str]) -> None:
+    def __init__(self, node: str, args: list[str], env: dict[str, str] | None = None) -> None:
         self.node = node
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter, our own args
             [sys.executable, "-m", "macp", *args], stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, STOP_WITH_PARENT: str(os.getpid())},
+            env={**os.environ, **(env or {}), STOP_WITH_PARENT: str(os.getpid())},
         )  # fmt: skip
         self.ready = threading.Event()
         self.ready_line: dict[str, Any] = {}  # what it printed when it was ready
@@ -145,8 +145,7 @@ def _node(spec: TopologySpec, node: str, addresses: dict[str, str], level: str) 
 def _gateway(spec: TopologySpec, head_address: str, level: str) -> NodeChild | None:
     """The gateway of the file's ``gateway:`` section (a member node named ``gateway``, joined
     through the head), if the section names a listener."""
-    listeners = spec.gateway
-    if listeners.jsonrpc is None and listeners.mcp_http is None:
+    if not spec.gateway.serves:
         return None
     head = spec.head
     args = ["gateway", "--name", GATEWAY_NODE, "--log-level", level,
@@ -158,11 +157,44 @@ def _gateway(spec: TopologySpec, head_address: str, level: str) -> NodeChild | N
         args += ["--connect", head_address]
     if head.insecure:  # plaintext off loopback, and listeners other hosts reach, as allowed
         args.append("--insecure")
-    if listeners.jsonrpc is not None:
-        args += ["--jsonrpc", listeners.jsonrpc]
-    if listeners.mcp_http is not None:
-        args += ["--mcp-http", listeners.mcp_http]
-    return NodeChild(GATEWAY_NODE, args)
+    return NodeChild(GATEWAY_NODE, args + _gateway_flags(spec), env=_gateway_env(spec))
+
+
+def _gateway_flags(spec: TopologySpec) -> list[str]:
+    """The ``gateway:`` section as ``macp gateway``'s flags (paths from the file's folder)."""
+    gateway = spec.gateway
+    flags: list[str] = []
+    for flag, value in (("--jsonrpc", gateway.jsonrpc), ("--mcp-http", gateway.mcp_http),
+                        ("--http", gateway.http), ("--jwt-audience", gateway.jwt_audience),
+                        ("--jwt-issuer", gateway.jwt_issuer)):  # fmt: skip
+        if value is not None:
+            flags += [flag, value]
+    for flag, path in (("--jwt-key-file", gateway.jwt_key_file), ("--keys-db", gateway.keys_db),
+                       ("--audit-db", gateway.audit_db), ("--tls-cert", gateway.tls_cert),
+                       ("--tls-key", gateway.tls_key)):  # fmt: skip
+        if path is not None:
+            flags += [flag, str(spec.resolve(path))]
+    limits = {"--rate-per-principal": gateway.rate_per_principal,
+              "--rate-per-connection": gateway.rate_per_connection,
+              "--submissions-per-min": gateway.submissions_per_min,
+              "--websockets-per-principal": gateway.websockets_per_principal}  # fmt: skip
+    for flag, limit in limits.items():
+        flags += [flag, str(limit)]
+    return flags
+
+
+def _gateway_env(spec: TopologySpec) -> dict[str, str]:
+    """The gateway's environment: the secret of ``jwt_secret_env`` as the one it reads."""
+    from macp.gateway.auth import JWT_SECRET_ENV  # noqa: PLC0415 - the gateway only if served
+
+    name = spec.gateway.jwt_secret_env
+    if name is None:
+        return {}
+    secret = os.environ.get(name)
+    if not secret:
+        fail(f"gateway.jwt_secret_env names ${name}, which is not set: set it to the tokens' "
+             "secret (32 bytes or more) before macp up")  # fmt: skip
+    return {JWT_SECRET_ENV: secret}
 
 
 def stop_all(processes: list[NodeChild]) -> None:

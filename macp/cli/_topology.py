@@ -198,8 +198,9 @@ def _up_line(spec: TopologySpec, head: str, processes: list[NodeChild]) -> str:
     for process in processes:
         if process.node == GATEWAY_NODE:
             ready = process.ready_line
+            kinds = ("jsonrpc", "mcp_http", "http")
             served += "".join(f", gateway {kind} at {ready[kind]}"
-                              for kind in ("jsonrpc", "mcp_http") if ready.get(kind))  # fmt: skip
+                              for kind in kinds if ready.get(kind))  # fmt: skip
     return f"{spec.name} is up: {len(spec.nodes)} nodes, head at {head}{served}; Ctrl-C stops it"
 
 

@@ -154,6 +154,31 @@ class Guard:
                     duration_s=time.perf_counter() - started,
                 )  # fmt: skip
 
+    def note(
+        self,
+        action: str,
+        *,
+        principal: Principal | None,
+        transport: Transport,
+        outcome: Outcome,
+        code: int | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        connection: str | None = None,
+    ) -> None:
+        """Count and audit one action that is not an operation of the table (a WebSocket's
+        ``agent_register``) as :meth:`call` does its calls; ``principal`` ``None``: the
+        caller did not prove who it is (audited as ``anonymous``)."""
+        self.counts[transport, outcome] += 1
+        if self.audit is None:
+            return
+        name, role, via = (("anonymous", "", "none") if principal is None
+                           else (principal.name, principal.role, principal.via))  # fmt: skip
+        self.audit.record(
+            principal=name, role=role, via=via, transport=transport, connection=connection,
+            operation=action, arguments=arguments, outcome=outcome, code=code,
+            started_ms=time.time_ns() // 1_000_000, duration_s=0.0,
+        )  # fmt: skip
+
 
 def _outcome_of(exc: BaseException) -> tuple[Outcome, int | None]:
     """How a call that raised ``exc`` ended, and its code (``None``: cancelled)."""

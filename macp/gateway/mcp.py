@@ -36,6 +36,7 @@ from mcp.server.stdio import stdio_server
 from macp.errors import ConfigError, MacpError, Unauthorized
 from macp.gateway.guard import Guard, Principal, Transport
 from macp.gateway.ops import OPERATIONS
+from macp.gateway.quotas import ConnectionLimit
 from macp.gateway.table import error_of
 
 if TYPE_CHECKING:
@@ -162,12 +163,15 @@ def error_result(exc: BaseException) -> types.CallToolResult:
     )
 
 
-async def serve_stdio(runtime: Runtime, table: Table = OPERATIONS) -> None:
-    """Serve MCP on this process's standard input and output until the input ends.
+async def serve_stdio(
+    runtime: Runtime, table: Table = OPERATIONS, *, guard: Guard | None = None
+) -> None:
+    """Serve MCP on this process's standard input and output until the input ends, every call
+    as the local user through ``guard`` (its audit log and limits).
 
     Nothing else may write to standard output meanwhile (macp logs to standard error).
     """
-    server = mcp_server(runtime, table)
+    server = mcp_server(runtime, table, guard)
     async with stdio_server() as (read, write):
         await server.run(read, write, server.create_initialization_options())
 
@@ -192,6 +196,8 @@ def http_app(
     )
     if guard is not None and guard.configured:
         app.add_middleware(BearerAuth, guard=guard)
+    if guard is not None and guard.quotas is not None:  # outermost: counted before anything
+        app.add_middleware(ConnectionLimit, quotas=guard.quotas)
     return app
 
 

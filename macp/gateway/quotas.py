@@ -20,11 +20,13 @@ once the oldest request of a window is older than it, calls pass again.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.storage import MemoryStorage
@@ -33,9 +35,15 @@ from limits.strategies import MovingWindowRateLimiter
 from macp.errors import ConfigError, RateLimited
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 
-__all__ = ["SUBMISSIONS", "QuotaLimits", "Quotas"]
+    _Message = MutableMapping[str, Any]
+    _App = Callable[
+        [_Message, Callable[[], Awaitable[_Message]], Callable[[_Message], Awaitable[None]]],
+        Awaitable[None],
+    ]
+
+__all__ = ["SUBMISSIONS", "ConnectionLimit", "QuotaLimits", "Quotas"]
 
 SUBMISSIONS: Final = frozenset({"task_orchestrate", "workflow_execute"})
 """The operations that count as task submissions."""
@@ -148,3 +156,50 @@ class Quotas:
 
 def _item(kind: type[RateLimitItem], amount: int) -> RateLimitItem | None:
     return kind(amount) if amount else None
+
+
+class ConnectionLimit:
+    """ASGI middleware: each HTTP request admitted against its connection's requests per second
+    (:meth:`Quotas.admit_connection`), else answered 429 with ``Retry-After`` and the
+    :class:`~macp.errors.RateLimited` error as JSON.
+
+    A connection is the client's ``IP:port``: the requests of one keep-alive connection share a
+    budget, and a new TCP connection (a new port) has its own; the per-principal limit bounds a
+    client that opens many. Nothing is forgotten on close (ASGI does not say when a connection
+    closes): a connection's count ages out of the one-second window by itself.
+    """
+
+    def __init__(self, app: _App, quotas: Quotas) -> None:
+        self.app, self.quotas = app, quotas
+
+    async def __call__(
+        self,
+        scope: _Message,
+        receive: Callable[[], Awaitable[_Message]],
+        send: Callable[[_Message], Awaitable[None]],
+    ) -> None:
+        client = scope.get("client") if scope["type"] == "http" else None
+        if client is not None:
+            connection = f"{client[0]}:{client[1]}"
+            retry_after_s = self.quotas.admit_connection(connection)
+            if retry_after_s is not None:
+                await _too_many(send, connection, retry_after_s)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _too_many(
+    send: Callable[[_Message], Awaitable[None]], connection: str, retry_after_s: float
+) -> None:
+    from macp.gateway.table import error_of  # noqa: PLC0415 - the table only when answering
+
+    error = RateLimited(
+        f"too many requests on this connection ({connection}); retry after {retry_after_s:g} s",
+        retry_after_s=retry_after_s,
+    )
+    body = json.dumps({"error": error_of(error)}).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode()),
+               (b"retry-after", str(max(1, math.ceil(retry_after_s))).encode())]  # fmt: skip
+    await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

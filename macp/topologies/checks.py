@@ -50,6 +50,7 @@ def _check(spec: TopologySpec, add: Callable[[tuple[Any, ...], str], None]) -> N
     _names(spec.nodes, "nodes", add)
     _names(spec.agents, "agents", add)
     _check_nodes(spec, add)
+    _check_gateway(spec, add)
     if _check_agents(spec, add) and spec.topology is not None:
         builders.module(spec).check(spec, add)
     for i, workflow in enumerate(spec.workflows):
@@ -68,6 +69,24 @@ def _check_nodes(spec: TopologySpec, add: Callable[[tuple[Any, ...], str], None]
             check_endpoint(node.listen, "listen address", bind=True)
         except ConfigError as e:
             add(("nodes", i, "listen"), e.message)
+
+
+def _check_gateway(spec: TopologySpec, add: Callable[[tuple[Any, ...], str], None]) -> None:
+    gateway = spec.gateway
+    if gateway.jwt_key_file is not None and gateway.jwt_secret_env is not None:
+        add(("gateway", "jwt_secret_env"), "give jwt_key_file or jwt_secret_env, not both: "
+            "tokens are checked with one key")  # fmt: skip
+    if (gateway.tls_cert is None) != (gateway.tls_key is None):
+        given, missing = (
+            ("tls_cert", "tls_key") if gateway.tls_key is None else ("tls_key", "tls_cert")
+        )
+        add(("gateway", given), f"{given} needs {missing} too: HTTPS takes a certificate and "
+            "its key")  # fmt: skip
+    for field in ("jwt_key_file", "tls_cert", "tls_key"):
+        path = getattr(gateway, field)
+        if path is not None and not spec.resolve(path).is_file():
+            add(("gateway", field), f"no such file: {spec.resolve(path)} (a path here is "
+                "relative to the topology file)")  # fmt: skip
 
 
 def _check_agents(spec: TopologySpec, add: Callable[[tuple[Any, ...], str], None]) -> bool:

@@ -5,10 +5,11 @@ pools, workflows and settings, validated into :class:`TopologySpec` (read from a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from macp.actors.coordinator.dag import Workflow  # noqa: TC001 - pydantic reads the annotation at run time
 from macp.actors.coordinator.dispatch import CoordinatorOptions
@@ -160,6 +161,15 @@ class SettingsSpec(Schema):
 _HostPort = Annotated[str, Field(pattern=r"^[^\s:/]+:\d{1,5}$")]
 
 
+def _env_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(
+            "not an environment variable's name (it is not shown, in case it is a secret): give "
+            "the NAME of the variable that holds the secret, e.g. MY_SECRET"
+        )
+    return name
+
+
 class GatewaySpec(Schema):
     """What the gateway may do, and where it listens."""
 
@@ -170,6 +180,39 @@ class GatewaySpec(Schema):
     """The JSON-RPC listener, ``HOST:PORT``."""
     mcp_http: _HostPort | None = None
     """The MCP (streamable HTTP) listener, ``HOST:PORT``."""
+    http: _HostPort | None = None
+    """The HTTP listener (REST at /api/v1, /health, /ready, MCP at /mcp, /ws), ``HOST:PORT``."""
+    jwt_key_file: str | None = None
+    """The key bearer tokens are checked with (relative to the file): a secret, or a PEM
+    public key."""
+    jwt_secret_env: Annotated[str, AfterValidator(_env_name)] | None = None
+    """The NAME of the environment variable holding the tokens' secret (never the secret)."""
+    jwt_audience: str = "macp-gateway"
+    """The audience (aud) tokens must name."""
+    jwt_issuer: str = "macp"
+    """The issuer (iss) tokens must name."""
+    keys_db: str | None = None
+    """The API key store (relative to the file)."""
+    audit_db: str | None = None
+    """The audit log (relative to the file; default: the data folder's
+    ``gateway/audit.sqlite3``)."""
+    tls_cert: str | None = None
+    """Serve the HTTP listeners as HTTPS with this certificate (relative to the file)."""
+    tls_key: str | None = None
+    """The ``tls_cert``'s private key (relative to the file)."""
+    rate_per_principal: Annotated[int, Field(ge=0)] = 200
+    """Operations one principal may call a second (0: no limit)."""
+    rate_per_connection: Annotated[int, Field(ge=0)] = 100
+    """Requests one connection may send a second (0: no limit)."""
+    submissions_per_min: Annotated[int, Field(ge=0)] = 120
+    """Tasks and workflow runs one principal may submit a minute (0: no limit)."""
+    websockets_per_principal: Annotated[int, Field(ge=0)] = 16
+    """WebSockets one principal may hold open at once (0: no limit)."""
+
+    @property
+    def serves(self) -> bool:
+        """Whether it names a listener (then ``macp up`` starts the gateway)."""
+        return any(a is not None for a in (self.jsonrpc, self.mcp_http, self.http))
 
 
 Topology = Annotated[

@@ -23,12 +23,15 @@ from websockets.sync.client import ClientConnection, connect
 
 from macp.errors import Unauthorized
 from macp.gateway import Guard, Principal, Role
+from macp.gateway.audit import AuditLog, digest, read_records
 from macp.gateway.http.events import EventHub
 from macp.gateway.http.ws import ws_route
+from macp.gateway.quotas import QuotaLimits, Quotas
 from macp.testing import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from pathlib import Path
 
     from starlette.websockets import WebSocket
 
@@ -383,3 +386,81 @@ def test_a_slow_reader_is_dropped_while_a_fast_one_gets_everything(member: Membe
                for states in seen.values())  # fmt: skip
     assert code == 4408
     assert reason.startswith("too slow: 100 events were waiting to be read")
+
+
+def _limited_guard(tmp_path: Path) -> Tokens:
+    """``Tokens`` with an audit log and a cap of one WebSocket per principal."""
+    guard = Tokens(TOKENS)
+    guard.audit = AuditLog(tmp_path / "audit.sqlite3", gateway="gw")
+    guard.quotas = Quotas(QuotaLimits(websockets=1))
+    return guard
+
+
+def test_an_event_session_holds_a_websocket_slot_and_one_over_the_cap_is_closed_4429(
+    member: Member, tmp_path: Path
+) -> None:
+    guard = _limited_guard(tmp_path)
+
+    def authenticates(url: str) -> bool:
+        with connect(url, open_timeout=10) as ws:
+            ws.send(json.dumps({"type": "auth", "token": "viewer-token"}))
+            return bool(_next(ws)["type"] == "authenticated")
+
+    with Served(member, guard) as it:
+        with it.client("viewer-token") as first:
+            with connect(it.url, open_timeout=10) as second:
+                second.send(json.dumps({"type": "auth", "token": "viewer-token"}))
+                code, reason, before = _closed(second)
+            assert code == 4429
+            assert reason == (
+                "vera has 1 WebSockets open, the most it may; close one, then retry after 1 s"
+            )
+            assert before[0]["data"]["data"]["retry_after_s"] == 1
+            first.send(json.dumps({"type": "ping"}))
+            assert _next(first)["type"] == "pong"  # the first one is served on
+        # its slot is given back once the gateway sees it closed
+        wait_until(lambda: authenticates(it.url), 10, "the closed socket's slot was not freed")
+    assert guard.audit is not None
+    guard.audit.close()
+
+
+def test_a_register_holds_a_slot_and_every_register_is_audited(
+    member: Member, tmp_path: Path
+) -> None:
+    guard = _limited_guard(tmp_path)
+
+    async def session(websocket: WebSocket, hello: dict[str, Any], _principal: Principal) -> None:
+        await websocket.send_text(json.dumps({"type": "registered", "name": hello["name"]}))
+        with contextlib.suppress(Exception):
+            await websocket.receive()  # until the client closes
+
+    with Served(member, guard, register=session) as it:
+        with connect(it.url, open_timeout=10) as held:
+            held.send(json.dumps({"type": "register", "key": "sq1-token", "name": "ext"}))
+            assert _next(held) == {"type": "registered", "name": "ext"}
+            with connect(it.url, open_timeout=10) as over:
+                over.send(json.dumps({"type": "register", "key": "sq1-token", "name": "ext2"}))
+                code, reason, _ = _closed(over)
+            assert (code, reason.split(";")[0]) == (
+                4429,
+                "sq1 has 1 WebSockets open, the most it may",
+            )
+        for key, closed_with in (("viewer-token", 4403), ("forged", 4401)):
+            with connect(it.url, open_timeout=10) as refused:
+                refused.send(json.dumps({"type": "register", "key": key, "name": "ext3"}))
+                assert _closed(refused)[0] == closed_with
+    assert guard.audit is not None
+    guard.audit.close()
+    records = read_records(tmp_path / "audit.sqlite3")
+    assert [
+        (r.principal, r.role, r.operation, r.outcome, r.code, r.transport) for r in records
+    ] == [
+        ("sq1", "agent", "agent_register", "ok", None, "websocket"),
+        ("sq1", "agent", "agent_register", "limited", -32000, "websocket"),
+        ("vera", "viewer", "agent_register", "denied", -32006, "websocket"),
+        ("anonymous", "", "agent_register", "denied", -32006, "websocket"),
+    ]
+    assert [r.params_sha256 for r in records][:2] == [
+        digest({"type": "register", "name": "ext"})[0],  # never the credential
+        digest({"type": "register", "name": "ext2"})[0],
+    ]

@@ -28,6 +28,7 @@ from macp.gateway.http.rest_routes import rest_routes
 from macp.gateway.mcp import BearerAuth
 from macp.gateway.mcp import http_app as mcp_http_app
 from macp.gateway.ops import OPERATIONS
+from macp.gateway.quotas import ConnectionLimit
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -95,7 +96,7 @@ def http_app(
         async with mcp.router.lifespan_context(mcp):
             yield
 
-    return Starlette(
+    app = Starlette(
         routes=[
             *(Route(path, health, methods=["GET"]) for path in ("/health", f"{API}/health")),
             *(Route(path, ready, methods=["GET"]) for path in ("/ready", f"{API}/ready")),
@@ -107,6 +108,9 @@ def http_app(
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )
+    if guard.quotas is not None:  # each client IP:port is a connection (see ConnectionLimit)
+        app.add_middleware(ConnectionLimit, quotas=guard.quotas)
+    return app
 
 
 async def _http_error(request: Request, exc: Any) -> Response:

@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from macp.errors import InvalidParams, MacpError, Unauthorized, UnknownMessageType
-from macp.gateway.guard import Principal, Role
+from macp.errors import InvalidParams, MacpError, RateLimited, Unauthorized, UnknownMessageType
+from macp.gateway.audit import Outcome
+from macp.gateway.guard import Principal, Role, Transport
 from macp.gateway.http.events import (
     SLOW_CLOSE_CODE,
     TOPICS,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AUTH_TIMEOUT_S",
     "FORBIDDEN",
+    "TOO_MANY",
     "UNAUTHENTICATED",
     "UNAVAILABLE",
     "EventsEndpoint",
@@ -70,6 +72,9 @@ BAD_REQUEST: Final = 4400
 """Close code: the first message was understood but a field of it is wrong."""
 UNAVAILABLE: Final = 4501
 """Close code: this gateway does not serve what the first message asked (``register``)."""
+TOO_MANY: Final = 4429
+"""Close code: the principal holds all the WebSockets it may at once (the reason says how many
+and when to retry)."""
 
 _REGISTER_ROLES: Final = frozenset({Role.AGENT, Role.ADMIN})
 _MAX_REASON: Final = 123
@@ -201,12 +206,27 @@ class EventsEndpoint:
         except InvalidParams as e:
             await self._refuse(websocket, BAD_REQUEST, e)
             return
-        client = self.hub.subscribe(principal, topics)
-        client.tell(Event.of("authenticated", {
-            "principal": principal.name, "role": principal.role.value,
-            "topics": sorted(client.topics),
-        }))  # fmt: skip
-        await self._session(websocket, client)
+        with contextlib.ExitStack() as held:
+            try:
+                self._hold_slot(held, principal)
+            except RateLimited as e:
+                await self._refuse(websocket, TOO_MANY, e)
+                return
+            client = self.hub.subscribe(principal, topics)
+            client.tell(Event.of("authenticated", {
+                "principal": principal.name, "role": principal.role.value,
+                "topics": sorted(client.topics),
+            }))  # fmt: skip
+            await self._session(websocket, client)
+
+    def _hold_slot(self, held: contextlib.ExitStack, principal: Principal) -> None:
+        """Hold one of ``principal``'s WebSocket slots until ``held`` closes.
+
+        Raises:
+            RateLimited: it holds all it may (:meth:`~macp.gateway.quotas.Quotas.websocket`).
+        """
+        if self.guard.quotas is not None:
+            held.enter_context(self.guard.quotas.websocket(principal.name))
 
     async def _session(self, websocket: WebSocket, client: Subscription) -> None:
         sending = asyncio.create_task(self._send(websocket, client))
@@ -256,25 +276,60 @@ class EventsEndpoint:
         client.tell(Event.of("subscribed", {"topics": sorted(client.topics)}))
 
     async def _register(self, websocket: WebSocket, hello: dict[str, Any]) -> None:
-        try:
-            principal = self._principal(hello.get("key") or hello.get("token"))
-        except Unauthorized as e:
-            await self._refuse(websocket, UNAUTHENTICATED, e)
-            return
+        """An external agent's session, the register audited (allowed or refused) as one
+        ``agent_register`` record, and one of its principal's WebSocket slots held while it
+        lasts."""
+        principal: Principal | None = None
+        with contextlib.ExitStack() as held:
+            try:
+                principal = self._principal(hello.get("key") or hello.get("token"))
+                session = self._admit(held, principal)
+            except (Unauthorized, RateLimited, _Refused) as e:
+                code, error = _refusal(e)
+                self._note(websocket, hello, principal, error)
+                await self._refuse(websocket, code, error)
+                return
+            self._note(websocket, hello, principal, None)
+            await session(websocket, hello, principal)
+
+    def _admit(self, held: contextlib.ExitStack, principal: Principal) -> RegisterSession:
+        """The session that serves ``principal``'s register, a WebSocket slot held in ``held``.
+
+        Raises:
+            _Refused: not an agent's (or admin's) credential, or no register handler here.
+            RateLimited: it holds all the WebSockets it may.
+        """
         if principal.role not in _REGISTER_ROLES:
-            await self._refuse(websocket, FORBIDDEN, Unauthorized(
+            raise _Refused(FORBIDDEN, Unauthorized(
                 f"{principal.name} ({principal.role}) may not register an agent: it takes an "
                 "agent's API key"
             ))  # fmt: skip
-            return
+        self._hold_slot(held, principal)
         session = self.register or _external()
         if session is None:
-            await self._refuse(websocket, UNAVAILABLE, UnknownMessageType(
+            raise _Refused(UNAVAILABLE, UnknownMessageType(
                 "this gateway does not serve agents outside Python (macp.gateway.external is "
                 "not installed)"
             ))  # fmt: skip
-            return
-        await session(websocket, hello, principal)
+        return session
+
+    def _note(
+        self,
+        websocket: WebSocket,
+        hello: dict[str, Any],
+        principal: Principal | None,
+        error: MacpError | None,
+    ) -> None:
+        """Audit a register: what it asked (never its credential), and how it ended."""
+        outcome = (Outcome.OK if error is None else Outcome.LIMITED
+                   if isinstance(error, RateLimited) else Outcome.DENIED)  # fmt: skip
+        client = websocket.client
+        self.guard.note(
+            "agent_register", principal=principal, transport=Transport.WEBSOCKET,
+            outcome=outcome, code=None if error is None else error.code,
+            arguments={k: v for k, v in hello.items() if k not in {"key", "token"}},
+            connection=None if client is None else f"{client.host}:{client.port}",
+        )  # fmt: skip
 
     @staticmethod
     async def _refuse(websocket: WebSocket, code: int, error: MacpError) -> None:
@@ -284,6 +339,24 @@ class EventsEndpoint:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             await websocket.send_text(_error(error).to_json())
             await websocket.close(code, _reason(str(error)))
+
+
+class _Refused(Exception):
+    """A register refused with this close code and error."""
+
+    def __init__(self, code: int, error: MacpError) -> None:
+        super().__init__(error.message)
+        self.code, self.error = code, error
+
+
+def _refusal(exc: Exception) -> tuple[int, MacpError]:
+    """The close code and error of a refused register."""
+    if isinstance(exc, _Refused):
+        return exc.code, exc.error
+    if isinstance(exc, RateLimited):
+        return TOO_MANY, exc
+    assert isinstance(exc, MacpError)
+    return UNAUTHENTICATED, exc
 
 
 def ws_route(
