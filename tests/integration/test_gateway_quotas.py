@@ -12,7 +12,18 @@ from jsonrpc_client import LineClient
 from procs import QUICK_CLUSTER, QUICK_CLUSTER_FLAGS
 
 from macp import ConfigError, RateLimited, Unauthorized
-from macp.gateway import OPERATIONS, Gateway, Guard, Member, Principal, Role, Transport
+from macp.gateway import (
+    OPERATIONS,
+    Auth,
+    Gateway,
+    Guard,
+    JwtKey,
+    JwtVerifier,
+    Member,
+    Principal,
+    Role,
+    Transport,
+)
 from macp.gateway.audit import AuditLog, read_records
 from macp.gateway.quotas import QuotaLimits, Quotas
 from macp.testing import wait_until
@@ -142,3 +153,30 @@ def test_a_json_rpc_connection_over_its_requests_a_second_is_limited_then_recove
         assert other.result("ping")["status"] == "ok"  # the limit is the connection's
         wait_until(lambda: "result" in busy.call("ping"), 5, "never admitted again",
                    poll_s=0.05)  # fmt: skip
+
+
+def test_requests_refused_by_a_connections_limit_and_a_failed_initialize_are_audited(
+    head: str, tmp_path: Path
+) -> None:
+    member = Member.join(head, name="gw", settings=QUICK_CLUSTER)
+    secret = JwtKey.secret("k" * 32)
+    with AuditLog(tmp_path / "audit.sqlite3") as log:
+        guard = Guard(Auth(jwt=JwtVerifier(secret)), audit=log)
+        quotas = Quotas(QuotaLimits(connection_requests_per_s=2))
+        with (
+            Gateway(member, jsonrpc="127.0.0.1:0", guard=guard, quotas=quotas) as served,
+            LineClient(served.addresses["jsonrpc"]) as client,
+        ):
+            client.send([{"jsonrpc": "2.0", "id": i, "method": "ping"} for i in range(3)])
+            assert sum("error" in a for a in client.receive()) == 1
+            wait_until(lambda: "result" in client.call("ping"), 5, "never admitted again",
+                       poll_s=0.05)  # fmt: skip
+            refused = client.call("initialize", {"auth": {"token": "not-a-token"}})
+            assert refused["error"]["code"] == -32006
+        assert log.flush()
+    records = [(r.operation, r.principal, r.outcome, r.code) for r in read_records(log.path)]
+    assert ("ping", "anonymous", "limited", -32000) in records
+    assert records[-1] == ("initialize", "anonymous", "denied", -32006)
+    noted = [r for r in read_records(log.path) if r.outcome in {"limited", "denied"}]
+    assert noted
+    assert all(r.connection for r in noted)  # the client's address

@@ -22,6 +22,7 @@ from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, Final
 
 from macp.errors import InvalidParams, MacpError, ProtocolError, RateLimited, Unauthorized
+from macp.gateway.audit import Outcome
 from macp.gateway.guard import Guard, Principal, Role, Transport
 from macp.gateway.table import error_of
 from macp.log import get_logger
@@ -73,6 +74,8 @@ class Session:
     admit: Callable[[], Awaitable[float | None]]
     calls: asyncio.Semaphore
     credential: str | None = field(default=None)
+    connection: str | None = field(default=None)
+    """The client's address, for the audit log."""
 
 
 def encode(response: Any) -> bytes:
@@ -191,6 +194,10 @@ class Dispatcher:
         retry_after_s = await session.admit()
         if retry_after_s is not None:
             outcome: dict[str, Any] = {"error": _rate_limited(retry_after_s)}
+            self.guard.note(
+                request.method, principal=None, transport=Transport.JSONRPC,
+                outcome=Outcome.LIMITED, code=RateLimited.code, connection=session.connection,
+            )  # fmt: skip
         else:
             outcome = await self._outcome(request, session, nested=nested)
         if request.id is _NO_ID:
@@ -254,15 +261,33 @@ class Dispatcher:
         session.credential = None  # a failed initialize leaves the connection unproven
         principal = Principal.local()
         if self.guard.configured:
-            credential = _credential(params)
-            principal = self.guard.authenticate(credential)
+            try:
+                credential = _credential(params)
+                principal = self.guard.authenticate(credential)
+            except MacpError as e:
+                self._noted("initialize", None, session, Outcome.DENIED, e.code)
+                raise
             session.credential = credential
+        self._noted("initialize", principal, session, Outcome.OK, None)
         return {
             "protocolVersion": asked if asked in PROTOCOL_VERSIONS else PROTOCOL_VERSIONS[0],
             "serverInfo": self._server_info,
             "capabilities": {"tools": {}},
             "principal": _described(principal),
         }
+
+    def _noted(
+        self,
+        action: str,
+        principal: Principal | None,
+        session: Session,
+        outcome: Outcome,
+        code: int | None,
+    ) -> None:
+        """An action that is not an operation (``initialize``) in the audit log: no
+        arguments, which hold the credential."""
+        self.guard.note(action, principal=principal, transport=Transport.JSONRPC,
+                        outcome=outcome, code=code, connection=session.connection)  # fmt: skip
 
     def _tools(self) -> dict[str, Any]:
         tools = [{"name": op.name, "description": op.summary, "inputSchema": op.input_schema()}

@@ -140,7 +140,9 @@ class JsonRpcServer:
         assert task is not None
         self._handlers.add(task)
         key = str(next(self._ids))
-        session = Session(lambda: self._admit(key), asyncio.Semaphore(self.limits.max_calls))
+        session = Session(
+            lambda: self._admit(key), asyncio.Semaphore(self.limits.max_calls), connection=key
+        )
         connection = _Connection(
             key, reader, writer, dispatcher=self._dispatcher, session=session, limits=self.limits
         )
