@@ -21,26 +21,24 @@ and never reaches the session); without it, the caller is the local user.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import socket
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, Final
 
 import mcp_types as types
-import uvicorn
 from mcp.server import Server
 from mcp.server.stdio import stdio_server
 
-from macp.errors import ConfigError, MacpError, Unauthorized
+from macp.errors import MacpError, Unauthorized
+from macp.gateway.asgi import serve_asgi
 from macp.gateway.guard import Guard, Principal, Transport
 from macp.gateway.ops import OPERATIONS
 from macp.gateway.quotas import ConnectionLimit
 from macp.gateway.table import error_of
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    import asyncio
+    from collections.abc import Callable
 
     from mcp.server import ServerRequestContext
     from starlette.applications import Starlette
@@ -60,7 +58,6 @@ __all__ = [
     "tool_result",
 ]
 
-_BACKLOG: Final = 128
 _PRINCIPAL: Final = "macp.principal"
 """Where the HTTP request's scope holds the principal its bearer credential proved."""
 
@@ -265,55 +262,6 @@ async def serve_http(
     Raises:
         ConfigError: ``HOST:PORT`` cannot be listened on (taken, or not an address here).
     """
-    sock = _listen(host, port)
-    config = uvicorn.Config(
-        http_app(runtime, host=host, table=table, guard=guard), log_config=None,
-        access_log=False, lifespan="on", timeout_graceful_shutdown=1,
-        **(tls.uvicorn_options() if tls else {}),
-    )  # fmt: skip
-    with sock:
-        if ready is not None:  # it listens: a connection waits in the backlog until served
-            bound_host, bound_port = sock.getsockname()[:2]
-            scheme = "https" if tls else "http"
-            ready(f"{scheme}://{_url_host(bound_host)}:{bound_port}{MCP_PATH}")
-        server = _Server(config)
-        watch = asyncio.ensure_future(_stop_when_set(server, stop)) if stop else None
-        try:
-            await server.serve(sockets=[sock])
-        finally:
-            if watch is not None:
-                watch.cancel()
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, stopped by its caller: it catches no signal (uvicorn's own would
-    raise the signal again once stopped, ending the program before it closes its node)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-async def _stop_when_set(server: uvicorn.Server, stop: asyncio.Event) -> None:
-    await stop.wait()
-    server.should_exit = True
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(_BACKLOG)
-    except OSError as e:
-        sock.close()
-        raise ConfigError(
-            f"cannot serve MCP over HTTP on {host}:{port}: {e.strerror or e}; choose another "
-            "--http HOST:PORT"
-        ) from e
-    return sock
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+    app = http_app(runtime, host=host, table=table, guard=guard)
+    await serve_asgi(app, host, port, what="MCP over HTTP", path=MCP_PATH, ready=ready,
+                     stop=stop, tls=tls)  # fmt: skip

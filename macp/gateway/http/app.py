@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from typing import TYPE_CHECKING, Any, Final
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from macp.actors.registry import LOOKUP
-from macp.errors import AskTimeout, ConfigError, MacpError, NodeDown, UnknownMessageType
+from macp.errors import AskTimeout, MacpError, NodeDown, UnknownMessageType
+from macp.gateway.asgi import serve_asgi
 from macp.gateway.guard import Guard
 from macp.gateway.http.rest import API, _Json, error_response
 from macp.gateway.http.rest_openapi import openapi
@@ -31,7 +30,7 @@ from macp.gateway.ops import OPERATIONS
 from macp.gateway.quotas import ConnectionLimit
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from starlette.requests import Request
     from starlette.responses import Response
@@ -45,7 +44,6 @@ __all__ = ["READY_TIMEOUT_S", "http_app", "serve"]
 
 READY_TIMEOUT_S: Final = 2.0
 """How long ``/ready`` waits for the head's answer."""
-_BACKLOG: Final = 128
 
 
 def http_app(
@@ -145,50 +143,7 @@ async def serve(
     Raises:
         ConfigError: ``HOST:PORT`` cannot be listened on (taken, or not an address here).
     """
-    sock = _listen(host, port)
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=1,
-                            **(tls.uvicorn_options() if tls else {}))  # fmt: skip
-    with sock:
-        if ready is not None:  # it listens: a connection waits in the backlog until served
-            bound_host, bound_port = sock.getsockname()[:2]
-            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-            ready(f"{'https' if tls else 'http'}://{shown}:{bound_port}")
-        server = _Server(config)
-        watch = asyncio.ensure_future(_stop_when_set(server, stop)) if stop else None
-        try:
-            await server.serve(sockets=[sock])
-        finally:
-            if watch is not None:
-                watch.cancel()
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, stopped by its caller: it catches no signal."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-async def _stop_when_set(server: uvicorn.Server, stop: asyncio.Event) -> None:
-    await stop.wait()
-    server.should_exit = True
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(_BACKLOG)
-    except OSError as e:
-        sock.close()
-        raise ConfigError(
-            f"cannot serve HTTP on {host}:{port}: {e.strerror or e}; choose another "
-            "--http HOST:PORT"
-        ) from e
-    return sock
+    await serve_asgi(app, host, port, what="HTTP", ready=ready, stop=stop, tls=tls)
 
 
 def _guarded(routes: list[BaseRoute], guard: Guard) -> list[BaseRoute]:
