@@ -121,7 +121,7 @@ def test_a_failed_tools_call_is_a_result_with_is_error_and_the_macp_code(
     error = answer["structuredContent"]
     assert error["code"] == -32602
     assert "no task 'x'" in error["message"]
-    assert answer["content"][0]["text"] == f"macp error -32602 (InvalidParams): {error['message']}"
+    assert answer["content"][0]["text"] == f"macp error -32602 (NotFound): {error['message']}"
     unknown = client.result("tools/call", {"name": "task_statu", "arguments": {}})
     assert unknown["structuredContent"]["code"] == -32601
     bad = client.call("tools/call", {"arguments": {}})

@@ -159,7 +159,7 @@ def test_a_failed_call_is_an_error_result_and_the_session_goes_on(member: Member
     assert unknown["code"] == -32601
     assert unknown["data"] == {"error": "UnknownMessageType"}
     assert unknown["message"].startswith("no operation named 'task_orchestrat'")
-    assert (refused["code"], refused["data"]["error"]) == (-32602, "InvalidParams")
+    assert (refused["code"], refused["data"]["error"]) == (-32602, "NotFound")
     assert "no task 'nope'" in refused["message"]
     assert failed["code"] == -32001, failed
     assert "cannot handle 1" in failed["message"], failed

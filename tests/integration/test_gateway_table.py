@@ -15,6 +15,7 @@ from macp import (
     Cluster,
     Context,
     InvalidParams,
+    NotFound,
     UnknownMessageType,
     handler,
     start_control_plane,
@@ -92,10 +93,10 @@ def test_an_unknown_operation_is_method_not_found() -> None:
 
 
 def test_a_runtime_error_keeps_its_code(runtime: Runtime) -> None:
-    with pytest.raises(InvalidParams, match="no task 'nope'") as e:
+    with pytest.raises(NotFound, match="no task 'nope'") as e:  # an InvalidParams
         call(runtime, "task_status", {"task_id": "nope"})
     assert error_of(e.value) == {"code": -32602, "message": e.value.message,
-                                 "data": {"error": "InvalidParams"}}  # fmt: skip
+                                 "data": {"error": "NotFound"}}  # fmt: skip
 
 
 def test_a_bug_in_a_handler_is_an_internal_error() -> None:

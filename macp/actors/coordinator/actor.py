@@ -69,7 +69,7 @@ from macp.actors.coordinator.task import ACTIVE, FINAL, Task, TaskState
 from macp.actors.monitor import SAMPLES
 from macp.actors.registry import CHANGED, CONTROL_PLANE, SUBSCRIBE
 from macp.envelope import Wire, new_id, now_ms
-from macp.errors import Cancelled, InvalidParams, MacpError, error_from_body
+from macp.errors import Cancelled, InvalidParams, MacpError, NotFound, error_from_body
 from macp.store import open_journal
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ class Coordinator(Agent):
         if task is None:  # long finished, and no longer kept in memory: the journal has it
             task = self.ledger.task(task_id)
         if task is None:
-            raise InvalidParams(
+            raise NotFound(
                 f"no task {task_id!r}; check the id submit returned (a finished task is kept "
                 "for the journal's retention: settings.journal_retention)"
             )

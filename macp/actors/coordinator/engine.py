@@ -36,8 +36,8 @@ from macp.envelope import Wire, now_ms
 from macp.errors import (
     Cancelled,
     InternalError,
-    InvalidParams,
     MacpError,
+    NotFound,
     ResourceUnavailable,
     error_body,
     error_from_body,
@@ -143,7 +143,7 @@ class WorkflowEngine:
         if run is None and isinstance(run_id, str):  # finished, and no longer kept in memory
             run = self._stored_run(run_id)
         if run is None:
-            raise InvalidParams(
+            raise NotFound(
                 f"no workflow run {run_id!r}; use the run_id workflow.run returned (a finished "
                 "run is kept for the journal's retention: settings.journal_retention)"
             )

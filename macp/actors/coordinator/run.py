@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Final
 from macp._storable import check as check_storable
 from macp.actors.coordinator.dag import STRATEGIES, Workflow
 from macp.envelope import Wire, new_id, now_ms
-from macp.errors import ConfigError, InvalidParams
+from macp.errors import ConfigError, InvalidParams, NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -86,7 +86,7 @@ def requested(body: Wire, definitions: Mapping[str, Wire]) -> tuple[Workflow, Wi
         name = body.get("workflow")
         if not isinstance(name, str) or name not in definitions:
             known = ", ".join(sorted(definitions)) or "none"
-            raise InvalidParams(f"no workflow {name!r:.60} is defined (defined: {known})")
+            raise NotFound(f"no workflow {name!r:.60} is defined (defined: {known})")
         definition = definitions[name]
     workflow = parse(definition)
     strategy = body.get("strategy") or workflow.strategy

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import AliasChoices, Field
 
-from macp.errors import ActorNotFound, InvalidParams, NotFound
+from macp.errors import ActorNotFound, NotFound
 from macp.gateway.ops import OPERATIONS
 from macp.gateway.ops._spawn import terminate
 from macp.gateway.table import Params, Scope, Table
@@ -131,10 +131,8 @@ async def _of_task(runtime: Runtime, operation: str, task_id: str) -> dict[str, 
     """
     try:
         return dict(await OPERATIONS[operation].call(runtime, {"task_id": task_id}))
-    except InvalidParams as e:
-        if e.message.startswith("no task"):
-            raise NotFound(e.message, data={"field": "id"}) from None
-        raise
+    except NotFound as e:
+        raise NotFound(e.message, data={"field": "id"}) from None
 
 
 def task_status(record: Mapping[str, Any], tags: Mapping[str, Any]) -> dict[str, Any]:

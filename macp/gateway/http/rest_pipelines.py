@@ -154,10 +154,8 @@ async def pipeline_execute(runtime: Runtime, p: PipelineExecute) -> dict[str, An
     }  # fmt: skip
     try:
         answer = await OPERATIONS["workflow_execute"].call(runtime, arguments)
-    except InvalidParams as e:
-        if e.message.startswith("no workflow"):
-            raise _unknown_pipeline(p.id) from None
-        raise
+    except NotFound:
+        raise _unknown_pipeline(p.id) from None
     return {"id": p.id, "run_id": answer["run_id"], "status": "running"}
 
 
