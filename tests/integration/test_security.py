@@ -428,7 +428,8 @@ def test_refused_handshakes_are_counted_and_logged_at_a_bounded_rate(
     # lines and then one a second: not one line per knock.
     for peer in ("127.0.0.1", "?"):
         lines = [r for r in refused if r["peer"] == peer]
-        assert 1 <= len(lines) <= 5 + math.ceil(elapsed_s) + 1
+        assert lines, f"no handshake_refused line for peer {peer!r}"
+        assert len(lines) <= 5 + math.ceil(elapsed_s) + 1
     assert {r["reason"] for r in refused} <= {
         "its key is not in this node's keys directory",
         "plaintext met keys: one side has no keys",
