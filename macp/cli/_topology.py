@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -16,6 +15,7 @@ import typer
 
 import macp
 from macp.cli._nodes import GATEWAY_NODE, NodeChild, start_all, stop_all
+from macp.cli._progress import follow_run, follow_task
 from macp.cli._support import fail, parse_json
 from macp.commands import Command
 from macp.errors import ConfigError, MacpError, NodeDown
@@ -95,6 +95,8 @@ def _submit(cluster: macp.Cluster, spec: TopologySpec, body: Any, timeout_s: flo
     task = cluster.submit(entry["type"], body, capabilities=entry.get("capabilities") or (),
                           agent=entry.get("agent"), timeout_s=timeout_s, max_retries=1)  # fmt: skip
     try:
+        if sys.stderr.isatty():
+            follow_task(task, timeout_s + 5)
         return task.result(timeout_s=timeout_s + 5)
     except _Interrupted:
         with contextlib.suppress(MacpError):
@@ -114,30 +116,6 @@ def _interrupt(signum: int, _frame: object) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):  # stopping the nodes is not interrupted again
         signal.signal(sig, signal.SIG_IGN)
     raise _Interrupted(signum)
-
-
-_STEP_ENDED = frozenset({"succeeded", "failed", "skipped", "replaced"})
-
-
-def _show_progress(run: macp.Run, timeout_s: float) -> None:
-    """On a terminal: one line, rewritten twice a second, of the run's steps done and running."""
-    deadline = time.monotonic() + timeout_s
-    idle = threading.Event()  # never set: the loop wakes to ask for the run's status
-    shown = ""
-    while time.monotonic() < deadline:
-        status = run.status()
-        steps = status["steps"]
-        done = sum(1 for s in steps.values() if s["state"] in _STEP_ENDED)
-        running = sorted(k for k, s in steps.items() if s["state"] == "running")
-        line = f"{status['workflow']} {status['state']}: {done}/{len(steps)} steps done"
-        line += f"; running {', '.join(running)}" if running else ""
-        if line != shown:
-            typer.echo(f"\r{line:<{len(shown)}}", err=True, nl=False)
-            shown = line
-        if status["state"] in {"succeeded", "failed", "cancelled"}:
-            break
-        idle.wait(0.5)
-    typer.echo("", err=True)
 
 
 def _print(value: Any) -> None:
@@ -225,7 +203,7 @@ def run(
             if workflow is not None:
                 started = cluster.run(workflow, given)
                 if sys.stderr.isatty():
-                    _show_progress(started, timeout_s)
+                    follow_run(started, timeout_s)
                 _print(started.result(timeout_s=timeout_s))
             else:
                 _print(_submit(cluster, spec, body, timeout_s))

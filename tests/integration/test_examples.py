@@ -257,26 +257,3 @@ def test_the_peers_summary_workflow_combines_statistics_and_factors(
     }
     assert run(nodes, "--task", json.dumps({"numbers": numbers})) == expected_analysis(numbers)
     assert nodes.terminate() == {"alpha": 0, "beta": 0}
-
-
-def test_a_workflow_run_from_a_terminal_shows_its_progress(
-    topology: Callable[[str, list[str], set[str]], TopologyNodes],
-) -> None:
-    nodes = topology("peers", ["alpha", "beta"], PEERS_AGENTS)
-    terminal, stderr = pty.openpty()  # standard error is a terminal; standard output is not
-    with os.fdopen(terminal, "rb", buffering=0) as screen:
-        done = subprocess.run(
-            [sys.executable, "-m", "macp", "run", nodes.file, "--connect", nodes.head,
-             "--workflow", "summary", "--input", json.dumps({"numbers": [4, 9], "n": 12})],
-            cwd=ROOT, env=nodes.env, stdout=subprocess.PIPE, stderr=stderr, timeout=60,
-            check=False,
-        )  # fmt: skip
-        os.close(stderr)
-        shown = b""
-        with contextlib.suppress(OSError):  # EIO once everything written has been read
-            while chunk := screen.read(4096):
-                shown += chunk
-    assert done.returncode == 0
-    assert json.loads(done.stdout) == {"combine": {"largest_factor": 3, "mean": 6.5}}
-    last = shown.decode().replace("\r\n", "\n").split("\r")[-1].strip()
-    assert last == "summary succeeded: 3/3 steps done"
