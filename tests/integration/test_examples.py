@@ -4,13 +4,10 @@ result is checked against one computed here, independently of the example's code
 from __future__ import annotations
 
 import collections
-import contextlib
 import csv
 import datetime as dt
 import json
 import math
-import os
-import pty
 import re
 import signal
 import statistics
