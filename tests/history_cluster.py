@@ -4,10 +4,11 @@ and the tasks that make a task wait for each reason.
 
 w1 runs ``sq`` (a Squarer: paused, its tasks wait ``all_paused``), ``gate`` (a Gate: with
 ``max_in_flight: 1`` a second ``wait_file`` task waits ``all_busy``), ``flaky`` (an Echo: two
-failures open its breaker, so a task pinned to it waits ``breakers_open``) and ``sleeper`` (an
-Echo that times out on ``hang``); w2 runs ``doomed`` (a Cruncher: w2 killed, ``crunch`` waits
-``node_down``). The head has a pool ``gpu`` of 1 (held, a resource-aware step waits
-``pool_exhausted``) and an alert rule on failed ``fail`` tasks.
+failures open its breaker, so a task pinned to it waits ``breakers_open``), ``sleeper`` (an
+Echo that times out on ``hang``) and ``runner`` (an Echo for workflow steps); w2 runs
+``doomed`` (a Cruncher: w2 killed, ``crunch`` waits ``node_down``). The head has a pool
+``gpu`` of 1 (held, a resource-aware step waits ``pool_exhausted``) and an alert rule on
+failed ``fail`` tasks.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ TOPOLOGY = textwrap.dedent("""\
       - {name: gate, class: "agents:Gate", node: w1}
       - {name: flaky, class: "agents:Echo", node: w1}
       - {name: sleeper, class: "agents:Echo", node: w1}
+      - {name: runner, class: "agents:Echo", node: w1}
       - {name: doomed, class: "agents:Cruncher", node: w2}
     resources: {gpu: 1}
     coordinator: {max_in_flight: 1, breaker_failures: 2, breaker_cooldown_s: 600}
@@ -48,12 +50,12 @@ TOPOLOGY = textwrap.dedent("""\
         - {name: fail-failed, expr: "tasks.failed{type=fail} > 0", cooldown_s: 600}
     settings: {heartbeat_interval_s: 0.1, acceptable_pause_s: 0.3}
 """)
-AGENTS = {"sq@w1", "gate@w1", "flaky@w1", "sleeper@w1", "doomed@w2"}
+AGENTS = {"sq@w1", "gate@w1", "flaky@w1", "sleeper@w1", "runner@w1", "doomed@w2"}
 HOLD_GPU = {
     "name": "gpu-job",
     "steps": [
-        {"id": "prep", "type": "square", "body": {"x": 2}, "agent": "sq@w1"},
-        {"id": "train", "type": "square", "body": {"x": 3}, "agent": "sq@w1",
+        {"id": "prep", "type": "echo", "body": {"x": 2}, "agent": "runner@w1"},
+        {"id": "train", "type": "echo", "body": {"x": 3}, "agent": "runner@w1",
          "depends_on": ["prep"], "resources": {"gpu": 1}},
     ],
 }  # fmt: skip
