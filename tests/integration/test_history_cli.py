@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -56,7 +57,10 @@ class Scene:
 def scene(history_nodes: TopologyNodes) -> Iterator[Scene]:
     """The tasks and the run made once, through a client closed before the tests (each test
     leaves no macp thread in this process)."""
-    gate = {"path": str(history_nodes.env["MACP_DATA_DIR"]) + "/never-opened", "within_s": 120}
+    gate: dict[str, Any] = {
+        "path": str(history_nodes.env["MACP_DATA_DIR"]) + "/never-opened",
+        "within_s": 120,
+    }
     with macp.connect(history_nodes.head) as cluster:
         cluster.control("pause", "sq@w1")
         failing = cluster.submit("fail", {"n": 1}, agent="flaky@w1", max_retries=1)
@@ -67,7 +71,7 @@ def scene(history_nodes: TopologyNodes) -> Iterator[Scene]:
         lease = cluster.resources("allocate", owner="cli-test", amounts={"gpu": 1})
         run = cluster.run(HOLD_GPU, strategy="resource-aware")
         history_nodes.procs["w2"].kill()
-        specs = {"nobody-handles": {}, "square": {"body": {"x": 4}},
+        specs: dict[str, dict[str, Any]] = {"nobody-handles": {}, "square": {"body": {"x": 4}},
                  "echo": {"agent": "flaky@w1"}, "wait_file": {"body": gate},
                  "crunch": {"body": {"x": 1}}}  # fmt: skip
         waiting = {
@@ -75,7 +79,7 @@ def scene(history_nodes: TopologyNodes) -> Iterator[Scene]:
             for kind, spec in specs.items()
         }
         for kind, task_id in waiting.items():
-            wait_code(lambda t=task_id: cluster.status(t), REASONS[kind], f"the {kind} task")
+            wait_code(partial(cluster.status, task_id), REASONS[kind], f"the {kind} task")
         wait_code(lambda: run.status()["steps"]["train"], "pool_exhausted", "the train step")
     yield Scene(history_nodes, waiting, failing.id, run.id)
     del lease  # held until the nodes are killed
