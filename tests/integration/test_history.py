@@ -260,7 +260,9 @@ def test_a_bad_filter_is_refused_naming_it(
     assert (error["field"], error["message"]) == (field, f"GET /api/v1/tasks: {message}")
 
 
-def test_each_agent_lists_the_tasks_it_succeeded_and_failed(member: Member) -> None:
+def test_each_agent_lists_the_tasks_it_succeeded_and_failed(
+    member: Member, api: httpx.Client
+) -> None:
     def counts() -> dict[str, tuple[int, int]]:
         agents = call(member, "agent_list")["agents"]
         return {a["address"]: (a["succeeded"], a["failed"]) for a in agents}
@@ -274,6 +276,10 @@ def test_each_agent_lists_the_tasks_it_succeeded_and_failed(member: Member) -> N
     assert after["sq@w1"] == (before["sq@w1"][0] + 1, before["sq@w1"][1])
     assert after["gate@w1"] == (before["gate@w1"][0], before["gate@w1"][1] + 1)
     assert set(after) == AGENTS
+    over_rest = {
+        a["address"]: (a["succeeded"], a["failed"]) for a in _get(api, "/agents")["agents"]
+    }
+    assert over_rest == after
 
 
 def test_a_task_whose_agents_node_is_down_waits_node_down(
