@@ -206,6 +206,19 @@ def test_a_step_waiting_for_its_pool_waits_pool_exhausted_and_shows_its_dependen
         call(member, "resource_release", {"lease_id": lease["lease_id"]})
 
 
+def test_a_step_whose_task_waits_for_an_agent_shows_its_tasks_wait(member: Member) -> None:
+    stuck = {"name": "stuck", "steps": [{"id": "a", "type": "nobody-steps", "timeout_s": 60}]}
+    run_id = call(member, "workflow_execute", {"definition": stuck})["run_id"]
+
+    def step() -> dict[str, Any]:
+        return dict(call(member, "workflow_status", {"run_id": run_id})["steps"]["a"])
+
+    shown = wait_code(step, "none_registered", "the step")
+    assert shown["state"] == "running"
+    assert shown["wait"] == call(member, "task_status", {"task_id": shown["task_id"]})["wait"]
+    assert call(member, "workflow_cancel", {"run_id": run_id})["cancelled"] is True
+
+
 # -- the task list's filters, and each agent's counts ---------------------------------------------
 
 
