@@ -138,7 +138,7 @@ class History:
         self._flush()
         counts = self._journal.task_counts(query)
         rows: list[Wire] = []
-        for task_id, record in self._journal.task_page(query):
+        for task_id, record in self._journal.task_page(query, sum(counts.values())):
             held = self._table.get(task_id)
             rows.append(self._row(record if held is None else held.to_record(), held))
         return {"tasks": rows, "total": sum(counts.values()), "counts": dict(counts)}
