@@ -59,6 +59,8 @@ def test_each_filter_narrows_the_tasks_and_their_counts(journal: Journal) -> Non
     assert _ids(journal, TaskQuery(agent="w")) == []
     assert _ids(journal, TaskQuery(since_ms=30)) == ["t5", "t4", "t3"]
     assert journal.task_counts(TaskQuery(type="add", since_ms=20)) == {"failed": 1, "pending": 1}
+    assert (journal.task_counts(TaskQuery(states=())), _ids(journal, TaskQuery(states=()))) == (
+        {}, [])  # fmt: skip
 
 
 def test_totals_count_every_task_by_type_and_by_agent(journal: Journal) -> None:
