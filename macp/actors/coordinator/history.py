@@ -8,8 +8,9 @@ all it matches, the limit aside. ``agent`` is an address, or a name (its agents 
 node); ``since_ms`` keeps the tasks created or updated at or after it. A row is ``{id, type,
 state, attempts, node_failures, agent, progress, created_ms, updated_ms, finished_ms, run,
 step}``, with ``wait`` (:meth:`~.reasons.Wait.to_wire`) while it is pending and ``error``
-``{code, message}`` once it failed (or while it is retrying: its last attempt's). The query reads the journal (written first, so it holds
-every change); a task the coordinator holds is shown as it holds it (its latest progress).
+``{code, message}`` once it failed (or while it is retrying: its last attempt's). The query
+reads the journal (written first, so it holds every change); a task the coordinator holds is
+shown as it holds it (its latest progress).
 
 ``coordinator.status`` adds to a task's record ``wait`` and ``wait_reason`` (pending), and its
 timings: ``wait_ms``, from its submission to its first attempt (or to now, or its end, if it
