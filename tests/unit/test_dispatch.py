@@ -130,8 +130,11 @@ def test_an_external_agent_lost_with_its_program_is_lost_not_failed(table: TaskT
     [
         ([], [], WaitCode.NONE_REGISTERED, "no agent that handles 'work' is registered"),
         ([_agent("a@n", status="paused"), _agent("b@n", status="paused")], [],
-         WaitCode.NONE_AVAILABLE, "no agent that handles 'work' is available (2 are paused)"),
-        ([_agent("a@n1", status="paused"), _agent("b@n2")], ["n2"], WaitCode.NONE_AVAILABLE,
+         WaitCode.ALL_PAUSED, "no agent that handles 'work' is available (2 are paused)"),
+        ([_agent("a@n", status="paused"), _agent("b@n", status="error")], [],
+         WaitCode.NONE_AVAILABLE,
+         "no agent that handles 'work' is available (2 are error, paused)"),
+        ([_agent("a@n1", status="paused"), _agent("b@n2")], ["n2"], WaitCode.ALL_PAUSED,
          "no agent that handles 'work' is available (1 is paused, 1 on a down node)"),
         ([_agent("b@n2"), _agent("a@n1")], ["n1", "n2"], WaitCode.NODE_DOWN,
          ("waiting: node down: the agents that can run it (a@n1, b@n2) are on nodes that are "
@@ -155,6 +158,25 @@ def test_why_a_task_waits(
     task = _queued(table, dispatcher, "t1")
     wait = dispatcher.wait(task)
     assert (wait.code, wait.sentence()) == (code, sentence)
+    wire = wait.to_wire()
+    assert (wire["code"], wire["reason"], wire["need"]) == (code.value, sentence, ["type", "work"])
+
+
+def test_a_wait_as_the_wire_shows_it_names_only_what_its_code_names(table: TaskTable) -> None:
+    dispatcher = _dispatcher(table)
+    for record in (_agent("a@n1", status="paused"), _agent("b@n2")):
+        dispatcher.agent_changed(record)
+    dispatcher.node_down("n2")
+    paused = dispatcher.wait(_queued(table, dispatcher, "t1")).to_wire()
+    assert {k: v for k, v in paused.items() if k != "reason"} == {
+        "code": "all_paused", "need": ["type", "work"], "states": ["paused"], "count": 1,
+        "down": 1,
+    }  # fmt: skip
+    dispatcher.node_down("n1")
+    down = dispatcher.wait(_queued(table, dispatcher, "t2", agent="a@n1")).to_wire()
+    assert {k: v for k, v in down.items() if k != "reason"} == {
+        "code": "node_down", "need": ["agent", "a@n1"], "agents": ["a@n1"], "nodes": ["n1"],
+    }  # fmt: skip
 
 
 def test_a_pinned_task_waits_for_its_agents_node(table: TaskTable) -> None:
@@ -186,6 +208,7 @@ def test_only_a_task_no_agent_can_take_expires(table: TaskTable) -> None:
         "node_down",
         "none_registered",
         "none_available",
+        "all_paused",
     }
 
 
