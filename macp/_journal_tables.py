@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgpack
 
 from macp._dead_letters import DeadLetters, Unreadable, ms_column, text_column, unpack
+from macp._journal_evaluations import EvaluationTables
 from macp._journal_retention import RetentionTables
 from macp._storable import READABLE_DEPTH, is_number, storable
 from macp.errors import InvalidParams
@@ -335,5 +336,5 @@ class ResourceTables(DeadLetters):
         return dict(found)
 
 
-class Tables(RecordTables, MemoryTables, ResourceTables):
+class Tables(RecordTables, MemoryTables, ResourceTables, EvaluationTables):
     """Every table of the journal."""

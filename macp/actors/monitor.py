@@ -13,7 +13,9 @@ Messages: ``monitor.samples`` (from the coordinator), ``monitor.metrics`` -> ``{
 ``monitor.alerts`` -> the rules firing now, each with the metric's ``value``,
 ``monitor.rates`` ``{window_s, flood_per_s?}`` -> each agent's messages over the window (see
 :meth:`Monitor.rates`), ``monitor.add_rule`` (a rule), ``monitor.subscribe`` ``{address}``,
-``monitor.prometheus`` -> ``{port}``.
+``monitor.prometheus`` -> ``{port}``; the models agents run on (:mod:`.model_metrics`):
+``monitor.model_report`` (from ``ctx.report``), ``monitor.model_metrics``,
+``monitor.model_health``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from pydantic import Field
 from macp._storable import is_number
 from macp.actors.agent import Agent, handler
 from macp.actors.metrics import BUCKETS_S, History, Outcomes, Rule, RuleSpec, metric_name
+from macp.actors.model_metrics import ModelFigures, ModelThresholds
+from macp.actors.model_report import MODEL_REPORT
 from macp.actors.registry import CONTROL_PLANE, LIST
 from macp.envelope import Wire, now_ms
 from macp.errors import ConfigError, InvalidParams, MacpError
@@ -37,7 +41,10 @@ if TYPE_CHECKING:
 
     from macp.futures import AskFuture
 
-__all__ = ["ALERT", "ALERTS", "METRICS", "RATES", "SAMPLES", "Monitor", "MonitorOptions"]
+__all__ = [
+    "ALERT", "ALERTS", "METRICS", "MODEL_HEALTH", "MODEL_METRICS", "RATES", "SAMPLES", "Monitor",
+    "MonitorOptions",
+]  # fmt: skip
 
 SAMPLES: Final = "monitor.samples"
 METRICS: Final = "monitor.metrics"
@@ -48,6 +55,8 @@ RATES: Final = "monitor.rates"
 ADD_RULE: Final = "monitor.add_rule"
 SUBSCRIBE: Final = "monitor.subscribe"
 PROMETHEUS: Final = "monitor.prometheus"
+MODEL_METRICS: Final = "monitor.model_metrics"
+MODEL_HEALTH: Final = "monitor.model_health"
 ALERT: Final = "alert"
 _MESSAGES: Final = "agent.messages"  # each agent's messages taken, from its registry record
 
@@ -72,6 +81,10 @@ class MonitorOptions(Schema):
     )
     prometheus_addr: str = Field(
         default="127.0.0.1", description="The address prometheus_port listens on."
+    )
+    models: ModelThresholds = Field(
+        default_factory=ModelThresholds,
+        description="When a model is degraded or failing, by error rate and p95 inference time.",
     )
 
 
@@ -108,6 +121,7 @@ class Monitor(Agent):
         self.polled_at: dict[str, float] = {}  # a figure not refreshed for 3 samples is dropped
         self.gauges: dict[str, float] = {}
         self.rules = [Rule.of(r) for r in options.rules]
+        self.models = ModelFigures(self.window_s, options.models)
         self.subscribers: set[str] = set()
         self.server: Any = None
         self.timer = self.node.scheduler.call_every(self.sample_s, self._tell_self, _Sample())
@@ -153,6 +167,12 @@ class Monitor(Agent):
         gauges = {name: float(value) for name, value in (body.get("gauges") or {}).items()}
         self.polled.update(gauges)
         self.polled_at.update(dict.fromkeys(gauges, now))
+
+    @handler(MODEL_REPORT)
+    def model_report(self, body: Wire) -> None:
+        """One call of a model, from an agent's ``ctx.report`` (see :mod:`.model_report`)."""
+        if not self.models.add(time.monotonic(), body):
+            self.log.info("monitor.model_report_dropped", body=repr(body)[:120])
 
     def _outcomes(self, key: str) -> Outcomes:
         found = self.outcomes.get(key)
@@ -215,6 +235,7 @@ class Monitor(Agent):
                 gauges[f"{measure}.{name}{brace}{labels}"] = value
             gauges[f"{measure}.succeeded{brace}{labels}"] = float(outcomes.ok)
             gauges[f"{measure}.failed{brace}{labels}"] = float(outcomes.failed)
+        gauges.update(self.models.gauges(now))
         self.gauges = gauges
         self.history.record(now_ms(), gauges)
         for rule in self.rules:
@@ -286,6 +307,16 @@ class Monitor(Agent):
             found[name[len(prefix) : -1]] = rate
         return found
 
+    @handler(MODEL_METRICS)
+    def model_metrics(self, _body: Wire) -> Wire:
+        """Each model's figures, and each of its agents' (see :mod:`.model_metrics`)."""
+        return self.models.metrics(time.monotonic())
+
+    @handler(MODEL_HEALTH)
+    def model_health(self, _body: Wire) -> Wire:
+        """Each model's health: healthy, degraded or failing, and why."""
+        return self.models.health(time.monotonic())
+
     @handler(ADD_RULE)
     def add_rule(self, body: Wire) -> Wire:
         rule = Rule.parse(body)
@@ -347,8 +378,12 @@ class _Collector:
         yield done
         yield durations
         families: dict[str, Any] = {}
-        for metric, value in dict(self._monitor.gauges).items():
+        gauges = dict(self._monitor.gauges)
+        yield from self._monitor.models.families(gauges)
+        for metric, value in gauges.items():
             measure, _, rest = metric.partition("{")
+            if measure.startswith("model."):  # its own families, just above
+                continue
             labels = dict(part.split("=", 1) for part in rest.rstrip("}").split(",") if part)
             prom = "macp_" + measure.replace(".", "_")
             family = families.get(prom)

@@ -56,6 +56,10 @@ class AgentSpec(Schema):
     """A role name, for routing (default: its class's)."""
     group: str | None = None
     """A group, for control commands sent to ``group:NAME``."""
+    model_type: str | None = None
+    """The model it runs on, e.g. ``llm`` (default: its class's ``model_type``)."""
+    model_version: str | None = None
+    """That model's version, e.g. ``"2"`` (default: its class's ``model_version``)."""
     config: dict[str, Any] = Field(default_factory=dict)
     """The agent's ``self.config``."""
     restart: Restart = Restart.PERMANENT
