@@ -26,21 +26,23 @@ pytestmark = pytest.mark.integration
 PAIR = ("a@w1", "b@w1")
 
 
-def _pair(
-    make_node: Callable[..., Node],
-    procs: Callable[..., NodeProcess],
-    tmp_path: Path,
-    **coordinator: Any,
-) -> Cluster:
-    """A head in this process (its coordinator with ``coordinator``), and a node process w1
-    running two Echoes, a and b, both free for every task."""
-    node = make_node("head", listen="tcp://127.0.0.1:0", settings=QUICK_CLUSTER)
-    start_control_plane(node, journal=tmp_path / "j.sqlite3", coordinator=coordinator)
-    procs("w1", "--head", "head", "--peer", f"head={node.address}", *QUICK_CLUSTER_FLAGS,
-          "--agent", "a=agents:Echo", "--agent", "b=agents:Echo")  # fmt: skip
-    cluster = Cluster(node)
-    cluster.wait_for_agents(PAIR, timeout_s=15)
-    return cluster
+@pytest.fixture
+def pair(
+    make_node: Callable[..., Node], procs: Callable[..., NodeProcess], tmp_path: Path
+) -> Callable[..., Cluster]:
+    """Start a head in this process (its coordinator with the options given), and a node
+    process w1 running two Echoes, a and b, both free for every task."""
+
+    def start(**coordinator: Any) -> Cluster:
+        node = make_node("head", listen="tcp://127.0.0.1:0", settings=QUICK_CLUSTER)
+        start_control_plane(node, journal=tmp_path / "j.sqlite3", coordinator=coordinator)
+        procs("w1", "--head", "head", "--peer", f"head={node.address}", *QUICK_CLUSTER_FLAGS,
+              "--agent", "a=agents:Echo", "--agent", "b=agents:Echo")  # fmt: skip
+        cluster = Cluster(node)
+        cluster.wait_for_agents(PAIR, timeout_s=15)
+        return cluster
+
+    return start
 
 
 def _next_agents(cluster: Cluster, count: int) -> list[str]:
@@ -55,9 +57,9 @@ def _score(cluster: Cluster, address: str) -> Any:
 
 
 def test_the_better_scored_of_two_equally_loaded_agents_gets_the_next_task(
-    make_node: Callable[..., Node], procs: Callable[..., NodeProcess], tmp_path: Path
+    pair: Callable[..., Cluster],
 ) -> None:
-    cluster = _pair(make_node, procs, tmp_path)
+    cluster = pair()
     assert sorted(_next_agents(cluster, 2)) == list(PAIR)  # no scores yet: in turn
     by_b = cluster.submit("echo", "for b", agent="b@w1")
     by_b.result(timeout_s=10)
@@ -79,9 +81,9 @@ def test_the_better_scored_of_two_equally_loaded_agents_gets_the_next_task(
 
 
 def test_load_comes_before_the_score(
-    make_node: Callable[..., Node], procs: Callable[..., NodeProcess], tmp_path: Path
+    pair: Callable[..., Cluster],
 ) -> None:
-    cluster = _pair(make_node, procs, tmp_path)
+    cluster = pair()
     cluster.evaluate("reviewer", {"accuracy": 1.0}, contributor="b@w1", result_ref="r")
     hung = cluster.submit("hang", None, agent="b@w1", timeout_s=30)
     wait_until(lambda: cluster.status(hung.id)["state"] == "running", 10, "b never took it")
@@ -90,9 +92,9 @@ def test_load_comes_before_the_score(
 
 
 def test_with_prefer_scored_off_the_agents_take_turns_whatever_their_scores(
-    make_node: Callable[..., Node], procs: Callable[..., NodeProcess], tmp_path: Path
+    pair: Callable[..., Cluster],
 ) -> None:
-    cluster = _pair(make_node, procs, tmp_path, prefer_scored=False)
+    cluster = pair(prefer_scored=False)
     cluster.evaluate("reviewer", {"accuracy": 1.0}, contributor="b@w1", result_ref="r")
     cluster.evaluate("reviewer", {"accuracy": 0.0}, contributor="a@w1", result_ref="r")
     assert (_score(cluster, "a@w1"), _score(cluster, "b@w1")) == (0.0, 1.0)
@@ -102,9 +104,9 @@ def test_with_prefer_scored_off_the_agents_take_turns_whatever_their_scores(
 
 
 def test_evaluations_are_listed_by_contributor_and_by_task(
-    make_node: Callable[..., Node], procs: Callable[..., NodeProcess], tmp_path: Path
+    pair: Callable[..., Cluster],
 ) -> None:
-    cluster = _pair(make_node, procs, tmp_path)
+    cluster = pair()
     task = cluster.submit("echo", "x", agent="a@w1")
     task.result(timeout_s=10)
     first = cluster.evaluate("alice", {"accuracy": 0.5}, task_id=task.id, comments="terse")
@@ -137,8 +139,10 @@ def test_evaluations_are_listed_by_contributor_and_by_task(
         (
             {"scores": {}, "contributor": "a@w1", "result_ref": "r"},
             macp.InvalidParams,
-            r"^an evaluation's 'scores' must map each criterion to a number from 0 to 1, not "
-            r"\{\}; e\.g\. \{'accuracy': 0\.8\}$",
+            (
+                r"^an evaluation's 'scores' must map each criterion to a number from 0 to 1, "
+                r"not \{\}; e\.g\. \{'accuracy': 0\.8\}$"
+            ),
         ),
         (
             {"scores": {"accuracy": 1}, "contributor": "a@w1"},
@@ -163,14 +167,12 @@ def test_evaluations_are_listed_by_contributor_and_by_task(
     ],
 )
 def test_a_bad_evaluation_is_refused_in_one_sentence_and_changes_no_score(
-    make_node: Callable[..., Node],
-    procs: Callable[..., NodeProcess],
-    tmp_path: Path,
+    pair: Callable[..., Cluster],
     fields: dict[str, Any],
     error: type[macp.MacpError],
     message: str,
 ) -> None:
-    cluster = _pair(make_node, procs, tmp_path)
+    cluster = pair()
     with pytest.raises(error, match=message):
         cluster.evaluate("reviewer", **fields)
     assert cluster.performance_scores() == {}
