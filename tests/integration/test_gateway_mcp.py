@@ -47,8 +47,9 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    """A head (control plane) and a worker running a Squarer and two Echoes (one to hang a
-    workflow's step on), allowing SPAWNABLE to be spawned, for the module."""
+    """A head (control plane) and a worker running a Squarer, two Echoes (one to hang a
+    workflow's step on) and an Llm (it reports model figures), allowing SPAWNABLE to be
+    spawned, for the module."""
     head = NodeProcess("head", "--control-plane", *QUICK_CLUSTER_FLAGS, pythonpath=[TESTS])
     worker = None
     try:
@@ -64,6 +65,8 @@ def cluster() -> Iterator[Cluster]:
             "echo=agents:Echo",
             "--agent",
             "hanger=agents:Echo",
+            "--agent",
+            "llm=model_agents:Llm",
             *(a for cls in SPAWNABLE for a in ("--spawnable", cls)),
             *QUICK_CLUSTER_FLAGS,
             pythonpath=[TESTS],
