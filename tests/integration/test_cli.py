@@ -219,7 +219,7 @@ def test_status_without_json_prints_a_table_per_section(
     by_file = macp_cli("status", PEERS, env={**env, "PEERS_ALPHA_PORT": port})
     for done in (by_address, by_file):
         assert (done.returncode, done.stderr) == (0, "")
-        for title in ("nodes (2)", "agents (9)", "tasks (0)", "workflows (0)"):
+        for title in ("nodes (2)", "agents (10)", "tasks (0)", "workflows (0)"):
             assert f"\n{title}" in f"\n{done.stdout}", title
         for row in (
             rf"alpha\W+up\W+{re.escape(alpha)}\W+\d+\.\d+",
