@@ -226,14 +226,17 @@ class Evaluations(Agent):
             reply.fail(error)
             return
         agent = future.result().get("agent")
-        if evaluation["contributor"] is None:
-            if not isinstance(agent, str):
-                reply.fail(InvalidParams(
-                    f"task {evaluation['task_id']!r} has not run on an agent yet; name the "
-                    "'contributor' (name@node) it evaluates"
-                ))  # fmt: skip
-                return
-            evaluation["contributor"] = agent
+        if evaluation["contributor"] is not None:  # someone else's part in it: is it known?
+            registered = self.ask(self.registry, LIST)
+            self._then(registered, partial(self._contributor_known, evaluation, reply))
+            return
+        if not isinstance(agent, str):
+            reply.fail(InvalidParams(
+                f"task {evaluation['task_id']!r} has not run on an agent yet; name the "
+                "'contributor' (name@node) it evaluates"
+            ))  # fmt: skip
+            return
+        evaluation["contributor"] = agent
         self._store(evaluation, reply)
 
     def _contributor_known(

@@ -87,6 +87,8 @@ def _record(raw: Any) -> dict[str, Any]:
     capabilities = _field(raw, "capabilities", list, required=False) or []
     if not all(isinstance(c, str) for c in capabilities):
         raise InvalidParams("'capabilities' must be a list of strings")
+    for model_field in ("model_type", "model_version"):
+        _field(raw, model_field, str, required=False)
     record = {k: raw.get(k) for k in _RECORD_FIELDS}
     record.update(address=address, name=name, node=node, capabilities=sorted(capabilities))
     record.setdefault("metadata", {})

@@ -121,6 +121,10 @@ def test_evaluations_are_listed_by_contributor_and_by_task(
     assert [e["id"] for e in cluster.evaluations(contributor="b@w1")] == [second["id"]]
     assert [e["id"] for e in cluster.evaluations()] == [second["id"], first["id"]]
     assert cluster.find(node="w1", capabilities=[])[0]["evaluations"] == 1
+    with pytest.raises(macp.NotFound, match=r"^no agent 'ghost@w1' is registered to evaluate"):
+        cluster.evaluate("carol", {"accuracy": 1.0}, task_id=task.id, contributor="ghost@w1")
+    helper = cluster.evaluate("carol", {"accuracy": 0.3}, task_id=task.id, contributor="b@w1")
+    assert (helper["contributor"], helper["performance_score"]) == ("b@w1", pytest.approx(0.65))
 
 
 @pytest.mark.parametrize(
