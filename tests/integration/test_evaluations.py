@@ -208,3 +208,20 @@ def test_scores_are_kept_across_a_sigkill_of_the_head(
     wait_until(lambda: shown() == pytest.approx({"a@w1": 0.75, "b@w1": 0.1}), 15,
                "the restarted registry never showed the scores")  # fmt: skip
     assert _next_agents(cluster, 2) == ["a@w1"] * 2
+
+
+def test_a_restarted_registry_shows_the_scores_again(pair: Callable[..., Cluster]) -> None:
+    cluster = pair()
+    cluster.evaluate("reviewer", {"accuracy": 0.9}, contributor="b@w1", result_ref="r")
+    before = next(r for r in cluster.agents() if r["address"] == "registry@head")["incarnation"]
+    answers = cluster.control("restart", "registry@head")
+    assert answers["registry@head"]["ok"] is True, answers
+
+    def shown() -> Any:
+        records = {r["address"]: r for r in cluster.agents()}
+        fresh = records.get("registry@head", {}).get("incarnation") != before
+        return fresh and records.get("b@w1", {}).get("performance_score") == 0.9
+
+    wait_until(shown, 15, "the restarted registry never showed b's score")
+    cluster.wait_for_agents(PAIR, timeout_s=15)
+    assert _next_agents(cluster, 2) == ["b@w1"] * 2
