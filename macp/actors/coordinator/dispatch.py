@@ -156,6 +156,7 @@ class Dispatcher:
         view.status = record["status"]
         score = record.get("performance_score")
         view.score = float(score) if isinstance(score, int | float) else None
+        view.rank = self._rank(view)
         shape = (frozenset(record["capabilities"]), frozenset(record.get("handles") or ()),
                  record.get("role"))  # fmt: skip
         if shape != (view.capabilities, view.handles, view.role):
@@ -220,8 +221,9 @@ class Dispatcher:
         return taken
 
     def _rank(self, v: AgentView) -> float:
-        """How ``v`` ranks among equally loaded agents: its score, higher first (0 for all
-        when scores are not preferred)."""
+        """How ``v`` ranks among equally loaded agents, lower first: minus its score (0 for
+        all when scores are not preferred); kept in the view as its score comes, so routing
+        compares numbers."""
         if not self.prefer_scored:
             return 0.0
         return -(UNSCORED if v.score is None else v.score)
@@ -232,12 +234,11 @@ class Dispatcher:
         full, unavailable or broken."""
         best: AgentView | None = None
         limit, down = self.max_in_flight, self.down_nodes
-        rank = self._rank
         for v in self.capable(need):
             if v.in_flight >= limit or v.status not in ROUTABLE or v.node in down:
                 continue
-            if best is not None and (v.in_flight, rank(v), v.last_assigned) >= (
-                best.in_flight, rank(best), best.last_assigned,
+            if best is not None and (v.in_flight, v.rank, v.last_assigned) >= (
+                best.in_flight, best.rank, best.last_assigned,
             ):  # fmt: skip
                 continue
             if v.breaker.failures >= v.breaker.threshold and v.breaker.blocks(now):
@@ -324,7 +325,7 @@ class Dispatcher:
         routable = sorted(
             (v for v in self.agents.values()
              if v.status in ROUTABLE and v.node not in self.down_nodes and v.meets(need_)),
-            key=lambda v: (v.in_flight, self._rank(v), v.address),
+            key=lambda v: (v.in_flight, v.rank, v.address),
         )  # fmt: skip
         return [v.address for v in routable[:count]]
 
