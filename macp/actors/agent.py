@@ -114,6 +114,13 @@ class Agent(Controls, Supervised):
                 raise ConfigError(f"{field} must be a string, not {value!r}")
             if value is not None:
                 setattr(self, field, value)
+        for field in ("model_type", "model_version"):  # the class's own, unless given
+            declared = getattr(self, field)
+            if declared is not None and not isinstance(declared, str):
+                raise ConfigError(
+                    f"{type(self).__name__}.{field} must be a string, not {declared!r}; "
+                    f"e.g. {field} = {str(declared)!r}"
+                )
         self.address = ""
         self.state = AgentState.STARTING
         self._current: Envelope | None = None

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from topology_procs import free_ports
 
 import macp
-from macp import Cluster, start_control_plane
+from macp import Agent, Cluster, start_control_plane
 from macp.actors.monitor import PROMETHEUS
 from macp.testing import NodeProcess, wait_until
 
@@ -245,7 +245,7 @@ name: models
 nodes:
   - {{name: head, listen: "tcp://127.0.0.1:{port}", head: true}}
 agents:
-  - {{name: big, class: "model_agents:Llm", model_version: "3"}}
+  - {{name: big, class: "model_agents:Llm", model_version: 3}}
   - {{name: plain, class: "model_agents:Modelless", model_type: rules, model_version: "2024"}}
   - {{name: llm, class: "model_agents:Llm"}}
 settings: {{journal: {journal}}}
@@ -271,3 +271,16 @@ def test_a_topology_entry_declares_the_model_its_agent_runs_on(tmp_path: Path) -
         assert cluster.ask("plain@head", "infer", {"tokens_in": 4}).get() == "plain@head"
         wait_until(lambda: "rules@2024" in cluster.model_metrics(), 10, "never counted")
         assert cluster.model_metrics()["rules@2024"]["tokens_in"] == 4
+
+
+def test_a_class_whose_model_version_is_not_text_is_refused_when_spawned(node: Node) -> None:
+    class Numbered(Agent):
+        model_type = "llm"
+        model_version = 2  # type: ignore[assignment]
+
+    with pytest.raises(
+        macp.ConfigError,
+        match=r"^Numbered\.model_version must be a string, not 2; e\.g\. model_version = '2'$",
+    ):
+        node.spawn(Numbered, "numbered")
+    assert node.agents() == []
