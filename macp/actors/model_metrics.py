@@ -12,7 +12,8 @@ where the model is ``type@version``. For a model, or one agent of it:
 They are gauges of every sample too, so alert rules watch them: ``model.MEASURE{model=M}`` for
 a model, ``model.MEASURE{agent=A,model=M}`` for one agent of it (e.g.
 ``model.error_rate{model=llm@2} > 0.2``), and ``model.health{model=M}`` (0 healthy, 1 degraded,
-2 failing).
+2 failing); ``monitor.model_reports_dropped`` counts the malformed reports dropped (a
+report is a tell from the network: there is no one to answer).
 
 Health, of each model over the window (:class:`ModelThresholds`): ``failing`` when its error
 rate is at least ``failing_error_rate`` or its p95 inference time at least ``failing_p95_ms``;
@@ -125,17 +126,20 @@ class ModelFigures:
         self.window_s = window_s
         self.thresholds = thresholds
         self.stats: dict[tuple[str, str], ModelStats] = {}
+        self.dropped = 0  # malformed reports, from the network
 
     def add(self, now: float, report: object) -> bool:
         """Count one ``monitor.model_report`` body; whether it was well formed (one from the
         network that is not is dropped: the agent's ``ctx.report`` checked it already)."""
         if not isinstance(report, dict):
+            self.dropped += 1
             return False
         model, agent = report.get("model"), report.get("agent")
         numbers = [report.get(k, 0) for k in ("inference_ms", "tokens_in", "tokens_out")]
         if not (isinstance(model, str) and model and isinstance(agent, str) and agent) or not all(
             is_number(n) and math.isfinite(n) and n >= 0 for n in numbers
         ):
+            self.dropped += 1
             return False
         found = self.stats.get((model, agent))
         if found is None:
@@ -198,6 +202,7 @@ class ModelFigures:
             gauges.update(_named(figures, model=model))
         for model, judged in self.health(now).items():
             gauges[metric_name("model.health", model=model)] = float(HEALTH.index(judged["status"]))
+        gauges["monitor.model_reports_dropped"] = float(self.dropped)
         return gauges
 
     def families(self, gauges: dict[str, float]) -> Iterator[Any]:

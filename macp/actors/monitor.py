@@ -171,8 +171,9 @@ class Monitor(Agent):
     @handler(MODEL_REPORT)
     def model_report(self, body: Wire) -> None:
         """One call of a model, from an agent's ``ctx.report`` (see :mod:`.model_report`)."""
-        if not self.models.add(time.monotonic(), body):
-            self.log.info("monitor.model_report_dropped", body=repr(body)[:120])
+        if not self.models.add(time.monotonic(), body) and self.models.dropped % 100 == 1:
+            self.log.warning("monitor.model_report_dropped", body=repr(body)[:120],
+                             dropped=self.models.dropped)  # fmt: skip
 
     def _outcomes(self, key: str) -> Outcomes:
         found = self.outcomes.get(key)

@@ -77,6 +77,7 @@ def test_a_malformed_report_from_the_network_is_dropped(body: object) -> None:
     models = _figures()
     assert models.add(0.0, body) is False
     assert models.metrics(0.0) == {}
+    assert (models.dropped, models.gauges(0.0)) == (1, {"monitor.model_reports_dropped": 1.0})
 
 
 def test_a_report_body_names_the_model_type_at_version() -> None:
