@@ -143,6 +143,8 @@ class Evaluations(Agent):
         self.registry = str(cfg.get("registry") or f"registry@{self.node.name}")
         self.coordinator = str(cfg.get("coordinator") or f"coordinator@{self.node.name}")
         self.totals = self.journal.evaluation_totals()
+        count = sum(n for _, n in self.totals.values())
+        self.log.info("evaluations.replayed", agents=len(self.totals), evaluations=count)
         self.registry_incarnation: str | None = None
         self.timer = self.node.scheduler.call_every(RESEND_S, self._tell_self, _Resend())
         self._tell_self(_Resend())
@@ -266,6 +268,10 @@ class Evaluations(Agent):
         total, count = self.totals.get(contributor, (0.0, 0))
         self.totals[contributor] = (total + record["score"], count + 1)
         score = self.score(contributor)
+        self.log.info(
+            "evaluation.stored", id=record["id"], contributor=contributor,
+            score=record["score"], performance_score=score["performance_score"],
+        )  # fmt: skip
         answer: dict[str, Wire] = {**record, **score}
         try:
             future = self.ask(self.registry, SCORES, {"scores": {contributor: score}})
