@@ -88,7 +88,7 @@ class Context:
         agent = self.agent
         body = report_body(agent.address, agent.model_type, agent.model_version, figures)
         node = agent.node
-        agent.tell(f"monitor@{node.head or node.name}", MODEL_REPORT, body)  # type: ignore[arg-type]
+        agent.tell(f"monitor@{node.head or node.name}", MODEL_REPORT, body)
 
     def defer(self) -> Deferred:
         """Answer later: return this from the handler, then call ``resolve`` or ``fail`` on it

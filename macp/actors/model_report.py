@@ -10,9 +10,12 @@ tell: at-most-once), which counts it for the model (``type@version``) and the ag
 from __future__ import annotations
 
 import math
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from macp.errors import InvalidParams
+
+if TYPE_CHECKING:
+    from macp.envelope import Wire
 
 __all__ = ["FIGURES", "MODEL_REPORT", "model_key", "report_body"]
 
@@ -35,7 +38,7 @@ def _number(name: str, value: object, *, whole: bool) -> float | int:
 
 def report_body(
     agent: str, model_type: str | None, model_version: str | None, figures: dict[str, object]
-) -> dict[str, object]:
+) -> dict[str, Wire]:
     """The ``monitor.model_report`` body for ``figures`` reported by ``agent``.
 
     Raises:
@@ -52,7 +55,7 @@ def report_body(
         raise InvalidParams(f"ctx.report has no figure {unknown[0]!r}; report {', '.join(FIGURES)}")
     if not figures:
         raise InvalidParams(f"ctx.report needs at least one figure: {', '.join(FIGURES)}")
-    body: dict[str, object] = {"agent": agent, "model": model_key(model_type, model_version)}
+    body: dict[str, Wire] = {"agent": agent, "model": model_key(model_type, model_version)}
     if "inference_ms" in figures:
         body["inference_ms"] = float(_number("inference_ms", figures["inference_ms"], whole=False))
     for name in ("tokens_in", "tokens_out"):

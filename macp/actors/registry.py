@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from macp._storable import is_number
 from macp.actors.agent import Agent, handler
 from macp.envelope import Wire, new_id, now_ms
 from macp.errors import InvalidParams
@@ -208,7 +209,14 @@ class Registry(Agent):
         assert isinstance(body, dict)
         if body.get("replace") is True:
             self.scores.clear()
-        self.scores.update(scores)
+        for address, score in scores.items():
+            value = score.get("performance_score") if isinstance(score, dict) else "?"
+            if value is not None and not is_number(value):
+                raise InvalidParams(
+                    f"scores[{address!r}] must be {{performance_score, evaluations}}"
+                )
+            self.scores[address] = {"performance_score": value,
+                                    "evaluations": int(score.get("evaluations") or 0)}  # fmt: skip
         for address, record in self.agents.items():
             fresh = self._score(address)
             if any(record.get(k) != v for k, v in fresh.items()):

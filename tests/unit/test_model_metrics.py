@@ -18,7 +18,7 @@ def _figures(**thresholds: float) -> ModelFigures:
     return ModelFigures(WINDOW_S, ModelThresholds(**thresholds))
 
 
-def _report(agent: str, **figures: Any) -> dict[str, object]:
+def _report(agent: str, **figures: Any) -> Any:
     return report_body(agent, "llm", "2", figures)
 
 
