@@ -308,7 +308,8 @@ CALLS: dict[str, Call] = {
         lambda _k: {"model": "llm@2"},
         lambda r, _k: (
             list(r["models"]) == ["llm@2"]
-            and list(r["models"]["llm@2"]["agents"]) == ["llm@w1"]
+            and r["models"]["llm@2"]["agents"] == ["llm@w1"]
+            and r["agents"]["llm@w1"]["models"] == ["llm@2"]
             and r["models"]["llm@2"]["tokens_in"] >= 5
         ),
         wait=True,  # the report reaches the monitor after the agent's answer

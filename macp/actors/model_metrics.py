@@ -2,7 +2,8 @@
 
 A handler reports one call of its agent's model with ``ctx.report(...)``
 (:mod:`macp.actors.model_report`); the monitor counts each report for the pair (model, agent),
-where the model is ``type@version``. For a model, or one agent of it:
+where the model is ``type@version``, and answers the figures per model and per agent. For a
+model, or an agent:
 
 - totals: ``reports``, ``errors``, ``tokens_in``, ``tokens_out``;
 - over the monitor's ``window_s``: ``error_rate`` (errors / reports), ``inference_p50_ms``,
@@ -154,24 +155,43 @@ class ModelFigures:
             grouped.setdefault(model, []).append((agent, stats))
         return grouped
 
-    def metrics(self, now: float) -> dict[str, Any]:
-        """``{model: {figures..., "agents": {agent: {figures..., "last_error"}}}}``."""
+    def _per_model(self, now: float) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+        """Each model's figures, and each of its agents' (with ``last_error``)."""
         oldest, window = now - self.window_s, self.window_s
-        found: dict[str, Any] = {}
+        found = {}
         for model, pairs in self._by_model(now).items():
             agents = {
                 agent: {**_figures([s], oldest, window), "last_error": s.last_error}
                 for agent, s in pairs
             }
-            found[model] = {**_figures([s for _, s in pairs], oldest, window), "agents": agents}
+            found[model] = (_figures([s for _, s in pairs], oldest, window), agents)
         return found
+
+    def metrics(self, now: float) -> dict[str, Any]:
+        """``{"models": {model: {figures..., "agents": [addresses]}}, "agents": {address:
+        {figures..., "models": [models], "last_error"}}}``: per model, and per agent."""
+        oldest, window = now - self.window_s, self.window_s
+        models: dict[str, Any] = {}
+        for model, (figures, own) in self._per_model(now).items():
+            models[model] = {**figures, "agents": sorted(own)}
+        by_agent: dict[str, list[tuple[str, ModelStats]]] = {}
+        for (model, agent), stats in sorted(self.stats.items()):
+            by_agent.setdefault(agent, []).append((model, stats))
+        agents: dict[str, Any] = {}
+        for agent, pairs in by_agent.items():
+            errors = [s.last_error for _, s in pairs if s.last_error is not None]
+            agents[agent] = {
+                **_figures([s for _, s in pairs], oldest, window),
+                "models": [m for m, _ in pairs], "last_error": errors[-1] if errors else None,
+            }  # fmt: skip
+        return {"models": models, "agents": agents}
 
     def health(self, now: float) -> dict[str, Any]:
         """``{model: {status, reasons, error_rate, inference_p95_ms, reports}}``: see the
         module docstring for how the status is judged."""
         t = self.thresholds
         judged: dict[str, Any] = {}
-        for model, figures in self.metrics(now).items():
+        for model, (figures, agents) in self._per_model(now).items():
             rate, p95 = figures["error_rate"], figures["inference_p95_ms"]
             level, reasons = 0, []
             for status, max_rate, max_p95 in (
@@ -188,7 +208,7 @@ class ModelFigures:
             judged[model] = {
                 "status": HEALTH[level], "reasons": reasons, "error_rate": rate,
                 "inference_p95_ms": p95, "reports": figures["reports"],
-                "agents": sorted(figures["agents"]),
+                "agents": sorted(agents),
             }  # fmt: skip
         return judged
 
@@ -196,8 +216,8 @@ class ModelFigures:
         """The figures as the monitor's gauges (``model.MEASURE{model=M}`` and
         ``model.MEASURE{agent=A,model=M}``), with ``model.health{model=M}``."""
         gauges: dict[str, float] = {}
-        for model, figures in self.metrics(now).items():
-            for agent, own in figures.pop("agents").items():
+        for model, (figures, agents) in self._per_model(now).items():
+            for agent, own in agents.items():
                 gauges.update(_named(own, agent=agent, model=model))
             gauges.update(_named(figures, model=model))
         for model, judged in self.health(now).items():

@@ -310,7 +310,7 @@ class Monitor(Agent):
 
     @handler(MODEL_METRICS)
     def model_metrics(self, _body: Wire) -> Wire:
-        """Each model's figures, and each of its agents' (see :mod:`.model_metrics`)."""
+        """The figures per model and per agent (see :mod:`.model_metrics`)."""
         return self.models.metrics(time.monotonic())
 
     @handler(MODEL_HEALTH)

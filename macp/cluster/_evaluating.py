@@ -79,9 +79,10 @@ class Evaluating:
         return dict(self._read("evaluations", SCORES_OF))
 
     def model_metrics(self) -> dict[str, Any]:
-        """Each model's figures from its agents' ``ctx.report``, with each agent's:
-        ``{model: {reports, errors, error_rate, inference_p50_ms, ..., agents: {...}}}``
-        (see :mod:`macp.actors.model_metrics`)."""
+        """The figures of the agents' ``ctx.report``, per model and per agent:
+        ``{"models": {model: {reports, errors, error_rate, inference_p50_ms, ..., agents:
+        [addresses]}}, "agents": {address: {reports, ..., models, last_error}}}`` (see
+        :mod:`macp.actors.model_metrics`)."""
         return dict(self._read("monitor", MODEL_METRICS))
 
     def model_health(self) -> dict[str, Any]:

@@ -88,9 +88,10 @@ def test_figures_reported_by_agents_on_two_nodes_are_counted_per_model_and_per_a
                                            "tokens_out": 10}).get() == "m1@w1"  # fmt: skip
     node.ask("m2@w2", "infer", {"inference_ms": 40, "tokens_in": 50, "error": "timeout"}).get()
     node.ask("c2@w2", "infer", {"inference_ms": 5}).get()
-    wait_until(lambda: cluster.model_metrics().get("llm@2", {}).get("reports") == 4, 10,
+    wait_until(lambda: cluster.model_metrics()["models"].get("llm@2", {}).get("reports") == 4, 10,
                "the monitor never counted the four llm reports")  # fmt: skip
-    figures = cluster.model_metrics()
+    figures = cluster.model_metrics()["models"]
+    agents = cluster.model_metrics()["agents"]
     assert sorted(figures) == ["clf@1", "llm@2"]
     llm = figures["llm@2"]
     assert {k: llm[k] for k in ("reports", "errors", "tokens_in", "tokens_out")} == {
@@ -102,12 +103,15 @@ def test_figures_reported_by_agents_on_two_nodes_are_counted_per_model_and_per_a
     )  # fmt: skip
     assert llm["tokens_in_per_s"] == pytest.approx(350 / WINDOW_S)
     assert llm["tokens_out_per_s"] == pytest.approx(30 / WINDOW_S)
-    assert sorted(llm["agents"]) == ["m1@w1", "m2@w2"]
-    own = llm["agents"]["m2@w2"]
+    assert llm["agents"] == ["m1@w1", "m2@w2"]
+    assert sorted(agents) == ["c2@w2", "m1@w1", "m2@w2"]
+    own = agents["m2@w2"]
     assert (own["reports"], own["errors"], own["error_rate"], own["last_error"]) == (
         1, 1, 1.0, "timeout",
     )  # fmt: skip
-    assert (llm["agents"]["m1@w1"]["reports"], llm["agents"]["m1@w1"]["last_error"]) == (3, None)
+    assert (agents["m1@w1"]["reports"], agents["m1@w1"]["last_error"]) == (3, None)
+    assert (agents["m1@w1"]["models"], agents["c2@w2"]["models"]) == (["llm@2"], ["clf@1"])
+    assert agents["m1@w1"]["tokens_in_per_s"] == pytest.approx(300 / WINDOW_S)
     assert figures["clf@1"]["reports"] == 1
 
     port = node.ask("monitor", PROMETHEUS).get()["port"]
@@ -222,8 +226,8 @@ def test_a_bad_report_is_refused_in_one_sentence_and_counts_nothing(
     with pytest.raises(macp.InvalidParams, match=message):
         node.ask("m1@w1", "infer", figures).get()
     node.ask("m1@w1", "infer", {"tokens_in": 7}).get()  # sent after: counted after the refusal
-    wait_until(cluster.model_metrics, 10, "the good report was never counted")
-    assert cluster.model_metrics()["llm@2"]["reports"] == 1
+    wait_until(lambda: cluster.model_metrics()["models"], 10, "the good report was not counted")
+    assert cluster.model_metrics()["models"]["llm@2"]["reports"] == 1
 
 
 def test_an_agent_without_a_model_cannot_report(
@@ -270,8 +274,8 @@ def test_a_topology_entry_declares_the_model_its_agent_runs_on(tmp_path: Path) -
         }  # fmt: skip
         assert _addresses(cluster.find(model_type="llm")) == ["big@head", "llm@head"]
         assert cluster.ask("plain@head", "infer", {"tokens_in": 4}).get() == "plain@head"
-        wait_until(lambda: "rules@2024" in cluster.model_metrics(), 10, "never counted")
-        assert cluster.model_metrics()["rules@2024"]["tokens_in"] == 4
+        wait_until(lambda: "rules@2024" in cluster.model_metrics()["models"], 10, "not counted")
+        assert cluster.model_metrics()["agents"]["plain@head"]["tokens_in"] == 4
 
 
 def test_a_class_whose_model_version_is_not_text_is_refused_when_spawned(node: Node) -> None:

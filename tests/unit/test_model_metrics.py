@@ -27,7 +27,7 @@ def test_figures_are_totals_and_the_windows_rates_per_model_and_agent() -> None:
     models.add(0.0, _report("a@n", inference_ms=100, tokens_in=10, tokens_out=1))
     models.add(5.0, _report("a@n", inference_ms=300, tokens_in=30, error=True))
     models.add(6.0, _report("b@n", inference_ms=200, tokens_out=4, error="overloaded"))
-    now = models.metrics(6.0)["llm@2"]
+    now = models.metrics(6.0)["models"]["llm@2"]
     assert {k: now[k] for k in ("reports", "errors", "tokens_in", "tokens_out")} == {
         "reports": 3, "errors": 2, "tokens_in": 40, "tokens_out": 5,
     }  # fmt: skip
@@ -35,10 +35,12 @@ def test_figures_are_totals_and_the_windows_rates_per_model_and_agent() -> None:
         pytest.approx(2 / 3), 200.0, 300.0,
     )  # fmt: skip
     assert now["tokens_in_per_s"] == 40 / WINDOW_S
-    assert now["agents"]["b@n"]["last_error"] == "overloaded"
-    later = models.metrics(12.0)["llm@2"]  # the first report has left the window
+    assert now["agents"] == ["a@n", "b@n"]
+    assert models.metrics(6.0)["agents"]["b@n"]["last_error"] == "overloaded"
+    later = models.metrics(12.0)["models"]["llm@2"]  # the first report has left the window
     assert (later["reports"], later["error_rate"], later["tokens_in_per_s"]) == (3, 1.0, 3.0)
-    assert (later["inference_p50_ms"], later["agents"]["a@n"]["reports_per_s"]) == (200.0, 0.1)
+    a = models.metrics(12.0)["agents"]["a@n"]
+    assert (later["inference_p50_ms"], a["reports_per_s"], a["models"]) == (200.0, 0.1, ["llm@2"])
 
 
 def test_health_is_failing_then_degraded_then_healthy_by_the_thresholds() -> None:
@@ -76,7 +78,7 @@ def test_gauges_are_named_for_rules_per_model_and_per_agent() -> None:
 def test_a_malformed_report_from_the_network_is_dropped(body: object) -> None:
     models = _figures()
     assert models.add(0.0, body) is False
-    assert models.metrics(0.0) == {}
+    assert models.metrics(0.0) == {"models": {}, "agents": {}}
     assert (models.dropped, models.gauges(0.0)) == (1, {"monitor.model_reports_dropped": 1.0})
 
 

@@ -102,9 +102,11 @@ async def performance_scores(runtime: Runtime, _p: PerformanceScores) -> dict[st
     "p50/p95/p99, tokens in and out, rates), and each agent's.",
 )  # fmt: skip
 async def model_metrics(runtime: Runtime, p: ModelQuery) -> dict[str, Any]:
-    models = await runtime.read("monitor", MODEL_METRICS)
-    shown = {k: v for k, v in models.items() if p.model in (None, k)}
-    return {"models": shown, "count": len(shown)}
+    figures = await runtime.read("monitor", MODEL_METRICS)
+    models = {k: v for k, v in figures["models"].items() if p.model in (None, k)}
+    agents = {k: v for k, v in figures["agents"].items()
+              if p.model is None or p.model in v["models"]}  # fmt: skip
+    return {"models": models, "agents": agents, "count": len(models)}
 
 
 @OPERATIONS.operation(
