@@ -52,6 +52,7 @@ _SOURCES: Final = {
     "leases": (("id",), "amounts"),
     "locks": (("path",), "quote(path) || ', ' || quote(owner) || ', ' || quote(expires_at_ms)"),
     "pools": (("name",), "quote(name) || ', ' || quote(capacity)"),
+    "evaluations": (("id",), "record"),
 }
 _T = TypeVar("_T")
 

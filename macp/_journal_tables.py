@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgpack
 
 from macp._dead_letters import DeadLetters, Unreadable, ms_column, text_column, unpack
+from macp._journal_evaluations import EvaluationTables
 from macp._journal_history import HistoryTables, history_columns
 from macp._journal_retention import RetentionTables
 from macp._storable import READABLE_DEPTH, is_number, storable
@@ -344,5 +345,5 @@ class ResourceTables(DeadLetters):
         return dict(found)
 
 
-class Tables(RecordTables, HistoryTables, MemoryTables, ResourceTables):
+class Tables(RecordTables, HistoryTables, MemoryTables, ResourceTables, EvaluationTables):
     """Every table of the journal."""

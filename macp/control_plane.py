@@ -1,6 +1,6 @@
 """The control plane on a head node: ``start_control_plane(node, journal=...)`` starts the
-registry, the resource manager, the memory store, the monitor and the coordinator under one
-supervisor, and makes the node its own head."""
+registry, the resource manager, the memory store, the monitor, the coordinator and the
+evaluations under one supervisor, and makes the node its own head."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from macp.actors.coordinator import Coordinator, CoordinatorOptions, JournalRetention
+from macp.actors.evaluations import Evaluations
 from macp.actors.memory import MemoryStore
 from macp.actors.monitor import Monitor, MonitorOptions
 from macp.actors.registry import Registry
@@ -79,6 +80,7 @@ def start_control_plane(
                     "coordinator",
                     kwargs={"config": {**base, **_wire(settings), "retention": kept}},
                 ),
+                ChildSpec(Evaluations, "evaluations", kwargs={"config": base}),
             ],
             max_restarts=5,
             within_s=10,

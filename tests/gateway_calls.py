@@ -4,8 +4,9 @@ and what its answer must show (:data:`CALLS`), and a synchronous MCP session to 
 step) is waited for with :func:`macp.testing.wait_until`.
 
 The cluster these calls expect (tests/integration/test_gateway_mcp.py's fixture): a head, and
-a worker ``w1`` running ``sq`` (a Squarer), ``echo`` and ``hanger`` (Echoes) that allows
-spawning :data:`SPAWNABLE`, and a resource pool ``gpu`` of capacity 2 (:data:`POOL`).
+a worker ``w1`` running ``sq`` (a Squarer), ``echo`` and ``hanger`` (Echoes) and ``llm`` (a
+model_agents.Llm) that allows spawning :data:`SPAWNABLE`, and a resource pool ``gpu`` of
+capacity 2 (:data:`POOL`).
 """
 
 from __future__ import annotations
@@ -101,12 +102,15 @@ class Known:
         return str(self.seen["workflow_execute"]["run_id"])
 
     def prepare(self, session: McpSession) -> None:
-        """A task run to its end by a real agent, and one that waits for an agent nobody runs."""
+        """A task run to its end by a real agent, one that waits for an agent nobody runs, and
+        a model report from llm@w1 (figures of llm@2)."""
         self.done_task = session.call("task_orchestrate", SQUARE)["task_id"]
         finished = session.call("task_result", {"task_id": self.done_task, "wait_s": 10})
         assert finished["done"] is True, finished
         waiting = session.call("task_orchestrate", {"type": "nobody", "timeout_s": 60})
         self.waiting_task = waiting["task_id"]
+        report = {"inference_ms": 12, "tokens_in": 5, "tokens_out": 2}
+        session.call("agent_message", {"agent": "llm@w1", "type": "infer", "body": report})
 
 
 Arguments = Callable[[Known], dict[str, Any]]
@@ -293,6 +297,39 @@ CALLS: dict[str, Call] = {
     "alert_list": Call(
         lambda _k: {},
         lambda r, _k: set(r) == {"active", "recent"} and isinstance(r["recent"], list),
+        wait=False,
+    ),
+    # -- evaluations of the task prepare ran, and the model figures of its report
+    "evaluate_contribution": Call(
+        lambda k: {"evaluator": "mcp", "task_id": k.done_task, "scores": {"accuracy": 0.9}},
+        lambda r, k: (
+            (r["contributor"], r["task_id"], r["score"], r["scores"])
+            == ("sq@w1", k.done_task, 0.9, {"accuracy": 0.9})
+            and r["evaluations"] >= 1
+        ),
+    ),
+    "agent_evaluations": Call(
+        lambda k: {"task_id": k.done_task},
+        lambda r, k: [e["id"] for e in r["evaluations"]] == [k.seen["evaluate_contribution"]["id"]],
+    ),
+    "performance_scores": Call(
+        lambda _k: {},
+        lambda r, _k: r["agents"]["sq@w1"]["evaluations"] >= 1 and r["count"] == len(r["agents"]),
+    ),
+    "model_metrics": Call(
+        lambda _k: {"model": "llm@2"},
+        lambda r, _k: (
+            list(r["models"]) == ["llm@2"]
+            and r["models"]["llm@2"]["agents"] == ["llm@w1"]
+            and r["agents"]["llm@w1"]["models"] == ["llm@2"]
+            and r["models"]["llm@2"]["tokens_in"] >= 5
+        ),
+        wait=True,  # the report reaches the monitor after the agent's answer
+    ),
+    "model_health": Call(
+        lambda _k: {"model": "llm@2"},
+        lambda r, _k: r["models"]["llm@2"]["status"] == "healthy",
+        wait=True,
     ),
     "check_message_frequency": Call(
         lambda _k: {"agent": "sq", "window_s": 60, "flood_per_s": 1000},

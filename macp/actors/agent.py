@@ -59,6 +59,9 @@ class Agent(Controls, Supervised):
     Class attributes:
         capabilities: what the agent can do; the registry finds agents by them.
         role: a free-form role name (``"worker"``, ``"lead"``, ...).
+        model_type, model_version: the model the agent runs on (e.g. ``"llm"``, ``"2"``): its
+            registry record's fields, filters of ``find_agents``, and the model its
+            ``ctx.report`` figures count for (``type@version``).
         crash_on_error: die on a handler error, to be restarted fresh by the supervisor.
 
     Threading: ``__init__`` runs in the creator's thread, before the agent has a name or a node;
@@ -70,6 +73,8 @@ class Agent(Controls, Supervised):
     role: ClassVar[str | None] = None
     group: ClassVar[str | None] = None
     model: ClassVar[dict[str, Wire] | None] = None
+    model_type: ClassVar[str | None] = None
+    model_version: ClassVar[str | None] = None
     crash_on_error: ClassVar[bool] = False
     _handlers: ClassVar[dict[str, Handler]] = {}
     _has_idle_hook: ClassVar[bool] = False
@@ -87,9 +92,12 @@ class Agent(Controls, Supervised):
         capabilities: Sequence[str] | None = None,
         role: str | None = None,
         group: str | None = None,
+        model_type: str | None = None,
+        model_version: str | None = None,
     ) -> None:
-        """Args: ``config`` for the agent's own use; ``capabilities``, ``role`` and ``group``
-        override the class's for this instance (a topology file sets them per agent)."""
+        """Args: ``config`` for the agent's own use; ``capabilities``, ``role``, ``group``,
+        ``model_type`` and ``model_version`` override the class's for this instance (a
+        topology file sets them per agent)."""
         super().__init__()
         self.config: dict[str, Any] = dict(config or {})
         if capabilities is not None:
@@ -99,13 +107,20 @@ class Agent(Controls, Supervised):
                     "e.g. ['summarize']"
                 )
             self.capabilities = tuple(capabilities)  # type: ignore[misc]
-        for field, value in (("role", role), ("group", group)):
+        given = {"role": role, "group": group, "model_type": model_type,
+                 "model_version": model_version}  # fmt: skip
+        for field, value in given.items():
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{field} must be a string, not {value!r}")
-        if role is not None:
-            self.role = role  # type: ignore[misc]
-        if group is not None:
-            self.group = group  # type: ignore[misc]
+            if value is not None:
+                setattr(self, field, value)
+        for field in ("model_type", "model_version"):  # the class's own, unless given
+            declared = getattr(self, field)
+            if declared is not None and not isinstance(declared, str):
+                raise ConfigError(
+                    f"{type(self).__name__}.{field} must be a string, not {declared!r}; "
+                    f"e.g. {field} = {str(declared)!r}"
+                )
         self.address = ""
         self.state = AgentState.STARTING
         self._current: Envelope | None = None
@@ -168,6 +183,8 @@ class Agent(Controls, Supervised):
             "handles": sorted(t for t in self._handlers if t != TASK_RUN),
             "incarnation": incarnation_of(self),  # new after every restart
             "model": self.model,
+            "model_type": self.model_type,
+            "model_version": self.model_version,
             "metadata": {"class": f"{type(self).__module__}:{type(self).__qualname__}"},
         }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
 
+from macp.actors.model_report import MODEL_REPORT, report_body
+
 if TYPE_CHECKING:
     from macp.envelope import Envelope, Wire
     from macp.runtime import NodeRuntime
@@ -20,6 +22,10 @@ class HandlingAgent(Protocol):
     def address(self) -> str: ...
     @property
     def node(self) -> NodeRuntime: ...
+    @property
+    def model_type(self) -> str | None: ...
+    @property
+    def model_version(self) -> str | None: ...
 
     def tell(self, address: str, type: str, body: Wire = None, *, prio: int = ...) -> None:
         """Send a one-way message from the agent."""
@@ -68,6 +74,21 @@ class Context:
                 "progress": progress, "message": message,
             }  # fmt: skip
             self.agent.tell(self.envelope.src, TASK_PROGRESS, body)
+
+    def report(self, **figures: object) -> None:
+        """Report figures of one call of the agent's model to the monitor (at-most-once):
+        ``inference_ms`` (number >= 0), ``tokens_in``, ``tokens_out`` (whole numbers >= 0),
+        ``error`` (``True`` or the error's text). They count for the agent's model
+        (``model_type@model_version``) and the agent (see :mod:`macp.actors.model_report`).
+
+        Raises:
+            InvalidParams: the agent declares no ``model_type``, or a figure is unknown or of
+                the wrong type (nothing is sent).
+        """
+        agent = self.agent
+        body = report_body(agent.address, agent.model_type, agent.model_version, figures)
+        node = agent.node
+        agent.tell(f"monitor@{node.head or node.name}", MODEL_REPORT, body)
 
     def defer(self) -> Deferred:
         """Answer later: return this from the handler, then call ``resolve`` or ``fail`` on it

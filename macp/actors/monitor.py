@@ -16,7 +16,9 @@ newest alert transitions first
 (at most :data:`RECENT_ALERTS`, each ``{rule, metric, value, op, threshold, state, time_ms}``),
 ``monitor.rates`` ``{window_s, flood_per_s?}`` -> each agent's messages over the window (see
 :meth:`Monitor.rates`), ``monitor.add_rule`` (a rule), ``monitor.subscribe`` ``{address}``,
-``monitor.prometheus`` -> ``{port}``.
+``monitor.prometheus`` -> ``{port}``; the models agents run on (:mod:`.model_metrics`):
+``monitor.model_report`` (from ``ctx.report``), ``monitor.model_metrics``,
+``monitor.model_health``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from pydantic import Field
 from macp._storable import is_number
 from macp.actors.agent import Agent, handler
 from macp.actors.metrics import BUCKETS_S, History, Outcomes, Rule, RuleSpec, metric_name
+from macp.actors.model_metrics import ModelFigures, ModelThresholds
+from macp.actors.model_report import MODEL_REPORT
 from macp.actors.registry import CONTROL_PLANE, LIST
 from macp.envelope import Wire, now_ms
 from macp.errors import ConfigError, InvalidParams, MacpError
@@ -42,7 +46,8 @@ if TYPE_CHECKING:
     from macp.futures import AskFuture
 
 __all__ = [
-    "ALERT", "ALERTS", "ALERT_LOG", "METRICS", "RATES", "RECENT_ALERTS", "SAMPLES", "Monitor",
+    "ALERT", "ALERTS", "ALERT_LOG", "METRICS", "MODEL_HEALTH", "MODEL_METRICS", "RATES",
+    "RECENT_ALERTS", "SAMPLES", "Monitor",
     "MonitorOptions",
 ]  # fmt: skip
 
@@ -58,6 +63,8 @@ RATES: Final = "monitor.rates"
 ADD_RULE: Final = "monitor.add_rule"
 SUBSCRIBE: Final = "monitor.subscribe"
 PROMETHEUS: Final = "monitor.prometheus"
+MODEL_METRICS: Final = "monitor.model_metrics"
+MODEL_HEALTH: Final = "monitor.model_health"
 ALERT: Final = "alert"
 _MESSAGES: Final = "agent.messages"  # each agent's messages taken, from its registry record
 
@@ -82,6 +89,10 @@ class MonitorOptions(Schema):
     )
     prometheus_addr: str = Field(
         default="127.0.0.1", description="The address prometheus_port listens on."
+    )
+    models: ModelThresholds = Field(
+        default_factory=ModelThresholds,
+        description="When a model is degraded or failing, by error rate and p95 inference time.",
     )
 
 
@@ -118,6 +129,7 @@ class Monitor(Agent):
         self.polled_at: dict[str, float] = {}  # a figure not refreshed for 3 samples is dropped
         self.gauges: dict[str, float] = {}
         self.rules = [Rule.of(r) for r in options.rules]
+        self.models = ModelFigures(self.window_s, options.models)
         self.subscribers: set[str] = set()
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_ALERTS)  # newest at the left
         self.server: Any = None
@@ -164,6 +176,13 @@ class Monitor(Agent):
         gauges = {name: float(value) for name, value in (body.get("gauges") or {}).items()}
         self.polled.update(gauges)
         self.polled_at.update(dict.fromkeys(gauges, now))
+
+    @handler(MODEL_REPORT)
+    def model_report(self, body: Wire) -> None:
+        """One call of a model, from an agent's ``ctx.report`` (see :mod:`.model_report`)."""
+        if not self.models.add(time.monotonic(), body) and self.models.dropped % 100 == 1:
+            self.log.warning("monitor.model_report_dropped", body=repr(body)[:120],
+                             dropped=self.models.dropped)  # fmt: skip
 
     def _outcomes(self, key: str) -> Outcomes:
         found = self.outcomes.get(key)
@@ -226,6 +245,7 @@ class Monitor(Agent):
                 gauges[f"{measure}.{name}{brace}{labels}"] = value
             gauges[f"{measure}.succeeded{brace}{labels}"] = float(outcomes.ok)
             gauges[f"{measure}.failed{brace}{labels}"] = float(outcomes.failed)
+        gauges.update(self.models.gauges(now))
         self.gauges = gauges
         self.history.record(now_ms(), gauges)
         for rule in self.rules:
@@ -307,6 +327,16 @@ class Monitor(Agent):
             found[name[len(prefix) : -1]] = rate
         return found
 
+    @handler(MODEL_METRICS)
+    def model_metrics(self, _body: Wire) -> Wire:
+        """The figures per model and per agent (see :mod:`.model_metrics`)."""
+        return self.models.metrics(time.monotonic())
+
+    @handler(MODEL_HEALTH)
+    def model_health(self, _body: Wire) -> Wire:
+        """Each model's health: healthy, degraded or failing, and why."""
+        return self.models.health(time.monotonic())
+
     @handler(ADD_RULE)
     def add_rule(self, body: Wire) -> Wire:
         rule = Rule.parse(body)
@@ -368,8 +398,12 @@ class _Collector:
         yield done
         yield durations
         families: dict[str, Any] = {}
-        for metric, value in dict(self._monitor.gauges).items():
+        gauges = dict(self._monitor.gauges)
+        yield from self._monitor.models.families(gauges)
+        for metric, value in gauges.items():
             measure, _, rest = metric.partition("{")
+            if measure.startswith("model."):  # its own families, just above
+                continue
             labels = dict(part.split("=", 1) for part in rest.rstrip("}").split(",") if part)
             prom = "macp_" + measure.replace(".", "_")
             family = families.get(prom)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from macp._storable import is_number
 from macp.actors.agent import Agent, handler
 from macp.envelope import Wire, new_id, now_ms
 from macp.errors import InvalidParams
@@ -30,6 +31,7 @@ __all__ = [
     "LOOKUP",
     "REGISTER",
     "ROUTABLE",
+    "SCORES",
     "SUBSCRIBE",
     "Registry",
 ]
@@ -44,6 +46,7 @@ LOOKUP: Final = "registry.lookup"
 LIST: Final = "registry.list"
 SUBSCRIBE: Final = "registry.subscribe"
 CHANGED: Final = "registry.changed"
+SCORES: Final = "registry.scores"
 GONE: Final = "gone"
 ROUTABLE: Final = frozenset({"available", "busy"})
 _STATUSES: Final = frozenset({"available", "busy", "paused", "offline", "error"})
@@ -57,8 +60,11 @@ _RECORD_FIELDS: Final = (
     "handles",
     "incarnation",
     "model",
+    "model_type",
+    "model_version",
     "metadata",
 )
+_FILTERS: Final = ("role", "group", "node", "model_type", "model_version")
 
 
 def _field(body: Any, name: str, kind: type | tuple[type, ...], *, required: bool = True) -> Any:
@@ -82,6 +88,8 @@ def _record(raw: Any) -> dict[str, Any]:
     capabilities = _field(raw, "capabilities", list, required=False) or []
     if not all(isinstance(c, str) for c in capabilities):
         raise InvalidParams("'capabilities' must be a list of strings")
+    for model_field in ("model_type", "model_version"):
+        _field(raw, model_field, str, required=False)
     record = {k: raw.get(k) for k in _RECORD_FIELDS}
     record.update(address=address, name=name, node=node, capabilities=sorted(capabilities))
     record.setdefault("metadata", {})
@@ -100,6 +108,7 @@ class Registry(Agent):
         self.subscribers: set[str] = set()
         self.generation = 0
         self.incarnation = new_id()
+        self.scores: dict[str, dict[str, Any]] = {}  # by address, from the evaluations actor
         self.subscribe("node.down", "node.up")
 
     # -- keeping it current -------------------------------------------------------------------
@@ -151,6 +160,7 @@ class Registry(Agent):
             record["messages"] = old.get("messages", 0) if old else 0
             record["registered_ms"] = old["registered_ms"] if old else now
             record["last_heartbeat_ms"] = now
+            record.update(self._score(address))
             changed = old is None or any(old.get(k) != record.get(k) for k in _RECORD_FIELDS)
             self.agents[address] = record
             if changed:
@@ -181,10 +191,38 @@ class Registry(Agent):
         record.update(
             status="available", load=0, messages=0, last_heartbeat_ms=now_ms(),
             registered_ms=old["registered_ms"] if old else now_ms(),
+            **self._score(record["address"]),
         )  # fmt: skip
         self.agents[record["address"]] = record
         self.generation += 1
         self._changed(record)
+
+    def _score(self, address: str) -> dict[str, Any]:
+        return self.scores.get(address) or {"performance_score": None, "evaluations": 0}
+
+    @handler(SCORES)
+    def set_scores(self, body: Wire) -> Wire:
+        """Agents' ``scores`` ``{address: {performance_score, evaluations}}`` from the
+        evaluations actor (all of them with ``replace``), shown in their records; answers this
+        registry's ``incarnation`` (a new one has none: they are sent again)."""
+        scores = _field(body, "scores", dict)
+        assert isinstance(body, dict)
+        if body.get("replace") is True:
+            self.scores.clear()
+        for address, score in scores.items():
+            value = score.get("performance_score") if isinstance(score, dict) else "?"
+            if value is not None and not is_number(value):
+                raise InvalidParams(
+                    f"scores[{address!r}] must be {{performance_score, evaluations}}"
+                )
+            self.scores[address] = {"performance_score": value,
+                                    "evaluations": int(score.get("evaluations") or 0)}  # fmt: skip
+        for address, record in self.agents.items():
+            fresh = self._score(address)
+            if any(record.get(k) != v for k, v in fresh.items()):
+                record.update(fresh)
+                self._changed(record)
+        return {"incarnation": self.incarnation}
 
     @handler(DEREGISTER)
     def deregister(self, body: Wire) -> Wire:
@@ -212,12 +250,13 @@ class Registry(Agent):
     @handler(FIND)
     def find(self, body: Wire) -> Wire:
         """Agents matching every filter given: ``capabilities`` (all required), ``role``,
-        ``status`` (one or a list), ``group``, ``node``, ``active_within_s``; least loaded first."""
+        ``status`` (one or a list), ``group``, ``node``, ``model_type``, ``model_version``,
+        ``active_within_s``; least loaded first."""
         body = body or {}
         wanted = set(_field(body, "capabilities", list, required=False) or [])
         status = _field(body, "status", (str, list), required=False)
         statuses = {status} if isinstance(status, str) else set(status or [])
-        filters = {k: _field(body, k, str, required=False) for k in ("role", "group", "node")}
+        filters = {k: _field(body, k, str, required=False) for k in _FILTERS}
         within = _field(body, "active_within_s", (int, float), required=False)
         oldest = now_ms() - int(within * 1000) if within is not None else None
         found = [

@@ -28,6 +28,7 @@ from macp.actors.monitor import RATES as MONITOR_RATES
 from macp.actors.registry import FIND, LIST
 from macp.actors.task_events import DEFAULT_LEASE_S
 from macp.cluster import _history
+from macp.cluster._evaluating import Evaluating
 from macp.cluster._handles import Run, Task
 from macp.cluster._head import head_of
 from macp.cluster._spawn import choose_node, spawn_body
@@ -57,7 +58,7 @@ def _listed(values: Sequence[str]) -> Any:
     return values if isinstance(values, str) else list(values)
 
 
-class Cluster:
+class Cluster(Evaluating):
     """The control plane as seen from one node (or from a client of one).
 
     Args:
@@ -282,8 +283,8 @@ class Cluster:
     # -- registry, memory, resources ----------------------------------------------------------
 
     def find(self, **filters: Any) -> list[dict[str, Any]]:
-        """Agents matching ``capabilities``, ``role``, ``status``, ``group``, ``node`` and
-        ``active_within_s``, least loaded first."""
+        """Agents matching ``capabilities``, ``role``, ``status``, ``group``, ``node``,
+        ``model_type``, ``model_version`` and ``active_within_s``, least loaded first."""
         return list(self._read("registry", FIND, filters))
 
     def agents(self) -> list[dict[str, Any]]:

@@ -83,6 +83,8 @@ def _children(spec: TopologySpec, node: str) -> list[ChildSpec]:
             config.update(wiring.config)
         kwargs = {"config": config, "capabilities": capabilities, "role": agent.role,
                   "group": agent.group}  # fmt: skip
+        models = {"model_type": agent.model_type, "model_version": agent.model_version}
+        kwargs.update({k: v for k, v in models.items() if v is not None})  # only if declared
         children.append(ChildSpec(cls, instance, kwargs=kwargs, restart=agent.restart))
     children.extend(
         ChildSpec(extra.actor, extra.name, kwargs={"config": extra.config})

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from macp.actors.coordinator.dag import Workflow  # noqa: TC001 - pydantic reads the annotation at run time
 from macp.actors.coordinator.dispatch import CoordinatorOptions
@@ -39,6 +39,13 @@ class NodeSpec(Schema):
     """Allow plaintext on a non-loopback address."""
 
 
+def _version_text(value: object) -> object:
+    """A model version written as a number (``model_version: 2``) is its text (``"2"``)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 class AgentSpec(Schema):
     """An agent, and its replicas."""
 
@@ -56,6 +63,11 @@ class AgentSpec(Schema):
     """A role name, for routing (default: its class's)."""
     group: str | None = None
     """A group, for control commands sent to ``group:NAME``."""
+    model_type: str | None = None
+    """The model it runs on, e.g. ``llm`` (default: its class's ``model_type``)."""
+    model_version: Annotated[str, BeforeValidator(_version_text)] | None = None
+    """That model's version, e.g. ``"2"`` (a number is read as its text; default: its
+    class's ``model_version``)."""
     config: dict[str, Any] = Field(default_factory=dict)
     """The agent's ``self.config``."""
     restart: Restart = Restart.PERMANENT

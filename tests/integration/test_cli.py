@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 PEERS = "examples/peers/topology.yaml"
 PEERS_AGENTS = {"analyst@alpha", "factorer-1@beta", "factorer-2@beta", "statistician@beta"}
 CONTROL_PLANE = {"coordinator@alpha", "memory@alpha", "monitor@alpha", "registry@alpha",
-                 "resources@alpha"}  # fmt: skip
+                 "resources@alpha", "evaluations@alpha"}  # fmt: skip
 
 
 # -- processes ------------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def test_status_without_json_prints_a_table_per_section(
     by_file = macp_cli("status", PEERS, env={**env, "PEERS_ALPHA_PORT": port})
     for done in (by_address, by_file):
         assert (done.returncode, done.stderr) == (0, "")
-        for title in ("nodes (2)", "agents (9)", "tasks (0)", "workflows (0)"):
+        for title in ("nodes (2)", "agents (10)", "tasks (0)", "workflows (0)"):
             assert f"\n{title}" in f"\n{done.stdout}", title
         for row in (
             rf"alpha\W+up\W+{re.escape(alpha)}\W+\d+\.\d+",

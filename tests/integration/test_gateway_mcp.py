@@ -47,8 +47,9 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    """A head (control plane) and a worker running a Squarer and two Echoes (one to hang a
-    workflow's step on), allowing SPAWNABLE to be spawned, for the module."""
+    """A head (control plane) and a worker running a Squarer, two Echoes (one to hang a
+    workflow's step on) and an Llm (it reports model figures), allowing SPAWNABLE to be
+    spawned, for the module."""
     head = NodeProcess("head", "--control-plane", *QUICK_CLUSTER_FLAGS, pythonpath=[TESTS])
     worker = None
     try:
@@ -64,6 +65,8 @@ def cluster() -> Iterator[Cluster]:
             "echo=agents:Echo",
             "--agent",
             "hanger=agents:Echo",
+            "--agent",
+            "llm=model_agents:Llm",
             *(a for cls in SPAWNABLE for a in ("--spawnable", cls)),
             *QUICK_CLUSTER_FLAGS,
             pythonpath=[TESTS],
@@ -384,3 +387,32 @@ def test_macp_mcp_refuses_an_http_address_in_use_in_one_sentence(cluster: Cluste
         f"error: cannot serve MCP over HTTP on 127.0.0.1:{port}: Address already in use; "
         "choose another --http HOST:PORT\n"
     ), done.stderr
+
+
+def test_a_bad_evaluation_or_model_report_is_an_error_result_in_one_sentence(
+    member: Member,
+) -> None:
+    async def failing() -> list[dict[str, Any]]:
+        async with Client(mcp_server(member.runtime)) as client:
+            calls: list[tuple[str, dict[str, Any]]] = [
+                ("evaluate_contribution", {"evaluator": "x", "contributor": "sq@w1",
+                                           "result_ref": "r", "scores": {"accuracy": 7}}),
+                ("evaluate_contribution", {"evaluator": "x", "contributor": "sq@w1",
+                                           "scores": {"accuracy": 0.5}}),
+                ("agent_message", {"agent": "llm@w1", "type": "infer",
+                                   "body": {"tokens_out": -2}}),
+            ]  # fmt: skip
+            return [error(await client.call_tool(name, args)) for name, args in calls]
+
+    score, reference, report = asyncio.run(failing())
+    assert (score["code"], score["data"]) == (-32602, {"error": "InvalidParams"})
+    assert score["message"] == (
+        "evaluate_contribution: 'scores.accuracy' must be less than or equal to 1"
+    )
+    assert (reference["code"], reference["message"]) == (
+        -32602, "an evaluation needs the 'task_id' or the 'result_ref' it evaluates",
+    )  # fmt: skip
+    assert (report["code"], report["message"]) == (
+        -32602, "ctx.report's tokens_out must be a whole number >= 0, not -2",
+    )  # fmt: skip
+    assert [e for e in member.cluster.evaluations() if e["evaluator"] == "x"] == []

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 CONTROL_PLANE = [
     "coordinator@head",
+    "evaluations@head",
     "memory@head",
     "monitor@head",
     "registry@head",

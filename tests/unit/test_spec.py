@@ -109,7 +109,7 @@ def test_an_unknown_node_key_is_reported_with_the_keys_expected() -> None:
 def test_an_unknown_agent_key_is_reported_with_the_keys_expected() -> None:
     with raises(
         "topo.yaml:9: agents[0].colour: unknown key 'colour'; expected one of: name, class, "
-        "node, replicas, capabilities, role, group, config, restart"
+        "node, replicas, capabilities, role, group, model_type, model_version, config, restart"
     ):
         parse(BASE + "    colour: red\n")
 
@@ -476,7 +476,7 @@ def test_a_monitor_rule_with_an_unknown_key_is_reported_with_the_keys_expected()
 def test_an_unknown_monitor_option_is_reported_with_the_options_expected() -> None:
     with raises(
         "topo.yaml:10: monitor.prometheus_prot: unknown key 'prometheus_prot'; expected one of: "
-        "sample_s, window_s, history_size, rules, prometheus_port, prometheus_addr"
+        "sample_s, window_s, history_size, rules, prometheus_port, prometheus_addr, models"
     ):
         parse(BASE + "monitor:\n  prometheus_prot: 9108\n")
 
@@ -525,7 +525,7 @@ def test_monitor_options_are_typed() -> None:
 def test_an_unknown_coordinator_option_is_reported_with_the_options_expected() -> None:
     with raises(
         "topo.yaml:10: coordinator.max_inflight: unknown key 'max_inflight'; expected one of: "
-        "max_in_flight, breaker_failures, breaker_cooldown_s"
+        "max_in_flight, breaker_failures, breaker_cooldown_s, prefer_scored"
     ):
         parse(BASE + "coordinator:\n  max_inflight: 2\n")
 
@@ -742,11 +742,11 @@ def test_validate_refuses_what_up_would_refuse_or_wait_on_forever(tmp_path: Path
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == (
         f"error: {bad}:11: monitor.prometheus_prot: unknown key 'prometheus_prot'; expected one "
-        "of: sample_s, window_s, history_size, rules, prometheus_port, prometheus_addr\n"
+        "of: sample_s, window_s, history_size, rules, prometheus_port, prometheus_addr, models\n"
         f"error: {bad}:13: monitor.rules[0].exp: unknown key 'exp'; expected one of: name, "
         "expr, metric, op, threshold, for_s, cooldown_s\n"
         f"error: {bad}:14: coordinator.max_inflight: unknown key 'max_inflight'; expected one "
-        "of: max_in_flight, breaker_failures, breaker_cooldown_s\n"
+        "of: max_in_flight, breaker_failures, breaker_cooldown_s, prefer_scored\n"
     )
     fixed = bad.read_text(encoding="utf-8")
     for typo, right in (("prometheus_prot", "prometheus_port"), ("exp:", "expr:"),

@@ -92,6 +92,8 @@ class AgentView:
     group: str | None
     role: str | None
     breaker: Breaker
+    score: float | None = None  # its performance_score, from the evaluations (registry)
+    rank: float = 0.0  # how it ranks among equally loaded agents, lower first (the dispatcher's)
     in_flight: int = 0
     last_assigned: int = 0
     tasks: set[str] = field(default_factory=set)

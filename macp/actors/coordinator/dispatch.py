@@ -1,7 +1,10 @@
 """The dispatcher: which agent runs what, and what a failed attempt costs.
 
 Its view of the agents comes from the registry (a ``registry.changed`` subscription) plus its
-own count of tasks in flight per agent, which is what "least loaded" means here. Queued tasks
+own count of tasks in flight per agent, which is what "least loaded" means here; among equally
+loaded agents the better scored goes first (``prefer_scored``: its registry record's
+``performance_score``, from the evaluations; one without evaluations counts as
+:data:`UNSCORED`), then the one least recently given a task. Queued tasks
 wait in one priority queue per :data:`~.agents.Need` (higher priorities first, FIFO within
 one); an agent takes at most ``max_in_flight`` tasks at once, so priorities keep deciding while
 work queues. An agent whose circuit breaker is open gets no work until its cooldown is over.
@@ -39,7 +42,11 @@ if TYPE_CHECKING:
     from macp.actors.coordinator.table import TaskTable
     from macp.actors.coordinator.task import Task
 
-__all__ = ["CoordinatorOptions", "Dispatcher", "need"]
+__all__ = ["UNSCORED", "CoordinatorOptions", "Dispatcher", "need"]
+
+UNSCORED: Final = 0.5
+"""The score an agent without evaluations counts as when ``prefer_scored`` compares it: the
+middle of the scale, so that it ranks below a well evaluated agent and above a badly one."""
 
 _NOT_RETRIED: Final = (InvalidParams, Cancelled)
 _PENDING: Final = TaskState.PENDING
@@ -60,6 +67,12 @@ class CoordinatorOptions(Schema):
         default=10.0,
         description="Seconds an open breaker keeps work from its agent, before one trial task "
         "decides whether it closes again.",
+    )
+    prefer_scored: Annotated[bool, Field(strict=True)] = Field(
+        default=True,
+        description="Among capable agents with as many tasks in flight, give the task to the "
+        "one with the best performance_score (from evaluations); false: the one least "
+        "recently given a task, whatever its score.",
     )
 
     @classmethod
@@ -111,6 +124,7 @@ class Dispatcher:
     ) -> None:
         self._clock = clock  # for the breakers' cooldowns
         self.max_in_flight = options.max_in_flight
+        self.prefer_scored = options.prefer_scored
         self._breaker = (options.breaker_failures, options.breaker_cooldown_s)
         self._table = table
         self.agents: dict[str, AgentView] = {}
@@ -140,6 +154,9 @@ class Dispatcher:
             self.agents[address] = view
             self._capable.clear()
         view.status = record["status"]
+        score = record.get("performance_score")
+        view.score = float(score) if isinstance(score, int | float) else None
+        view.rank = self._rank(view)
         shape = (frozenset(record["capabilities"]), frozenset(record.get("handles") or ()),
                  record.get("role"))  # fmt: skip
         if shape != (view.capabilities, view.handles, view.role):
@@ -203,16 +220,25 @@ class Dispatcher:
                 taken.append((task, agent))
         return taken
 
+    def _rank(self, v: AgentView) -> float:
+        """How ``v`` ranks among equally loaded agents, lower first: minus its score (0 for
+        all when scores are not preferred); kept in the view as its score comes, so routing
+        compares numbers."""
+        if not self.prefer_scored:
+            return 0.0
+        return -(UNSCORED if v.score is None else v.score)
+
     def _least_loaded(self, need: Need, now: float) -> AgentView | None:
-        """The routable agent with room for one more task, fewest in flight, least recently
-        given one; ``None`` if every capable agent is full, unavailable or broken."""
+        """The routable agent with room for one more task, fewest in flight, best scored
+        (``prefer_scored``), least recently given one; ``None`` if every capable agent is
+        full, unavailable or broken."""
         best: AgentView | None = None
         limit, down = self.max_in_flight, self.down_nodes
         for v in self.capable(need):
             if v.in_flight >= limit or v.status not in ROUTABLE or v.node in down:
                 continue
-            if best is not None and (v.in_flight, v.last_assigned) >= (
-                best.in_flight, best.last_assigned,
+            if best is not None and (v.in_flight, v.rank, v.last_assigned) >= (
+                best.in_flight, best.rank, best.last_assigned,
             ):  # fmt: skip
                 continue
             if v.breaker.failures >= v.breaker.threshold and v.breaker.blocks(now):
@@ -300,7 +326,7 @@ class Dispatcher:
         routable = sorted(
             (v for v in self.agents.values()
              if v.status in ROUTABLE and v.node not in self.down_nodes and v.meets(need_)),
-            key=lambda v: (v.in_flight, v.address),
+            key=lambda v: (v.in_flight, v.rank, v.address),
         )  # fmt: skip
         return [v.address for v in routable[:count]]
 

@@ -48,6 +48,10 @@ class FindAgents(Params):
     """Agents of this group (a swarm is a group)."""
     node: str | None = None
     """Agents on this node."""
+    model_type: str | None = None
+    """Agents running on this model type (e.g. llm)."""
+    model_version: str | None = None
+    """Agents running on this model version."""
     active_within_s: float | None = Field(None, gt=0)
     """Agents whose node reported them within this many seconds."""
 
@@ -95,8 +99,8 @@ class AgentMessage(Params):
 
 @OPERATIONS.operation(
     "agent_list", AgentList, Scope.AGENTS_READ,
-    "Every registered agent: address, node, capabilities, role, group, status, load, last "
-    "heartbeat, and the tasks it succeeded and failed (from the journal).",
+    "Every registered agent: address, node, capabilities, role, group, model, status, load, "
+    "performance score, last heartbeat, and the tasks it succeeded and failed (from the journal).",
 )  # fmt: skip
 async def agent_list(runtime: Runtime, p: AgentList) -> dict[str, Any]:
     agents = await runtime.read(REGISTRY, LIST)
@@ -108,8 +112,8 @@ async def agent_list(runtime: Runtime, p: AgentList) -> dict[str, Any]:
 
 @OPERATIONS.operation(
     "find_agents", FindAgents, Scope.AGENTS_READ,
-    "The agents matching every filter given (capabilities, role, status, group, node, active "
-    "within), least loaded first.",
+    "The agents matching every filter given (capabilities, role, status, group, node, model "
+    "type and version, active within), least loaded first.",
 )  # fmt: skip
 async def find_agents(runtime: Runtime, p: FindAgents) -> dict[str, Any]:
     agents = await runtime.read(REGISTRY, FIND, p.model_dump(exclude_none=True))
