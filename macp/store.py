@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 from macp._dead_letters import DEAD_LETTER_TABLE, DEAD_LETTERS_KEPT
 from macp._journal_retention import INCREMENTAL, add_retention_columns
 from macp._journal_tables import Tables
+from macp._journal_teams import TeamTables, add_team_tables
 from macp._storable import storable
 from macp.errors import ConfigError, InternalError
 from macp.log import get_logger
@@ -55,7 +56,7 @@ __all__ = [
     "storable",
 ]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 _SYNCHRONOUS: Final = frozenset({"NORMAL", "FULL", "EXTRA"})
 
 _SCHEMA: Final = """
@@ -87,6 +88,7 @@ CREATE TABLE IF NOT EXISTS pools (name TEXT PRIMARY KEY, capacity REAL NOT NULL)
 _MIGRATIONS: Final[dict[int, str | Callable[[sqlite3.Connection], None]]] = {
     2: DEAD_LETTER_TABLE,  # rows that could not be read back, set aside instead of replayed
     3: add_retention_columns,  # idempotency keys and finish times, indexed for retention
+    4: add_team_tables,  # collaboration sessions and their messages, projects and goals
 }
 _log = get_logger("macp.store")
 
@@ -117,7 +119,7 @@ def open_journal(path: object, node_name: str) -> Journal:
     return journal.open()
 
 
-class Journal(Tables):
+class Journal(Tables, TeamTables):
     """A connection to the journal file; build it, :meth:`open` it, :meth:`close` it.
 
     Also a context manager (``with Journal(path) as journal: ...``).
