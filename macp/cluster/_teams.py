@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from macp.actors.teams.assist import DEFAULT_TIMEOUT_S
 from macp.actors.teams.messages import (
@@ -33,12 +33,24 @@ from macp.actors.teams.messages import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from macp.cluster._cluster import Cluster
     from macp.envelope import Wire
+    from macp.futures import AskFuture
 
 __all__ = ["Goals", "Projects", "Sessions"]
 
 _ASSIST_MARGIN_S = 5.0  # the sessions actor answers a timeout itself, this long before
+
+
+class Cluster(Protocol):
+    """What these need of a :class:`~macp.Cluster`."""
+
+    def request(
+        self, actor: str, type: str, body: Wire = None, *, timeout_s: float | None = None
+    ) -> AskFuture: ...
+
+    def read(
+        self, actor: str, type: str, body: Wire = None, *, timeout_s: float | None = None
+    ) -> Any: ...
 
 
 def _given(**fields: Any) -> dict[str, Wire]:

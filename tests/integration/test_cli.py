@@ -34,8 +34,8 @@ pytestmark = pytest.mark.integration
 
 PEERS = "examples/peers/topology.yaml"
 PEERS_AGENTS = {"analyst@alpha", "factorer-1@beta", "factorer-2@beta", "statistician@beta"}
-CONTROL_PLANE = {"coordinator@alpha", "memory@alpha", "monitor@alpha", "registry@alpha",
-                 "resources@alpha"}  # fmt: skip
+CONTROL_PLANE = {"coordinator@alpha", "memory@alpha", "monitor@alpha", "projects@alpha",
+                 "registry@alpha", "resources@alpha", "sessions@alpha"}  # fmt: skip
 
 
 # -- processes ------------------------------------------------------------------------------------

@@ -29,8 +29,10 @@ CONTROL_PLANE = [
     "coordinator@head",
     "memory@head",
     "monitor@head",
+    "projects@head",
     "registry@head",
     "resources@head",
+    "sessions@head",
 ]
 CREW = ["alpha@head", "beta@head", "gamma@head"]
 

@@ -12,13 +12,38 @@
 - :mod:`~macp.gateway.ops.checks`: check_agent_responsiveness,
   check_message_recipient_status, check_message_frequency
 - :mod:`~macp.gateway.ops.system`: ping, metrics
+- :mod:`~macp.gateway.ops.sessions`: create_collaboration_session, join_session,
+  leave_session, send_session_message, session_messages, close_session, session_status,
+  list_sessions, request_assistance
+- :mod:`~macp.gateway.ops.projects`: create_project, update_project, list_projects,
+  project_status, create_goal, link_to_goal, update_goal, list_goals, goal_status
 """
 
 from __future__ import annotations
 
-from macp.gateway.ops import agents, checks, state, swarms, system, tasks, workflows
+from macp.gateway.ops import (
+    agents,
+    checks,
+    projects,
+    sessions,
+    state,
+    swarms,
+    system,
+    tasks,
+    workflows,
+)
 from macp.gateway.ops._table import OPERATIONS
 
 __all__ = ["OPERATIONS"]
 
-del agents, checks, state, swarms, system, tasks, workflows  # imported for the operations they add
+del (
+    agents,
+    checks,
+    projects,
+    sessions,
+    state,
+    swarms,
+    system,
+    tasks,
+    workflows,
+)  # imported for the operations they add
