@@ -20,15 +20,10 @@ def check_address(field: str, value: object) -> str:
     Raises:
         InvalidParams: it is not one (the message names ``field``).
     """
-    if (
-        not isinstance(value, str)
-        or value.count("@") != 1
-        or value.startswith("@")
-        or (value.endswith("@"))
-    ):
+    name, _, node = value.partition("@") if isinstance(value, str) else ("", "", "")
+    if not isinstance(value, str) or not name or not node or "@" in node:
         raise InvalidParams(
-            f"{field} must be an agent address name@node, not {value!r:.60}; "
-            "agent_list names the agents"
+            f"{field} {value!r:.60} must be an agent address name@node; agent_list names the agents"
         )
     return value
 
