@@ -54,8 +54,11 @@ def test_goal_progress_follows_its_tasks_released_one_by_one_across_a_head_resta
     ]  # fmt: skip
     assert cluster.goals.link(first, task_id=tasks["g2"].id)["links"] == linked["links"]
     cluster.goals.link(second, task_id=tasks["g3"].id)
-    for task in tasks.values():
-        wait_until(lambda t=task: t.status()["state"] == "running", 10, "a gate did not start")
+    wait_until(
+        lambda: {t.status()["state"] for t in tasks.values()} == {"running"},
+        10,
+        "the gates did not all start",
+    )
     assert _shown(cluster.goals.status(first)) == (0.0, "in_progress", ["running", "running"])
     assert cluster.projects.status(pid)["progress"] == 0.0
 
