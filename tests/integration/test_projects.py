@@ -5,9 +5,11 @@ and a session count as the rule says; bad input is refused in one sentence."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from topology_procs import macp_cli
 
 import macp
 from macp.gateway import OPERATIONS
@@ -162,3 +164,40 @@ def test_bad_input_is_refused_in_one_sentence(local_cluster: Callable[..., Local
     ):
         OPERATIONS["link_to_goal"].parse({"goal_id": goal})
     assert cluster.goals.status(goal)["links"] == []
+
+
+def test_the_cli_shows_sessions_projects_and_goals_as_json_and_as_tables(
+    local_cluster: Callable[..., LocalCluster], env: dict[str, str]
+) -> None:
+    local = local_cluster({"w1": {"echo": "agents:Echo", "sq": "agents:Squarer"}})
+    cluster = local.cluster
+    head = local.address("head")
+    task = cluster.submit("square", {"x": 4}, capabilities=["square"])
+    task.result(timeout_s=10)
+    sid = cluster.sessions.create("s", ["sq@w1"], "echo@w1")["session_id"]
+    cluster.sessions.send(sid, "echo@w1", {"n": 1})
+    pid = cluster.projects.create("launch", "echo@w1", status="active")["project_id"]
+    goal = cluster.goals.create(pid, "square it")["goal_id"]
+    cluster.goals.link(goal, task_id=task.id)
+
+    def run(*args: str) -> Any:
+        done = macp_cli(*args, "--connect", head, "--json", env=env)
+        assert (done.returncode, done.stderr) == (0, ""), done.stderr
+        return json.loads(done.stdout)
+
+    shown = run("goals", "show", goal)
+    assert (shown["goal_id"], shown["progress"], shown["derived"]) == (goal, 1.0, "done")
+    assert [g["goal_id"] for g in run("goals", "list", "--project", pid)] == [goal]
+    assert run("projects", "show", pid)["progress"] == 1.0
+    assert [p["name"] for p in run("projects", "list")] == ["launch"]
+    assert [s["session_id"] for s in run("sessions", "list")] == [sid]
+    assert run("sessions", "show", sid)["participants"]["sq@w1"]["status"] == "active"
+    assert [m["body"] for m in run("sessions", "messages", sid)] == [{"n": 1}]
+
+    table = macp_cli("projects", "show", pid, "--connect", head, env=env)
+    assert table.returncode == 0, table.stderr
+    assert "goals (1)" in table.stdout
+    assert "square it" in table.stdout
+    unknown = macp_cli("goals", "show", "nope", "--connect", head, env=env)
+    assert (unknown.returncode, unknown.stdout) == (1, "")
+    assert unknown.stderr == "error: NotFound: no goal 'nope'; list_goals names the goals\n"
