@@ -32,7 +32,7 @@ def _shown(goal: dict[str, Any]) -> tuple[float, str, list[str]]:
     return goal["progress"], goal["derived"], [i["outcome"] for i in goal["items"]]
 
 
-def test_goal_progress_follows_its_tasks_released_one_by_one_across_a_head_restart(
+def test_goal_progress_follows_its_tasks_released_one_by_one_across_a_head_restart(  # noqa: PLR0915
     local_cluster: Callable[..., LocalCluster], tmp_path: Path
 ) -> None:
     local = local_cluster(GATES, processes=True)
@@ -71,7 +71,14 @@ def test_goal_progress_follows_its_tasks_released_one_by_one_across_a_head_resta
     assert (status["progress"], status["derived"]) == (0.25, "in_progress")
     assert [(g["goal_id"], g["progress"]) for g in status["goals"]] == [(first, 0.5), (second, 0.0)]
 
+    session = cluster.sessions.create("standup", ["g3@w1"], "echo@w1")["session_id"]
+    cluster.sessions.send(session, "echo@w1", {"plan": "open the gates"})
     local.restart("head")  # SIGKILLed, then started on its address and its journal
+    kept = cluster.sessions.status(session)
+    assert (kept["title"], kept["state"], kept["last_seq"]) == ("standup", "open", 1)
+    assert sorted(kept["participants"]) == ["echo@w1", "g3@w1"]
+    assert [m["body"] for m in cluster.sessions.messages(session)] == [{"plan": "open the gates"}]
+    assert cluster.sessions.send(session, "g3@w1", "on it")["seq"] == 2
     after = cluster.goals.status(first)
     assert (after["title"], after["status"], after["project_id"]) == ("two gates", "active", pid)
     assert _shown(after)[:2] == (0.5, "in_progress")

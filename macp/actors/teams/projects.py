@@ -59,7 +59,7 @@ from macp.actors.teams.work import (
     work_status,
 )
 from macp.envelope import Wire, new_id, now_ms
-from macp.errors import InternalError, InvalidParams, MacpError, NotFound
+from macp.errors import InternalError, InvalidParams, NotFound
 from macp.store import open_journal
 
 if TYPE_CHECKING:
@@ -300,7 +300,13 @@ class Projects(Agent):
         return self.ask(f"{actor}@{self.node.name}", type_, body, timeout_s=_READ_S)
 
     def _items(self, links: list[dict[str, Wire]]) -> list[Item]:
-        """Each link's work as read now: the asks are sent together, then awaited."""
+        """Each link's work as read now: the asks are sent together, then awaited.
+
+        Raises:
+            MacpError: the coordinator or the sessions actor did not answer (restarting, say:
+                ``ActorNotFound``, which a client's read sends again); nothing derived from
+                a part of the work is answered.
+        """
         futures = []
         for link in links:
             actor, type_, field = _ASKS[LinkKind(str(link["kind"]))]
@@ -309,11 +315,7 @@ class Projects(Agent):
         for link, future in zip(links, futures, strict=True):
             try:
                 found = future.get(_READ_S)
-            except NotFound:
-                found = None
-            except MacpError as e:  # the coordinator is restarting: this read says unknown
-                self.log.info("projects.read_failed", kind=link["kind"], id=link["id"],
-                              error=str(e))  # fmt: skip
+            except NotFound:  # no longer kept (the journal's retention): unknown, 0
                 found = None
             kind, id_ = str(link["kind"]), str(link["id"])
             items.append(item_progress(kind, id_, found if isinstance(found, dict) else None))

@@ -22,10 +22,9 @@ grace period (three heartbeats past the first) is marked offline.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from macp.actors._params import body_map, is_number, text
+from macp.actors._params import body_map, text
 from macp.actors.agent import Agent, handler
 from macp.actors.coordinator.messages import SUBMIT, TASK_DONE
 from macp.actors.registry import CHANGED, CONTROL_PLANE, LIST, ROUTABLE, SUBSCRIBE
@@ -48,7 +47,7 @@ from macp.actors.teams.session import Presence, Session, SessionState
 from macp.actors.teams.watch import DOWN, RegistryView, check_address
 from macp.envelope import Wire, new_id, now_ms
 from macp.errors import ConfigError, InternalError, InvalidParams, MacpError, NotFound
-from macp.store import open_journal
+from macp.store import open_journal, storable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -338,6 +337,7 @@ class Sessions(Agent):
                 f"{SESSION_SEND} 'to' must be a non-empty list of participant addresses, "
                 f"or left out for every participant; not {to!r:.60}"
             )
+        storable(got.get("body"), f"{SESSION_SEND} field 'body'", "body")  # before its seq
         now = now_ms()
         seq = session.next_seq(now)
         message: dict[str, Wire] = {"session_id": session.id, "seq": seq, "sender": sender,
@@ -400,10 +400,9 @@ class Sessions(Agent):
         answer = self.ask(coordinator, SUBMIT, spec, timeout_s=10).get()
         task_id = str(answer["task_id"])
         assist = Assist(ctx.defer(), request, helper, ours)
-        if is_number(request.timeout_s) and math.isfinite(request.timeout_s):
-            assist.timer = self.node.scheduler.call_later(
-                request.timeout_s, self._tell_self, _Expire(task_id)
-            )
+        assist.timer = self.node.scheduler.call_later(
+            request.timeout_s, self._tell_self, _Expire(task_id)
+        )
         self._pending.add(task_id, assist)
         self.log.info("sessions.assist", task_id=task_id, helper=helper,
                       session=request.session_id, priority=request.priority)  # fmt: skip
