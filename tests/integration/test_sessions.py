@@ -91,6 +91,18 @@ def test_participants_on_two_nodes_exchange_messages_and_a_killed_nodes_are_repo
     after = cluster.sessions.send(sid, "m1@w1", {"still": "here"})
     assert (after["delivered"], after["offline"]) == (["lead@head"], ["m2@w2", "x2@w2"])
 
+    local.restart("w2")  # its agents register again: active again, and the lead is told
+    wait_until(lambda: cluster.sessions.status(sid)["offline"] == [], 15, "w2's are not back")
+    wait_until(lambda: len(_inbox(cluster, "lead@head")["events"]) == 4, 10, "lead not told")
+    back = _inbox(cluster, "lead@head")["events"][2:]
+    assert sorted((e["agent"], e["event"]) for e in back) == [
+        ("m2@w2", "session.participant_online"), ("x2@w2", "session.participant_online"),
+    ]  # fmt: skip
+    sent = cluster.sessions.send(sid, "m1@w1", {"welcome": "back"}, to=["m2@w2"])
+    assert sent["delivered"] == ["m2@w2"]
+    wait_until(lambda: _told(cluster, "m2@w2") == [(4, "m1@w1", {"welcome": "back"})], 10,
+               "the restarted m2 was not told the message")  # fmt: skip
+
     closed = cluster.sessions.close(sid)
     assert (closed["state"], closed["closed_ms"] is not None) == ("closed", True)
     with pytest.raises(macp.InvalidParams, match=rf"^session {sid} is closed: it takes no message"):
