@@ -12,10 +12,12 @@ import pytest
 import macp
 from macp.actors.teams import URGENCY
 from macp.gateway import OPERATIONS
+from macp.store import Journal
 from macp.testing import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from macp.testing import LocalCluster
 
@@ -200,3 +202,17 @@ def test_bad_input_is_refused_in_one_sentence(local_cluster: Callable[..., Local
         match=r"^list_sessions: 'state' must be one of open, closed, not 'ajar'$",
     ):
         OPERATIONS["list_sessions"].parse({"state": "ajar"})
+
+
+def test_a_session_record_that_is_not_one_is_set_aside_and_the_head_starts(
+    local_cluster: Callable[..., LocalCluster], journal_path: Path
+) -> None:
+    with Journal(journal_path) as journal:  # as an older or damaged file could hold
+        journal.put_session("bad", {"id": "bad", "state": "open", "updated_ms": 1})
+    local = local_cluster({"w1": {"m1": MEMBER}}, head={"lead": MEMBER})
+    sessions = local.cluster.sessions
+    assert sessions.list() == []
+    letters = local.cluster.dead_letters()
+    assert [(d["source"], d["key"]) for d in letters["newest"]] == [("sessions", "bad")]
+    assert letters["newest"][0]["reason"].startswith("not a session: ")
+    assert sessions.create("s", ["m1@w1"], "lead@head")["state"] == "open"
