@@ -184,6 +184,23 @@ class Session:
             )
         return member
 
+    def recipients(self, sender: str, to: object) -> list[str]:
+        """Who a message of ``sender`` is for: ``to`` (participants), or every other one.
+
+        Raises:
+            InvalidParams: ``to`` is not a non-empty list of participants.
+        """
+        if to is None:
+            return [a for a in self.addresses(Presence.ACTIVE, Presence.OFFLINE) if a != sender]
+        if not isinstance(to, list) or not to or not all(isinstance(a, str) for a in to):
+            raise InvalidParams(
+                "session.send 'to' must be a non-empty list of participant addresses, "
+                f"or left out for every participant; not {to!r:.60}"
+            )
+        for address in to:
+            self.member(address, "recipient")
+        return sorted(set(to))
+
     def mark(self, agent: str, presence: Presence, now_ms: int, why: str) -> bool:
         """Set an active or offline participant's presence; whether it changed."""
         member = self.participants.get(agent)

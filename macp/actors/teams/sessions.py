@@ -27,11 +27,9 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from macp.actors._params import body_map, text
 from macp.actors.agent import Agent, handler
 from macp.actors.coordinator.messages import SUBMIT, TASK_DONE
-from macp.actors.registry import CHANGED, CONTROL_PLANE, LIST, ROUTABLE, SUBSCRIBE
+from macp.actors.registry import CHANGED, CONTROL_PLANE, LIST, SUBSCRIBE
 from macp.actors.teams.assist import Assist, AssistRequest, Pending
 from macp.actors.teams.messages import (
-    PARTICIPANT_OFFLINE,
-    PARTICIPANT_ONLINE,
     SESSION_ASSIST,
     SESSION_CLOSE,
     SESSION_CREATE,
@@ -44,7 +42,7 @@ from macp.actors.teams.messages import (
     SESSION_STATUS,
 )
 from macp.actors.teams.session import Presence, Session, SessionState
-from macp.actors.teams.watch import DOWN, RegistryView, check_address
+from macp.actors.teams.watch import RegistryView, check_address, presence_of
 from macp.envelope import Wire, new_id, now_ms
 from macp.errors import ConfigError, InternalError, InvalidParams, MacpError, NotFound
 from macp.store import open_journal, storable
@@ -197,12 +195,10 @@ class Sessions(Agent):
                 self._presence(session, address, status)
 
     def _presence(self, session: Session, address: str, status: str) -> None:
-        if status in DOWN:
-            presence, told = Presence.OFFLINE, PARTICIPANT_OFFLINE
-        elif status in ROUTABLE:
-            presence, told = Presence.ACTIVE, PARTICIPANT_ONLINE
-        else:
+        change = presence_of(status)
+        if change is None:
             return
+        presence, told = change
         if not session.mark(address, presence, now_ms(), f"registry status {status}"):
             return
         self._save(session)
@@ -266,7 +262,7 @@ class Sessions(Agent):
                               coordinator=coordinator, participants=members,
                               now_ms=now_ms())  # fmt: skip
         for address in session.addresses():
-            if self._view.records[address].get("status") in DOWN:
+            if self._view.down(address):
                 session.mark(address, Presence.OFFLINE, session.created_ms, "offline at start")
         self._save(session)
         self._sessions[session.id] = session
@@ -279,7 +275,7 @@ class Sessions(Agent):
         session = self._session(SESSION_JOIN, got)
         agent = self._registered("agent", got.get("agent"))
         session.join(agent, now_ms())
-        if self._view.records[agent].get("status") in DOWN:
+        if self._view.down(agent):
             session.mark(agent, Presence.OFFLINE, now_ms(), "offline when it joined")
         self._save(session)
         return session.record()
@@ -324,19 +320,7 @@ class Sessions(Agent):
         session = self._session(SESSION_SEND, got)
         sender = check_address("sender", got.get("sender"))
         session.member(sender, "sender")
-        to = got.get("to")
-        if to is None:
-            targets = [a for a in session.addresses(Presence.ACTIVE, Presence.OFFLINE)
-                       if a != sender]  # fmt: skip
-        elif isinstance(to, list) and to:
-            targets = sorted({check_address("to", a) for a in to})
-            for address in targets:
-                session.member(address, "recipient")
-        else:
-            raise InvalidParams(
-                f"{SESSION_SEND} 'to' must be a non-empty list of participant addresses, "
-                f"or left out for every participant; not {to!r:.60}"
-            )
+        targets = session.recipients(sender, got.get("to"))
         storable(got.get("body"), f"{SESSION_SEND} field 'body'", "body")  # before its seq
         now = now_ms()
         seq = session.next_seq(now)

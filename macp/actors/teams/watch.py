@@ -6,12 +6,24 @@ from __future__ import annotations
 from typing import Any
 
 from macp.actors.registry import GONE, ROUTABLE
+from macp.actors.teams.messages import PARTICIPANT_OFFLINE, PARTICIPANT_ONLINE
+from macp.actors.teams.session import Presence
 from macp.errors import InvalidParams
 
-__all__ = ["RegistryView", "check_address"]
+__all__ = ["DOWN", "RegistryView", "check_address", "presence_of"]
 
 DOWN = frozenset({"offline", GONE})
 """The statuses that make a participant offline: its node is down, or it is gone."""
+
+
+def presence_of(status: str) -> tuple[Presence, str] | None:
+    """What a registry status makes a participant, and what its coordinator is told: offline
+    (down or gone), active again (available or busy), or ``None`` (no change: paused, error)."""
+    if status in DOWN:
+        return Presence.OFFLINE, PARTICIPANT_OFFLINE
+    if status in ROUTABLE:
+        return Presence.ACTIVE, PARTICIPANT_ONLINE
+    return None
 
 
 def check_address(field: str, value: object) -> str:
@@ -51,6 +63,11 @@ class RegistryView:
         """Whether the agent declares a handler for ``type_`` (by its registry record)."""
         record = self.records.get(address)
         return record is not None and type_ in (record.get("handles") or ())
+
+    def down(self, address: str) -> bool:
+        """Whether the agent is offline or unknown to the registry."""
+        record = self.records.get(address)
+        return record is None or record.get("status") in DOWN
 
     def routable(self, address: str) -> bool:
         record = self.records.get(address)
