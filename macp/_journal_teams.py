@@ -75,6 +75,12 @@ class TeamTables(RecordTables):
         """Insert or replace a project record (it needs ``state`` and ``updated_ms``)."""
         self._put_record("projects", project_id, record, "project")
 
+    def delete_session(self, session_id: str) -> None:
+        """Forget a session and its messages."""
+        with self.transaction():
+            self._execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            self._execute("DELETE FROM session_messages WHERE session_id = ?", (session_id,))
+
     def projects(self) -> list[dict[str, Wire]]:
         """Every project record, oldest update first; one that cannot be read is set aside."""
         return [record for _, record in self._records("projects", None)]

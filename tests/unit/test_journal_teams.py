@@ -55,3 +55,12 @@ def test_rows_that_cannot_be_read_back_are_set_aside(journal: Journal, journal_p
     assert sorted(letter["source"] for letter in journal.dead_letters()) == [
         "goals", "session_messages", "sessions",
     ]  # fmt: skip
+
+
+def test_a_session_is_forgotten_with_its_messages(journal: Journal) -> None:
+    for session_id in ("s1", "s2"):
+        journal.put_session(session_id, _record(session_id))
+        journal.add_session_message(session_id, 1, {"seq": 1}, keep=10)
+    journal.delete_session("s1")
+    assert [s["id"] for s in journal.sessions()] == ["s2"]
+    assert (journal.session_messages("s1"), journal.session_messages("s2")) == ([], [{"seq": 1}])

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from macp.envelope import Wire
+    from macp.store import Journal
 
-__all__ = ["Participant", "Presence", "Session", "SessionState"]
+__all__ = ["Participant", "Presence", "Session", "SessionState", "stored_sessions"]
 
 
 class SessionState(enum.StrEnum):
@@ -233,3 +234,16 @@ class Session:
 
 
 _EVENTS_KEPT = 50
+
+
+def stored_sessions(journal: Journal) -> dict[str, Session]:
+    """The sessions the journal holds by id; a record that is not a session's is set aside."""
+    found = {}
+    for record in journal.sessions():
+        try:
+            session = Session.from_record(record)
+        except (KeyError, ValueError, TypeError) as e:
+            journal.set_aside("sessions", (str(record.get("id")),), f"not a session: {e}")
+            continue
+        found[session.id] = session
+    return found

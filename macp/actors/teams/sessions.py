@@ -2,22 +2,21 @@
 messages, the presence of their participants, and requests for assistance.
 
 Its messages are listed in :mod:`.messages`. Every change of a session, and every message,
-reaches the journal before the reply; the actor reloads its sessions when it starts, so a
-restarted head has them. A session's message log keeps the newest ``message_log_size``
-messages (1000 by default) and is read with ``session.messages``.
+reaches the journal before the reply; the actor reloads its sessions when it starts. A
+session's log keeps its newest ``message_log_size`` messages (1000); the newest
+:data:`CLOSED_KEPT` closed sessions are kept.
 
-Delivery: ``session.send`` tells a ``session.message`` envelope (at most once, as any tell)
-to every active participant but the sender, or to those in ``to``; only to agents that handle
-``session.message`` (their registry record says so: :class:`~.member.SessionMember` does), so
-an agent without a handler is never sent what it would refuse. The reply names who it was
-``delivered`` to, who does not handle it (``unhandled``) and who was ``offline``.
+Delivery: ``session.send`` tells ``session.message`` (at most once) to every active
+participant but the sender, or to those in ``to``, that handles it (its registry record says
+so: :class:`~.member.SessionMember`); the reply names who it was ``delivered`` to, who does
+not handle it (``unhandled``) and who was ``offline``.
 
 Presence: the actor subscribes to the registry. A participant whose record goes ``offline``
 (its node is down) or ``gone`` is marked offline in every open session it is in, and the
 session's coordinator agent is told ``session.participant_offline`` (if it handles it); back
 ``available`` or ``busy``, it is active again (``session.participant_online``). After a
-restart of the registry (or of this actor), a participant not registered again within a
-grace period (three heartbeats past the first) is marked offline.
+restart of the registry or of this actor, one not registered again within a grace period
+(three heartbeats past the first) is offline.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ from macp.actors.teams.messages import (
     SESSION_SEND,
     SESSION_STATUS,
 )
-from macp.actors.teams.session import Presence, Session, SessionState
+from macp.actors.teams.session import Presence, Session, SessionState, stored_sessions
 from macp.actors.teams.watch import RegistryView, check_address, presence_of
 from macp.envelope import Wire, new_id, now_ms
 from macp.errors import ConfigError, InternalError, InvalidParams, MacpError, NotFound
@@ -57,6 +56,8 @@ if TYPE_CHECKING:
 __all__ = ["Sessions"]
 
 DEFAULT_LOG_SIZE: Final = 1000
+CLOSED_KEPT: Final = 1000
+"""How many closed sessions are kept (the oldest closed go first, with their messages)."""
 _RESUBSCRIBE_S: Final = 2.0
 _EXAMPLE: Final = "{'session_id': '...', 'agent': 'name@node'}"
 
@@ -113,13 +114,8 @@ class Sessions(Agent):
             )
         self._keep = keep
         self._journal = open_journal(self.config.get("journal"), self.node.name)
-        for record in self._journal.sessions():
-            try:
-                session = Session.from_record(record)
-            except (KeyError, ValueError, TypeError) as e:
-                self._journal.set_aside("sessions", (record.get("id"),), f"not a session: {e}")
-                continue
-            self._sessions[session.id] = session
+        self._sessions = stored_sessions(self._journal)
+        self._prune()
         self._resubscribe()
         self._timer = self.node.scheduler.call_every(
             _RESUBSCRIBE_S, self._tell_self, _Resubscribe()
@@ -293,7 +289,15 @@ class Sessions(Agent):
         session = self._session(SESSION_CLOSE, body_map(SESSION_CLOSE, body, _EXAMPLE))
         if session.close(now_ms()):
             self._save(session)
+            self._prune()
         return session.record()
+
+    def _prune(self) -> None:
+        closed = sorted((s.closed_ms or 0, s.id) for s in self._sessions.values()
+                        if s.state is SessionState.CLOSED)  # fmt: skip
+        for _, session_id in closed[: max(0, len(closed) - CLOSED_KEPT)]:
+            self.journal.delete_session(session_id)
+            del self._sessions[session_id]
 
     @handler(SESSION_STATUS)
     def _on_status(self, body: Wire) -> Wire:
