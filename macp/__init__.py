@@ -10,6 +10,7 @@ from macp.actors.agent import handler as handler
 from macp.actors.context import Context as Context
 from macp.actors.context import Deferred as Deferred
 from macp.actors.task_events import TaskEvents as TaskEvents
+from macp.actors.teams import SessionMember as SessionMember
 from macp.address import Address as Address
 from macp.cluster import Cluster as Cluster
 from macp.cluster import Run as Run
@@ -103,6 +104,7 @@ __all__ = [
     "ResourceUnavailable",
     "Restart",
     "Run",
+    "SessionMember",
     "Settings",
     "StartFailed",
     "Strategy",

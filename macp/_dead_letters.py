@@ -53,6 +53,10 @@ _SOURCES: Final = {
     "locks": (("path",), "quote(path) || ', ' || quote(owner) || ', ' || quote(expires_at_ms)"),
     "pools": (("name",), "quote(name) || ', ' || quote(capacity)"),
     "evaluations": (("id",), "record"),
+    "sessions": (("id",), "record"),
+    "session_messages": (("session_id", "seq"), "record"),
+    "projects": (("id",), "record"),
+    "goals": (("id",), "record"),
 }
 _T = TypeVar("_T")
 
@@ -118,7 +122,8 @@ class DeadLetters:
         ``reason``, and log it (once: the row is gone from ``table`` after this).
 
         Args:
-            table: ``tasks``, ``workflows``, ``memory``, ``leases``, ``locks`` or ``pools``.
+            table: ``tasks``, ``workflows``, ``memory``, ``leases``, ``locks``, ``pools``,
+                ``sessions``, ``session_messages``, ``projects`` or ``goals``.
             key: the row's primary key as stored (``(namespace, key)`` for memory).
             reason: why it cannot be read back, in one sentence.
 

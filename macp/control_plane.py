@@ -1,6 +1,7 @@
 """The control plane on a head node: ``start_control_plane(node, journal=...)`` starts the
-registry, the resource manager, the memory store, the monitor, the coordinator and the
-evaluations under one supervisor, and makes the node its own head."""
+registry, the resource manager, the memory store, the monitor, the coordinator, the
+evaluations and the teams actors (collaboration sessions, projects and goals) under one
+supervisor, and makes the node its own head."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from macp.actors.memory import MemoryStore
 from macp.actors.monitor import Monitor, MonitorOptions
 from macp.actors.registry import Registry
 from macp.actors.resources import ResourceManager
+from macp.actors.teams import PROJECTS, SESSIONS, Projects, Sessions
 from macp.errors import ConfigError
 from macp.schema import check
 from macp.supervisor import ChildSpec, SupervisorSpec
@@ -81,6 +83,8 @@ def start_control_plane(
                     kwargs={"config": {**base, **_wire(settings), "retention": kept}},
                 ),
                 ChildSpec(Evaluations, "evaluations", kwargs={"config": base}),
+                ChildSpec(Sessions, SESSIONS, kwargs={"config": base}),
+                ChildSpec(Projects, PROJECTS, kwargs={"config": base}),
             ],
             max_restarts=5,
             within_s=10,

@@ -40,6 +40,7 @@ from macp._journal_evaluations import add_evaluation_table
 from macp._journal_history import add_history_columns
 from macp._journal_retention import INCREMENTAL, add_retention_columns
 from macp._journal_tables import Tables
+from macp._journal_teams import TeamTables, add_team_tables
 from macp._storable import storable
 from macp.errors import ConfigError, InternalError
 from macp.log import get_logger
@@ -57,7 +58,7 @@ __all__ = [
     "storable",
 ]
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 _SYNCHRONOUS: Final = frozenset({"NORMAL", "FULL", "EXTRA"})
 
 _SCHEMA: Final = """
@@ -91,6 +92,7 @@ _MIGRATIONS: Final[dict[int, str | Callable[[sqlite3.Connection], None]]] = {
     3: add_retention_columns,  # idempotency keys and finish times, indexed for retention
     4: add_history_columns,  # task type, agent and creation time, indexed for history queries
     5: add_evaluation_table,  # evaluations of agents' contributions (macp._journal_evaluations)
+    6: add_team_tables,  # collaboration sessions and their messages, projects and goals
 }
 _log = get_logger("macp.store")
 
@@ -121,7 +123,7 @@ def open_journal(path: object, node_name: str) -> Journal:
     return journal.open()
 
 
-class Journal(Tables):
+class Journal(Tables, TeamTables):
     """A connection to the journal file; build it, :meth:`open` it, :meth:`close` it.
 
     Also a context manager (``with Journal(path) as journal: ...``).

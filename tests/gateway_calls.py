@@ -101,6 +101,18 @@ class Known:
     def run_id(self) -> str:
         return str(self.seen["workflow_execute"]["run_id"])
 
+    @property
+    def session_id(self) -> str:
+        return str(self.seen["create_collaboration_session"]["session_id"])
+
+    @property
+    def project_id(self) -> str:
+        return str(self.seen["create_project"]["project_id"])
+
+    @property
+    def goal_id(self) -> str:
+        return str(self.seen["create_goal"]["goal_id"])
+
     def prepare(self, session: McpSession) -> None:
         """A task run to its end by a real agent, one that waits for an agent nobody runs, and
         a model report from llm@w1 (figures of llm@2)."""
@@ -411,5 +423,125 @@ CALLS: dict[str, Call] = {
     "workflow_cancel": Call(
         lambda k: {"run_id": k.run_id},
         lambda r, k: r == {"run_id": k.run_id, "cancelled": True, "state": "cancelled"},
+    ),
+    # -- a collaboration session of the worker's agents (Echoes and a Squarer: none of them
+    # handles session.message, so a message is logged and none is told it)
+    "create_collaboration_session": Call(
+        lambda k: {"title": k.tag, "participants": ["sq"], "coordinator": "echo"},
+        lambda r, k: (
+            (r["title"], r["coordinator"], r["state"], r["offline"])
+            == (k.tag, "echo@w1", "open", [])
+            and sorted(r["participants"]) == ["echo@w1", "sq@w1"]
+        ),
+    ),
+    "join_session": Call(
+        lambda k: {"session_id": k.session_id, "agent": "hanger@w1"},
+        lambda r, _k: r["participants"]["hanger@w1"]["status"] == "active",
+    ),
+    "send_session_message": Call(
+        lambda k: {"session_id": k.session_id, "sender": "echo", "body": {"hello": k.tag}},
+        lambda r, k: (
+            r
+            == {
+                "session_id": k.session_id,
+                "seq": 1,
+                "delivered": [],
+                "unhandled": ["hanger@w1", "sq@w1"],
+                "offline": [],
+            }
+        ),
+    ),
+    "session_messages": Call(
+        lambda k: {"session_id": k.session_id},
+        lambda r, k: (
+            (r["count"], r["last_seq"]) == (1, 1)
+            and (r["messages"][0]["sender"], r["messages"][0]["body"])
+            == ("echo@w1", {"hello": k.tag})
+        ),
+    ),
+    "request_assistance": Call(
+        lambda k: {
+            "capabilities": ["square"],
+            "body": {"x": 5},
+            "session_id": k.session_id,
+            "urgency": "high",
+            "timeout_s": 20,
+        },
+        lambda r, k: (
+            (r["helper"], r["answer"], r["priority"], r["from_session"])
+            == ("sq@w1", {"square": 25, "by": "sq@w1"}, 2, True)
+            and bool(r["task_id"])
+        ),
+    ),
+    "leave_session": Call(
+        lambda k: {"session_id": k.session_id, "agent": "hanger"},
+        lambda r, _k: r["participants"]["hanger@w1"]["status"] == "left",
+    ),
+    "session_status": Call(
+        lambda k: {"session_id": k.session_id},
+        lambda r, k: (r["session_id"], r["state"], r["last_seq"]) == (k.session_id, "open", 1),
+    ),
+    "list_sessions": Call(
+        lambda _k: {"state": "open"},
+        lambda r, k: k.session_id in [s["session_id"] for s in r["sessions"]],
+    ),
+    "close_session": Call(
+        lambda k: {"session_id": k.session_id},
+        lambda r, k: (r["session_id"], r["state"]) == (k.session_id, "closed"),
+    ),
+    # -- a project whose goal links the task prepare ran to its end
+    "create_project": Call(
+        lambda k: {"name": k.tag, "lead": "echo", "status": "active"},
+        lambda r, k: (r["name"], r["lead"], r["status"]) == (k.tag, "echo@w1", "active"),
+    ),
+    "update_project": Call(
+        lambda k: {"project_id": k.project_id, "status": "on_hold"},
+        lambda r, k: (r["project_id"], r["status"]) == (k.project_id, "on_hold"),
+    ),
+    "list_projects": Call(
+        lambda _k: {"status": "on_hold"},
+        lambda r, k: k.project_id in [p["project_id"] for p in r["projects"]],
+    ),
+    "create_goal": Call(
+        lambda k: {"project_id": k.project_id, "title": "squares"},
+        lambda r, k: (r["project_id"], r["status"]) == (k.project_id, "planned"),
+    ),
+    "link_to_goal": Call(
+        lambda k: {"goal_id": k.goal_id, "task_id": k.done_task},
+        lambda r, k: [(x["kind"], x["id"]) for x in r["links"]] == [("task", k.done_task)],
+    ),
+    "update_goal": Call(
+        lambda k: {"goal_id": k.goal_id, "status": "active"},
+        lambda r, k: (r["goal_id"], r["status"]) == (k.goal_id, "active"),
+    ),
+    "goal_status": Call(
+        lambda k: {"goal_id": k.goal_id},
+        lambda r, k: (
+            (r["progress"], r["derived"]) == (1.0, "done")
+            and r["items"]
+            == [
+                {
+                    "kind": "task",
+                    "id": k.done_task,
+                    "state": "succeeded",
+                    "outcome": "done",
+                    "progress": 1.0,
+                }
+            ]
+        ),
+    ),
+    "list_goals": Call(
+        lambda k: {"project_id": k.project_id},
+        lambda r, k: (
+            [(g["goal_id"], g["progress"], g["derived"]) for g in r["goals"]]
+            == [(k.goal_id, 1.0, "done")]
+        ),
+    ),
+    "project_status": Call(
+        lambda k: {"project_id": k.project_id},
+        lambda r, k: (
+            (r["progress"], r["derived"], [g["goal_id"] for g in r["goals"]])
+            == (1.0, "done", [k.goal_id])
+        ),
     ),
 }

@@ -1,5 +1,6 @@
 """Peers with different skills help each other: the analyst cannot factor numbers nor compute
-statistics itself, so it finds peers that can (in the registry) and asks them directly."""
+statistics itself, so it asks for help (``request_assistance``): each request is a task of the
+coordinator for the least loaded other peer that can."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from macp.cli._history import register as register_history
 from macp.cli._mcp import mcp
 from macp.cli._start import start
 from macp.cli._support import fail
+from macp.cli._teams import register_teams
 from macp.cli._topology import register
 from macp.errors import ConfigError, MacpError
 from macp.log import configure_logging
@@ -43,6 +44,7 @@ app.add_typer(node_app, name="node")
 app.add_typer(keys_app, name="keys")
 register(app)
 register_history(app)  # tasks, task, runs, run-status, alerts, agents
+register_teams(app)  # macp sessions, macp projects, macp goals
 node_app.command("start")(start)
 gateway_app.command("audit")(audit)  # macp gateway audit
 app.add_typer(gateway_app, name="gateway")

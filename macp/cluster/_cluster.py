@@ -32,6 +32,7 @@ from macp.cluster._evaluating import Evaluating
 from macp.cluster._handles import Run, Task
 from macp.cluster._head import head_of
 from macp.cluster._spawn import choose_node, spawn_body
+from macp.cluster._teams import Goals, Projects, Sessions
 from macp.cluster._waiting import wait_routable
 from macp.errors import ActorNotFound, ConfigError, NodeDown
 from macp.node import Node
@@ -74,6 +75,7 @@ class Cluster(Evaluating):
         self.timeout_s = timeout_s
         self._owns_node = owns_node
         self.head = head_of(node, timeout_s)
+        self.sessions, self.projects, self.goals = Sessions(self), Projects(self), Goals(self)
 
     def _ask(self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None) -> Any:
         return self.request(actor, type, body, timeout_s=timeout_s).get()
@@ -97,6 +99,12 @@ class Cluster(Evaluating):
         """Ask a control-plane actor on the head (``coordinator``, ``registry``, ``memory``,
         ``resources``, ``monitor``); the future of its reply."""
         return self.ask(f"{actor}@{self.head}", type, body, timeout_s=timeout_s)
+
+    def read(
+        self, actor: str, type: str, body: Wire = None, *, timeout_s: float | None = None
+    ) -> Any:
+        """Ask a control-plane actor on the head a read (as :meth:`_read`); its reply."""
+        return self._read(actor, type, body, timeout_s)
 
     def _read(
         self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None

@@ -1,5 +1,6 @@
-"""Peer-to-peer: a submitted task goes to a peer that handles its type; peers find each other
-in the registry and ask for help directly (``Peer.request_assistance``)."""
+"""Peer-to-peer: a submitted task goes to a peer that handles its type; a peer asks for help
+with ``Peer.request_assistance``, which the head's sessions actor turns into a coordinator task
+for the least loaded other peer with the capabilities."""
 
 from __future__ import annotations
 

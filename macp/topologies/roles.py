@@ -6,8 +6,8 @@ hold in every topology.
 - :class:`Hub` (hub-and-spoke, and each non-leaf of a hierarchy): ``decompose`` a task into
   parts, send each part to a child (spokes by capability, or the team members of a lead), then
   ``merge`` the results.
-- :class:`Peer` (peer-to-peer): ``request_assistance(capabilities, body)`` finds another peer
-  with the capabilities in the registry and asks it directly.
+- :class:`Peer` (peer-to-peer): ``request_assistance(capabilities, body)`` has another agent
+  with the capabilities do the work, through the head's sessions actor (a coordinator task).
 - :class:`Line` (assembly-line, started by the topology): items flow stage to stage, the
   output of one the input of the next, with at most ``max_in_flight`` items in each stage.
 """
@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple
 from macp.actors.agent import Agent, handler
 from macp.actors.coordinator import RESULT
 from macp.actors.coordinator import SUBMIT as COORDINATOR_SUBMIT
-from macp.actors.registry import FIND
-from macp.errors import AgentError, InvalidParams, MacpError, ResourceUnavailable
+from macp.actors.teams.messages import SESSION_ASSIST, SESSIONS
+from macp.errors import AgentError, InvalidParams, MacpError
 
 if TYPE_CHECKING:
     from macp.actors.context import Context, Deferred, Reply
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SUBMIT", "Hub", "Line", "Peer"]
 
+_ASSIST_MARGIN_S: Final = 5.0  # the sessions actor answers a timeout itself, this long before
 SUBMIT: Final = "topology.submit"
 """The task type a topology's entry agent (hub, root, line) handles."""
 
@@ -98,23 +99,46 @@ class Peer(Agent):
         *,
         type: str | None = None,
         timeout_s: float = 30.0,
+        urgency: str = "normal",
+        session_id: str | None = None,
     ) -> Any:
-        """Ask the least loaded other available peer with ``capabilities`` to handle ``body``
-        as ``type`` (default: the first capability); its reply.
+        """Have another peer (the least loaded available one with ``capabilities``, one of
+        session ``session_id``'s participants first) handle ``body`` as ``type`` (default: the
+        first capability); its answer. See :meth:`assistance`."""
+        return self.assistance(
+            capabilities, body, type=type, timeout_s=timeout_s, urgency=urgency,
+            session_id=session_id,
+        )["answer"]  # fmt: skip
+
+    def assistance(
+        self,
+        capabilities: list[str],
+        body: Wire,
+        *,
+        type: str | None = None,
+        timeout_s: float = 30.0,
+        urgency: str = "normal",
+        session_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Ask the head's sessions actor for help (``session.assist``): the work is a task of
+        the coordinator (journaled, retried, in the metrics) pinned to the helper it chose,
+        never this peer, at the priority ``urgency`` maps to (low 0, normal 1, high 2,
+        critical 3).
+
+        Returns:
+            ``{helper, task_id, answer, priority, urgency, session_id, from_session}``.
 
         Raises:
-            ResourceUnavailable: no other peer has the capabilities.
+            ResourceUnavailable: no other agent has the capabilities.
+            AskTimeout: no answer within ``timeout_s``.
         """
         head = self.node.head or self.node.name
-        found = self.node.ask(f"registry@{head}", FIND, {
-            "capabilities": capabilities, "status": ["available", "busy"],
-        }).get()  # fmt: skip
-        helpers = [r["address"] for r in found if r["address"] != self.address]
-        if not helpers:
-            raise ResourceUnavailable(
-                f"{self.address} found no other peer with capabilities {sorted(capabilities)}"
-            )
-        return self.ask(helpers[0], type or capabilities[0], body, timeout_s=timeout_s).get()
+        request: dict[str, Wire] = {
+            "capabilities": list(capabilities), "body": body, "type": type, "urgency": urgency,
+            "session_id": session_id, "timeout_s": timeout_s, "requester": self.address,
+        }  # fmt: skip
+        wait_s = timeout_s + _ASSIST_MARGIN_S
+        return dict(self.ask(f"{SESSIONS}@{head}", SESSION_ASSIST, request, timeout_s=wait_s).get())
 
 
 class _Done(NamedTuple):

@@ -34,8 +34,10 @@ pytestmark = pytest.mark.integration
 
 PEERS = "examples/peers/topology.yaml"
 PEERS_AGENTS = {"analyst@alpha", "factorer-1@beta", "factorer-2@beta", "statistician@beta"}
-CONTROL_PLANE = {"coordinator@alpha", "memory@alpha", "monitor@alpha", "registry@alpha",
-                 "resources@alpha", "evaluations@alpha"}  # fmt: skip
+CONTROL_PLANE = {
+    "coordinator@alpha", "evaluations@alpha", "memory@alpha", "monitor@alpha", "projects@alpha",
+    "registry@alpha", "resources@alpha", "sessions@alpha",
+}  # fmt: skip
 
 
 # -- processes ------------------------------------------------------------------------------------
@@ -160,21 +162,22 @@ def test_status_as_json_lists_nodes_agents_tasks_in_flight_and_workflows(
             len(r["tasks"]) == 2
             and statuses(r) == {"paused"}
             and agent_figures(r)["analyst@alpha"][2:] == (1, 1)
+            and sum(done for _, _, done, _ in agent_figures(r).values()) == 4
         ),
         "the agents are not shown paused, the workflow's first two steps pending, and the "
-        "analyst's two tasks counted",
+        "analyst's two tasks and the three it had help with counted",
     )
     assert [(n["name"], n["state"], n["address"]) for n in report["nodes"]] == [
         ("alpha", "up", peers.addresses["alpha"]),
         ("beta", "up", peers.addresses["beta"]),
     ]
     assert all(n["uptime_s"] > 0 for n in report["nodes"])
-    assert agent_figures(report) == {
-        "analyst@alpha": ("paused", 0, 1, 1),
-        "factorer-1@beta": ("paused", 0, 0, 0),
-        "factorer-2@beta": ("paused", 0, 0, 0),
-        "statistician@beta": ("paused", 0, 0, 0),
-    }
+    figures = agent_figures(report)  # the analyst's help: tasks of the coordinator
+    assert (figures["analyst@alpha"], figures["statistician@beta"]) == (
+        ("paused", 0, 1, 1),
+        ("paused", 0, 1, 0),
+    )
+    assert figures["factorer-1@beta"][2] + figures["factorer-2@beta"][2] == 2
     control_plane = {a["address"]: a for a in report["agents"] if a["address"] not in PEERS_AGENTS}
     assert set(control_plane) == CONTROL_PLANE
     assert {a["group"] for a in control_plane.values()} == {"control-plane"}
@@ -191,16 +194,16 @@ def test_status_as_json_lists_nodes_agents_tasks_in_flight_and_workflows(
         peers,
         lambda r: (
             statuses(r) == {"available"}
-            and sum(done for _, _, done, _ in agent_figures(r).values()) == 4
+            and sum(done for _, _, done, _ in agent_figures(r).values()) == 7
         ),
         "the agents are not shown available again with the workflow's three steps counted",
     )
     figures = agent_figures(report)
     assert (figures["analyst@alpha"], figures["statistician@beta"]) == (
         ("available", 0, 2, 1),
-        ("available", 0, 1, 0),
+        ("available", 0, 2, 0),
     )
-    assert figures["factorer-1@beta"][2] + figures["factorer-2@beta"][2] == 1
+    assert figures["factorer-1@beta"][2] + figures["factorer-2@beta"][2] == 3
     assert (report["tasks"], report["workflows"]) == ([], [])
 
 
@@ -210,8 +213,11 @@ def test_status_without_json_prints_a_table_per_section(
     assert cli(peers, "run", PEERS, "--task", '{"numbers": [12, 13]}').returncode == 0
     wait_for_status(
         peers,
-        lambda r: agent_figures(r)["analyst@alpha"] == ("available", 0, 1, 0),
-        "the analyst's task is not counted",
+        lambda r: (
+            agent_figures(r)["analyst@alpha"] == ("available", 0, 1, 0)
+            and agent_figures(r)["statistician@beta"][2] == 1
+        ),
+        "the analyst's task and the statistician's help are not counted",
     )
     alpha, beta = peers.addresses["alpha"], peers.addresses["beta"]
     port = alpha.rpartition(":")[2]
@@ -219,13 +225,13 @@ def test_status_without_json_prints_a_table_per_section(
     by_file = macp_cli("status", PEERS, env={**env, "PEERS_ALPHA_PORT": port})
     for done in (by_address, by_file):
         assert (done.returncode, done.stderr) == (0, "")
-        for title in ("nodes (2)", "agents (10)", "tasks (0)", "workflows (0)"):
+        for title in ("nodes (2)", "agents (12)", "tasks (0)", "workflows (0)"):
             assert f"\n{title}" in f"\n{done.stdout}", title
         for row in (
             rf"alpha\W+up\W+{re.escape(alpha)}\W+\d+\.\d+",
             rf"beta\W+up\W+{re.escape(beta)}\W+\d+\.\d+",
             r"analyst@alpha\W+available\W+0\W+1\W+0\W+peer\W",
-            r"statistician@beta\W+available\W+0\W+0\W+0\W+peer\W",
+            r"statistician@beta\W+available\W+0\W+1\W+0\W+peer\W",
             r"coordinator@alpha\W+(available|busy)\W+\d+\W+0\W+0\W+control-plane\W",
         ):
             assert re.search(row, done.stdout), row

@@ -30,8 +30,10 @@ CONTROL_PLANE = [
     "evaluations@head",
     "memory@head",
     "monitor@head",
+    "projects@head",
     "registry@head",
     "resources@head",
+    "sessions@head",
 ]
 CREW = ["alpha@head", "beta@head", "gamma@head"]
 

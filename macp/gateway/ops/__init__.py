@@ -14,11 +14,27 @@
 - :mod:`~macp.gateway.ops.system`: ping, metrics
 - :mod:`~macp.gateway.ops.evaluations`: evaluate_contribution, agent_evaluations,
   performance_scores, model_metrics, model_health
+- :mod:`~macp.gateway.ops.sessions`: create_collaboration_session, join_session,
+  leave_session, send_session_message, session_messages, close_session, session_status,
+  list_sessions, request_assistance
+- :mod:`~macp.gateway.ops.projects`: create_project, update_project, list_projects,
+  project_status, create_goal, link_to_goal, update_goal, list_goals, goal_status
 """
 
 from __future__ import annotations
 
-from macp.gateway.ops import agents, checks, evaluations, state, swarms, system, tasks, workflows
+from macp.gateway.ops import (
+    agents,
+    checks,
+    evaluations,
+    projects,
+    sessions,
+    state,
+    swarms,
+    system,
+    tasks,
+    workflows,
+)
 from macp.gateway.ops._table import OPERATIONS
 
 __all__ = ["OPERATIONS"]
@@ -27,6 +43,8 @@ del (
     agents,
     checks,
     evaluations,
+    projects,
+    sessions,
     state,
     swarms,
     system,
