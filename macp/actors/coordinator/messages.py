@@ -15,6 +15,10 @@ One to many: ``coordinator.scatter`` (:mod:`.scatter`), ``coordinator.control``
 ``workflow.list``. A run's result is ``{sink step: output}`` (``merge: dict``), the list of sink
 outputs (``list``), or their maps merged (``union``).
 
+Trees of tasks (:mod:`.lineage`): ``coordinator.children`` ``{task_id}`` -> ``{task_id,
+children: [task]}``; ``coordinator.lineage`` ``{task_id, limit?}`` -> ``{task, root, ancestors,
+descendants, truncated, contributors: {agents, inputs}}``.
+
 Task events (:mod:`.events`): ``tasks.subscribe`` ``{address, lease_s}`` -> ``{address,
 lease_s}`` (again before the lease ends, to keep it); ``tasks.unsubscribe`` ``{address}`` ->
 ``{unsubscribed}``; ``tasks.subscribers`` -> ``[{address, lease_left_s}]``. A subscriber is
@@ -26,18 +30,21 @@ from __future__ import annotations
 
 from typing import Final
 
+from macp.actors.context import RESULT, SUBMIT
+
 __all__ = [
-    "CANCEL", "CONTROL", "DEAD_LETTERS", "RESULT", "SCATTER", "STATUS", "SUBMIT", "TASKS",
-    "TASKS_SUBSCRIBE", "TASKS_SUBSCRIBERS", "TASKS_UNSUBSCRIBE", "TASK_DONE", "TASK_EVENT",
+    "CANCEL", "CHILDREN", "CONTROL", "DEAD_LETTERS", "LINEAGE", "RESULT", "SCATTER", "STATUS",
+    "SUBMIT", "TASKS", "TASKS_SUBSCRIBE", "TASKS_SUBSCRIBERS", "TASKS_UNSUBSCRIBE", "TASK_DONE",
+    "TASK_EVENT",
     "WORKFLOW_CANCEL", "WORKFLOW_DEFINE", "WORKFLOW_LIST", "WORKFLOW_PAUSE",
     "WORKFLOW_RESULT", "WORKFLOW_RESUME", "WORKFLOW_RUN", "WORKFLOW_STATUS",
 ]  # fmt: skip
 
-SUBMIT: Final = "coordinator.submit"
 STATUS: Final = "coordinator.status"
-RESULT: Final = "coordinator.result"
 CANCEL: Final = "coordinator.cancel"
 TASKS: Final = "coordinator.tasks"
+CHILDREN: Final = "coordinator.children"
+LINEAGE: Final = "coordinator.lineage"
 TASK_DONE: Final = "task.done"
 SCATTER: Final = "coordinator.scatter"
 CONTROL: Final = "coordinator.control"

@@ -36,13 +36,14 @@ down every node it runs on, or keeps meeting dying nodes, still ends as a poison
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from macp._storable import check as check_storable
-from macp._storable import scrub
+from macp._storable import is_number, scrub
 from macp.envelope import Priority, Wire
 from macp.errors import InternalError, InvalidParams, error_body
 
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIVE",
+    "CHILD_POLICIES",
     "DEFAULTS",
     "FINAL",
     "TRANSITIONS",
@@ -60,6 +62,10 @@ __all__ = [
     "TaskState",
     "error_record",
 ]
+
+CHILD_POLICIES: Final = ("fail", "ignore", "retry")
+"""What a child's failure does to its parent (its ``on_child_failure``): the parent fails
+(naming the child), goes on, or has the child resubmitted (up to ``child_retries`` times)."""
 
 
 class TaskState(StrEnum):
@@ -98,7 +104,7 @@ TRANSITIONS: Final[Mapping[TaskState, frozenset[TaskState]]] = MappingProxyType(
 """Every legal move, from each state (see the module's diagram)."""
 _LOG_LIMIT: Final = 20
 _DATA: Final = ("body", "capabilities", "result", "error", "log", "aggregation", "quorum",
-                "failure_threshold", "expected")  # fmt: skip
+                "failure_threshold", "expected", "context")  # fmt: skip
 """The fields that hold data from outside (the others are checked scalars)."""
 
 
@@ -113,6 +119,8 @@ class TaskDefaults:
     max_node_failures: int = 10
     backoff_s: float = 0.1
     backoff_max_s: float = 10.0
+    on_child_failure: str = "fail"
+    child_retries: int = 2
 
 
 DEFAULTS: Final = TaskDefaults()
@@ -125,6 +133,23 @@ def _number(spec: Mapping[str, Any], name: str, *, minimum: float, integer: bool
         what = "an integer" if integer else "a number"
         raise InvalidParams(f"task field {name!r} must be {what} >= {minimum}, not {value!r}")
     return value
+
+
+def _deadline(spec: Mapping[str, Any], now_ms: int) -> float | None:
+    deadline = spec.get("deadline")
+    if deadline is None:
+        return None
+    if not is_number(deadline) or not math.isfinite(deadline):
+        raise InvalidParams(
+            f"task field 'deadline' must be a time in epoch seconds, not {deadline!r:.40}; "
+            "e.g. time.time() + 60"
+        )
+    if deadline * 1000 <= now_ms:
+        raise InvalidParams(
+            f"task field 'deadline' {deadline:.3f} is in the past (now is {now_ms / 1000:.3f}); "
+            "give a time in epoch seconds still to come, e.g. time.time() + 60"
+        )
+    return float(deadline)
 
 
 def error_record(error: BaseException) -> dict[str, Wire]:
@@ -181,6 +206,18 @@ class Task:
     failure_threshold: Any = None
     expected: list[str] = field(default_factory=list)
     reason: str | None = None
+    # its place in a tree of tasks (:mod:`.lineage`): the task that delegated it and the agent
+    # that did, the run it belongs to without being one of its steps (a step's task has
+    # ``workflow``), its deadline (epoch seconds), the data its handler gets as
+    # ``ctx.context``, what its children's failures do to it, and its resubmits as a child
+    parent: str | None = None
+    delegated_by: str | None = None
+    run: str | None = None
+    deadline: float | None = None
+    context: Any = None
+    on_child_failure: str = DEFAULTS.on_child_failure
+    child_retries: int = DEFAULTS.child_retries
+    resubmits: int = 0
 
     @classmethod
     def submitted(
@@ -203,12 +240,19 @@ class Task:
             raise InvalidParams(
                 f"task field 'capabilities' must be a list of strings, not {capabilities!r}"
             )
-        for name in ("idempotency_key", "notify", "role", "agent"):
+        check_storable(spec.get("context"), "task field 'context'", "context")
+        for name in ("idempotency_key", "notify", "role", "agent", "parent", "delegated_by", "run"):
             if spec.get(name) is not None and not isinstance(spec.get(name), str):
                 raise InvalidParams(f"task field {name!r} must be a string")
         priority = _number(spec, "priority", minimum=0, integer=True)
         if priority > Priority.CRITICAL:
             raise InvalidParams(f"task field 'priority' must be 0 to 3, not {priority}")
+        policy = spec.get("on_child_failure") or DEFAULTS.on_child_failure
+        if policy not in CHILD_POLICIES:
+            raise InvalidParams(
+                f"task field 'on_child_failure' must be one of {', '.join(CHILD_POLICIES)}, "
+                f"not {policy!r:.40}"
+            )
         return cls(
             id=task_id, kind=kind, type=type_, body=spec.get("body"),
             capabilities=sorted(set(capabilities)), role=spec.get("role"),
@@ -221,6 +265,10 @@ class Task:
             idempotency_key=spec.get("idempotency_key"), notify=spec.get("notify"),
             created_ms=now_ms, queued_ms=now_ms, updated_ms=now_ms,
             log=[{"ts": now_ms, "event": "submitted"}],
+            parent=spec.get("parent"), delegated_by=spec.get("delegated_by"),
+            run=spec.get("run"), deadline=_deadline(spec, now_ms), context=spec.get("context"),
+            on_child_failure=policy,
+            child_retries=_number(spec, "child_retries", minimum=0, integer=True),
         )  # fmt: skip
 
     @classmethod
@@ -246,6 +294,11 @@ class Task:
             aggregation=record.get("aggregation", "all") if kind is TaskKind.SCATTER else None,
             quorum=record.get("quorum"), failure_threshold=record.get("failure_threshold"),
             expected=record.get("expected") or [], reason=record.get("reason"),
+            parent=record.get("parent"), delegated_by=record.get("delegated_by"),
+            run=record.get("run"), deadline=record.get("deadline"), context=record.get("context"),
+            on_child_failure=record.get("on_child_failure", DEFAULTS.on_child_failure),
+            child_retries=record.get("child_retries", DEFAULTS.child_retries),
+            resubmits=record.get("resubmits", 0),
         )  # fmt: skip
 
     def to_record(self) -> dict[str, Any]:
@@ -269,6 +322,13 @@ class Task:
             "started_ms": self.started_ms, "finished_ms": self.finished_ms,
             "updated_ms": self.updated_ms, "log": self.log,
         }  # fmt: skip
+        if self.in_tree:
+            record["parent"], record["delegated_by"] = self.parent, self.delegated_by
+            record["run"], record["deadline"], record["context"] = (
+                self.run, self.deadline, self.context)  # fmt: skip
+            record["on_child_failure"], record["child_retries"] = (
+                self.on_child_failure, self.child_retries)  # fmt: skip
+            record["resubmits"] = self.resubmits
         if self.workflow is not None:
             record["workflow"], record["step"] = self.workflow, self.step
         if self.kind is _SCATTER:
@@ -309,6 +369,17 @@ class Task:
         was refused: only a bug gets here)."""
         for name in _DATA:
             setattr(self, name, scrub(getattr(self, name)))
+
+    @property
+    def in_tree(self) -> bool:
+        """Whether any of its lineage fields is set (a record has them all, or none: the
+        record of a task outside any tree is the one earlier versions wrote)."""
+        return (
+            self.parent is not None or self.delegated_by is not None or self.run is not None
+            or self.deadline is not None or self.context is not None or self.resubmits > 0
+            or self.on_child_failure != DEFAULTS.on_child_failure
+            or self.child_retries != DEFAULTS.child_retries
+        )  # fmt: skip
 
     @property
     def own_failures(self) -> int:
