@@ -9,6 +9,7 @@ from macp.actors.agent import Agent as Agent
 from macp.actors.agent import handler as handler
 from macp.actors.context import Context as Context
 from macp.actors.context import Deferred as Deferred
+from macp.actors.context import Subtask as Subtask
 from macp.actors.task_events import TaskEvents as TaskEvents
 from macp.address import Address as Address
 from macp.cluster import Cluster as Cluster
@@ -106,6 +107,7 @@ __all__ = [
     "Settings",
     "StartFailed",
     "Strategy",
+    "Subtask",
     "SupervisorEscalation",
     "SupervisorSpec",
     "Task",
