@@ -47,8 +47,8 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    """A head (control plane) and a worker running a Squarer and two Echoes (one to hang a
-    workflow's step on), allowing SPAWNABLE to be spawned, for the module."""
+    """A head (control plane) and a worker running a Squarer, two Echoes (one to hang a
+    workflow's step on) and a Hub, allowing SPAWNABLE to be spawned, for the module."""
     head = NodeProcess("head", "--control-plane", *QUICK_CLUSTER_FLAGS, pythonpath=[TESTS])
     worker = None
     try:
@@ -64,6 +64,8 @@ def cluster() -> Iterator[Cluster]:
             "echo=agents:Echo",
             "--agent",
             "hanger=agents:Echo",
+            "--agent",
+            "hub=macp:Hub",
             *(a for cls in SPAWNABLE for a in ("--spawnable", cls)),
             *QUICK_CLUSTER_FLAGS,
             pythonpath=[TESTS],

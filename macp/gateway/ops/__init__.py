@@ -12,13 +12,24 @@
 - :mod:`~macp.gateway.ops.checks`: check_agent_responsiveness,
   check_message_recipient_status, check_message_frequency
 - :mod:`~macp.gateway.ops.system`: ping, metrics
+- :mod:`~macp.gateway.ops.delegation`: decompose_task, assign_subtasks, delegate_subtask,
+  merge_results, task_tree, task_lineage
 """
 
 from __future__ import annotations
 
-from macp.gateway.ops import agents, checks, state, swarms, system, tasks, workflows
+from macp.gateway.ops import agents, checks, delegation, state, swarms, system, tasks, workflows
 from macp.gateway.ops._table import OPERATIONS
 
 __all__ = ["OPERATIONS"]
 
-del agents, checks, state, swarms, system, tasks, workflows  # imported for the operations they add
+del (
+    agents,
+    checks,
+    delegation,
+    state,
+    swarms,
+    system,
+    tasks,
+    workflows,
+)  # imported for the operations they add
