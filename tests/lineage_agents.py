@@ -75,15 +75,16 @@ class FailsFirst(Agent):
 
 
 class Waiter(Agent):
-    """``wait_file`` answers once ``body["path"]`` exists (polled; bounded by 30 s), and leaves
-    a file ``<path>.<task id>.done`` behind: the test sees its handler ran to its end."""
+    """``wait_file`` answers once ``body["path"]`` exists (polled; bounded by ``within_s``, 30 s
+    by default), and leaves a file ``<path>.<task id>.done`` behind: the test sees its handler
+    ran to its end."""
 
     capabilities = ("gate",)
 
     @handler("wait_file")
     def wait_file(self, body: dict[str, Any], ctx: Context) -> macp.Wire:
         path, wake = Path(body["path"]), threading.Event()
-        for _ in range(3000):
+        for _ in range(int(float(body.get("within_s", 30)) / 0.01)):
             if path.exists():
                 Path(f"{path}.{ctx.task_id}.done").write_text(self.address, encoding="utf-8")
                 return {"opened": str(path), "by": self.address}

@@ -19,6 +19,7 @@ import typer
 import macp
 from macp.cli._gateway import gateway_app
 from macp.cli._gateway_audit import audit
+from macp.cli._lineage import lineage
 from macp.cli._mcp import mcp
 from macp.cli._start import start
 from macp.cli._support import fail
@@ -45,6 +46,7 @@ node_app.command("start")(start)
 gateway_app.command("audit")(audit)  # macp gateway audit
 app.add_typer(gateway_app, name="gateway")
 app.command("mcp")(mcp)
+app.command("lineage")(lineage)
 
 
 def _print_version(given: bool) -> None:

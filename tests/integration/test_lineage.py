@@ -6,17 +6,23 @@ the tree across a head restart; and bad input refused in one sentence."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from gateway_cluster import call
 from lineage_agents import SPOKES
 from procs import QUICK_CLUSTER, TESTS
 
 import macp
 from macp.errors import error_body
+from macp.gateway import Member
 from macp.store import Journal
 from macp.testing import LocalCluster, NodeProcess, settings_flags, wait_until
 
@@ -248,7 +254,7 @@ def test_a_parent_retrying_failed_children_resubmits_them(cluster: macp.Cluster)
 def test_a_task_past_its_deadline_fails_and_is_not_retried(
     cluster: macp.Cluster, tmp_path: Path
 ) -> None:
-    task = cluster.submit("wait_file", {"path": str(tmp_path / "never")}, agent="gate1@w1",
+    task = cluster.submit("wait_file", {"path": str(tmp_path / "never"), "within_s": 3}, agent="gate1@w1",
                           deadline=time.time() + 1.0, max_retries=3)  # fmt: skip
     with pytest.raises(macp.AskTimeout, match=rf"task {task.id} \(wait_file\) passed its deadline"):
         task.result(timeout_s=20)
@@ -301,3 +307,83 @@ def test_the_tree_and_its_cancellations_hold_across_a_head_restart(
     with pytest.raises(macp.Cancelled, match=f"cancelled with its parent {parent} \\(cancelled\\)"):
         cluster.result(children[0])
     assert _ids(cluster.children(parent)) == children
+
+
+def test_the_gateway_decomposes_assigns_delegates_and_merges_a_parents_subtasks(
+    processes: Processes, cluster: macp.Cluster, tmp_path: Path
+) -> None:
+    gate = tmp_path / "open"
+    parent = cluster.submit("wait_file", {"path": str(gate)}, agent="gate1@w1")
+    wait_until(lambda: _state(cluster, parent.id) == "running", 20, "the parent did not start")
+    with Member.join(processes.address, settings=QUICK_CLUSTER) as member:
+        decomposed = call(member, "decompose_task", {"type": "topology.submit",
+                                                     "body": {"items": [5, 6]}})  # fmt: skip
+        assert decomposed == {"hub": "hub@w1", "parts": [{"x": 5}, {"x": 6}], "count": 2}
+        assigned = call(member, "assign_subtasks", {
+            "parent": parent.id, "type": "square", "parts": decomposed["parts"],
+            "capabilities": ["square"],
+        })  # fmt: skip
+        delegated = call(member, "delegate_subtask", {
+            "parent": parent.id, "agent": "gate2", "type": "whoami", "context": {"lang": "fr"},
+        })  # fmt: skip
+        assert (delegated["agent"], delegated["parent"]) == ("gate2@w2", parent.id)
+        ids = [s["task_id"] for s in assigned["subtasks"]] + [delegated["task_id"]]
+        assert cluster.result(delegated["task_id"])["context"] == {"lang": "fr"}
+        for task_id in ids:
+            cluster.result(task_id)
+
+        tree = call(member, "task_tree", {"task_id": parent.id})
+        # the agent running the parent delegates them
+        children = [(c["id"], c["delegated_by"]) for c in tree["tree"]["children"]]
+        assert children == [(i, "gate1@w1") for i in ids]
+        results = [{"square": 25}, {"square": 36}]
+        merged = call(member, "merge_results", {"hub": "hub", "results": results})
+        assert merged["merged"]["sum"] == 61
+        from_children = call(member, "merge_results", {"hub": "hub@w1", "parent": parent.id})
+        assert from_children["merged"]["squares"][:2] == [25, 36]
+        assert from_children["merged"]["of"] == {"path": str(gate)}
+        lineage = call(member, "task_lineage", {"task_id": parent.id})
+        assert lineage["contributors"]["agents"][0] == "gate1@w1"
+        assert {"gate2@w2"} < set(lineage["contributors"]["agents"])
+
+        with pytest.raises(macp.InvalidParams, match="give 'hub' \\(an agent\\) or 'type'"):
+            call(member, "decompose_task", {"body": 1})
+        with pytest.raises(macp.ActorNotFound, match="no available hub handles task type 'nah'"):
+            call(member, "decompose_task", {"type": "nah", "body": 1})
+    gate.touch()
+    assert parent.result(timeout_s=20)["by"] == "gate1@w1"
+
+
+def test_macp_lineage_prints_the_parent_children_and_contributors(
+    processes: Processes, cluster: macp.Cluster
+) -> None:
+    task = cluster.submit("topology.submit", {"items": [1, 2, 3]}, agent="hub@w1")
+    task.result(timeout_s=30)
+    child = cluster.children(task.id)[0]["id"]
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    shown = subprocess.run(
+        [sys.executable, "-m", "macp", "lineage", child, "--connect", processes.address],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"task {child} square succeeded on sq1@w1"
+    assert lines[1:] == [
+        "delegated by hub@w1",
+        f"parent: {task.id} topology.submit succeeded on hub@w1",
+        "children (0), 0 tasks below:",
+        "contributors: sq1@w1",
+    ]
+    whole = subprocess.run(
+        [sys.executable, "-m", "macp", "lineage", task.id, "--connect", processes.address,
+         "--json"], env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert json.loads(whole.stdout)["contributors"]["agents"] == sorted(["hub@w1", *SPOKES])
+    missing = subprocess.run(
+        [sys.executable, "-m", "macp", "lineage", "nope", "--connect", processes.address],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert missing.returncode == 1
+    assert missing.stderr.strip().endswith("NotFound: no task 'nope'; check the id submit "
+                                           "returned (a finished task is kept for the journal's "
+                                           "retention: settings.journal_retention)")  # fmt: skip
