@@ -254,8 +254,9 @@ def test_a_parent_retrying_failed_children_resubmits_them(cluster: macp.Cluster)
 def test_a_task_past_its_deadline_fails_and_is_not_retried(
     cluster: macp.Cluster, tmp_path: Path
 ) -> None:
-    task = cluster.submit("wait_file", {"path": str(tmp_path / "never"), "within_s": 3}, agent="gate1@w1",
-                          deadline=time.time() + 1.0, max_retries=3)  # fmt: skip
+    never = {"path": str(tmp_path / "never"), "within_s": 3}
+    task = cluster.submit("wait_file", never, agent="gate1@w1", deadline=time.time() + 1.0,
+                          max_retries=3)  # fmt: skip
     with pytest.raises(macp.AskTimeout, match=rf"task {task.id} \(wait_file\) passed its deadline"):
         task.result(timeout_s=20)
     status = cluster.status(task.id)
