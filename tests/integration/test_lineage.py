@@ -254,7 +254,7 @@ def test_a_parent_retrying_failed_children_resubmits_them(cluster: macp.Cluster)
 def test_a_task_past_its_deadline_fails_and_is_not_retried(
     cluster: macp.Cluster, tmp_path: Path
 ) -> None:
-    never = {"path": str(tmp_path / "never"), "within_s": 3}
+    never: dict[str, macp.Wire] = {"path": str(tmp_path / "never"), "within_s": 3}
     task = cluster.submit("wait_file", never, agent="gate1@w1", deadline=time.time() + 1.0,
                           max_retries=3)  # fmt: skip
     with pytest.raises(macp.AskTimeout, match=rf"task {task.id} \(wait_file\) passed its deadline"):
