@@ -177,8 +177,7 @@ class Coordinator(Agent):
     @handler(STATUS)
     def status_of(self, body: Wire) -> Wire:
         task = self._task(body)
-        status = task.to_record()
-        del status["body"]
+        status = task.status()
         if task.state is _PENDING:
             status["wait_reason"] = self.dispatcher.wait(task).sentence()
         return status

@@ -338,6 +338,20 @@ class Task:
                 record["reason"] = self.reason
         return record
 
+    def status(self) -> dict[str, Any]:
+        """The task as ``coordinator.status`` shows it: its record without the body, with its
+        lineage fields (at their defaults outside any tree; ``run``, a step's run too)."""
+        record = self.to_record()
+        del record["body"]
+        if not self.in_tree:
+            record.update(
+                parent=None, delegated_by=None, run=None, deadline=None, context=None,
+                on_child_failure=self.on_child_failure, child_retries=self.child_retries,
+                resubmits=0,
+            )  # fmt: skip
+        record["run"] = self.workflow or self.run  # a step's task: the run it is a step of
+        return record
+
     def listed(self) -> dict[str, Wire]:
         """The task as ``coordinator.tasks`` lists it."""
         return {"id": self.id, "type": self.type, "state": self.state.value,
