@@ -203,8 +203,7 @@ class Cluster:
         return children(self._read, task_id)
 
     def lineage(self, task_id: str, *, limit: int | None = None) -> dict[str, Any]:
-        """``task_id``'s ancestors (to the root), descendants (at most ``limit``, 1000 by
-        default) and, for its result, every contributing agent and input."""
+        """Ancestors, descendants (at most ``limit``) and contributors: ``_lineage.lineage``."""
         return lineage(self._read, task_id, limit)
 
     def tasks(self, states: Sequence[str] | None = None) -> list[dict[str, Any]]:

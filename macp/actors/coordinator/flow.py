@@ -121,6 +121,7 @@ class TaskFlow:
         """Go on with the unfinished tasks read back from the journal (recovered, in order):
         tasks are queued again, scatters sent again; those whose parent ended meanwhile are
         cancelled."""
+        tasks = list(tasks)
         self._end(self.lineage.recovered(tasks))
         tasks = [task for task in tasks if task.state not in FINAL]
         for task in tasks:
