@@ -13,7 +13,7 @@ from macp.cli._topology import AsJson, Connect, _connect, _failed, _print, _spec
 from macp.errors import MacpError
 from macp.log import configure_logging
 
-__all__ = ["lineage", "render"]
+__all__ = ["lineage", "render", "tree_lines"]
 
 _MOST = 10_000  # the coordinator's bound on the tasks listed below one
 
@@ -37,6 +37,18 @@ def lineage(
         except MacpError as e:
             _failed(cluster, e)
     _print(found) if as_json else typer.echo(render(found))
+
+
+def tree_lines(status: dict[str, Any]) -> list[str]:
+    """What ``macp task`` shows of a task's tree: its parent, delegating agent and run (the
+    children are a table of their own)."""
+    lines = []
+    if status.get("parent"):
+        by = f" (delegated by {status['delegated_by']})" if status.get("delegated_by") else ""
+        lines.append(f"  parent: {status['parent']}{by}")
+    if status.get("run"):
+        lines.append(f"  run: {status['run']}")
+    return lines
 
 
 def _line(task: dict[str, Any]) -> str:

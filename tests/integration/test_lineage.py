@@ -355,7 +355,7 @@ def test_the_gateway_decomposes_assigns_delegates_and_merges_a_parents_subtasks(
     assert parent.result(timeout_s=20)["by"] == "gate1@w1"
 
 
-def test_macp_lineage_prints_the_parent_children_and_contributors(
+def test_macp_lineage_and_macp_task_print_the_parent_children_and_contributors(
     processes: Processes, cluster: macp.Cluster
 ) -> None:
     task = cluster.submit("topology.submit", {"items": [1, 2, 3]}, agent="hub@w1")
@@ -380,6 +380,22 @@ def test_macp_lineage_prints_the_parent_children_and_contributors(
          "--json"], env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert json.loads(whole.stdout)["contributors"]["agents"] == sorted(["hub@w1", *SPOKES])
+    of_child = subprocess.run(
+        [sys.executable, "-m", "macp", "task", child, "--connect", processes.address],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert f"  parent: {task.id} (delegated by hub@w1)\n" in of_child.stdout, of_child.stderr
+    assert "children (0)" in of_child.stdout
+    of_parent = subprocess.run(
+        [sys.executable, "-m", "macp", "task", task.id, "--connect", processes.address],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "children (3)" in of_parent.stdout, of_parent.stderr
+    rows = [r for r in (line.split() for line in of_parent.stdout.splitlines())
+            if r[3:4] == ["square"]]  # fmt: skip
+    assert [(r[1], r[5], r[7]) for r in rows] == [
+        (c["id"], "succeeded", c["agent"]) for c in cluster.children(task.id)
+    ]
     missing = subprocess.run(
         [sys.executable, "-m", "macp", "lineage", "nope", "--connect", processes.address],
         env=env, capture_output=True, text=True, timeout=60, check=False,

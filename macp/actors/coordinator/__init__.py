@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from macp.actors.coordinator.actor import Coordinator as Coordinator
 from macp.actors.coordinator.dispatch import CoordinatorOptions as CoordinatorOptions
+from macp.actors.coordinator.history import with_counts as with_counts
 from macp.actors.coordinator.messages import CANCEL as CANCEL
 from macp.actors.coordinator.messages import CHILDREN as CHILDREN
 from macp.actors.coordinator.messages import CONTROL as CONTROL
+from macp.actors.coordinator.messages import COUNTS as COUNTS
 from macp.actors.coordinator.messages import DEAD_LETTERS as DEAD_LETTERS
 from macp.actors.coordinator.messages import LINEAGE as LINEAGE
 from macp.actors.coordinator.messages import RESULT as RESULT
@@ -52,6 +54,7 @@ __all__ = [
     "CANCEL",
     "CHILDREN",
     "CONTROL",
+    "COUNTS",
     "DEAD_LETTERS",
     "DEFAULTS",
     "LINEAGE",
@@ -75,4 +78,5 @@ __all__ = [
     "Coordinator",
     "CoordinatorOptions",
     "JournalRetention",
+    "with_counts",
 ]
