@@ -107,6 +107,9 @@ _LOG_LIMIT: Final = 20
 _DATA: Final = ("body", "capabilities", "result", "error", "log", "aggregation", "quorum",
                 "failure_threshold", "expected", "context")  # fmt: skip
 """The fields that hold data from outside (the others are checked scalars)."""
+_TREE: Final = ("parent", "delegated_by", "run", "deadline", "context", "on_child_failure",
+                "child_retries", "resubmits")  # fmt: skip
+"""The lineage fields (:mod:`.lineage`), journaled all together or not at all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,12 +330,7 @@ class Task:
             "attempt_history": self.attempt_history,
         }  # fmt: skip
         if self.in_tree:
-            record["parent"], record["delegated_by"] = self.parent, self.delegated_by
-            record["run"], record["deadline"], record["context"] = (
-                self.run, self.deadline, self.context)  # fmt: skip
-            record["on_child_failure"], record["child_retries"] = (
-                self.on_child_failure, self.child_retries)  # fmt: skip
-            record["resubmits"] = self.resubmits
+            record.update({name: getattr(self, name) for name in _TREE})
         if self.workflow is not None:
             record["workflow"], record["step"] = self.workflow, self.step
         if self.kind is _SCATTER:
@@ -347,12 +345,7 @@ class Task:
         lineage fields (at their defaults outside any tree; ``run``, a step's run too)."""
         record = self.to_record()
         del record["body"]
-        if not self.in_tree:
-            record.update(
-                parent=None, delegated_by=None, run=None, deadline=None, context=None,
-                on_child_failure=self.on_child_failure, child_retries=self.child_retries,
-                resubmits=0,
-            )  # fmt: skip
+        record.update({name: getattr(self, name) for name in _TREE})
         record["run"] = self.workflow or self.run  # a step's task: the run it is a step of
         return record
 
