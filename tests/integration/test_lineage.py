@@ -313,6 +313,8 @@ def test_the_tree_and_its_cancellations_hold_across_a_head_restart(
 def test_the_gateway_decomposes_assigns_delegates_and_merges_a_parents_subtasks(
     processes: Processes, cluster: macp.Cluster, tmp_path: Path
 ) -> None:
+    decided = cluster.submit("square", {"x": 1}, agent="sq1@w1")
+    decided.result()
     gate = tmp_path / "open"
     parent = cluster.submit("wait_file", {"path": str(gate)}, agent="gate1@w1")
     wait_until(lambda: _state(cluster, parent.id) == "running", 20, "the parent did not start")
@@ -347,6 +349,12 @@ def test_the_gateway_decomposes_assigns_delegates_and_merges_a_parents_subtasks(
         assert lineage["contributors"]["agents"][0] == "gate1@w1"
         assert {"gate2@w2"} < set(lineage["contributors"]["agents"])
 
+        with pytest.raises(macp.NotFound, match=r"^'parent' names no task 'nope'; give the id"):
+            call(member, "assign_subtasks", {"parent": "nope", "type": "square", "parts": [1]})
+        with pytest.raises(macp.InvalidParams, match=r"^task field 'parent' is task \w+, which "
+                                                     r"has succeeded already"):  # fmt: skip
+            late = {"parent": decided.id, "agent": "sq1", "type": "square", "body": {"x": 1}}
+            call(member, "delegate_subtask", late)
         with pytest.raises(macp.InvalidParams, match="give 'hub' \\(an agent\\) or 'type'"):
             call(member, "decompose_task", {"body": 1})
         with pytest.raises(macp.ActorNotFound, match="no available hub handles task type 'nah'"):

@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from macp.actors.coordinator import CHILDREN, DEFAULTS, LINEAGE, RESULT, STATUS, SUBMIT
 from macp.actors.registry import FIND
-from macp.errors import ActorNotFound
+from macp.errors import ActorNotFound, NotFound
 from macp.gateway.ops._registry import address_of
 from macp.gateway.ops._table import OPERATIONS
 from macp.gateway.table import Params, Scope
@@ -132,7 +132,15 @@ async def _spec(runtime: Runtime, p: _Subtasks) -> dict[str, Any]:
     """The fields every subtask of ``p`` shares, its delegating agent found if not given."""
     delegated_by = p.delegated_by
     if delegated_by is None:
-        delegated_by = (await runtime.read(_COORDINATOR, STATUS, {"task_id": p.parent}))["agent"]
+        try:
+            parent = await runtime.read(_COORDINATOR, STATUS, {"task_id": p.parent})
+        except NotFound:
+            raise NotFound(
+                f"'parent' names no task {p.parent!r}; give the id of a task that has not "
+                "finished (task_orchestrate answered it)",
+                data={"field": "parent"},
+            ) from None
+        delegated_by = parent["agent"]
     return {
         "type": p.type, "parent": p.parent, "delegated_by": delegated_by, "context": p.context,
         "deadline": p.deadline, "priority": p.priority, "timeout_s": p.timeout_s,
