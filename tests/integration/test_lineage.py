@@ -351,9 +351,9 @@ def test_the_gateway_decomposes_assigns_delegates_and_merges_a_parents_subtasks(
 
         with pytest.raises(macp.NotFound, match=r"^'parent' names no task 'nope'; give the id"):
             call(member, "assign_subtasks", {"parent": "nope", "type": "square", "parts": [1]})
+        late = {"parent": decided.id, "agent": "sq1", "type": "square", "body": {"x": 1}}
         with pytest.raises(macp.InvalidParams, match=r"^task field 'parent' is task \w+, which "
                                                      r"has succeeded already"):  # fmt: skip
-            late = {"parent": decided.id, "agent": "sq1", "type": "square", "body": {"x": 1}}
             call(member, "delegate_subtask", late)
         with pytest.raises(macp.InvalidParams, match="give 'hub' \\(an agent\\) or 'type'"):
             call(member, "decompose_task", {"body": 1})
