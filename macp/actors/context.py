@@ -129,6 +129,8 @@ class Context:
         answer = node.ask(f"coordinator@{head}", SUBMIT, task).get()
         return Subtask(node, head, str(answer["task_id"]))
 
+    submit_subtask = delegate  # the same, by another name
+
     def defer(self) -> Deferred:
         """Answer later: return this from the handler, then call ``resolve`` or ``fail`` on it
         (from any thread) when the answer is known."""
