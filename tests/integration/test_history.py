@@ -206,6 +206,19 @@ def test_a_step_waiting_for_its_pool_waits_pool_exhausted_and_shows_its_dependen
         call(member, "resource_release", {"lease_id": lease["lease_id"]})
 
 
+def test_a_step_whose_task_waits_for_an_agent_shows_its_tasks_wait(member: Member) -> None:
+    stuck = {"name": "stuck", "steps": [{"id": "a", "type": "nobody-steps", "timeout_s": 60}]}
+    run_id = call(member, "workflow_execute", {"definition": stuck})["run_id"]
+
+    def step() -> dict[str, Any]:
+        return dict(call(member, "workflow_status", {"run_id": run_id})["steps"]["a"])
+
+    shown = wait_code(step, "none_registered", "the step")
+    assert shown["state"] == "running"
+    assert shown["wait"] == call(member, "task_status", {"task_id": shown["task_id"]})["wait"]
+    assert call(member, "workflow_cancel", {"run_id": run_id})["cancelled"] is True
+
+
 # -- the task list's filters, and each agent's counts ---------------------------------------------
 
 
@@ -260,7 +273,9 @@ def test_a_bad_filter_is_refused_naming_it(
     assert (error["field"], error["message"]) == (field, f"GET /api/v1/tasks: {message}")
 
 
-def test_each_agent_lists_the_tasks_it_succeeded_and_failed(member: Member) -> None:
+def test_each_agent_lists_the_tasks_it_succeeded_and_failed(
+    member: Member, api: httpx.Client
+) -> None:
     def counts() -> dict[str, tuple[int, int]]:
         agents = call(member, "agent_list")["agents"]
         return {a["address"]: (a["succeeded"], a["failed"]) for a in agents}
@@ -274,6 +289,10 @@ def test_each_agent_lists_the_tasks_it_succeeded_and_failed(member: Member) -> N
     assert after["sq@w1"] == (before["sq@w1"][0] + 1, before["sq@w1"][1])
     assert after["gate@w1"] == (before["gate@w1"][0], before["gate@w1"][1] + 1)
     assert set(after) == AGENTS
+    over_rest = {
+        a["address"]: (a["succeeded"], a["failed"]) for a in _get(api, "/agents")["agents"]
+    }
+    assert over_rest == after
 
 
 def test_a_task_whose_agents_node_is_down_waits_node_down(

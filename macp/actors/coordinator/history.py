@@ -16,8 +16,9 @@ timings: ``wait_ms``, from its submission to its first attempt (or to now, or it
 had none), and ``run_ms``, the time its attempts ran (from each one's start, or assignment,
 to its end, or now). ``coordinator.counts`` -> ``{states: {state: n}, types: {type: {state:
 n}}, agents: {address: {state: n}}, total}``, from the journal: the same after a restart.
-``workflow.status`` gives each step its ``depends_on``, and a ``wait`` (``pool_exhausted``)
-to a ready step of a resource-aware run that waits for its resources.
+``workflow.status`` gives each step its ``depends_on``, and a ``wait``: ``pool_exhausted`` to
+a ready step of a resource-aware run that waits for its resources, its task's to a running
+step whose task waits for an agent.
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ if TYPE_CHECKING:
 
     from macp.actors.coordinator.dispatch import Dispatcher
     from macp.actors.coordinator.engine import WorkflowEngine
+    from macp.actors.coordinator.ledger import Ledger
     from macp.actors.coordinator.table import TaskTable
     from macp.actors.coordinator.task import Task
     from macp.envelope import Wire
-    from macp.store import Journal
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "History", "query_of", "with_counts"]
 
@@ -118,26 +119,26 @@ def timings(task: Task, now: int) -> tuple[int, int]:
 
 class History:
     """The coordinator's answers about what happened (its task table, dispatcher, workflow
-    engine and journal; ``flush`` writes the changes not yet journaled)."""
+    engine and ledger; ``flush`` writes the changes not yet journaled)."""
 
     def __init__(
         self,
         table: TaskTable,
         dispatcher: Dispatcher,
         engine: WorkflowEngine,
-        journal: Journal,
+        ledger: Ledger,
         flush: Callable[[], None],
     ) -> None:
         self._table, self._dispatcher, self._engine = table, dispatcher, engine
-        self._journal, self._flush = journal, flush
+        self._ledger, self._flush = ledger, flush
 
     def tasks(self, body: Wire) -> Wire:
         """``coordinator.tasks``: the tasks a query matches, their total and counts."""
         query = query_of(body)
         self._flush()
-        counts = self._journal.task_counts(query)
+        found, counts = self._ledger.history(query)
         rows: list[Wire] = []
-        for task_id, record in self._journal.task_page(query):
+        for task_id, record in found:
             held = self._table.get(task_id)
             rows.append(self._row(record if held is None else held.to_record(), held))
         return {"tasks": rows, "total": sum(counts.values()), "counts": dict(counts)}
@@ -163,14 +164,12 @@ class History:
     def counts(self) -> Wire:
         """``coordinator.counts``: every task the journal keeps, counted."""
         self._flush()
-        states = self._journal.task_counts(TaskQuery())
-        totals = self._journal.task_totals()
-        return {"states": dict(states), "types": totals["types"], "agents": totals["agents"],
-                "total": sum(states.values())}  # fmt: skip
+        totals: dict[str, Any] = self._ledger.totals()
+        return {**totals, "total": sum(totals["states"].values())}
 
     def run_status(self, body: Wire) -> Wire:
         """``workflow.status``: the run (not its definition), each step with its
-        ``depends_on``, and the wait of a step held back for its resources."""
+        ``depends_on``, and why a step waits: for its resources, or its task for an agent."""
         run = self._engine.run(body)
         workflow = Workflow.parse(run["definition"])
         status = {k: v for k, v in run.items() if k != "definition"}
@@ -178,6 +177,10 @@ class History:
             step_id: {**step, "depends_on": list(workflow.step(step_id).depends_on)}
             for step_id, step in run["steps"].items()
         }
+        for step in status["steps"].values():
+            task = self._table.get(step["task_id"]) if step["task_id"] else None
+            if task is not None and task.state is _PENDING and task.kind is TaskKind.TASK:
+                step["wait"] = self._dispatcher.wait(task).to_wire()
         if run["state"] == RunState.RUNNING and run["chosen"]["strategy"] == "resource-aware":
             _, limit = startable(run, workflow)
             running = sum(1 for s in run["steps"].values() if s["state"] == StepState.RUNNING)

@@ -349,12 +349,6 @@ class Task:
         record["run"] = self.workflow or self.run  # a step's task: the run it is a step of
         return record
 
-    def listed(self) -> dict[str, Wire]:
-        """The task as ``coordinator.tasks`` lists it."""
-        return {"id": self.id, "type": self.type, "state": self.state.value,
-                "attempts": self.attempts, "node_failures": self.node_failures,
-                "agent": self.agent, "progress": self.progress}  # fmt: skip
-
     def move(self, to: TaskState) -> None:
         """Go to state ``to``.
 
