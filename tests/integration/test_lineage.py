@@ -108,6 +108,7 @@ def test_a_hubs_result_names_every_contributing_agent_and_input(cluster: macp.Cl
     assert {(c["parent"], c["delegated_by"]) for c in children} == {(task.id, "hub@w1")}
 
     lineage = cluster.lineage(task.id)
+    assert (task.children(), task.lineage()) == (children, lineage)
     assert (lineage["task"]["id"], lineage["root"], lineage["ancestors"]) == (task.id, task.id, [])
     assert lineage["truncated"] is False
     assert [(d["id"], d["depth"]) for d in lineage["descendants"]] == [
