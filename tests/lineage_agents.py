@@ -10,6 +10,7 @@ from typing import Any
 
 import macp
 from macp import Agent, Context, Hub, handler
+from macp.topologies.roles import Line
 
 SPOKES = ("sq1@w1", "sq2@w2", "sq3@w2")
 """The squarers a :class:`Splitter` sends its parts to, in turn (on two nodes)."""
@@ -95,3 +96,12 @@ class Waiter(Agent):
     def whoami(self, _body: macp.Wire, ctx: Context) -> macp.Wire:
         """The task it runs, and the context the task was given."""
         return {"task_id": ctx.task_id, "context": ctx.context, "me": self.address}
+
+
+class Belt(Line):
+    """An assembly line of one stage: each item ``{"x": x}`` squared by any squarer."""
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.config.setdefault("stages", [{"type": "square", "capabilities": ["square"],
+                                           "mode": "each", "max_in_flight": 3}])  # fmt: skip

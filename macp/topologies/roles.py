@@ -167,13 +167,16 @@ class _Run:
     in_flight: list[int] = field(default_factory=list)
     finished: int = 0
     segment: tuple[int, int] = (0, 0)
+    task_id: str | None = None  # the line's task: each stage's task is its child
 
 
 class Line(Agent):
     """Runs an assembly line; the topology starts it, with ``config["stages"]``: each
     ``{type, capabilities, mode, max_in_flight}``. A run of ``each`` stages is pipelined:
     item 1 may be in the third stage while item 5 is in the first. An ``all`` stage gets the
-    whole current value (and may turn one input into a list of items, or items into one)."""
+    whole current value (and may turn one input into a list of items, or items into one).
+    Run as a task, each stage's task is a child of the line's task (its lineage names every
+    stage's agent and input)."""
 
     role: ClassVar[str | None] = "line"
 
@@ -184,7 +187,7 @@ class Line(Agent):
     @handler(SUBMIT)
     def _run_submitted(self, body: Wire, ctx: Context) -> Reply:
         run_id = f"line-{next(self.ids)}"
-        self.runs[run_id] = _Run(ctx.defer(), body)
+        self.runs[run_id] = _Run(ctx.defer(), body, task_id=ctx.task_id)
         self._next_stage(run_id)
         return self.runs[run_id].reply
 
@@ -239,6 +242,9 @@ class Line(Agent):
         spec = self.stages[stage]
         head = self.node.head or self.node.name
         task = {"type": spec["type"], "body": value, "capabilities": spec.get("capabilities") or []}
+        parent = self.runs[run_id].task_id
+        if parent is not None:  # a stage's task is a child of the line's
+            task.update(parent=parent, delegated_by=self.address)
         try:
             submitted = self.node.ask(f"coordinator@{head}", COORDINATOR_SUBMIT, task)
         except MacpError as e:

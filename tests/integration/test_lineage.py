@@ -34,6 +34,7 @@ pytestmark = pytest.mark.integration
 
 NODES = {
     "w1": {"hub": "lineage_agents:Splitter", "boss": "lineage_agents:Delegator",
+           "belt": "lineage_agents:Belt",
            "sq1": "agents:Squarer", "gate1": "lineage_agents:Waiter", "echo": "agents:Echo"},
     "w2": {"sq2": "agents:Squarer", "sq3": "agents:Squarer", "gate2": "lineage_agents:Waiter",
            "flaky": "lineage_agents:FailsFirst"},
@@ -126,6 +127,24 @@ def test_a_hubs_result_names_every_contributing_agent_and_input(cluster: macp.Cl
         task.id, [task.id], [],
     )  # fmt: skip
     assert below["contributors"]["agents"] == ["sq2@w2"]
+
+
+def test_an_assembly_lines_result_names_each_stages_agent_and_input(
+    cluster: macp.Cluster,
+) -> None:
+    items = [{"x": 1}, {"x": 2}, {"x": 3}]
+    task = cluster.submit("topology.submit", items, agent="belt@w1")
+    squares = task.result(timeout_s=30)
+    assert [s["square"] for s in squares] == [1, 4, 9]
+    lineage = task.lineage()
+    stages = lineage["descendants"]
+    assert (
+        sorted((s["parent"], s["delegated_by"], s["type"]) for s in stages)
+        == [(task.id, "belt@w1", "square")] * 3
+    )
+    inputs = lineage["contributors"]["inputs"]
+    assert sorted(i["body"]["x"] for i in inputs[1:]) == [1, 2, 3]
+    assert lineage["contributors"]["agents"] == sorted({"belt@w1", *(s["by"] for s in squares)})
 
 
 def test_a_subtask_delegated_through_ctx_gets_its_parent_agent_run_and_context(
