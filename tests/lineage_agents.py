@@ -78,17 +78,21 @@ class FailsFirst(Agent):
 class Waiter(Agent):
     """``wait_file`` answers once ``body["path"]`` exists (polled; bounded by ``within_s``, 30 s
     by default), and leaves a file ``<path>.<task id>.done`` behind: the test sees its handler
-    ran to its end."""
+    ran to its end. Every 0.1 s it asks whether its task is still wanted (``ctx.is_cancelled``);
+    once not, it stops and leaves ``<path>.<task id>.stopped`` instead."""
 
     capabilities = ("gate",)
 
     @handler("wait_file")
     def wait_file(self, body: dict[str, Any], ctx: Context) -> macp.Wire:
         path, wake = Path(body["path"]), threading.Event()
-        for _ in range(int(float(body.get("within_s", 30)) / 0.01)):
+        for tick in range(int(float(body.get("within_s", 30)) / 0.01)):
             if path.exists():
                 Path(f"{path}.{ctx.task_id}.done").write_text(self.address, encoding="utf-8")
                 return {"opened": str(path), "by": self.address}
+            if tick % 10 == 9 and ctx.is_cancelled():
+                Path(f"{path}.{ctx.task_id}.stopped").write_text(self.address, encoding="utf-8")
+                return {"stopped": True, "by": self.address}
             wake.wait(0.01)
         raise macp.AskTimeout(f"{path} did not appear")
 

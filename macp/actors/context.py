@@ -12,12 +12,14 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypeAlias
 
+from macp.errors import MacpError
+
 if TYPE_CHECKING:
     from macp.envelope import Envelope, Wire
     from macp.runtime import NodeRuntime
 
 __all__ = [
-    "RESULT", "SUBMIT", "TASK_PROGRESS", "Context", "Deferred", "HandlingAgent", "Reply",
+    "RESULT", "STATUS", "SUBMIT", "TASK_PROGRESS", "Context", "Deferred", "HandlingAgent", "Reply",
     "Running", "Subtask", "running_task",
 ]  # fmt: skip
 
@@ -26,6 +28,8 @@ SUBMIT: Final = "coordinator.submit"
 """The coordinator's messages a subtask is submitted and waited for with
 (:mod:`macp.actors.coordinator.messages` lists them all)."""
 RESULT: Final = "coordinator.result"
+STATUS: Final = "coordinator.status"
+_WAITED_FOR: Final = ("assigned", "running")
 
 
 class Running(NamedTuple):
@@ -130,6 +134,23 @@ class Context:
         return Subtask(node, head, str(answer["task_id"]))
 
     submit_subtask = delegate  # the same, by another name
+
+    def is_cancelled(self) -> bool:
+        """Whether the coordinator no longer waits for this attempt of the task: the task was
+        cancelled (alone, or with its parent), or ended or moved on otherwise (its deadline
+        passed, another attempt runs it). It asks the coordinator: call it between the steps
+        of long work, not in a tight loop. ``False`` outside a task's handler, and while the
+        coordinator does not answer (the head restarting: the work goes on)."""
+        if self.task_id is None:
+            return False
+        node = self.agent.node
+        head = node.head or node.name
+        body: dict[str, Wire] = {"task_id": self.task_id}
+        try:
+            status = node.ask(f"coordinator@{head}", STATUS, body).get()
+        except MacpError:
+            return False
+        return status["state"] not in _WAITED_FOR or status["attempts"] != self.attempt
 
     def defer(self) -> Deferred:
         """Answer later: return this from the handler, then call ``resolve`` or ``fail`` on it

@@ -188,17 +188,16 @@ def _blocked_children(cluster: macp.Cluster, tmp_path: Path, **policy: Any) -> t
 def test_a_cancelled_parent_cancels_its_open_children(
     cluster: macp.Cluster, tmp_path: Path
 ) -> None:
-    parent, gate = _blocked_children(cluster, tmp_path)
+    parent, _gate = _blocked_children(cluster, tmp_path)
     assert cluster.cancel(parent) is True
     children = cluster.children(parent)
     assert [c["state"] for c in children] == ["cancelled", "cancelled"]
     for child in children:
         with pytest.raises(macp.Cancelled, match=f"cancelled with its parent {parent}"):
             cluster.result(child["id"])
-    gate.touch()  # the blocked handlers finish: their late answers are ignored
-    for child_id in _ids(children):
-        done = tmp_path / f"open.{child_id}.done"
-        wait_until(done.exists, 20, "a child's handler did not finish")
+    for child_id in _ids(children):  # their handlers learn it, stop, and are ignored
+        stopped = tmp_path / f"open.{child_id}.stopped"
+        wait_until(stopped.exists, 20, "a child's handler did not learn it was cancelled")
         wait_until(partial(_last_event_is, cluster, child_id, "duplicate_ignored"), 20,
                    "a child's late answer was not ignored")  # fmt: skip
         assert _state(cluster, child_id) == "cancelled"
@@ -328,6 +327,9 @@ def test_the_tree_and_its_cancellations_hold_across_a_head_restart(
     with pytest.raises(macp.Cancelled, match=f"cancelled with its parent {parent} \\(cancelled\\)"):
         cluster.result(children[0])
     assert _ids(cluster.children(parent)) == children
+    for child_id in children:  # their handlers, still running, learn it and stop
+        stopped = tmp_path / f"open.{child_id}.stopped"
+        wait_until(stopped.exists, 20, "a child's handler did not learn it was cancelled")
 
 
 def test_the_gateway_decomposes_assigns_delegates_and_merges_a_parents_subtasks(

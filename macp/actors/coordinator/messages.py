@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from macp.actors.context import RESULT, SUBMIT
+from macp.actors.context import RESULT, STATUS, SUBMIT
 
 __all__ = [
     "CANCEL", "CHILDREN", "CONTROL", "COUNTS", "DEAD_LETTERS", "LINEAGE", "RESULT", "SCATTER",
@@ -43,7 +43,6 @@ __all__ = [
     "WORKFLOW_RESULT", "WORKFLOW_RESUME", "WORKFLOW_RUN", "WORKFLOW_STATUS",
 ]  # fmt: skip
 
-STATUS: Final = "coordinator.status"
 CANCEL: Final = "coordinator.cancel"
 TASKS: Final = "coordinator.tasks"
 CHILDREN: Final = "coordinator.children"
