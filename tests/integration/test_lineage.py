@@ -357,10 +357,20 @@ def test_the_gateway_decomposes_assigns_delegates_and_merges_a_parents_subtasks(
         for task_id in ids:
             cluster.result(task_id)
 
+        orchestrated = call(member, "task_orchestrate", {
+            "type": "whoami", "agent": "gate2@w2", "parent": parent.id, "context": [1, 2],
+            "deadline": time.time() + 60, "on_child_failure": "ignore",
+        })  # fmt: skip
+        status = cluster.status(orchestrated["task_id"])
+        assert (status["parent"], status["on_child_failure"]) == (parent.id, "ignore")
+        assert cluster.result(orchestrated["task_id"])["context"] == [1, 2]
+        ids.append(orchestrated["task_id"])
+        with pytest.raises(macp.InvalidParams, match="'parent', 'deadline' and 'context' are for"):
+            call(member, "task_orchestrate", {"type": "square", "parallelism": 2, "context": 1})
         tree = call(member, "task_tree", {"task_id": parent.id})
         # the agent running the parent delegates them
         children = [(c["id"], c["delegated_by"]) for c in tree["tree"]["children"]]
-        assert children == [(i, "gate1@w1") for i in ids]
+        assert children == [(i, "gate1@w1") for i in ids[:-1]] + [(ids[-1], None)]
         results = [{"square": 25}, {"square": 36}]
         merged = call(member, "merge_results", {"hub": "hub", "results": results})
         assert merged["merged"]["sum"] == 61

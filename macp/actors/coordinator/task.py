@@ -40,7 +40,7 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from macp._storable import check as check_storable
 from macp._storable import is_number, scrub
@@ -57,6 +57,7 @@ __all__ = [
     "DEFAULTS",
     "FINAL",
     "TRANSITIONS",
+    "ChildPolicy",
     "Task",
     "TaskDefaults",
     "TaskKind",
@@ -64,7 +65,8 @@ __all__ = [
     "error_record",
 ]
 
-CHILD_POLICIES: Final = ("fail", "ignore", "retry")
+ChildPolicy = Literal["fail", "ignore", "retry"]
+CHILD_POLICIES: Final[tuple[str, ...]] = get_args(ChildPolicy)
 """What a child's failure does to its parent (its ``on_child_failure``): the parent fails
 (naming the child), goes on, or has the child resubmitted (up to ``child_retries`` times)."""
 
@@ -123,7 +125,7 @@ class TaskDefaults:
     max_node_failures: int = 10
     backoff_s: float = 0.1
     backoff_max_s: float = 10.0
-    on_child_failure: str = "fail"
+    on_child_failure: ChildPolicy = "fail"
     child_retries: int = 2
 
 
