@@ -9,6 +9,7 @@ from macp.actors.agent import Agent as Agent
 from macp.actors.agent import handler as handler
 from macp.actors.context import Context as Context
 from macp.actors.context import Deferred as Deferred
+from macp.actors.context import Subtask as Subtask
 from macp.actors.task_events import TaskEvents as TaskEvents
 from macp.actors.teams import SessionMember as SessionMember
 from macp.address import Address as Address
@@ -108,6 +109,7 @@ __all__ = [
     "Settings",
     "StartFailed",
     "Strategy",
+    "Subtask",
     "SupervisorEscalation",
     "SupervisorSpec",
     "Task",

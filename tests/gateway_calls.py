@@ -4,9 +4,10 @@ and what its answer must show (:data:`CALLS`), and a synchronous MCP session to 
 step) is waited for with :func:`macp.testing.wait_until`.
 
 The cluster these calls expect (tests/integration/test_gateway_mcp.py's fixture): a head, and
-a worker ``w1`` running ``sq`` (a Squarer), ``echo`` and ``hanger`` (Echoes) and ``llm`` (a
-model_agents.Llm) that allows spawning :data:`SPAWNABLE`, and a resource pool ``gpu`` of
-capacity 2 (:data:`POOL`).
+a worker ``w1`` running ``sq`` (a Squarer), ``echo`` and ``hanger`` (Echoes), ``llm`` (a
+model_agents.Llm) and ``hub`` (a :class:`macp.Hub`, whose hooks answer the delegation calls)
+that allows spawning :data:`SPAWNABLE`, and a resource pool ``gpu`` of capacity 2
+(:data:`POOL`).
 """
 
 from __future__ import annotations
@@ -209,6 +210,58 @@ CALLS: dict[str, Call] = {
             and r["count"] == len(r["tasks"]) <= r["total"] == r["counts"]["pending"]
             and next(t for t in r["tasks"] if t["id"] == k.waiting_task)["wait"]["code"]
             == "none_registered"
+        ),
+    ),
+    # -- delegation: subtasks of the waiting task (unfinished until task_cancel), on sq@w1
+    "decompose_task": Call(
+        lambda _k: {"type": "topology.submit", "body": {"x": 3}},
+        lambda r, _k: r == {"hub": "hub@w1", "parts": [{"x": 3}], "count": 1},
+    ),
+    "assign_subtasks": Call(
+        lambda k: {
+            "parent": k.waiting_task,
+            "type": "square",
+            "parts": [{"x": 2}, {"x": 3}],
+            "capabilities": ["square"],
+        },
+        lambda r, k: (
+            (r["parent"], r["count"], [s["body"] for s in r["subtasks"]])
+            == (k.waiting_task, 2, [{"x": 2}, {"x": 3}])
+        ),
+    ),
+    "delegate_subtask": Call(
+        lambda k: {
+            "parent": k.waiting_task,
+            "agent": "sq",
+            "type": "square",
+            "body": {"x": 4},
+            "context": {"why": "mcp"},
+        },
+        lambda r, k: (r["parent"], r["agent"]) == (k.waiting_task, "sq@w1") and bool(r["task_id"]),
+    ),
+    "task_tree": Call(
+        lambda k: {"task_id": k.waiting_task},
+        lambda r, k: (
+            (r["tree"]["id"], r["count"], r["truncated"]) == (k.waiting_task, 3, False)
+            and [(c["state"], c["agent"], c["parent"]) for c in r["tree"]["children"]]
+            == [("succeeded", "sq@w1", k.waiting_task)] * 3
+        ),
+        wait=True,  # until the three subtasks are done
+    ),
+    "task_lineage": Call(
+        lambda k: {"task_id": k.waiting_task},
+        lambda r, k: (
+            (r["root"], r["ancestors"], r["contributors"]["agents"])
+            == (k.waiting_task, [], ["sq@w1"])
+            and [i["body"] for i in r["contributors"]["inputs"]][1:]
+            == [{"x": 2}, {"x": 3}, {"x": 4}]
+        ),
+    ),
+    "merge_results": Call(
+        lambda k: {"hub": "hub", "parent": k.waiting_task},
+        lambda r, _k: (
+            (r["hub"], r["merged"])
+            == ("hub@w1", [{"square": x * x, "by": "sq@w1"} for x in (2, 3, 4)])
         ),
     ),
     "task_cancel": Call(

@@ -22,7 +22,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from macp._supervised import InHand, Supervised, incarnation_of
-from macp.actors.context import Context, Deferred
+from macp.actors.context import Context, Deferred, Running, set_running
 from macp.actors.control import Controls
 from macp.actors.handlers import TASK_ACK, TASK_RUN, Handler, handler, handler_table, mark
 from macp.commands import AgentState
@@ -237,10 +237,14 @@ class Agent(Controls, Supervised):
             raise UnknownMessageType(
                 f"agent {self.address} has no handler for {type_!r} (it handles: {known})"
             )
-        ctx.task_id, ctx.attempt = task_id, attempt
-        if entry.wants_ctx:
-            return entry.fn(self, body.get("body"), ctx)
-        return entry.fn(self, body.get("body"))
+        ctx.task_id, ctx.attempt, ctx.context = task_id, attempt, body.get("context")
+        before = set_running(Running(task_id, self.address))  # its subtasks are its children
+        try:
+            if entry.wants_ctx:
+                return entry.fn(self, body.get("body"), ctx)
+            return entry.fn(self, body.get("body"))
+        finally:
+            set_running(before)
 
     # -- dispatch (the agent's thread) --------------------------------------------------------
 

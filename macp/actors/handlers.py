@@ -19,9 +19,10 @@ if TYPE_CHECKING:
 __all__ = ["TASK_ACK", "TASK_RUN", "Handler", "handler", "handler_table", "mark"]
 
 TASK_RUN: Final = "task.run"
-"""A coordinator's assignment ``{task_id, attempt, type, body, timeout_s?}``; the reply is the
-result. ``timeout_s`` is the attempt's (the ask waits longer, for a late reply): a handler still
-running ``abandon_grace_s`` past it is abandoned."""
+"""A coordinator's assignment ``{task_id, attempt, type, body, timeout_s?, context?}``; the
+reply is the result. ``context`` is the task's contextual data (the handler's
+``ctx.context``). ``timeout_s`` is the attempt's (the ask waits longer, for a late reply): a
+handler still running ``abandon_grace_s`` past it is abandoned."""
 TASK_ACK: Final = "task.ack"
 
 _F = TypeVar("_F", bound="Callable[..., Any]")

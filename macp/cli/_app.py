@@ -20,6 +20,7 @@ import macp
 from macp.cli._gateway import gateway_app
 from macp.cli._gateway_audit import audit
 from macp.cli._history import register as register_history
+from macp.cli._lineage import lineage
 from macp.cli._mcp import mcp
 from macp.cli._start import start
 from macp.cli._support import fail
@@ -49,6 +50,7 @@ node_app.command("start")(start)
 gateway_app.command("audit")(audit)  # macp gateway audit
 app.add_typer(gateway_app, name="gateway")
 app.command("mcp")(mcp)
+app.command("lineage")(lineage)
 
 
 def _print_version(given: bool) -> None:

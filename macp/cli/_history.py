@@ -18,6 +18,7 @@ from macp.actors.coordinator import with_counts
 from macp.actors.coordinator.history import MAX_LIMIT
 from macp.actors.coordinator.task import TaskState
 from macp.actors.registry import CONTROL_PLANE
+from macp.cli._lineage import tree_lines
 from macp.cli._support import fail
 from macp.cli._topology import AsJson, Connect, _connect, _failed, _print, _spec
 from macp.errors import MacpError
@@ -149,7 +150,7 @@ def task(
 ) -> None:
     """One task: its attempts (agent, node, times, outcome), timings, progress, result or
     error, and why it waits."""
-    status = _read(file, connect, lambda c: c.status(task_id))
+    status = _read(file, connect, lambda c: {**c.status(task_id), "children": c.children(task_id)})
     if as_json:
         _print(status)
         return
@@ -164,6 +165,7 @@ def task(
     ]  # fmt: skip
     if "wait" in status:
         lines.append(f"  waiting ({status['wait']['code']}): {status['wait']['reason']}")
+    lines.extend(tree_lines(status))
     if status["state"] == "succeeded":
         lines.append(f"  result: {json.dumps(status.get('result'), default=str)}")
     elif status.get("error"):
@@ -175,6 +177,8 @@ def task(
             for a in status.get("attempt_history", [])]  # fmt: skip
     columns = ["attempt", "agent", "node", "assigned", "started", "ended", "outcome", "error"]
     _table(f"attempts ({len(rows)})", columns, rows)
+    children = [[c["id"], c["type"], c["state"], c.get("agent")] for c in status["children"]]
+    _table(f"children ({len(children)})", ["id", "type", "state", "agent"], children)
 
 
 def runs(file: FileArg = None, connect: Connect = None, as_json: AsJson = False) -> None:

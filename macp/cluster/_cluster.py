@@ -31,6 +31,7 @@ from macp.cluster import _history
 from macp.cluster._evaluating import Evaluating
 from macp.cluster._handles import Run, Task
 from macp.cluster._head import head_of
+from macp.cluster._lineage import children, lineage, lineage_spec
 from macp.cluster._spawn import choose_node, spawn_body
 from macp.cluster._teams import Goals, Projects, Sessions
 from macp.cluster._waiting import wait_routable
@@ -145,8 +146,16 @@ class Cluster(Evaluating):
         backoff_max_s: float = DEFAULTS.backoff_max_s,
         idempotency_key: str | None = None,
         notify: str | None = None,
+        parent: str | None = None,
+        delegated_by: str | None = None,
+        run: str | None = None,
+        deadline: float | None = None,
+        context: Wire = None,
+        on_child_failure: str = DEFAULTS.on_child_failure,
+        child_retries: int = DEFAULTS.child_retries,
     ) -> Task:
-        """Submit a task; it is journaled before this returns.
+        """Submit a task; it is journaled before this returns. Submitted from a task's handler
+        (on its thread), it is a child of that task, delegated by its agent.
 
         Args:
             type: the handler type the agent runs.
@@ -166,6 +175,11 @@ class Cluster(Evaluating):
                 long as the journal keeps that task (``journal_retention``: a day after it
                 finished by default); after that the key has expired and a submit is new.
             notify: an address told ``task.done`` when the task finishes.
+            parent, delegated_by, run, deadline, context, on_child_failure, child_retries: its
+                place in a tree of tasks (:mod:`macp.actors.coordinator.lineage`): its parent
+                task (unfinished), the delegating agent, its workflow run, a deadline in epoch
+                seconds, data for its handler (``ctx.context``), and what a failure of its own
+                children does to it (``fail``, ``ignore`` or ``retry`` up to ``child_retries``).
         """
         spec = {
             "type": type, "body": body, "capabilities": _listed(capabilities), "role": role,
@@ -174,6 +188,9 @@ class Cluster(Evaluating):
             "max_node_failures": max_node_failures,
             "backoff_s": backoff_s, "backoff_max_s": backoff_max_s,
             "idempotency_key": idempotency_key, "notify": notify,
+            **lineage_spec(parent=parent, delegated_by=delegated_by, run=run, deadline=deadline,
+                           context=context, on_child_failure=on_child_failure,
+                           child_retries=child_retries),
         }  # fmt: skip
         # The same key submits once, however often it is sent: only then is it sent again.
         ask = self._ask if idempotency_key is None else self._read
@@ -190,6 +207,14 @@ class Cluster(Evaluating):
 
     def cancel(self, task_id: str) -> bool:
         return bool(self._ask("coordinator", CANCEL, {"task_id": task_id})["cancelled"])
+
+    def children(self, task_id: str) -> list[dict[str, Any]]:
+        """The tasks ``task_id`` delegated, oldest first."""
+        return children(self._read, task_id)
+
+    def lineage(self, task_id: str, *, limit: int | None = None) -> dict[str, Any]:
+        """Ancestors, descendants (at most ``limit``) and contributors: ``_lineage.lineage``."""
+        return lineage(self._read, task_id, limit)
 
     def tasks(
         self, states: Sequence[str] | None = None, *, type: str | None = None,

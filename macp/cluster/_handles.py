@@ -25,6 +25,8 @@ class _Cluster(Protocol):
     def result(self, task_id: str, *, timeout_s: float = ...) -> Any: ...
     def status(self, task_id: str) -> dict[str, Any]: ...
     def cancel(self, task_id: str) -> bool: ...
+    def children(self, task_id: str) -> list[dict[str, Any]]: ...
+    def lineage(self, task_id: str, *, limit: int | None = None) -> dict[str, Any]: ...
     def _ask(
         self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None
     ) -> Any: ...
@@ -55,7 +57,16 @@ class Task:
         return self._cluster.status(self.id)
 
     def cancel(self) -> bool:
+        """Cancel it (and its open subtasks, down its tree); ``False`` if it had finished."""
         return self._cluster.cancel(self.id)
+
+    def children(self) -> list[dict[str, Any]]:
+        """The subtasks it delegated, oldest first."""
+        return self._cluster.children(self.id)
+
+    def lineage(self, limit: int | None = None) -> dict[str, Any]:
+        """Its ancestors, the tree below it, and every agent and input its result came from."""
+        return self._cluster.lineage(self.id, limit=limit)
 
 
 class Run:

@@ -5,7 +5,9 @@ hold in every topology.
 
 - :class:`Hub` (hub-and-spoke, and each non-leaf of a hierarchy): ``decompose`` a task into
   parts, send each part to a child (spokes by capability, or the team members of a lead), then
-  ``merge`` the results.
+  ``merge`` the results. Each part is a subtask of the hub's task (its ``parent``), so the
+  task's lineage names every spoke and input; its hooks also answer ``hub.decompose`` and
+  ``hub.merge`` asks (the gateway's ``decompose_task`` and ``merge_results``).
 - :class:`Peer` (peer-to-peer): ``request_assistance(capabilities, body)`` has another agent
   with the capabilities do the work, through the head's sessions actor (a coordinator task).
 - :class:`Line` (assembly-line, started by the topology): items flow stage to stage, the
@@ -24,18 +26,22 @@ from macp.actors.agent import Agent, handler
 from macp.actors.coordinator import RESULT
 from macp.actors.coordinator import SUBMIT as COORDINATOR_SUBMIT
 from macp.actors.teams.messages import SESSION_ASSIST, SESSIONS
-from macp.errors import AgentError, InvalidParams, MacpError
+from macp.errors import AgentError, InvalidParams, MacpError, error_body
 
 if TYPE_CHECKING:
     from macp.actors.context import Context, Deferred, Reply
     from macp.envelope import Wire
     from macp.futures import AskFuture
 
-__all__ = ["SUBMIT", "Hub", "Line", "Peer"]
+__all__ = ["DECOMPOSE", "MERGE", "SUBMIT", "Hub", "Line", "Peer"]
 
 _ASSIST_MARGIN_S: Final = 5.0  # the sessions actor answers a timeout itself, this long before
 SUBMIT: Final = "topology.submit"
 """The task type a topology's entry agent (hub, root, line) handles."""
+DECOMPOSE: Final = "hub.decompose"
+"""A hub's ``decompose`` hook, asked: the task's body -> its parts (nothing is submitted)."""
+MERGE: Final = "hub.merge"
+"""A hub's ``merge`` hook, asked: ``{results, body}`` -> the merged result."""
 
 
 def _cluster(agent: Agent) -> Any:
@@ -59,8 +65,24 @@ class Hub(Agent):
         return [body]
 
     def merge(self, results: list[Any], body: Wire) -> Wire:  # noqa: ARG002 - for subclasses
-        """The task's result from its parts' results (in the order of the parts)."""
+        """The task's result from its parts' results (in the order of the parts; a part that
+        failed under the ``ignore`` policy is ``{"error": {code, message, data}}``)."""
         return results
+
+    @handler(DECOMPOSE)
+    def _decompose(self, body: Wire) -> Wire:
+        parts = self.decompose(body)
+        if not isinstance(parts, list):
+            raise InvalidParams(
+                f"hub {self.address}'s decompose answered {parts!r:.60}, not a list"
+            )
+        return parts
+
+    @handler(MERGE)
+    def _merge(self, body: Wire) -> Wire:
+        if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+            raise InvalidParams(f"{MERGE} needs a map with 'results' (a list) and 'body'")
+        return self.merge(body["results"], body.get("body"))
 
     @handler(SUBMIT)
     def _run_submitted(self, body: Wire, ctx: Context) -> Wire:
@@ -80,9 +102,19 @@ class Hub(Agent):
             )
             tasks.append(cluster.submit(child["type"], part, **route))
             ctx.progress(0.5 * (i + 1) / len(parts), f"sent {i + 1} of {len(parts)} parts")
-        results = []
+        results: list[Any] = []
+        ignored: bool | None = None  # whether its task's policy ignores a failed part
         for i, task in enumerate(tasks):
-            results.append(task.result(timeout_s=float(self.config.get("subtask_timeout_s", 60.0))))
+            try:
+                results.append(task.result(float(self.config.get("subtask_timeout_s", 60.0))))
+            except MacpError as e:
+                if ignored is None:
+                    ignored = ctx.task_id is not None and (
+                        cluster.status(ctx.task_id).get("on_child_failure") == "ignore"
+                    )
+                if not ignored:
+                    raise
+                results.append({"error": error_body(e)})
             ctx.progress(0.5 + 0.5 * (i + 1) / len(tasks), f"{i + 1} of {len(tasks)} parts done")
         return self.merge(results, body)
 
@@ -159,13 +191,16 @@ class _Run:
     in_flight: list[int] = field(default_factory=list)
     finished: int = 0
     segment: tuple[int, int] = (0, 0)
+    task_id: str | None = None  # the line's task: each stage's task is its child
 
 
 class Line(Agent):
     """Runs an assembly line; the topology starts it, with ``config["stages"]``: each
     ``{type, capabilities, mode, max_in_flight}``. A run of ``each`` stages is pipelined:
     item 1 may be in the third stage while item 5 is in the first. An ``all`` stage gets the
-    whole current value (and may turn one input into a list of items, or items into one)."""
+    whole current value (and may turn one input into a list of items, or items into one).
+    Run as a task, each stage's task is a child of the line's task (its lineage names every
+    stage's agent and input)."""
 
     role: ClassVar[str | None] = "line"
 
@@ -176,7 +211,7 @@ class Line(Agent):
     @handler(SUBMIT)
     def _run_submitted(self, body: Wire, ctx: Context) -> Reply:
         run_id = f"line-{next(self.ids)}"
-        self.runs[run_id] = _Run(ctx.defer(), body)
+        self.runs[run_id] = _Run(ctx.defer(), body, task_id=ctx.task_id)
         self._next_stage(run_id)
         return self.runs[run_id].reply
 
@@ -231,6 +266,9 @@ class Line(Agent):
         spec = self.stages[stage]
         head = self.node.head or self.node.name
         task = {"type": spec["type"], "body": value, "capabilities": spec.get("capabilities") or []}
+        parent = self.runs[run_id].task_id
+        if parent is not None:  # a stage's task is a child of the line's
+            task.update(parent=parent, delegated_by=self.address)
         try:
             submitted = self.node.ask(f"coordinator@{head}", COORDINATOR_SUBMIT, task)
         except MacpError as e:

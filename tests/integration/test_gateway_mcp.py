@@ -48,7 +48,7 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     """A head (control plane) and a worker running a Squarer, two Echoes (one to hang a
-    workflow's step on) and an Llm (it reports model figures), allowing SPAWNABLE to be
+    workflow's step on), an Llm (it reports model figures) and a Hub, allowing SPAWNABLE to be
     spawned, for the module."""
     head = NodeProcess("head", "--control-plane", *QUICK_CLUSTER_FLAGS, pythonpath=[TESTS])
     worker = None
@@ -67,6 +67,8 @@ def cluster() -> Iterator[Cluster]:
             "hanger=agents:Echo",
             "--agent",
             "llm=model_agents:Llm",
+            "--agent",
+            "hub=macp:Hub",
             *(a for cls in SPAWNABLE for a in ("--spawnable", cls)),
             *QUICK_CLUSTER_FLAGS,
             pythonpath=[TESTS],

@@ -12,6 +12,7 @@ Composed of parts, each a concept of its own, held by a thin actor:
 - :mod:`.courier`: what is sent, and the outcomes handed back;
 - :mod:`.ledger`: the journal (writes, replay with :mod:`.records`' checks, and
   :mod:`.retention`);
+- :mod:`.lineage`: trees of tasks (parents and children, deadlines, the lineage of a result);
 - :mod:`.flow`: the flow of tasks from submit to their end (outcomes, timeouts, retries);
 - :mod:`.actor`: the :class:`Coordinator` actor that wires them;
 - :mod:`.events`: task events, told to subscribers that hold a lease;
@@ -24,9 +25,11 @@ from macp.actors.coordinator.actor import Coordinator as Coordinator
 from macp.actors.coordinator.dispatch import CoordinatorOptions as CoordinatorOptions
 from macp.actors.coordinator.history import with_counts as with_counts
 from macp.actors.coordinator.messages import CANCEL as CANCEL
+from macp.actors.coordinator.messages import CHILDREN as CHILDREN
 from macp.actors.coordinator.messages import CONTROL as CONTROL
 from macp.actors.coordinator.messages import COUNTS as COUNTS
 from macp.actors.coordinator.messages import DEAD_LETTERS as DEAD_LETTERS
+from macp.actors.coordinator.messages import LINEAGE as LINEAGE
 from macp.actors.coordinator.messages import RESULT as RESULT
 from macp.actors.coordinator.messages import SCATTER as SCATTER
 from macp.actors.coordinator.messages import STATUS as STATUS
@@ -49,10 +52,12 @@ from macp.actors.coordinator.task import DEFAULTS as DEFAULTS
 
 __all__ = [
     "CANCEL",
+    "CHILDREN",
     "CONTROL",
     "COUNTS",
     "DEAD_LETTERS",
     "DEFAULTS",
+    "LINEAGE",
     "RESULT",
     "SCATTER",
     "STATUS",

@@ -43,11 +43,14 @@ from macp.actors.coordinator.events import Subscribers
 from macp.actors.coordinator.flow import RetryDue, TaskFlow
 from macp.actors.coordinator.history import History
 from macp.actors.coordinator.ledger import Ledger
+from macp.actors.coordinator.lineage import Lineage
 from macp.actors.coordinator.messages import (
     CANCEL,
+    CHILDREN,
     CONTROL,
     COUNTS,
     DEAD_LETTERS,
+    LINEAGE,
     RESULT,
     SCATTER,
     STATUS,
@@ -115,9 +118,10 @@ class Coordinator(Agent):
         self.subscribers = Subscribers(self.table, self.tell, self.log)
         self.dispatcher = Dispatcher(options, self.table)
         self.scatters = Scatters(self.dispatcher)
+        lineage = Lineage(self.table, self._held_or_stored, self._has_run)
         self.flow = TaskFlow(
             self.table, self.dispatcher, self.scatters,
-            Courier(self.node, self.address, self._tell_self),
+            Courier(self.node, self.address, self._tell_self), lineage,
             later=self.after_commit.append, tell=self.tell,
             later_s=self._tell_self_in,
         )  # fmt: skip
@@ -204,13 +208,26 @@ class Coordinator(Agent):
     def counts(self, _body: Wire) -> Wire:
         return self.history.counts()
 
+    @handler(CHILDREN)
+    def children_of(self, body: Wire) -> Wire:
+        return self.flow.lineage.children(self._task(body))
+
+    @handler(LINEAGE)
+    def lineage_of(self, body: Wire) -> Wire:
+        return self.flow.lineage.lineage(self._task(body), body)
+
+    def _held_or_stored(self, task_id: str) -> Task | None:
+        # long finished, and no longer kept in memory: the journal has it
+        return self.table.get(task_id) or self.ledger.task(task_id)
+
+    def _has_run(self, run_id: str) -> bool:
+        return run_id in self.engine.runs or self.ledger.run(run_id) is not None
+
     def _task(self, body: Wire) -> Task:
         task_id = body.get("task_id") if isinstance(body, dict) else None
         if not isinstance(task_id, str):
             raise InvalidParams("'task_id' must be the string that submit returned")
-        task = self.table.get(task_id)
-        if task is None:  # long finished, and no longer kept in memory: the journal has it
-            task = self.ledger.task(task_id)
+        task = self._held_or_stored(task_id)
         if task is None:
             raise NotFound(
                 f"no task {task_id!r}; check the id submit returned (a finished task is kept "

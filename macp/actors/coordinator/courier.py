@@ -69,6 +69,8 @@ class Courier:
         timeout_s = task.timeout_s
         body = {"task_id": task.id, "attempt": attempt, "type": task.type, "body": task.body,
                 "timeout_s": timeout_s}  # fmt: skip
+        if task.context is not None:
+            body["context"] = task.context
         self._node.scheduler.call_later(timeout_s, self._tell_self, AttemptDue(task.id, attempt))
         try:
             future = self._node.ask(

@@ -103,7 +103,9 @@ def given_up(task: Task, *, node_failure: bool) -> GiveUp | None:
     ``node_failure`` says in which count); ``None`` if it is retried."""
     if node_failure:
         return GiveUp.NODE_FAILURES if task.node_failures > task.max_node_failures else None
-    return GiveUp.RETRIES if task.own_failures > task.max_retries else None
+    # each resubmit by a parent's ``retry`` policy (:mod:`.lineage`) is a fresh round of retries
+    budget = task.max_retries + task.resubmits * (task.max_retries + 1)
+    return GiveUp.RETRIES if task.own_failures > budget else None
 
 
 class Dispatcher:

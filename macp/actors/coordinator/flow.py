@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from macp.actors.coordinator.dispatch import Dispatcher
     from macp.actors.coordinator.engine import WorkflowEngine
     from macp.actors.coordinator.gather import Decision
+    from macp.actors.coordinator.lineage import Consequence, Lineage
     from macp.actors.coordinator.scatter import Scatters
     from macp.actors.coordinator.table import TaskTable
 
@@ -60,6 +61,7 @@ class TaskFlow:
         dispatcher: who runs them, and what a failure costs.
         scatters: the gathers of the scatters in flight.
         courier: sends attempts and leases.
+        lineage: the tasks' trees (parents, children, deadlines).
         later: runs an action once the changes made so far are journaled.
         later_s: sends the coordinator a message after a delay (a retry's backoff).
         tell: tells an address a message (a task's ``notify``).
@@ -71,13 +73,14 @@ class TaskFlow:
         dispatcher: Dispatcher,
         scatters: Scatters,
         courier: Courier,
+        lineage: Lineage,
         *,
         later: Callable[[Callable[[], object]], None],
         later_s: Callable[[float, Any], object],
         tell: Callable[[str, str, Wire], None],
     ) -> None:
         self.table, self.dispatcher, self.scatters = table, dispatcher, scatters
-        self.courier = courier
+        self.courier, self.lineage = courier, lineage
         self.engine: WorkflowEngine  # wired by the coordinator (the engine is given this flow)
         self._later, self._later_s, self._tell = later, later_s, tell
         self._waiters: dict[str, list[Deferred]] = {}
@@ -86,7 +89,9 @@ class TaskFlow:
     # -- starting -----------------------------------------------------------------------------
 
     def submit(self, task: Task) -> None:
-        """Hold a new task and queue it for an agent."""
+        """Hold a new task (in its tree: :meth:`.Lineage.admit` may refuse it) and queue it for
+        an agent."""
+        self.lineage.admit(task)
         self.table.submit(task)
         self.dispatcher.enqueue(task)
 
@@ -114,8 +119,11 @@ class TaskFlow:
 
     def recovered(self, tasks: Iterable[Task]) -> None:
         """Go on with the unfinished tasks read back from the journal (recovered, in order):
-        tasks are queued again, scatters sent again."""
+        tasks are queued again, scatters sent again; those whose parent ended meanwhile are
+        cancelled."""
         tasks = list(tasks)
+        self._end(self.lineage.recovered(tasks))
+        tasks = [task for task in tasks if task.state not in FINAL]
         for task in tasks:
             if task.kind is _TASK:
                 self.dispatcher.enqueue(task)
@@ -179,8 +187,14 @@ class TaskFlow:
         dispatcher's verdict."""
         self.table.attempt_failed(task, agent, error, node_failure=node_failure)
         verdict = self.dispatcher.verdict(task, error, node_failure=node_failure)
-        if isinstance(verdict, MacpError):
+        past = self.lineage.past_deadline(task)
+        if past is not None:
+            self.finish(task, _FAILED, error=past)
+        elif isinstance(verdict, MacpError) and not self.lineage.resubmit(task, verdict):
             self.finish(task, _FAILED, error=verdict)
+        elif isinstance(verdict, MacpError):  # resubmitted by its parent's policy
+            self.table.retry(task, verdict)
+            self._later_s(task.backoff_s, RetryDue(task.id))
         else:
             self.table.retry(task, error)
             self._later_s(verdict, RetryDue(task.id))
@@ -206,7 +220,9 @@ class TaskFlow:
             self.finish(task, _FAILED, error=error)
 
     def expire_overdue(self) -> None:
-        """Fail the tasks that waited their whole timeout for an agent none could be."""
+        """Fail the tasks that waited their whole timeout for an agent none could be, and
+        those past their deadline."""
+        self._end(self.lineage.overdue())
         for task in self.table.overdue():
             error = self.dispatcher.wait(task).expiry(task) if task.state is _PENDING else None
             if error is not None:
@@ -259,6 +275,13 @@ class TaskFlow:
                 self._tell(task.notify, TASK_DONE, done)
 
         self._later(announce)
+        self._end(self.lineage.ended(task))  # its open children, its parent
+
+    def _end(self, ends: list[Consequence]) -> None:
+        """End the tasks a change in their tree ends (each, if it has not finished since)."""
+        for task, state, error in ends:
+            if task.state not in FINAL:
+                self.finish(task, state, error=error)
 
     def refused(self, task: Task, error: InvalidParams) -> None:
         """The journal refused ``task``'s record: the parts it cannot store become null, and

@@ -155,8 +155,7 @@ class History:
 
     def status(self, task: Task) -> Wire:
         """``coordinator.status``: the task's record (not its body), why it waits, its timings."""
-        status = task.to_record()
-        del status["body"]
+        status = task.status()
         if task.state is _PENDING and task.kind is TaskKind.TASK:
             wait = self._dispatcher.wait(task)
             status["wait_reason"], status["wait"] = wait.sentence(), wait.to_wire()

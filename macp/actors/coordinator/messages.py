@@ -18,6 +18,10 @@ One to many: ``coordinator.scatter`` (:mod:`.scatter`), ``coordinator.control``
 ``workflow.list``. A run's result is ``{sink step: output}`` (``merge: dict``), the list of sink
 outputs (``list``), or their maps merged (``union``).
 
+Trees of tasks (:mod:`.lineage`): ``coordinator.children`` ``{task_id}`` -> ``{task_id,
+children: [task]}``; ``coordinator.lineage`` ``{task_id, limit?}`` -> ``{task, root, ancestors,
+descendants, truncated, contributors: {agents, inputs}}``.
+
 Task events (:mod:`.events`): ``tasks.subscribe`` ``{address, lease_s}`` -> ``{address,
 lease_s}`` (again before the lease ends, to keep it); ``tasks.unsubscribe`` ``{address}`` ->
 ``{unsubscribed}``; ``tasks.subscribers`` -> ``[{address, lease_left_s}]``. A subscriber is
@@ -29,18 +33,20 @@ from __future__ import annotations
 
 from typing import Final
 
+from macp.actors.context import RESULT, STATUS, SUBMIT
+
 __all__ = [
-    "CANCEL", "CONTROL", "COUNTS", "DEAD_LETTERS", "RESULT", "SCATTER", "STATUS", "SUBMIT", "TASKS",
-    "TASKS_SUBSCRIBE", "TASKS_SUBSCRIBERS", "TASKS_UNSUBSCRIBE", "TASK_DONE", "TASK_EVENT",
+    "CANCEL", "CHILDREN", "CONTROL", "COUNTS", "DEAD_LETTERS", "LINEAGE", "RESULT", "SCATTER",
+    "STATUS", "SUBMIT", "TASKS", "TASKS_SUBSCRIBE", "TASKS_SUBSCRIBERS", "TASKS_UNSUBSCRIBE",
+    "TASK_DONE", "TASK_EVENT",
     "WORKFLOW_CANCEL", "WORKFLOW_DEFINE", "WORKFLOW_LIST", "WORKFLOW_PAUSE",
     "WORKFLOW_RESULT", "WORKFLOW_RESUME", "WORKFLOW_RUN", "WORKFLOW_STATUS",
 ]  # fmt: skip
 
-SUBMIT: Final = "coordinator.submit"
-STATUS: Final = "coordinator.status"
-RESULT: Final = "coordinator.result"
 CANCEL: Final = "coordinator.cancel"
 TASKS: Final = "coordinator.tasks"
+CHILDREN: Final = "coordinator.children"
+LINEAGE: Final = "coordinator.lineage"
 COUNTS: Final = "coordinator.counts"
 TASK_DONE: Final = "task.done"
 SCATTER: Final = "coordinator.scatter"

@@ -15,7 +15,7 @@ from macp._storable import is_number
 from macp.actors.coordinator.dag import STRATEGIES, Workflow
 from macp.actors.coordinator.gather import Gather
 from macp.actors.coordinator.run import DEFINITION, RunState, StepState
-from macp.actors.coordinator.task import DEFAULTS, TaskKind, TaskState
+from macp.actors.coordinator.task import CHILD_POLICIES, DEFAULTS, TaskKind, TaskState
 from macp.envelope import Priority
 from macp.errors import MacpError
 
@@ -35,7 +35,8 @@ _NEW_TASK_FIELDS: Final[dict[str, Any]] = {
     "max_node_failures": DEFAULTS.max_node_failures,
 }
 """Fields a task record has had since it was first journaled, with the value an older record
-stands for (it counted no node failures apart)."""
+stands for (it counted no node failures apart). The lineage fields (:data:`_TREE_TASK`) are
+written all together or not at all: a record without them is a task outside any tree."""
 
 
 def _text(v: Any) -> bool:
@@ -103,6 +104,15 @@ _TASK: Final[dict[str, _Check]] = {
     "log": (lambda v: isinstance(v, list), "a list"),
     "attempt_history": (lambda v: v is None or isinstance(v, list), "a list"),  # older: none
 }
+_TREE_TASK: Final[dict[str, _Check]] = {
+    "parent": (_opt_text, "a task id or null"),
+    "delegated_by": (_opt_text, "an agent address or null"),
+    "run": (_opt_text, "a run id or null"),
+    "deadline": (lambda v: v is None or (is_number(v) and v > 0), "epoch seconds or null"),
+    "on_child_failure": (lambda v: v in CHILD_POLICIES, f"one of {', '.join(CHILD_POLICIES)}"),
+    "child_retries": (_count, "an integer >= 0"),
+    "resubmits": (_count, "an integer >= 0"),
+}
 _WORKFLOW_TASK: Final[dict[str, _Check]] = {
     "workflow": (_text, "a run id"),
     "step": (_text, "a step id"),
@@ -154,6 +164,8 @@ def task_fault(row_id: str, record: Mapping[str, Any]) -> str | None:
     fault = _same_id(record, row_id) or _fault(record, _TASK, "its")
     if fault is None and "workflow" in record:
         fault = _fault(record, _WORKFLOW_TASK, "its")
+    if fault is None and "on_child_failure" in record:
+        fault = _fault(record, _TREE_TASK, "its")
     if fault is None and record["kind"] == TaskKind.SCATTER:
         expected = record.get("expected")
         if not isinstance(expected, list) or not all(isinstance(a, str) for a in expected):

@@ -36,13 +36,14 @@ down every node it runs on, or keeps meeting dying nodes, still ends as a poison
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from macp._storable import check as check_storable
-from macp._storable import scrub
+from macp._storable import is_number, scrub
 from macp.actors.coordinator.attempts import from_log
 from macp.envelope import Priority, Wire
 from macp.errors import InternalError, InvalidParams, error_body
@@ -52,15 +53,22 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIVE",
+    "CHILD_POLICIES",
     "DEFAULTS",
     "FINAL",
     "TRANSITIONS",
+    "ChildPolicy",
     "Task",
     "TaskDefaults",
     "TaskKind",
     "TaskState",
     "error_record",
 ]
+
+ChildPolicy = Literal["fail", "ignore", "retry"]
+CHILD_POLICIES: Final[tuple[str, ...]] = get_args(ChildPolicy)
+"""What a child's failure does to its parent (its ``on_child_failure``): the parent fails
+(naming the child), goes on, or has the child resubmitted (up to ``child_retries`` times)."""
 
 
 class TaskState(StrEnum):
@@ -99,8 +107,11 @@ TRANSITIONS: Final[Mapping[TaskState, frozenset[TaskState]]] = MappingProxyType(
 """Every legal move, from each state (see the module's diagram)."""
 _LOG_LIMIT: Final = 20
 _DATA: Final = ("body", "capabilities", "result", "error", "log", "aggregation", "quorum",
-                "failure_threshold", "expected")  # fmt: skip
+                "failure_threshold", "expected", "context")  # fmt: skip
 """The fields that hold data from outside (the others are checked scalars)."""
+_TREE: Final = ("parent", "delegated_by", "run", "deadline", "context", "on_child_failure",
+                "child_retries", "resubmits")  # fmt: skip
+"""The lineage fields (:mod:`.lineage`), journaled all together or not at all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +125,8 @@ class TaskDefaults:
     max_node_failures: int = 10
     backoff_s: float = 0.1
     backoff_max_s: float = 10.0
+    on_child_failure: ChildPolicy = "fail"
+    child_retries: int = 2
 
 
 DEFAULTS: Final = TaskDefaults()
@@ -126,6 +139,23 @@ def _number(spec: Mapping[str, Any], name: str, *, minimum: float, integer: bool
         what = "an integer" if integer else "a number"
         raise InvalidParams(f"task field {name!r} must be {what} >= {minimum}, not {value!r}")
     return value
+
+
+def _deadline(spec: Mapping[str, Any], now_ms: int) -> float | None:
+    deadline = spec.get("deadline")
+    if deadline is None:
+        return None
+    if not is_number(deadline) or not math.isfinite(deadline):
+        raise InvalidParams(
+            f"task field 'deadline' must be a time in epoch seconds, not {deadline!r:.40}; "
+            "e.g. time.time() + 60"
+        )
+    if deadline * 1000 <= now_ms:
+        raise InvalidParams(
+            f"task field 'deadline' {deadline:.3f} is in the past (now is {now_ms / 1000:.3f}); "
+            "give a time in epoch seconds still to come, e.g. time.time() + 60"
+        )
+    return float(deadline)
 
 
 def error_record(error: BaseException) -> dict[str, Wire]:
@@ -183,6 +213,18 @@ class Task:
     failure_threshold: Any = None
     expected: list[str] = field(default_factory=list)
     reason: str | None = None
+    # its place in a tree of tasks (:mod:`.lineage`): the task that delegated it and the agent
+    # that did, the run it belongs to without being one of its steps (a step's task has
+    # ``workflow``), its deadline (epoch seconds), the data its handler gets as
+    # ``ctx.context``, what its children's failures do to it, and its resubmits as a child
+    parent: str | None = None
+    delegated_by: str | None = None
+    run: str | None = None
+    deadline: float | None = None
+    context: Any = None
+    on_child_failure: str = DEFAULTS.on_child_failure
+    child_retries: int = DEFAULTS.child_retries
+    resubmits: int = 0
 
     @classmethod
     def submitted(
@@ -205,12 +247,19 @@ class Task:
             raise InvalidParams(
                 f"task field 'capabilities' must be a list of strings, not {capabilities!r}"
             )
-        for name in ("idempotency_key", "notify", "role", "agent"):
+        check_storable(spec.get("context"), "task field 'context'", "context")
+        for name in ("idempotency_key", "notify", "role", "agent", "parent", "delegated_by", "run"):
             if spec.get(name) is not None and not isinstance(spec.get(name), str):
                 raise InvalidParams(f"task field {name!r} must be a string")
         priority = _number(spec, "priority", minimum=0, integer=True)
         if priority > Priority.CRITICAL:
             raise InvalidParams(f"task field 'priority' must be 0 to 3, not {priority}")
+        policy = spec.get("on_child_failure") or DEFAULTS.on_child_failure
+        if policy not in CHILD_POLICIES:
+            raise InvalidParams(
+                f"task field 'on_child_failure' must be one of {', '.join(CHILD_POLICIES)}, "
+                f"not {policy!r:.40}"
+            )
         return cls(
             id=task_id, kind=kind, type=type_, body=spec.get("body"),
             capabilities=sorted(set(capabilities)), role=spec.get("role"),
@@ -223,6 +272,10 @@ class Task:
             idempotency_key=spec.get("idempotency_key"), notify=spec.get("notify"),
             created_ms=now_ms, queued_ms=now_ms, updated_ms=now_ms,
             log=[{"ts": now_ms, "event": "submitted"}],
+            parent=spec.get("parent"), delegated_by=spec.get("delegated_by"),
+            run=spec.get("run"), deadline=_deadline(spec, now_ms), context=spec.get("context"),
+            on_child_failure=policy,
+            child_retries=_number(spec, "child_retries", minimum=0, integer=True),
         )  # fmt: skip
 
     @classmethod
@@ -249,6 +302,11 @@ class Task:
             aggregation=record.get("aggregation", "all") if kind is TaskKind.SCATTER else None,
             quorum=record.get("quorum"), failure_threshold=record.get("failure_threshold"),
             expected=record.get("expected") or [], reason=record.get("reason"),
+            parent=record.get("parent"), delegated_by=record.get("delegated_by"),
+            run=record.get("run"), deadline=record.get("deadline"), context=record.get("context"),
+            on_child_failure=record.get("on_child_failure", DEFAULTS.on_child_failure),
+            child_retries=record.get("child_retries", DEFAULTS.child_retries),
+            resubmits=record.get("resubmits", 0),
         )  # fmt: skip
 
     def to_record(self) -> dict[str, Any]:
@@ -273,6 +331,8 @@ class Task:
             "updated_ms": self.updated_ms, "log": self.log,
             "attempt_history": self.attempt_history,
         }  # fmt: skip
+        if self.in_tree:
+            record.update({name: getattr(self, name) for name in _TREE})
         if self.workflow is not None:
             record["workflow"], record["step"] = self.workflow, self.step
         if self.kind is _SCATTER:
@@ -280,6 +340,15 @@ class Task:
             record["failure_threshold"], record["expected"] = self.failure_threshold, self.expected
             if self.reason is not None:
                 record["reason"] = self.reason
+        return record
+
+    def status(self) -> dict[str, Any]:
+        """The task as ``coordinator.status`` shows it: its record without the body, with its
+        lineage fields (at their defaults outside any tree; ``run``, a step's run too)."""
+        record = self.to_record()
+        del record["body"]
+        record.update({name: getattr(self, name) for name in _TREE})
+        record["run"] = self.workflow or self.run  # a step's task: the run it is a step of
         return record
 
     def move(self, to: TaskState) -> None:
@@ -307,6 +376,17 @@ class Task:
         was refused: only a bug gets here)."""
         for name in _DATA:
             setattr(self, name, scrub(getattr(self, name)))
+
+    @property
+    def in_tree(self) -> bool:
+        """Whether any of its lineage fields is set (a record has them all, or none: the
+        record of a task outside any tree is the one earlier versions wrote)."""
+        return (
+            self.parent is not None or self.delegated_by is not None or self.run is not None
+            or self.deadline is not None or self.context is not None or self.resubmits > 0
+            or self.on_child_failure != DEFAULTS.on_child_failure
+            or self.child_retries != DEFAULTS.child_retries
+        )  # fmt: skip
 
     @property
     def own_failures(self) -> int:

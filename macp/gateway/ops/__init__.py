@@ -19,6 +19,8 @@
   list_sessions, request_assistance
 - :mod:`~macp.gateway.ops.projects`: create_project, update_project, list_projects,
   project_status, create_goal, link_to_goal, update_goal, list_goals, goal_status
+- :mod:`~macp.gateway.ops.delegation`: decompose_task, assign_subtasks, delegate_subtask,
+  merge_results, task_tree, task_lineage
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 from macp.gateway.ops import (
     agents,
     checks,
+    delegation,
     evaluations,
     projects,
     sessions,
@@ -42,6 +45,7 @@ __all__ = ["OPERATIONS"]
 del (
     agents,
     checks,
+    delegation,
     evaluations,
     projects,
     sessions,

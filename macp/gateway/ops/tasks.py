@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from macp.actors.coordinator import CANCEL, DEFAULTS, RESULT, SCATTER, STATUS, SUBMIT, TASKS
 from macp.actors.coordinator.history import DEFAULT_LIMIT
-from macp.actors.coordinator.task import TaskState
+from macp.actors.coordinator.task import ChildPolicy, TaskState
 from macp.errors import AskTimeout
 from macp.gateway.ops._table import OPERATIONS
 from macp.gateway.table import Params, Scope
@@ -51,6 +51,17 @@ class TaskOrchestrate(Params):
     """Retries after the first attempt before the task is a poison message."""
     idempotency_key: str | None = None
     """Submitting the same key again answers the first task."""
+    parent: str | None = None
+    """A task not yet finished that this one is a subtask of (see task_lineage)."""
+    deadline: float | None = Field(None, gt=0)
+    """A time in epoch seconds: past it the task fails, and is not retried."""
+    context: Any = None
+    """Contextual data its handler gets (ctx.context)."""
+    on_child_failure: ChildPolicy = DEFAULTS.on_child_failure
+    """What a failure of one of its subtasks does to it: fail it, ignore it, or retry the
+    subtask (up to child_retries times)."""
+    child_retries: int = Field(DEFAULTS.child_retries, ge=0)
+    """With on_child_failure retry: how many times a subtask is resubmitted."""
     parallelism: int | None = Field(None, ge=1)
     """Run it on this many agents at once, the least loaded that can (with a consensus alone:
     every agent that can)."""
@@ -81,6 +92,11 @@ class TaskOrchestrate(Params):
             raise ValueError(
                 "'idempotency_key' is not kept for a task run on several agents at once; "
                 "leave it out, or run it on one agent"
+            )
+        if self.parent is not None or self.deadline is not None or self.context is not None:
+            raise ValueError(
+                "'parent', 'deadline' and 'context' are for a task run on one agent; leave "
+                "them out, or run it on one agent"
             )
         return self
 
