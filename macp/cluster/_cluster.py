@@ -8,33 +8,24 @@ from typing import TYPE_CHECKING, Any, Final, Self
 from macp.actors.coordinator import (
     CANCEL,
     CONTROL,
-    DEAD_LETTERS,
     DEFAULTS,
     RESULT,
     SCATTER,
     STATUS,
     SUBMIT,
     TASKS,
-    TASKS_SUBSCRIBE,
-    TASKS_SUBSCRIBERS,
-    TASKS_UNSUBSCRIBE,
-    WORKFLOW_DEFINE,
-    WORKFLOW_LIST,
-    WORKFLOW_RUN,
 )
-from macp.actors.monitor import ALERTS as MONITOR_ALERTS
-from macp.actors.monitor import METRICS as MONITOR_METRICS
-from macp.actors.monitor import RATES as MONITOR_RATES
 from macp.actors.registry import FIND, LIST
-from macp.actors.task_events import DEFAULT_LEASE_S
 from macp.cluster import _history
 from macp.cluster._evaluating import Evaluating
-from macp.cluster._handles import Run, Task
+from macp.cluster._handles import Task
 from macp.cluster._head import head_of
 from macp.cluster._lineage import children, lineage, lineage_spec
+from macp.cluster._observing import Observing
 from macp.cluster._spawn import choose_node, spawn_body
 from macp.cluster._teams import Goals, Projects, Sessions
 from macp.cluster._waiting import wait_routable
+from macp.cluster._workflows import Workflows
 from macp.errors import ActorNotFound, ConfigError, NodeDown
 from macp.node import Node
 from macp.node._remote_spawn import SPAWN, TERMINATE
@@ -60,7 +51,7 @@ def _listed(values: Sequence[str]) -> Any:
     return values if isinstance(values, str) else list(values)
 
 
-class Cluster(Evaluating):
+class Cluster(Workflows, Observing, Evaluating):
     """The control plane as seen from one node (or from a client of one).
 
     Args:
@@ -266,53 +257,6 @@ class Cluster(Evaluating):
         body = {"command": command, "target": target, "params": params}
         return dict(self._ask("coordinator", CONTROL, body))
 
-    # -- workflows ----------------------------------------------------------------------------
-
-    def define(self, definition: Mapping[str, Any]) -> list[str]:
-        """Define (or redefine) a workflow; its step ids. A cycle, a dangling dependency or a
-        duplicate step id is refused with :class:`InvalidParams` naming the steps."""
-        return list(self._ask("coordinator", WORKFLOW_DEFINE, dict(definition))["steps"])
-
-    def run(
-        self,
-        workflow: str | Mapping[str, Any],
-        input: Wire = None,
-        *,
-        strategy: str | None = None,
-        max_concurrency: int | None = None,
-    ) -> Run:
-        """Run a defined workflow (by name) or a definition given here; journaled first.
-
-        ``strategy``: sequential, parallel, priority, resource-aware or adaptive (default: the
-        definition's).
-        """
-        body: dict[str, Wire] = {"input": input, "strategy": strategy,
-                                 "max_concurrency": max_concurrency}  # fmt: skip
-        if isinstance(workflow, str):
-            body["workflow"] = workflow
-        else:
-            body["definition"] = dict(workflow)
-        return Run(self, self._ask("coordinator", WORKFLOW_RUN, body)["run_id"])
-
-    def runs(self) -> dict[str, Any]:
-        """The defined workflows and every run."""
-        return dict(self._read("coordinator", WORKFLOW_LIST))
-
-    def run_status(self, run_id: str) -> dict[str, Any]:
-        return _history.run_status(self._read, run_id)
-
-    # -- the journal --------------------------------------------------------------------------
-
-    def dead_letters(self, limit: int = 10) -> dict[str, Any]:
-        """The head journal's dead letters: records that could not be replayed, set aside.
-
-        Returns:
-            ``{"count", "kept", "newest"}``: how many there are, how many the journal keeps
-            at most (the oldest go first), and the newest ``limit`` as ``{"id", "source",
-            "key", "reason", "time_ms", "size"}``, newest first.
-        """
-        return dict(self._read("coordinator", DEAD_LETTERS, {"limit": limit}))
-
     # -- registry, memory, resources ----------------------------------------------------------
 
     def find(self, **filters: Any) -> list[dict[str, Any]]:
@@ -355,72 +299,6 @@ class Cluster(Evaluating):
     def resources(self, type: str, **body: Any) -> Any:
         """A resource-manager request, e.g. ``resources("allocate", owner=..., amounts=...)``."""
         return self._ask("resources", f"resources.{type}", body)
-
-    # -- the gateway's runtime additions: metrics -----------------------------------------------
-
-    def metrics(self) -> dict[str, Any]:
-        """The monitor's figures and the alerts firing now.
-
-        Returns:
-            ``{"metrics": {name: value}, "alerts": [rule]}``: every gauge of the last sample
-            (see :mod:`macp.actors.metrics` for the names), and each alert rule that is firing,
-            as ``monitor.rules`` describes it, with its metric's ``value``.
-        """
-        return {
-            "metrics": dict(self._read("monitor", MONITOR_METRICS)),
-            "alerts": list(self._read("monitor", MONITOR_ALERTS)),
-        }
-
-    def alerts(self) -> dict[str, Any]:
-        """``{"active", "recent"}``: the rules firing now; the newest alert transitions first."""
-        return _history.alerts(self._read)
-
-    def message_rates(
-        self, *, window_s: float = 60.0, flood_per_s: float | None = None
-    ) -> dict[str, dict[str, Any]]:
-        """Each agent's messages over the last ``window_s``, from the counts its node reports
-        to the registry with every heartbeat and the monitor samples (so they lag by about a
-        heartbeat and a sample).
-
-        Args:
-            window_s: the window, in seconds (the monitor keeps ``history_size`` samples).
-            flood_per_s: flag the agents taking more than this many messages a second.
-
-        Returns:
-            ``{address: {"messages", "rate_per_s", "span_s", "total", "flood"?}}``:
-            messages taken (handled or failed) in the window, that count over ``window_s``,
-            the seconds the samples cover, the count since the agent (re)started, and with
-            ``flood_per_s`` whether ``rate_per_s`` is above it.
-
-        Raises:
-            InvalidParams: ``window_s`` or ``flood_per_s`` is not a positive number.
-        """
-        body = {"window_s": window_s, "flood_per_s": flood_per_s}
-        return dict(self._read("monitor", MONITOR_RATES, body))
-
-    # -- the gateway's runtime additions: task events -------------------------------------------
-
-    def subscribe_tasks(self, address: str, *, lease_s: float = DEFAULT_LEASE_S) -> dict[str, Any]:
-        """Tell ``address`` (``name@node``) a ``task.event`` at each change of any task's
-        state, for ``lease_s`` seconds: ask again before it ends to keep it (a
-        :class:`~macp.TaskEvents` agent does). Events are at most once, in transition order
-        per task; see :mod:`macp.actors.coordinator.events`.
-
-        Raises:
-            InvalidParams: ``address`` is not ``name@node``, or ``lease_s`` is not above 0
-                and at most an hour.
-        """
-        body: dict[str, Wire] = {"address": address, "lease_s": lease_s}
-        return dict(self._ask("coordinator", TASKS_SUBSCRIBE, body))
-
-    def unsubscribe_tasks(self, address: str) -> bool:
-        """End ``address``'s subscription; ``False`` if it held none (or it had lapsed)."""
-        body = {"address": address}
-        return bool(self._ask("coordinator", TASKS_UNSUBSCRIBE, body)["unsubscribed"])
-
-    def task_subscribers(self) -> list[dict[str, Any]]:
-        """The subscribers to task events: ``[{"address", "lease_left_s"}]``."""
-        return list(self._read("coordinator", TASKS_SUBSCRIBERS))
 
     # -- the gateway's runtime additions: agents spawned and stopped --------------------------
 

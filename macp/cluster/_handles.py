@@ -19,20 +19,25 @@ if TYPE_CHECKING:
 __all__ = ["Run", "Task"]
 
 
-class _Cluster(Protocol):
-    """What a handle asks of its cluster (:class:`~macp.cluster.Cluster` is one)."""
+class _Asking(Protocol):
+    """What a run's handle asks of its cluster: the control plane's answers."""
 
-    def result(self, task_id: str, *, timeout_s: float = ...) -> Any: ...
-    def status(self, task_id: str) -> dict[str, Any]: ...
-    def cancel(self, task_id: str) -> bool: ...
-    def children(self, task_id: str) -> list[dict[str, Any]]: ...
-    def lineage(self, task_id: str, *, limit: int | None = None) -> dict[str, Any]: ...
     def _ask(
         self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None
     ) -> Any: ...
     def _read(
         self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None
     ) -> Any: ...
+
+
+class _Cluster(_Asking, Protocol):
+    """What a task's handle asks of its cluster (:class:`~macp.cluster.Cluster` is one)."""
+
+    def result(self, task_id: str, *, timeout_s: float = ...) -> Any: ...
+    def status(self, task_id: str) -> dict[str, Any]: ...
+    def cancel(self, task_id: str) -> bool: ...
+    def children(self, task_id: str) -> list[dict[str, Any]]: ...
+    def lineage(self, task_id: str, *, limit: int | None = None) -> dict[str, Any]: ...
 
 
 class Task:
@@ -74,7 +79,7 @@ class Run:
 
     __slots__ = ("_cluster", "id")
 
-    def __init__(self, cluster: _Cluster, run_id: str) -> None:
+    def __init__(self, cluster: _Asking, run_id: str) -> None:
         self._cluster = cluster
         self.id = run_id
 
