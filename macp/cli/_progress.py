@@ -125,8 +125,13 @@ def _follow(read: Callable[[], dict[str, Any]], frame_of: Callable[[dict[str, An
 
 
 def follow_task(task: Task, timeout_s: float, console: Console | None = None) -> None:
-    """Show ``task`` until it ends (or ``timeout_s`` passes)."""
-    _follow(task.status, _task_frame, timeout_s, console)
+    """Show ``task`` until it ends (or ``timeout_s`` passes); once it has delegated subtasks
+    (a hub's parts), the bar counts them."""
+
+    def read() -> dict[str, Any]:
+        return {**task.status(), "children": task.children()}
+
+    _follow(read, _task_frame, timeout_s, console)
 
 
 def follow_run(run: Run, timeout_s: float, console: Console | None = None) -> None:
