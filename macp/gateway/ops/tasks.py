@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Literal, Self, get_args
 from pydantic import Field, model_validator
 
 from macp.actors.coordinator import CANCEL, DEFAULTS, RESULT, SCATTER, STATUS, SUBMIT, TASKS
-from macp.actors.coordinator.history import DEFAULT_LIMIT
 from macp.actors.coordinator.task import ChildPolicy, TaskState
 from macp.errors import AskTimeout
 from macp.gateway.ops._table import OPERATIONS
@@ -29,7 +28,8 @@ __all__ = ["TaskList", "TaskOrchestrate", "TaskRef", "TaskResult"]
 _COORDINATOR = "coordinator"
 
 Consensus = Literal["all", "first", "majority", "quorum"]
-_MOST_LISTED = 1000
+_MOST_LISTED = 10_000
+_LISTED = 1000  # by default: every task of a busy minute, a few hundred KiB of JSON
 
 
 class TaskOrchestrate(Params):
@@ -126,7 +126,7 @@ class TaskList(Params):
     """Only tasks run (last) by this agent: an address NAME@NODE, or a name (any node)."""
     since: float | None = Field(None, ge=0)
     """Only tasks created or updated at or after this time (unix seconds)."""
-    limit: int = Field(DEFAULT_LIMIT, ge=1, le=_MOST_LISTED)
+    limit: int = Field(_LISTED, ge=1, le=_MOST_LISTED)
     """At most this many tasks, newest first (total and counts are of all that match)."""
 
     @model_validator(mode="before")
