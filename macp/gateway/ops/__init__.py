@@ -12,13 +12,15 @@
 - :mod:`~macp.gateway.ops.checks`: check_agent_responsiveness,
   check_message_recipient_status, check_message_frequency
 - :mod:`~macp.gateway.ops.system`: ping, metrics
+- :mod:`~macp.gateway.ops.views`: topology_shape, metrics_history (what the dashboard draws)
 """
 
 from __future__ import annotations
 
-from macp.gateway.ops import agents, checks, state, swarms, system, tasks, workflows
+from macp.gateway.ops import agents, checks, state, swarms, system, tasks, views, workflows
 from macp.gateway.ops._table import OPERATIONS
 
 __all__ = ["OPERATIONS"]
 
-del agents, checks, state, swarms, system, tasks, workflows  # imported for the operations they add
+# imported for the operations they add
+del agents, checks, state, swarms, system, tasks, views, workflows

@@ -1,0 +1,137 @@
+"""The dashboard's routes: the page at ``/`` (server-rendered from ``page.html``), ``/login``
+and ``/logout`` (:mod:`.session`'s cookie), and the vendored JavaScript and CSS at
+``/static``.
+
+The page holds no data: its script reads the REST API and the WebSocket with the same
+principal (a bearer header, or the session cookie), so a viewer sees and an operator may also
+pause, resume and restart agents; the page only leaves out the buttons a principal may not
+use (the API refuses them anyway). On a gateway with no authentication the page is the local
+user's and ``/login`` is not needed.
+"""
+
+from __future__ import annotations
+
+import html
+import string
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+from urllib.parse import parse_qs
+
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from macp.errors import Unauthorized
+from macp.gateway.dashboard import session
+from macp.gateway.guard import Principal
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.routing import BaseRoute
+
+    from macp.gateway.guard import Guard
+    from macp.gateway.table import Scope, Table
+
+__all__ = ["CONTROL_OPERATION", "STATIC", "dashboard_routes"]
+
+HERE: Final = Path(__file__).parent
+STATIC: Final = HERE / "static"
+"""The vendored JavaScript and CSS."""
+CONTROL_OPERATION: Final = "agent_control"
+"""The operation the page's pause, resume and restart buttons call."""
+_PAGE: Final = string.Template((HERE / "page.html").read_text())
+_LOGIN: Final = string.Template((HERE / "login.html").read_text())
+_MAX_FORM: Final = 16_384
+_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def dashboard_routes(guard: Guard, table: Table) -> list[BaseRoute]:
+    """The dashboard's routes on a gateway whose calls ``guard`` decides over ``table``."""
+    pages = _Pages(guard, table[CONTROL_OPERATION].scope)
+    return [
+        Route("/", pages.page, methods=["GET"]),
+        Route("/login", pages.login_form, methods=["GET"]),
+        Route("/login", pages.login, methods=["POST"]),
+        Route("/logout", pages.logout, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+
+
+class _Pages:
+    """The page, the login form and its answer, and the sign-out."""
+
+    def __init__(self, guard: Guard, control: Scope) -> None:
+        self.guard = guard
+        self.control = control
+
+    async def page(self, request: Request) -> Response:
+        try:
+            principal = _principal(request, self.guard)
+        except Unauthorized as e:
+            return _login(f"{e.message}; sign in again", 401)
+        if principal is None:
+            return RedirectResponse("/login", 303)
+        logout = (
+            '<form method="post" action="/logout"><button type="submit">Sign out</button></form>'
+            if self.guard.configured else ""
+        )  # fmt: skip
+        text = _PAGE.substitute(
+            principal=html.escape(principal.name), role=html.escape(str(principal.role)),
+            can_control=str(principal.may(self.control)).lower(),
+            auth=str(self.guard.configured).lower(), logout=logout,
+        )  # fmt: skip
+        return HTMLResponse(text, headers=_HEADERS)
+
+    async def login_form(self, _request: Request) -> Response:
+        if not self.guard.configured:
+            return RedirectResponse("/", 303)
+        return _login("", 200)
+
+    async def login(self, request: Request) -> Response:
+        """Check the form's credential with the guard; if good, set it as the cookie."""
+        if not self.guard.configured:
+            return RedirectResponse("/", 303)
+        raw = await request.body()
+        form = parse_qs(raw[:_MAX_FORM].decode(errors="replace"))
+        credential = (form.get("credential") or [""])[0].strip()
+        if not credential:
+            return _login("Give a token or an API key.", 400)
+        try:
+            self.guard.authenticate(credential)
+        except Unauthorized as e:
+            return _login(f"Not signed in: {e.message}.", 401)
+        response = RedirectResponse("/", 303)
+        session.set_cookie(response, credential, secure=request.url.scheme == "https")
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        response = RedirectResponse("/login" if self.guard.configured else "/", 303)
+        session.clear_cookie(response, secure=request.url.scheme == "https")
+        return response
+
+
+def _principal(request: Request, guard: Guard) -> Principal | None:
+    """Who asks for the page: a bearer header or the session cookie; the local user on a
+    gateway with no authentication; ``None`` if it must sign in.
+
+    Raises:
+        Unauthorized: the credential it sent is refused (expired, revoked, ...).
+    """
+    if not guard.configured:
+        return Principal.local()
+    header = request.headers.get("authorization")
+    credential = header.partition(" ")[2].strip() if header else session.credential_of(request)
+    return None if not credential else guard.authenticate(credential)
+
+
+def _login(error: str, status: int) -> Response:
+    shown = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+    return HTMLResponse(_LOGIN.substitute(error=shown), status, headers=_HEADERS)

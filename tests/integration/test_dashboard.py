@@ -1,0 +1,214 @@
+"""The web dashboard in a real headless browser (the system's chromium, driven by Playwright)
+against a real 3-node topology (node processes) and a gateway member serving it: the page
+loads without console errors, the graph shows every agent and the topology's edges, an agent
+paused through the API turns paused on the page within 2 s, a submitted task shows up in the
+table and completes, charts per task type, a workflow run's DAG, alerts, and a killed node's
+agents turning offline. Screenshots of each view are kept as artifacts."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from dashboard_browser import AGENTS, Tab, launch, serve, start_topology
+from playwright.sync_api import expect, sync_playwright
+
+from macp.testing import wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from playwright.sync_api import Browser
+    from topology_procs import TopologyNodes
+
+pytestmark = pytest.mark.integration
+
+PAUSE_SEEN_S = 2.0
+"""How soon a change of an agent's state must show on the page."""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright, launch(playwright) as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TopologyNodes]:
+    nodes = start_topology(tmp_path_factory.mktemp("dash"))
+    try:
+        yield nodes
+    finally:
+        nodes.kill()
+
+
+@pytest.fixture
+def url(topology: TopologyNodes) -> Iterator[str]:
+    with serve(topology) as served:
+        yield served
+
+
+def call(url: str, operation: str, arguments: dict[str, Any]) -> Any:
+    with httpx.Client(base_url=url, timeout=10) as http:
+        answer = http.post(f"/api/v1/operations/{operation}", json=arguments)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+
+def ended(url: str, task: str, state: str) -> bool:
+    return bool(call(url, "task_status", {"task_id": task})["state"] == state)
+
+
+def drawn(tab: Tab) -> set[str]:
+    return set(
+        tab.page.eval_on_selector_all("circle.agent", "cs => cs.map(c => c.dataset.address)")
+    )
+
+
+def test_the_page_loads_without_console_errors_and_draws_every_agent_and_edge(
+    browser: Browser, url: str
+) -> None:
+    with Tab.open(browser, url) as tab:
+        expect(tab.page.locator("circle.agent")).to_have_count(len(AGENTS))
+        assert drawn(tab) == AGENTS
+        for node in ("head", "n1", "n2"):
+            expect(tab.page.locator(f'g.node[data-node="{node}"]')).to_have_count(1)
+        # hub-and-spoke: the splitter to each of the counters
+        expect(tab.page.locator("line.edge")).to_have_count(2)
+        expect(tab.page.locator("#topology-name")).to_have_text("dash (hub-and-spoke)")
+        expect(tab.page.locator("#ws-state")).to_have_text("live")
+        expect(tab.page.locator("#agents tbody tr")).to_have_count(len(AGENTS))
+        tab.shot("dashboard-topology")
+        assert tab.errors == []
+
+
+def test_an_agent_paused_through_the_api_turns_paused_on_the_page_within_2_s(
+    browser: Browser, url: str
+) -> None:
+    with Tab.open(browser, url) as tab:
+        expect(tab.page.locator("#ws-state")).to_have_text("live")
+        dot = tab.page.locator('circle[data-address="echo-2@n1"]')
+        expect(dot).to_have_attribute("data-status", "available")
+        try:
+            call(url, "agent_control", {"command": "pause", "target": "echo-2@n1"})
+            paused = time.monotonic()
+            expect(dot).to_have_attribute("data-status", "paused", timeout=PAUSE_SEEN_S * 1000)
+            assert time.monotonic() - paused < PAUSE_SEEN_S
+            row = tab.page.locator('#agents tr[data-address="echo-2@n1"] td.status')
+            expect(row).to_have_text("paused")
+        finally:
+            call(url, "agent_control", {"command": "resume", "target": "echo-2@n1"})
+        expect(dot).to_have_attribute("data-status", "available", timeout=PAUSE_SEEN_S * 1000)
+        assert tab.errors == []
+
+
+def test_a_submitted_task_shows_up_in_the_table_completes_and_opens_in_detail(
+    browser: Browser, url: str
+) -> None:
+    with Tab.open(browser, url) as tab:
+        tab.page.click('#tabs button[data-tab="tasks"]')
+        expect(tab.page.locator("#ws-state")).to_have_text("live")
+        task = call(url, "task_orchestrate", {
+            "type": "echo", "body": {"word": "dashboard"}, "capabilities": ["echo"],
+        })["task_id"]  # fmt: skip
+        row = tab.page.locator(f'#tasks tr[data-task="{task}"]')
+        expect(row.locator("td").nth(2)).to_have_text("succeeded")
+        expect(row.locator("td").nth(1)).to_have_text("echo")
+        row.click()
+        detail = tab.page.locator("#task-detail")
+        expect(detail.locator("h3")).to_have_text(f"task {task}")
+        expect(detail.locator("pre.result")).to_contain_text('"word": "dashboard"')
+        tab.shot("dashboard-tasks")
+        assert tab.errors == []
+
+
+def test_the_task_filters_show_only_the_tasks_they_name(browser: Browser, url: str) -> None:
+    echoed = call(url, "task_orchestrate", {"type": "echo", "body": 1, "capabilities": ["echo"]})
+    failed = call(url, "task_orchestrate", {
+        "type": "fail", "body": "no", "capabilities": ["echo"], "max_retries": 0,
+    })  # fmt: skip
+    for task, state in ((echoed["task_id"], "succeeded"), (failed["task_id"], "failed")):
+        wait_until(partial(ended, url, task, state), 10, f"task {task} never {state}")
+    with Tab.open(browser, url) as tab:
+        tab.page.click('#tabs button[data-tab="tasks"]')
+        tab.page.select_option('#task-filters select[name="state"]', "failed")
+        tab.page.click('#task-filters button[type="submit"]')
+        rows = tab.page.locator("#tasks tbody tr")
+        expect(rows.first).to_be_visible()
+        expect(tab.page.locator(f'#tasks tr[data-task="{failed["task_id"]}"]')).to_have_count(1)
+        expect(tab.page.locator(f'#tasks tr[data-task="{echoed["task_id"]}"]')).to_have_count(0)
+        states = tab.page.eval_on_selector_all(
+            "#tasks tbody tr td:nth-child(3)", "cells => cells.map(c => c.textContent)"
+        )
+        assert set(states) == {"failed"}
+        assert tab.errors == []
+
+
+def test_charts_per_task_type_show_throughput_errors_and_latency(
+    browser: Browser, url: str
+) -> None:
+    for i in range(3):
+        done = call(url, "task_orchestrate", {"type": "echo", "body": i, "capabilities": ["echo"]})
+        call(url, "task_result", {"task_id": done["task_id"], "wait_s": 10})
+    with Tab.open(browser, url) as tab:
+        tab.page.click('#tabs button[data-tab="metrics"]')
+        echo = tab.page.locator('#charts .task-type[data-type="echo"]')
+        expect(echo.locator("figcaption")).to_have_text(
+            ["throughput (tasks/s)", "error rate (share)", "latency (ms)"]
+        )
+        expect(echo.locator("path.series")).to_have_count(5)  # p50, p95, p99 and two
+        tab.shot("dashboard-metrics")
+        assert tab.errors == []
+
+
+def test_a_workflow_run_shows_its_dag_with_each_steps_state(browser: Browser, url: str) -> None:
+    run = call(url, "workflow_execute", {"workflow": "fan", "input": 5})["run_id"]
+    with Tab.open(browser, url) as tab:
+        tab.page.click('#tabs button[data-tab="workflows"]')
+        tab.page.locator(f'#runs tr[data-run="{run}"]').click()
+        steps = tab.page.locator("#run-detail g.step")
+        expect(steps).to_have_count(4)
+        for step in ("first", "left", "right", "last"):
+            expect(tab.page.locator(f'#run-detail g[data-step="{step}"] .step-state')).to_have_text(
+                "succeeded"
+            )
+        expect(tab.page.locator("#run-detail h3")).to_have_text(f"{run} (fan): succeeded")
+        tab.shot("dashboard-workflow")
+        assert tab.errors == []
+
+
+def test_an_alert_that_fires_shows_among_the_active_ones(browser: Browser, url: str) -> None:
+    done = call(url, "task_orchestrate", {"type": "echo", "body": 0, "capabilities": ["echo"]})
+    call(url, "task_result", {"task_id": done["task_id"], "wait_s": 10})
+    with Tab.open(browser, url) as tab:
+        tab.page.click('#tabs button[data-tab="alerts"]')
+        active = tab.page.locator("#alerts-active tbody tr")
+        expect(active.locator("td").first).to_have_text("echo-done", timeout=10_000)
+        expect(active.locator("td").nth(3)).to_have_text("tasks.succeeded{type=echo} >= 1")
+        expect(tab.page.locator("#alert-count")).to_have_text("1")
+        tab.shot("dashboard-alerts")
+        assert tab.errors == []
+
+
+def test_a_killed_nodes_agents_turn_offline_on_the_page(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    nodes = start_topology(tmp_path_factory.mktemp("killed"))
+    try:
+        with serve(nodes) as url, Tab.open(browser, url) as tab:
+            expect(tab.page.locator("#ws-state")).to_have_text("live")
+            expect(tab.page.locator("circle.agent")).to_have_count(len(AGENTS))
+            nodes.procs["n2"].kill()
+            for agent in ("counter-2@n2", "echo-3@n2"):
+                dot = tab.page.locator(f'circle[data-address="{agent}"]')
+                expect(dot).to_have_attribute("data-status", "offline", timeout=10_000)
+            for agent in AGENTS - {"counter-2@n2", "echo-3@n2"}:
+                dot = tab.page.locator(f'circle[data-address="{agent}"]')
+                expect(dot).to_have_attribute("data-status", "available")
+            tab.shot("dashboard-offline")
+            assert tab.errors == []
+    finally:
+        nodes.kill()
