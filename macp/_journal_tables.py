@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgpack
 
 from macp._dead_letters import DeadLetters, Unreadable, ms_column, text_column, unpack
+from macp._journal_history import HistoryTables, history_columns
 from macp._journal_retention import RetentionTables
 from macp._storable import READABLE_DEPTH, is_number, storable
 from macp.errors import InvalidParams
@@ -161,9 +162,17 @@ class RecordTables(RetentionTables):
         if table == "tasks":
             key = record.get("idempotency_key")
             self._execute(
-                "INSERT OR REPLACE INTO tasks (id, state, updated_ms, record, key, finished_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (id_, state, updated_ms, blob, key if isinstance(key, str) else None, finished_ms),
+                "INSERT OR REPLACE INTO tasks (id, state, updated_ms, record, key, finished_ms, "
+                "type, agent, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    id_,
+                    state,
+                    updated_ms,
+                    blob,
+                    key if isinstance(key, str) else None,
+                    finished_ms,
+                    *history_columns(record),
+                ),
             )
             return
         self._execute(
@@ -335,5 +344,5 @@ class ResourceTables(DeadLetters):
         return dict(found)
 
 
-class Tables(RecordTables, MemoryTables, ResourceTables):
+class Tables(RecordTables, HistoryTables, MemoryTables, ResourceTables):
     """Every table of the journal."""

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from macp._dead_letters import DEAD_LETTER_TABLE, DEAD_LETTERS_KEPT
+from macp._journal_history import add_history_columns
 from macp._journal_retention import INCREMENTAL, add_retention_columns
 from macp._journal_tables import Tables
 from macp._storable import storable
@@ -55,7 +56,7 @@ __all__ = [
     "storable",
 ]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 _SYNCHRONOUS: Final = frozenset({"NORMAL", "FULL", "EXTRA"})
 
 _SCHEMA: Final = """
@@ -87,6 +88,7 @@ CREATE TABLE IF NOT EXISTS pools (name TEXT PRIMARY KEY, capacity REAL NOT NULL)
 _MIGRATIONS: Final[dict[int, str | Callable[[sqlite3.Connection], None]]] = {
     2: DEAD_LETTER_TABLE,  # rows that could not be read back, set aside instead of replayed
     3: add_retention_columns,  # idempotency keys and finish times, indexed for retention
+    4: add_history_columns,  # task type, agent and creation time, indexed for history queries
 }
 _log = get_logger("macp.store")
 

@@ -187,8 +187,13 @@ CALLS: dict[str, Call] = {
         ),
     ),
     "task_list": Call(
-        lambda _k: {},
-        lambda r, k: {k.done_task, k.waiting_task} <= {t["id"] for t in r["tasks"]},
+        lambda _k: {"type": "nobody", "states": ["pending"]},
+        lambda r, k: (
+            {(t["type"], t["state"]) for t in r["tasks"]} == {("nobody", "pending")}
+            and r["count"] == len(r["tasks"]) <= r["total"] == r["counts"]["pending"]
+            and next(t for t in r["tasks"] if t["id"] == k.waiting_task)["wait"]["code"]
+            == "none_registered"
+        ),
     ),
     "task_cancel": Call(
         lambda k: {"task_id": k.waiting_task},
@@ -201,6 +206,8 @@ CALLS: dict[str, Call] = {
             {"sq@w1", "echo@w1", "hanger@w1"} <= set(_addresses(r))
             and "coordinator@head" not in _addresses(r)
             and r["count"] == len(r["agents"])
+            and next(a for a in r["agents"] if a["address"] == "sq@w1")["succeeded"] >= 1
+            and all(type(a["failed"]) is int for a in r["agents"])
         ),
     ),
     "agent_message": Call(
@@ -300,6 +307,10 @@ CALLS: dict[str, Call] = {
             and "w1" in r["nodes"]
             and any("sq@w1" in g["instances"] for g in r["agents"].values())
         ),
+    ),
+    "alert_list": Call(
+        lambda _k: {},
+        lambda r, _k: set(r) == {"active", "recent"} and isinstance(r["recent"], list),
     ),
     "check_message_frequency": Call(
         lambda _k: {"agent": "sq", "window_s": 60, "flood_per_s": 1000},

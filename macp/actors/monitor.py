@@ -11,6 +11,9 @@ figures are served at ``http://ADDR:PORT/metrics``.
 Messages: ``monitor.samples`` (from the coordinator), ``monitor.metrics`` -> ``{name: value}``,
 ``monitor.history`` ``{metric, since_s}`` -> ``[[ts_ms, value], ...]``, ``monitor.rules``,
 ``monitor.alerts`` -> the rules firing now, each with the metric's ``value``,
+``monitor.alert_log`` -> ``{active, recent}``: those (with their ``rule`` name), and the
+newest alert transitions first
+(at most :data:`RECENT_ALERTS`, each ``{rule, metric, value, op, threshold, state, time_ms}``),
 ``monitor.rates`` ``{window_s, flood_per_s?}`` -> each agent's messages over the window (see
 :meth:`Monitor.rates`), ``monitor.add_rule`` (a rule), ``monitor.subscribe`` ``{address}``,
 ``monitor.prometheus`` -> ``{port}``.
@@ -19,6 +22,7 @@ Messages: ``monitor.samples`` (from the coordinator), ``monitor.metrics`` -> ``{
 from __future__ import annotations
 
 import time
+from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Final, NamedTuple
 
@@ -37,13 +41,19 @@ if TYPE_CHECKING:
 
     from macp.futures import AskFuture
 
-__all__ = ["ALERT", "ALERTS", "METRICS", "RATES", "SAMPLES", "Monitor", "MonitorOptions"]
+__all__ = [
+    "ALERT", "ALERTS", "ALERT_LOG", "METRICS", "RATES", "RECENT_ALERTS", "SAMPLES", "Monitor",
+    "MonitorOptions",
+]  # fmt: skip
 
 SAMPLES: Final = "monitor.samples"
 METRICS: Final = "monitor.metrics"
 HISTORY: Final = "monitor.history"
 RULES: Final = "monitor.rules"
 ALERTS: Final = "monitor.alerts"
+ALERT_LOG: Final = "monitor.alert_log"
+RECENT_ALERTS: Final = 200
+"""Alert transitions (firing, resolved) the monitor keeps, newest first."""
 RATES: Final = "monitor.rates"
 ADD_RULE: Final = "monitor.add_rule"
 SUBSCRIBE: Final = "monitor.subscribe"
@@ -109,6 +119,7 @@ class Monitor(Agent):
         self.gauges: dict[str, float] = {}
         self.rules = [Rule.of(r) for r in options.rules]
         self.subscribers: set[str] = set()
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_ALERTS)  # newest at the left
         self.server: Any = None
         self.timer = self.node.scheduler.call_every(self.sample_s, self._tell_self, _Sample())
         if options.prometheus_port is not None:
@@ -226,6 +237,7 @@ class Monitor(Agent):
     def _alert(self, rule: Rule, value: float | None, state: str) -> None:
         alert = {"rule": rule.name, "metric": rule.metric, "value": value, "op": rule.op,
                  "threshold": rule.threshold, "state": state, "ts": now_ms()}  # fmt: skip
+        self.recent.appendleft({**alert, "time_ms": alert["ts"]})
         self.log.warning("monitor.alert", **alert) if state == "firing" else self.log.info(
             "monitor.alert", **alert
         )
@@ -256,6 +268,15 @@ class Monitor(Agent):
         """The rules firing now, each with its metric's latest ``value``."""
         gauges = self.gauges
         return [{**r.describe(), "value": gauges.get(r.metric)} for r in self.rules if r.firing]
+
+    @handler(ALERT_LOG)
+    def alert_log(self, _body: Wire) -> Wire:
+        """``{active, recent}``: the rules firing now, and the newest transitions first."""
+        recent = [{k: v for k, v in a.items() if k != "ts"} for a in self.recent]
+        gauges = self.gauges
+        active = [{**r.describe(), "rule": r.name, "value": gauges.get(r.metric)}
+                  for r in self.rules if r.firing]  # fmt: skip
+        return {"active": active, "recent": recent}
 
     @handler(RATES)
     def rates(self, body: Wire) -> Wire:

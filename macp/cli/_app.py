@@ -19,6 +19,7 @@ import typer
 import macp
 from macp.cli._gateway import gateway_app
 from macp.cli._gateway_audit import audit
+from macp.cli._history import register as register_history
 from macp.cli._mcp import mcp
 from macp.cli._start import start
 from macp.cli._support import fail
@@ -41,6 +42,7 @@ keys_app = typer.Typer(help="Make CURVE key pairs for nodes.", no_args_is_help=T
 app.add_typer(node_app, name="node")
 app.add_typer(keys_app, name="keys")
 register(app)
+register_history(app)  # tasks, task, runs, run-status, alerts, agents
 node_app.command("start")(start)
 gateway_app.command("audit")(audit)  # macp gateway audit
 app.add_typer(gateway_app, name="gateway")

@@ -18,8 +18,9 @@ _DEAD_LETTERS_SHOWN = 5
 
 
 def gather(cluster: Cluster) -> dict[str, Any]:
-    """Nodes (state, uptime), agents (status, load, tasks done and failed), tasks in flight,
-    workflow runs, and the journal's dead letters (a count and the newest few)."""
+    """Nodes (state, uptime), agents (status, load, tasks done and failed: the journal's
+    counts), tasks in flight (a pending one with its ``wait``: why), workflow runs, and the
+    journal's dead letters (a count and the newest few)."""
     node = cluster.node
     head = node.ask_node("*", "node.info", timeout_s=cluster.timeout_s).get()
     nodes = [{"name": head["name"], "state": "up", "address": head["address"],
@@ -32,18 +33,14 @@ def gather(cluster: Cluster) -> dict[str, Any]:
             except MacpError:
                 entry["state"] = "unreachable"
         nodes.append(entry)
-    try:
-        metrics = cluster._ask("monitor", "monitor.metrics")
-    except MacpError:
-        metrics = {}
+    counts = cluster.task_counts()["agents"]  # the journal's: the same after a restart
     agents = []
     for record in cluster.agents():
-        key = "{agent=" + record["address"] + "}"
+        done = counts.get(record["address"], {})
         agents.append({
             "address": record["address"], "status": record["status"], "load": record["load"],
             "role": record["role"], "group": record["group"],
-            "done": int(metrics.get(f"agent.succeeded{key}", 0)),
-            "failed": int(metrics.get(f"agent.failed{key}", 0)),
+            "done": int(done.get("succeeded", 0)), "failed": int(done.get("failed", 0)),
         })  # fmt: skip
     runs = cluster.runs()
     return {
@@ -65,14 +62,20 @@ def render(report: dict[str, Any]) -> None:
     sections = [
         ("nodes", ["name", "state", "address", "uptime_s"]),
         ("agents", ["address", "status", "load", "done", "failed", "role", "group"]),
-        ("tasks", ["id", "type", "state", "attempts", "node_failures", "agent", "progress"]),
+        (
+            "tasks",
+            ["id", "type", "state", "attempts", "node_failures", "agent", "progress", "waiting"],
+        ),
         ("workflows", ["id", "workflow", "state"]),
     ]
     for title, columns in sections:
         table = Table(title=f"{title} ({len(report[title])})", title_justify="left")
         for column in columns:
-            table.add_column(column)
-        for row in report[title]:
+            table.add_column(column, overflow="fold")
+        for given in report[title]:
+            row = dict(given)
+            if isinstance(row.get("wait"), dict):  # why a pending task waits
+                row["waiting"] = f"{row['wait']['code']}: {row['wait']['reason']}"
             table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
         console.print(table)
     letters = report["dead_letters"]

@@ -27,6 +27,7 @@ from macp.actors.monitor import METRICS as MONITOR_METRICS
 from macp.actors.monitor import RATES as MONITOR_RATES
 from macp.actors.registry import FIND, LIST
 from macp.actors.task_events import DEFAULT_LEASE_S
+from macp.cluster import _history
 from macp.cluster._handles import Run, Task
 from macp.cluster._head import head_of
 from macp.cluster._spawn import choose_node, spawn_body
@@ -181,8 +182,27 @@ class Cluster:
     def cancel(self, task_id: str) -> bool:
         return bool(self._ask("coordinator", CANCEL, {"task_id": task_id})["cancelled"])
 
-    def tasks(self, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        return list(self._read("coordinator", TASKS, {"states": list(states) if states else None}))
+    def tasks(
+        self, states: Sequence[str] | None = None, *, type: str | None = None,
+        agent: str | None = None, since: float | None = None, limit: int | None = None,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """:meth:`task_history`'s rows (with no ``limit``, as many as the coordinator holds)."""
+        return list(self.task_history(states, type=type, agent=agent, since=since,
+                                      limit=limit or _history.MAX_LIMIT)["tasks"])  # fmt: skip
+
+    def task_history(
+        self, states: Sequence[str] | None = None, *, type: str | None = None,
+        agent: str | None = None, since: float | None = None, limit: int | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """``{"tasks", "total", "counts"}``: tasks in ``states`` (any), of ``type``, run by
+        ``agent`` (address or name), updated since ``since`` (unix s), newest first, at most
+        ``limit`` (100); the journal's finished ones too (see macp.actors.coordinator.history)."""
+        query = _history.history_query(states, type, agent, since, limit)
+        return _history.task_history(self._read, query)
+
+    def task_counts(self) -> dict[str, Any]:
+        """Every task the journal keeps, counted: ``{states, types, agents, total}``."""
+        return _history.task_counts(self._read)
 
     def scatter(
         self,
@@ -243,6 +263,9 @@ class Cluster:
     def runs(self) -> dict[str, Any]:
         """The defined workflows and every run."""
         return dict(self._read("coordinator", WORKFLOW_LIST))
+
+    def run_status(self, run_id: str) -> dict[str, Any]:
+        return _history.run_status(self._read, run_id)
 
     # -- the journal --------------------------------------------------------------------------
 
@@ -313,6 +336,10 @@ class Cluster:
             "metrics": dict(self._read("monitor", MONITOR_METRICS)),
             "alerts": list(self._read("monitor", MONITOR_ALERTS)),
         }
+
+    def alerts(self) -> dict[str, Any]:
+        """``{"active", "recent"}``: the rules firing now; the newest alert transitions first."""
+        return _history.alerts(self._read)
 
     def message_rates(
         self, *, window_s: float = 60.0, flood_per_s: float | None = None

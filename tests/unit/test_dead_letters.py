@@ -183,7 +183,7 @@ def test_a_version_1_journal_is_migrated_and_keeps_its_rows(journal_path: Path) 
         columns = [row[1] for row in conn.execute("PRAGMA table_info(dead_letters)")]
     finally:
         conn.close()
-    assert (SCHEMA_VERSION, version) == (3, 3)
+    assert (SCHEMA_VERSION, version) == (4, 4)
     assert columns == ["id", "source", "key", "raw", "reason", "time_ms"]
 
 

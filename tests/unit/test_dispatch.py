@@ -130,8 +130,11 @@ def test_an_external_agent_lost_with_its_program_is_lost_not_failed(table: TaskT
     [
         ([], [], WaitCode.NONE_REGISTERED, "no agent that handles 'work' is registered"),
         ([_agent("a@n", status="paused"), _agent("b@n", status="paused")], [],
-         WaitCode.NONE_AVAILABLE, "no agent that handles 'work' is available (2 are paused)"),
-        ([_agent("a@n1", status="paused"), _agent("b@n2")], ["n2"], WaitCode.NONE_AVAILABLE,
+         WaitCode.ALL_PAUSED, "no agent that handles 'work' is available (2 are paused)"),
+        ([_agent("a@n", status="paused"), _agent("b@n", status="error")], [],
+         WaitCode.NONE_AVAILABLE,
+         "no agent that handles 'work' is available (2 are error, paused)"),
+        ([_agent("a@n1", status="paused"), _agent("b@n2")], ["n2"], WaitCode.ALL_PAUSED,
          "no agent that handles 'work' is available (1 is paused, 1 on a down node)"),
         ([_agent("b@n2"), _agent("a@n1")], ["n1", "n2"], WaitCode.NODE_DOWN,
          ("waiting: node down: the agents that can run it (a@n1, b@n2) are on nodes that are "
@@ -186,6 +189,7 @@ def test_only_a_task_no_agent_can_take_expires(table: TaskTable) -> None:
         "node_down",
         "none_registered",
         "none_available",
+        "all_paused",
     }
 
 

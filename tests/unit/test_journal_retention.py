@@ -163,4 +163,4 @@ def test_a_version_2_journal_gets_keys_and_finish_times_from_its_records(
     with contextlib.closing(sqlite3.connect(journal_path)) as db:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         auto_vacuum = db.execute("PRAGMA auto_vacuum").fetchone()[0]
-    assert (SCHEMA_VERSION, version, auto_vacuum) == (3, 3, 2)
+    assert (SCHEMA_VERSION, version, auto_vacuum) == (4, 4, 2)

@@ -39,7 +39,7 @@ RECORD_FIELDS = [
     "max_retries", "max_node_failures", "backoff_s", "backoff_max_s", "idempotency_key",
     "notify", "state", "attempts", "node_failures", "agent", "result", "error", "progress",
     "progress_message", "created_ms", "queued_ms", "assigned_ms", "started_ms", "finished_ms",
-    "updated_ms", "log",
+    "updated_ms", "log", "attempt_history",
 ]  # fmt: skip
 
 PREVIOUS_VERSION: dict[str, Any] = {
@@ -138,7 +138,25 @@ def test_a_record_of_the_previous_version_reads_back_as_it_was_stored() -> None:
         TaskState.RUNNING,
         ["e1@head", "e2@head"],
     )
-    assert msgpack.packb(task.to_record()) == msgpack.packb(PREVIOUS_VERSION)
+    record = task.to_record()
+    assert record.pop("attempt_history") == []  # its log holds no attempt
+    assert msgpack.packb(record) == msgpack.packb(PREVIOUS_VERSION)
+
+
+def test_a_record_from_before_attempts_were_kept_reads_them_from_its_log() -> None:
+    log = [
+        {"ts": 1, "event": "submitted"},
+        {"ts": 2, "event": "assigned", "agent": "w1@n1", "attempt": 1},
+        {"ts": 5, "event": "failed_attempt", "agent": "w1@n1", "node_down": False,
+         "error": "AskTimeout: no result"},
+        {"ts": 7, "event": "assigned", "agent": "w2@n2", "attempt": 2},
+        {"ts": 9, "event": "succeeded", "agent": "w2@n2"},
+    ]  # fmt: skip
+    older = {**PREVIOUS_VERSION, "kind": "task", "state": "succeeded", "log": log}
+    assert [(a["attempt"], a["agent"], a["node"], a["assigned_ms"], a["ended_ms"], a["outcome"])
+            for a in Task.from_record(older).attempt_history] == [
+        (1, "w1@n1", "n1", 2, 5, "timed_out"), (2, "w2@n2", "n2", 7, 9, "succeeded"),
+    ]  # fmt: skip
 
 
 def test_a_record_from_before_node_failures_were_counted_reads_with_none_counted() -> None:

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from macp.actors.coordinator.actor import Coordinator as Coordinator
 from macp.actors.coordinator.dispatch import CoordinatorOptions as CoordinatorOptions
+from macp.actors.coordinator.history import with_counts as with_counts
 from macp.actors.coordinator.messages import CANCEL as CANCEL
 from macp.actors.coordinator.messages import CONTROL as CONTROL
+from macp.actors.coordinator.messages import COUNTS as COUNTS
 from macp.actors.coordinator.messages import DEAD_LETTERS as DEAD_LETTERS
 from macp.actors.coordinator.messages import RESULT as RESULT
 from macp.actors.coordinator.messages import SCATTER as SCATTER
@@ -48,6 +50,7 @@ from macp.actors.coordinator.task import DEFAULTS as DEFAULTS
 __all__ = [
     "CANCEL",
     "CONTROL",
+    "COUNTS",
     "DEAD_LETTERS",
     "DEFAULTS",
     "RESULT",
@@ -70,4 +73,5 @@ __all__ = [
     "Coordinator",
     "CoordinatorOptions",
     "JournalRetention",
+    "with_counts",
 ]

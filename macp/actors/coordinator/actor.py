@@ -41,10 +41,12 @@ from macp.actors.coordinator.dispatch import CoordinatorOptions, Dispatcher
 from macp.actors.coordinator.engine import WorkflowEngine
 from macp.actors.coordinator.events import Subscribers
 from macp.actors.coordinator.flow import RetryDue, TaskFlow
+from macp.actors.coordinator.history import History
 from macp.actors.coordinator.ledger import Ledger
 from macp.actors.coordinator.messages import (
     CANCEL,
     CONTROL,
+    COUNTS,
     DEAD_LETTERS,
     RESULT,
     SCATTER,
@@ -122,6 +124,8 @@ class Coordinator(Agent):
         self.engine = WorkflowEngine(self.flow, self.ledger.run, self.log)
         self.flow.engine = self.engine
         self.group_commands = Commands(self.node, self.address, self._tell_self)
+        self.history = History(self.table, self.dispatcher, self.engine, self.ledger.journal,
+                               self._flush)  # fmt: skip
         self.registry_incarnation: str | None = None
         self.ticks = 0
         self._watch_nodes()
@@ -172,12 +176,7 @@ class Coordinator(Agent):
 
     @handler(STATUS)
     def status_of(self, body: Wire) -> Wire:
-        task = self._task(body)
-        status = task.to_record()
-        del status["body"]
-        if task.state is _PENDING:
-            status["wait_reason"] = self.dispatcher.wait(task).sentence()
-        return status
+        return self.history.status(self._task(body))
 
     @handler(RESULT)
     def result_of(self, body: Wire, ctx: Context) -> Reply:
@@ -200,8 +199,11 @@ class Coordinator(Agent):
 
     @handler(TASKS)
     def list_tasks(self, body: Wire) -> Wire:
-        states = body.get("states") if isinstance(body, dict) else None
-        return self.table.listing(states)
+        return self.history.tasks(body)
+
+    @handler(COUNTS)
+    def counts(self, _body: Wire) -> Wire:
+        return self.history.counts()
 
     def _task(self, body: Wire) -> Task:
         task_id = body.get("task_id") if isinstance(body, dict) else None
@@ -325,7 +327,7 @@ class Coordinator(Agent):
 
     @handler(WORKFLOW_STATUS)
     def run_status(self, body: Wire) -> Wire:
-        return self.engine.status(body)
+        return self.history.run_status(body)
 
     @handler(WORKFLOW_RESULT)
     def run_result(self, body: Wire, ctx: Context) -> Reply:

@@ -284,7 +284,8 @@ class Dispatcher:
         routable = [v for v in live if v.status in ROUTABLE]
         if not routable:
             states = tuple(sorted({v.status for v in live}))
-            return Wait(WaitCode.NONE_AVAILABLE, need_, states=states, count=len(live),
+            code = WaitCode.ALL_PAUSED if states == ("paused",) else WaitCode.NONE_AVAILABLE
+            return Wait(code, need_, states=states, count=len(live),
                         down=len(capable) - len(live))  # fmt: skip
         open_ = tuple(v.address for v in routable if v.breaker.state == "open")
         if len(open_) == len(routable):

@@ -1,11 +1,14 @@
 """The coordinator's messages: their types, what each takes and what it answers.
 
 Tasks (:mod:`.actor`): ``coordinator.submit`` a task spec -> ``{task_id, state, duplicate}``;
-``coordinator.status`` ``{task_id}`` -> the task's record (and its ``wait_reason`` while it
-waits); ``coordinator.result`` ``{task_id}`` -> its result once it ends (or its error);
+``coordinator.status`` ``{task_id}`` -> the task's record, its ``attempt_history``,
+``wait_ms`` and ``run_ms`` (and its ``wait`` and ``wait_reason`` while it waits);
+``coordinator.result`` ``{task_id}`` -> its result once it ends (or its error);
 ``coordinator.cancel`` ``{task_id}`` -> ``{cancelled, state}``; ``coordinator.tasks``
-``{states?}`` -> the tasks held, listed. A task's ``notify`` address is told ``task.done``
-``{task_id, state, result, error}`` when it ends.
+``{states?, type?, agent?, since_ms?, limit?}`` -> ``{tasks, total, counts}`` and
+``coordinator.counts`` -> every task kept, counted by state, type and agent (:mod:`.history`).
+A task's ``notify`` address is told ``task.done`` ``{task_id, state, result, error}`` when it
+ends.
 
 One to many: ``coordinator.scatter`` (:mod:`.scatter`), ``coordinator.control``
 (:mod:`.commands`). The journal: ``coordinator.dead_letters`` (:mod:`.ledger`). Workflows
@@ -27,7 +30,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
-    "CANCEL", "CONTROL", "DEAD_LETTERS", "RESULT", "SCATTER", "STATUS", "SUBMIT", "TASKS",
+    "CANCEL", "CONTROL", "COUNTS", "DEAD_LETTERS", "RESULT", "SCATTER", "STATUS", "SUBMIT", "TASKS",
     "TASKS_SUBSCRIBE", "TASKS_SUBSCRIBERS", "TASKS_UNSUBSCRIBE", "TASK_DONE", "TASK_EVENT",
     "WORKFLOW_CANCEL", "WORKFLOW_DEFINE", "WORKFLOW_LIST", "WORKFLOW_PAUSE",
     "WORKFLOW_RESULT", "WORKFLOW_RESUME", "WORKFLOW_RUN", "WORKFLOW_STATUS",
@@ -38,6 +41,7 @@ STATUS: Final = "coordinator.status"
 RESULT: Final = "coordinator.result"
 CANCEL: Final = "coordinator.cancel"
 TASKS: Final = "coordinator.tasks"
+COUNTS: Final = "coordinator.counts"
 TASK_DONE: Final = "task.done"
 SCATTER: Final = "coordinator.scatter"
 CONTROL: Final = "coordinator.control"

@@ -35,10 +35,14 @@ class WaitCode(Enum):
     """No agent that could run it is registered."""
     NONE_AVAILABLE = "none_available"
     """Those that could run it are paused, stopped or failing (none is routable)."""
+    ALL_PAUSED = "all_paused"
+    """Every one that could run it (on a live node) is paused (NONE_AVAILABLE's own case)."""
     BREAKERS_OPEN = "breakers_open"
     """Every routable agent that could run it has its circuit breaker open."""
     ALL_BUSY = "all_busy"
     """Every one that could run it has ``max_in_flight`` tasks already."""
+    POOL_EXHAUSTED = "pool_exhausted"
+    """A workflow step (resource-aware) waits for its resources: a pool has too little free."""
 
     @property
     def expires(self) -> bool:
@@ -48,8 +52,10 @@ class WaitCode(Enum):
 
 
 _EXPIRING: Final = frozenset(
-    {WaitCode.NODE_DOWN, WaitCode.NONE_REGISTERED, WaitCode.NONE_AVAILABLE}
+    {WaitCode.NODE_DOWN, WaitCode.NONE_REGISTERED, WaitCode.NONE_AVAILABLE, WaitCode.ALL_PAUSED}
 )
+
+_COUNTED: Final = frozenset({WaitCode.NONE_AVAILABLE, WaitCode.ALL_PAUSED, WaitCode.ALL_BUSY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +88,7 @@ class Wait:
             return f"the agents that can run it ({agents}) are on nodes that are down ({nodes})"
         if code is WaitCode.NONE_REGISTERED:
             return f"{describe(self.need)} is registered"
-        if code is WaitCode.NONE_AVAILABLE:
+        if code in (WaitCode.NONE_AVAILABLE, WaitCode.ALL_PAUSED):
             down = f", {self.down} on a down node" if self.down else ""
             verb = "is" if self.count == 1 else "are"
             states = ", ".join(self.states)
@@ -90,6 +96,21 @@ class Wait:
         if code is WaitCode.BREAKERS_OPEN:
             return f"the circuit breaker is open for every capable agent: {', '.join(self.agents)}"
         return f"all {self.count} capable agents are busy (at most {self.limit} tasks each)"
+
+    def to_wire(self) -> dict[str, Wire]:
+        """The wait as ``status`` and ``coordinator.tasks`` show it: ``{code, reason, need,
+        ...}`` with what its sentence names (``agents``, ``nodes``, ``states``, ``count``,
+        ``down``, ``limit``), those that apply to its code."""
+        wait: dict[str, Wire] = {"code": self.code.value, "reason": self.sentence(),
+                                 "need": list(self.need)}  # fmt: skip
+        for name in ("agents", "nodes", "states"):
+            if getattr(self, name):
+                wait[name] = list(getattr(self, name))
+        if self.code in _COUNTED:
+            wait["count"], wait["down"] = self.count, self.down
+        if self.code is WaitCode.ALL_BUSY:
+            wait["limit"] = self.limit
+        return wait
 
     def sentence(self) -> str:
         """The task's ``wait_reason``."""

@@ -101,6 +101,7 @@ _TASK: Final[dict[str, _Check]] = {
     "started_ms": (_opt_ms, "epoch milliseconds or null"),
     "finished_ms": (_opt_ms, "epoch milliseconds or null"),
     "log": (lambda v: isinstance(v, list), "a list"),
+    "attempt_history": (lambda v: v is None or isinstance(v, list), "a list"),  # older: none
 }
 _WORKFLOW_TASK: Final[dict[str, _Check]] = {
     "workflow": (_text, "a run id"),

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Final
 
+from macp.actors.coordinator import attempts
+from macp.actors.coordinator.attempts import Outcome
 from macp.actors.coordinator.task import FINAL, Task, TaskKind, TaskState, error_record
 from macp.envelope import now_ms
 from macp.errors import InternalError
@@ -142,6 +144,7 @@ class TaskTable:
         task.attempts += 1
         task.agent, task.assigned_ms, task.started_ms = agent, now, None
         task.note("assigned", now, agent=agent, attempt=task.attempts)
+        attempts.begin(task.attempt_history, task.attempts, agent, now)
         self.save(task)
         if self.watch is not None:
             self.watch(task, _PENDING, now)
@@ -162,6 +165,7 @@ class TaskTable:
         if task.state is _ASSIGNED:
             task.move(_RUNNING)
             task.started_ms = self._clock()
+            attempts.started(task.attempt_history, task.started_ms)
             self.save(task)
             if self.watch is not None:
                 self.watch(task, _ASSIGNED, task.started_ms)
@@ -176,8 +180,11 @@ class TaskTable:
     ) -> None:
         """Count a failed attempt (as lost with its node, if ``node_failure``)."""
         task.node_failures += node_failure
-        task.note("failed_attempt", self._clock(), agent=agent, node_down=node_failure,
+        now = self._clock()
+        task.note("failed_attempt", now, agent=agent, node_down=node_failure,
                   error=f"{type(error).__name__}: {error}")  # fmt: skip
+        outcome = attempts.failed(error, node_failure=node_failure)
+        attempts.end(task.attempt_history, outcome, now, error)
 
     def retry(self, task: Task, error: BaseException) -> None:
         """An active task waits out a backoff before it is queued again."""
@@ -232,6 +239,7 @@ class TaskTable:
         task.error = None if error is None else error_record(error)
         if state is _SUCCEEDED:
             task.progress = 1.0
+        attempts.end(task.attempt_history, Outcome(state.value), now, error)
         task.note(state.value, now, agent=task.agent)
         self.save(task)
         if self.watch is not None:
@@ -263,6 +271,7 @@ class TaskTable:
         now = self._clock()
         if task.state in (_ASSIGNED, _RUNNING):
             task.node_failures += 1
+            attempts.end(task.attempt_history, Outcome.NODE_DOWN, now)
         previous = task.state
         if previous is not _PENDING:
             task.move(_PENDING)

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from macp._storable import check as check_storable
 from macp._storable import scrub
+from macp.actors.coordinator.attempts import from_log
 from macp.envelope import Priority, Wire
 from macp.errors import InternalError, InvalidParams, error_body
 
@@ -172,6 +173,7 @@ class Task:
     finished_ms: int | None = None
     updated_ms: int
     log: list[dict[str, Any]] = field(default_factory=list)
+    attempt_history: list[dict[str, Any]] = field(default_factory=list)  # (:mod:`.attempts`)
     # a workflow step's task: its run and step
     workflow: str | None = None
     step: str | None = None
@@ -242,6 +244,7 @@ class Task:
             queued_ms=record["queued_ms"], assigned_ms=record["assigned_ms"],
             started_ms=record["started_ms"], finished_ms=record["finished_ms"],
             updated_ms=record["updated_ms"], log=record["log"],
+            attempt_history=record.get("attempt_history") or from_log(record["log"]),
             workflow=record.get("workflow"), step=record.get("step"),
             aggregation=record.get("aggregation", "all") if kind is TaskKind.SCATTER else None,
             quorum=record.get("quorum"), failure_threshold=record.get("failure_threshold"),
@@ -268,6 +271,7 @@ class Task:
             "queued_ms": self.queued_ms, "assigned_ms": self.assigned_ms,
             "started_ms": self.started_ms, "finished_ms": self.finished_ms,
             "updated_ms": self.updated_ms, "log": self.log,
+            "attempt_history": self.attempt_history,
         }  # fmt: skip
         if self.workflow is not None:
             record["workflow"], record["step"] = self.workflow, self.step

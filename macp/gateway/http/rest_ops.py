@@ -147,7 +147,10 @@ def task_status(record: Mapping[str, Any], tags: Mapping[str, Any]) -> dict[str,
         "assigned_ms": record.get("assigned_ms"), "started_ms": record.get("started_ms"),
         "finished_ms": record.get("finished_ms"), "updated_ms": record.get("updated_ms"),
         "logs": record.get("log", []), "result": record.get("result"),
-        "error": record.get("error"),
+        "error": record.get("error"), "node_failures": record.get("node_failures", 0),
+        "attempt_history": record.get("attempt_history", []),
+        "wait_ms": record.get("wait_ms"), "run_ms": record.get("run_ms"),
+        **{k: record[k] for k in ("wait", "wait_reason") if k in record},
     }  # fmt: skip
 
 

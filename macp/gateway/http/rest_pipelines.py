@@ -177,7 +177,9 @@ def run_progress(run: dict[str, Any]) -> dict[str, Any]:
     return {
         "status": run["state"], "progress": ended / len(steps) if steps else 1.0,
         "stages": {name: {"state": s["state"], "task_id": s["task_id"], "output": s["output"],
-                          "error": s["error"]} for name, s in steps.items()},
+                          "error": s["error"], "depends_on": s.get("depends_on", []),
+                          **({"wait": s["wait"]} if "wait" in s else {})}
+                   for name, s in steps.items()},
         "result": run.get("result"), "error": run.get("error"),
         "created_ms": run.get("created_ms"), "finished_ms": run.get("finished_ms"),
     }  # fmt: skip

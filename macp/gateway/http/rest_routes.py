@@ -48,6 +48,7 @@ def rest_routes(table: Table, guard: Guard | None = None) -> list[RestRoute]:
         RestRoute("POST", "/pipelines/{id}/resume", rest["rest_pipeline_resume"], ident),
         RestRoute("POST", "/pipelines/{id}/cancel", rest["rest_pipeline_cancel"], ident),
         RestRoute("GET", "/metrics", table["metrics"]),
+        RestRoute("GET", "/alerts", table["alert_list"]),
     ]
     routes += [RestRoute("POST", f"/operations/{op.name}", op) for op in table]
     return routes

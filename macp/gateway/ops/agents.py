@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field, field_validator
 
-from macp.actors.coordinator import CONTROL
+from macp.actors.coordinator import CONTROL, COUNTS, with_counts
 from macp.actors.registry import CONTROL_PLANE, FIND, LIST
 from macp.commands import COMMAND_PREFIX, Command
 from macp.errors import MacpError
@@ -96,12 +96,13 @@ class AgentMessage(Params):
 @OPERATIONS.operation(
     "agent_list", AgentList, Scope.AGENTS_READ,
     "Every registered agent: address, node, capabilities, role, group, status, load, last "
-    "heartbeat.",
+    "heartbeat, and the tasks it succeeded and failed (from the journal).",
 )  # fmt: skip
 async def agent_list(runtime: Runtime, p: AgentList) -> dict[str, Any]:
     agents = await runtime.read(REGISTRY, LIST)
     if not p.include_control_plane:
         agents = [a for a in agents if a.get("group") != CONTROL_PLANE]
+    agents = with_counts(agents, await runtime.read("coordinator", COUNTS))
     return {"agents": agents, "count": len(agents)}
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from macp.actors.coordinator import TASKS
+from macp.actors.coordinator.history import MAX_LIMIT
 from macp.actors.memory import MEMORY_DELETE, MEMORY_GET, MEMORY_PUT
 from macp.actors.registry import FIND
 from macp.envelope import now_ms
@@ -176,8 +177,8 @@ async def swarm_status(runtime: Runtime, p: SwarmRef) -> dict[str, Any]:
         for r in records
     ]  # fmt: skip
     addresses = {a["address"] for a in agents}
-    tasks = [t for t in await runtime.read("coordinator", TASKS, {"states": None})
-             if t.get("agent") in addresses]  # fmt: skip
+    held = await runtime.read("coordinator", TASKS, {"limit": MAX_LIMIT})
+    tasks = [t for t in held["tasks"] if t.get("agent") in addresses]
     return {
         "name": p.name, "topology": declaration["topology"],
         "created_ms": declaration["created_ms"], "agents": agents, "count": len(agents),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from macp.actors.monitor import ALERT_LOG as MONITOR_ALERT_LOG
 from macp.actors.monitor import ALERTS as MONITOR_ALERTS
 from macp.actors.monitor import METRICS as MONITOR_METRICS
 from macp.envelope import now_ms
@@ -14,7 +15,7 @@ from macp.gateway.table import Params, Scope
 if TYPE_CHECKING:
     from macp.gateway.bridge import Runtime
 
-__all__ = ["Metrics", "Ping"]
+__all__ = ["AlertList", "Metrics", "Ping"]
 
 
 class Ping(Params):
@@ -43,3 +44,17 @@ async def metrics(runtime: Runtime, p: Metrics) -> dict[str, Any]:
     alerts = await runtime.read("monitor", MONITOR_ALERTS)
     shown = {k: v for k, v in figures.items() if k.startswith(p.prefix)}
     return {"metrics": shown, "alerts": alerts, "firing": len(alerts)}
+
+
+class AlertList(Params):
+    """No parameters."""
+
+
+@OPERATIONS.operation(
+    "alert_list", AlertList, Scope.SYSTEM_READ,
+    "Alerts: the rules firing now (active, with the metric's value) and the recent "
+    "transitions, newest first (rule, metric, value, op, threshold, state, time_ms).",
+)  # fmt: skip
+async def alert_list(runtime: Runtime, _params: AlertList) -> dict[str, Any]:
+    answer = await runtime.read("monitor", MONITOR_ALERT_LOG)
+    return {"active": answer["active"], "recent": answer["recent"]}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from pydantic import Field, model_validator
 
 from macp.actors.coordinator import CANCEL, DEFAULTS, RESULT, SCATTER, STATUS, SUBMIT, TASKS
+from macp.actors.coordinator.history import DEFAULT_LIMIT
 from macp.errors import AskTimeout
 from macp.gateway.ops._table import OPERATIONS
 from macp.gateway.table import Params, Scope
@@ -27,6 +28,7 @@ __all__ = ["TaskList", "TaskOrchestrate", "TaskRef", "TaskResult"]
 _COORDINATOR = "coordinator"
 
 Consensus = Literal["all", "first", "majority", "quorum"]
+_MOST_LISTED = 1000
 
 
 class TaskOrchestrate(Params):
@@ -92,9 +94,44 @@ class TaskResult(TaskRef):
     """Wait this long for the task to finish; then its state is answered instead."""
 
 
+TaskStateName = Literal[
+    "pending", "assigned", "running", "retrying", "succeeded", "failed", "cancelled"
+]
+
+
 class TaskList(Params):
-    states: list[str] | None = None
-    """Only tasks in these states (pending, assigned, running, succeeded, failed, cancelled)."""
+    states: list[TaskStateName] | None = None
+    """Only tasks in these states (REST: repeat ?state=, or ?states=a,b)."""
+    type: str | None = Field(None, min_length=1)
+    """Only tasks of this type."""
+    agent: str | None = Field(None, min_length=1)
+    """Only tasks run (last) by this agent: an address NAME@NODE, or a name (any node)."""
+    since: float | None = Field(None, ge=0)
+    """Only tasks created or updated at or after this time (unix seconds)."""
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=_MOST_LISTED)
+    """At most this many tasks, newest first (total and counts are of all that match)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _states_as_given(cls, data: Any) -> Any:
+        """``state`` (REST's repeatable name) is ``states``; ``"a,b"`` is two states."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "state" in data:
+            given = data.pop("state")
+            data["states"] = [*_as_list(data.get("states")), *_as_list(given)]
+        if "states" in data and data["states"] is not None:
+            data["states"] = [s.strip() for v in _as_list(data["states"])
+                              for s in (v.split(",") if isinstance(v, str) else [v])
+                              if not isinstance(s, str) or s.strip()]  # fmt: skip
+        return data
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 @OPERATIONS.operation(
@@ -119,7 +156,8 @@ async def task_orchestrate(runtime: Runtime, p: TaskOrchestrate) -> dict[str, An
 
 @OPERATIONS.operation(
     "task_status", TaskRef, Scope.TASKS_READ,
-    "A task's state, attempts, agent, timings, and why it waits if it does.",
+    "A task's state, attempts (attempt_history), agent, timings (wait_ms, run_ms), result or "
+    "error, and why it waits if it does (wait: code and reason).",
 )  # fmt: skip
 async def task_status(runtime: Runtime, p: TaskRef) -> dict[str, Any]:
     return dict(await runtime.read(_COORDINATOR, STATUS, {"task_id": p.task_id}))
@@ -145,7 +183,16 @@ async def task_cancel(runtime: Runtime, p: TaskRef) -> dict[str, Any]:
     return dict(await runtime.request(_COORDINATOR, CANCEL, {"task_id": p.task_id}))
 
 
-@OPERATIONS.operation("task_list", TaskList, Scope.TASKS_READ, "The tasks the coordinator holds.")
+@OPERATIONS.operation(
+    "task_list", TaskList, Scope.TASKS_READ,
+    "Tasks, newest first, held or finished (the journal's): filter by states, type, agent, "
+    "since; each with why it waits or why it failed; total and counts by state.",
+)  # fmt: skip
 async def task_list(runtime: Runtime, p: TaskList) -> dict[str, Any]:
-    tasks = await runtime.read(_COORDINATOR, TASKS, {"states": p.states})
-    return {"tasks": tasks, "count": len(tasks)}
+    since_ms = None if p.since is None else int(p.since * 1000)
+    query = {"states": p.states, "type": p.type, "agent": p.agent, "since_ms": since_ms,
+             "limit": p.limit}  # fmt: skip
+    answer = await runtime.read(_COORDINATOR, TASKS, query)
+    tasks = answer["tasks"]
+    return {"tasks": tasks, "count": len(tasks), "total": answer["total"],
+            "counts": answer["counts"]}  # fmt: skip

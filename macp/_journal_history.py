@@ -1,0 +1,136 @@
+"""The journal's task history: tasks found by state, type, agent and time, and their counts.
+
+Schema 4 gives ``tasks`` three columns beside the record, ``type``, ``agent`` (the task's
+agent as its record last had it: the one that ran, or runs, its last attempt) and
+``created_ms``, indexed, so that a query over every task the journal keeps (the coordinator's
+and the finished ones kept for retention) reads only the rows it answers with, newest first,
+and counts the others in SQL: memory stays flat whatever the journal's size.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from macp._dead_letters import DeadLetters
+from macp.envelope import unpack
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from macp.envelope import Wire
+
+__all__ = ["HistoryTables", "TaskQuery", "add_history_columns", "history_columns"]
+
+_INDEXES: Final = """
+CREATE INDEX IF NOT EXISTS tasks_by_created ON tasks (created_ms);
+CREATE INDEX IF NOT EXISTS tasks_by_type ON tasks (type, created_ms);
+CREATE INDEX IF NOT EXISTS tasks_by_agent ON tasks (agent, state);
+CREATE INDEX IF NOT EXISTS tasks_by_update ON tasks (updated_ms)
+"""
+_FIELDS: Final = ("type", "agent", "created_ms")
+
+
+def history_columns(record: Any) -> tuple[str | None, str | None, int | None]:
+    """A task record's ``type``, ``agent`` and ``created_ms`` as the columns hold them."""
+    type_, agent, created = (record.get(n) if isinstance(record, dict) else None for n in _FIELDS)
+    return (
+        type_ if isinstance(type_, str) else None,
+        agent if isinstance(agent, str) else None,
+        created if type(created) is int else None,
+    )
+
+
+def _field(blob: object, index: int) -> str | int | None:
+    try:
+        record = unpack(blob, max_bytes=len(blob)) if isinstance(blob, bytes) else None
+    except Exception:  # noqa: BLE001 - a migration must not stop on one bad row
+        return None
+    return history_columns(record)[index]
+
+
+def add_history_columns(conn: sqlite3.Connection) -> None:
+    """Schema 3 to 4: the ``type``, ``agent`` and ``created_ms`` columns of ``tasks``, filled
+    from the stored records, and their indexes."""
+    conn.create_function("macp_task_field", 2, _field, deterministic=True)
+    for statement in (
+        "ALTER TABLE tasks ADD COLUMN type TEXT",
+        "ALTER TABLE tasks ADD COLUMN agent TEXT",
+        "ALTER TABLE tasks ADD COLUMN created_ms INTEGER",
+        (
+            "UPDATE tasks SET type = macp_task_field(record, 0), "
+            "agent = macp_task_field(record, 1), "
+            "created_ms = coalesce(macp_task_field(record, 2), updated_ms)"
+        ),
+        *_INDEXES.split(";"),
+    ):
+        conn.execute(statement)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQuery:
+    """Which tasks: in ``states`` (None: any), of ``type``, run by ``agent`` (an address, or a
+    name: its agents on every node), updated at or after ``since_ms``; at most ``limit``."""
+
+    states: tuple[str, ...] | None = None
+    type: str | None = None
+    agent: str | None = None
+    since_ms: int | None = None
+    limit: int = 100
+
+    def where(self) -> tuple[str, list[object]]:
+        """The SQL condition and its parameters."""
+        terms, params = ["1"], list[object]()
+        if self.states is not None:
+            terms.append("state IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(list(self.states)))
+        if self.type is not None:
+            terms.append("type = ?")
+            params.append(self.type)
+        if self.agent is not None and "@" in self.agent:
+            terms.append("agent = ?")
+            params.append(self.agent)
+        elif self.agent is not None:
+            terms.append("substr(agent, 1, ?) = ?")
+            params += [len(self.agent) + 1, f"{self.agent}@"]
+        if self.since_ms is not None:
+            terms.append("updated_ms >= ?")
+            params.append(self.since_ms)
+        return " AND ".join(terms), params
+
+
+class HistoryTables(DeadLetters):
+    """Task history queries (mixed into the journal)."""
+
+    if TYPE_CHECKING:
+
+        def _records_where(
+            self, table: str, where: str, params: tuple[object, ...]
+        ) -> list[tuple[str, dict[str, Wire]]]: ...
+
+    def task_page(self, query: TaskQuery) -> list[tuple[str, dict[str, Wire]]]:
+        """``(id, record)`` of the newest ``query.limit`` tasks it matches, newest created
+        first; a row that cannot be read back is set aside instead."""
+        where, params = query.where()
+        order = f"{where} ORDER BY created_ms DESC, rowid DESC LIMIT ?"
+        return self._records_where("tasks", order, (*params, query.limit))
+
+    def task_counts(self, query: TaskQuery) -> dict[str, int]:
+        """How many tasks ``query`` matches, by state (its ``limit`` aside)."""
+        where, params = query.where()
+        sql = f"SELECT state, count(*) FROM tasks WHERE {where} GROUP BY state"  # noqa: S608
+        return {str(state): int(n) for state, n in self._read(sql, params)}
+
+    def task_totals(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Every task kept, counted: ``{"types": {type: {state: n}}, "agents": {agent:
+        {state: n}}}`` (tasks no agent ran are not in ``agents``)."""
+        totals: dict[str, dict[str, dict[str, int]]] = {"types": {}, "agents": {}}
+        for column, key in (("type", "types"), ("agent", "agents")):
+            sql = (
+                f"SELECT {column}, state, count(*) FROM tasks "  # noqa: S608
+                f"WHERE {column} IS NOT NULL GROUP BY {column}, state"
+            )
+            for name, state, n in self._read(sql):
+                totals[key].setdefault(str(name), {})[str(state)] = int(n)
+        return totals
