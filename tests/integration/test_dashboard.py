@@ -7,6 +7,7 @@ agents turning offline. Screenshots of each view are kept as artifacts."""
 
 from __future__ import annotations
 
+import re
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,10 @@ def test_a_submitted_task_shows_up_in_the_table_completes_and_opens_in_detail(
         detail = tab.page.locator("#task-detail")
         expect(detail.locator("h3")).to_have_text(f"task {task}")
         expect(detail.locator("pre.result")).to_contain_text('"word": "dashboard"')
+        attempt = detail.locator("table.attempts tbody tr")
+        expect(attempt).to_have_count(1)
+        expect(attempt.locator("td").nth(3)).to_have_text("succeeded")
+        expect(attempt.locator("td").nth(1)).to_have_text(re.compile(r"^echo-\d@(head|n1|n2)$"))
         tab.shot("dashboard-tasks")
         assert tab.errors == []
 
@@ -144,6 +149,26 @@ def test_the_task_filters_show_only_the_tasks_they_name(browser: Browser, url: s
             "#tasks tbody tr td:nth-child(3)", "cells => cells.map(c => c.textContent)"
         )
         assert set(states) == {"failed"}
+        assert tab.errors == []
+
+
+def test_a_waiting_task_shows_why_it_waits_and_arrives_live(browser: Browser, url: str) -> None:
+    with Tab.open(browser, url) as tab:
+        tab.page.click('#tabs button[data-tab="tasks"]')
+        expect(tab.page.locator("#ws-state")).to_have_text("live")
+        task = call(url, "task_orchestrate", {"type": "nobody", "timeout_s": 60})["task_id"]
+        row = tab.page.locator(f'#tasks tr[data-task="{task}"]')
+        expect(row.locator("td").nth(2)).to_have_text("pending")
+        tab.page.click('#task-filters button[type="submit"]')  # the list, read again
+        expect(row.locator("td.reason")).to_have_text(
+            "no agent that handles 'nobody' is registered"
+        )
+        row.click()
+        expect(tab.page.locator("#task-detail dd").last).to_have_text(
+            "no agent that handles 'nobody' is registered"
+        )
+        call(url, "task_cancel", {"task_id": task})
+        expect(row.locator("td").nth(2)).to_have_text("cancelled")
         assert tab.errors == []
 
 
@@ -171,6 +196,14 @@ def test_a_workflow_run_shows_its_dag_with_each_steps_state(browser: Browser, ur
         tab.page.locator(f'#runs tr[data-run="{run}"]').click()
         steps = tab.page.locator("#run-detail g.step")
         expect(steps).to_have_count(4)
+        expect(tab.page.locator("#run-detail line.edge")).to_have_count(4)  # the DAG's edges
+        x = {
+            step: float(
+                tab.page.locator(f'#run-detail g[data-step="{step}"] rect').get_attribute("x") or ""
+            )
+            for step in ("first", "left", "right", "last")
+        }
+        assert x["first"] < x["left"] == x["right"] < x["last"]
         for step in ("first", "left", "right", "last"):
             expect(tab.page.locator(f'#run-detail g[data-step="{step}"] .step-state')).to_have_text(
                 "succeeded"
@@ -189,6 +222,9 @@ def test_an_alert_that_fires_shows_among_the_active_ones(browser: Browser, url: 
         expect(active.locator("td").first).to_have_text("echo-done", timeout=10_000)
         expect(active.locator("td").nth(3)).to_have_text("tasks.succeeded{type=echo} >= 1")
         expect(tab.page.locator("#alert-count")).to_have_text("1")
+        recent = tab.page.locator("#alerts-recent tbody tr").last  # newest first: the first firing
+        expect(recent.locator("td").nth(1)).to_have_text("echo-done")
+        expect(recent.locator("td").nth(2)).to_have_text("firing")
         tab.shot("dashboard-alerts")
         assert tab.errors == []
 

@@ -24,7 +24,7 @@
         e.setAttribute(k, attrs[k] === true ? "" : attrs[k]);
       }
     }
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
     }
     return e;
@@ -310,7 +310,7 @@
   async function loadTasks() {
     const q = new URLSearchParams();
     const f = state.filters;
-    if (f.state) q.append("states", f.state);
+    if (f.state) q.append("state", f.state);
     if (f.type) q.append("type", f.type);
     if (f.agent) q.append("agent", f.agent);
     const answer = await api("/tasks" + (q.toString() ? "?" + q : ""));
@@ -399,8 +399,8 @@
   }
 
   async function loadAlerts() {
-    const figures = await api("/metrics?prefix=alerts-only.");  // the alerts firing now
-    state.alerts = { active: figures.alerts || [], recent: state.alerts.recent };
+    const answer = await api("/alerts");
+    state.alerts = { active: answer.active, recent: answer.recent };
     drawAlerts();
   }
   loaders.alerts = () => loadAlerts().catch(failed("alerts"));
