@@ -152,8 +152,8 @@ class Tab:
         if message.type == "error":
             self.errors.append(message.text)
 
-    def shot(self, name: str) -> Path:
+    def shot(self, name: str, *, full_page: bool = True) -> Path:
         """A screenshot of the page as it is, saved as an artifact."""
         path = artifacts() / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        self.page.screenshot(path=str(path), full_page=full_page)
         return path

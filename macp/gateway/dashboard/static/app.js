@@ -6,6 +6,7 @@
   const API = "/api/v1";
   const CAN_CONTROL = document.body.dataset.canControl === "true";
   const TASK_ROWS = 200;
+  const AGENT_ROWS = 200;
   const state = {
     agents: new Map(), shape: { nodes: [], agents: {}, edges: [] }, tasks: new Map(),
     filters: { state: "", type: "", agent: "" }, run: null, runs: new Map(),
@@ -119,9 +120,22 @@
   }
 
   function drawAgentTable() {
-    const rows = [...state.agents.values()].sort((a, b) => (a.address < b.address ? -1 : 1));
-    document.querySelector("#agents tbody").replaceChildren(...rows.map(agentRow));
+    const needle = document.getElementById("agent-filter").value.trim().toLowerCase();
+    const rows = [...state.agents.values()].filter((a) => !needle ||
+      [a.address, a.status, a.role, a.group].some((v) => (v || "").toLowerCase().includes(needle)))
+      .sort((a, b) => (a.address < b.address ? -1 : 1));
+    document.querySelector("#agents tbody").replaceChildren(...rows.slice(0, AGENT_ROWS)
+      .map(agentRow));
+    document.getElementById("agent-shown").textContent = rows.length > AGENT_ROWS
+      ? "showing " + AGENT_ROWS + " of " + rows.length + ": filter to narrow" : "";
   }
+  document.getElementById("agent-filter").addEventListener("input", drawAgentTable);
+  document.getElementById("graph").addEventListener("click", (event) => {
+    const address = event.target.dataset && event.target.dataset.address;
+    if (!address) return;
+    document.getElementById("agent-filter").value = address;
+    drawAgentTable();
+  });
 
   async function control(command, address) {
     try {
