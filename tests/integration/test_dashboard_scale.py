@@ -40,7 +40,7 @@ def test_a_thousand_agents_render_and_update_without_stalling_the_page(tmp_path:
             with httpx.Client(base_url=url, timeout=30) as http:
 
                 def registered() -> bool:
-                    agents = http.get("/api/v1/agents").json()["agents"]
+                    agents: list[dict[str, str]] = http.get("/api/v1/agents").json()["agents"]
                     return sum(a["status"] == "available" for a in agents) == ALL
 
                 wait_until(registered, 90, f"the {ALL} agents never all registered")
