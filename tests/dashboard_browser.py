@@ -24,7 +24,7 @@ from macp.gateway import Gateway, Guard, Member
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright
+    from playwright.sync_api import Browser, ConsoleMessage, FloatRect, Page, Playwright
 
 __all__ = [
     "AGENTS",
@@ -152,8 +152,13 @@ class Tab:
         if message.type == "error":
             self.errors.append(message.text)
 
-    def shot(self, name: str, *, full_page: bool = True) -> Path:
-        """A screenshot of the page as it is, saved as an artifact."""
+    def shot(self, name: str, *, full_page: bool = True, height: int | None = None) -> Path:
+        """A screenshot of the page as it is (its top ``height`` pixels, if given), saved as an
+        artifact."""
         path = artifacts() / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=full_page)
+        if height is not None:
+            clip: FloatRect = {"x": 0, "y": 0, "width": 1400, "height": height}
+            self.page.screenshot(path=str(path), clip=clip)
+        else:
+            self.page.screenshot(path=str(path), full_page=full_page)
         return path

@@ -78,7 +78,7 @@ def test_the_page_loads_without_console_errors_and_draws_every_agent_and_edge(
         for node in ("head", "n1", "n2"):
             expect(tab.page.locator(f'g.node[data-node="{node}"]')).to_have_count(1)
         # hub-and-spoke: the splitter to each of the counters
-        expect(tab.page.locator("line.edge")).to_have_count(2)
+        expect(tab.page.locator("#graph path.edge")).to_have_count(2)
         expect(tab.page.locator("#topology-name")).to_have_text("dash (hub-and-spoke)")
         expect(tab.page.locator("#ws-state")).to_have_text("live")
         expect(tab.page.locator("#agents tbody tr")).to_have_count(len(AGENTS))
@@ -100,6 +100,7 @@ def test_an_agent_paused_through_the_api_turns_paused_on_the_page_within_2_s(
             assert time.monotonic() - paused < PAUSE_SEEN_S
             row = tab.page.locator('#agents tr[data-address="echo-2@n1"] td.status')
             expect(row).to_have_text("paused")
+            tab.shot("dashboard-paused", height=560)  # the README's (docs/images/dashboard.png)
         finally:
             call(url, "agent_control", {"command": "resume", "target": "echo-2@n1"})
         expect(dot).to_have_attribute("data-status", "available", timeout=PAUSE_SEEN_S * 1000)

@@ -319,6 +319,9 @@
       .sort((a, b) => (b.updated_ms || b.created_ms || 0) - (a.updated_ms || a.created_ms || 0))
       .slice(0, TASK_ROWS);
     document.querySelector("#tasks tbody").replaceChildren(...rows.map(taskRow));
+    document.getElementById("task-total").textContent = state.total === undefined ? ""
+      : state.total + (state.total === 1 ? " task" : " tasks") + (state.total > rows.length
+        ? ", the newest " + rows.length + " shown" : "");
   }
 
   async function loadTasks() {
@@ -329,8 +332,7 @@
     if (f.agent) q.append("agent", f.agent);
     const answer = await api("/tasks" + (q.toString() ? "?" + q : ""));
     state.tasks = new Map(answer.tasks.map((t) => [t.id, t]));
-    document.getElementById("task-total").textContent = (answer.total ?? answer.count) +
-      " tasks";
+    state.total = answer.total;
     drawTasks();
   }
   loaders.tasks = () => loadTasks().catch(failed("tasks"));
@@ -344,7 +346,9 @@
   });
 
   function taskUpdate(data) {
-    const known = state.tasks.get(data.task_id) || { id: data.task_id, attempts: 0 };
+    let known = state.tasks.get(data.task_id);
+    if (!known && state.total !== undefined && matches(data)) state.total += 1;
+    known = known || { id: data.task_id, attempts: 0, created_ms: data.time_ms };
     const row = Object.assign({}, known, {
       state: data.state, type: data.type || known.type, updated_ms: data.time_ms,
       agent: data.agent || known.agent, attempts: data.attempt ?? known.attempts,

@@ -111,8 +111,12 @@
     return [points.reduce((s, p) => s + p[0], 0) / n, points.reduce((s, p) => s + p[1], 0) / n];
   }
 
+  /* An edge from p to q, bowed downwards so that it passes under the dots of its row. */
   function line(layer, p, q, cls) {
-    layer.appendChild(svg("line", { x1: p[0], y1: p[1], x2: q[0], y2: q[1], class: cls }));
+    const bow = 12 + 0.12 * Math.hypot(q[0] - p[0], q[1] - p[1]);
+    const mx = (p[0] + q[0]) / 2, my = Math.max(p[1], q[1]) + bow;
+    layer.appendChild(svg("path", { d: "M" + p[0] + " " + p[1] + " Q" + mx + " " + my + " " +
+      q[0] + " " + q[1], class: cls, "data-from": p.join(","), "data-to": q.join(",") }));
   }
 
   /* Recolour one agent's dot; false if it is not drawn (the caller redraws). */
