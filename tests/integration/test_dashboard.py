@@ -249,3 +249,56 @@ def test_a_killed_nodes_agents_turn_offline_on_the_page(
             assert tab.errors == []
     finally:
         nodes.kill()
+
+
+def test_topology_shape_answers_the_shape_the_head_recorded(url: str) -> None:
+    shape = call(url, "topology_shape", {})
+    assert shape == {
+        "name": "dash", "kind": "hub-and-spoke", "nodes": ["head", "n1", "n2"], "head": "head",
+        "agents": {
+            "splitter": {"role": None, "group": None, "instances": ["splitter@head"]},
+            "counter": {"role": None, "group": None, "instances": ["counter-1@n1", "counter-2@n2"]},
+            "echo": {"role": None, "group": None,
+                     "instances": ["echo-1@head", "echo-2@n1", "echo-3@n2"]},
+        },
+        "edges": [["splitter", "counter"]], "recorded": True,
+    }  # fmt: skip
+
+
+def test_metrics_history_reads_several_series_at_once(url: str) -> None:
+    done = call(url, "task_orchestrate", {"type": "echo", "body": 0, "capabilities": ["echo"]})
+    call(url, "task_result", {"task_id": done["task_id"], "wait_s": 10})
+    names = ["tasks.throughput{type=echo}", "tasks.duration_p99_ms{type=echo}"]
+
+    def sampled() -> bool:
+        series = call(url, "metrics_history", {"names": names, "since_s": 60})["series"]
+        return list(series) == names and all(series[n] for n in names)
+
+    wait_until(sampled, 10, "the monitor never sampled the echo tasks")
+    by_prefix = call(url, "metrics_history", {"prefix": "tasks.error_rate{", "since_s": 60})
+    assert "tasks.error_rate{type=echo}" in by_prefix["series"]
+    assert all(n.startswith("tasks.error_rate{") for n in by_prefix["series"])
+    for points in by_prefix["series"].values():
+        assert all(len(p) == 2 and 0 <= p[1] <= 1 for p in points)  # [time_ms, share]
+    with httpx.Client(base_url=url, timeout=10) as http:
+        refused = http.post("/api/v1/operations/metrics_history", json={"since_s": 0})
+    assert refused.status_code == 422
+    assert refused.json()["error"]["field"] == "since_s"
+    assert refused.json()["error"]["message"].startswith(
+        "POST /api/v1/operations/metrics_history: 'since_s'"
+    )
+
+
+def test_the_page_needs_no_login_without_authentication_and_forbids_framing(url: str) -> None:
+    with httpx.Client(base_url=url, timeout=10) as http:
+        assert http.get("/login", follow_redirects=False).headers["location"] == "/"
+        page = http.get("/")
+        assert page.status_code == 200
+        assert 'data-can-control="true"' in page.text
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'self'" in policy
+        assert "frame-ancestors 'none'" in policy
+        script = http.get("/static/app.js")
+        assert (script.status_code, script.headers["content-type"].split(";")[0]) == (
+            200, "text/javascript",
+        )  # fmt: skip

@@ -55,7 +55,8 @@ _HEADERS: Final = {
 
 def dashboard_routes(guard: Guard, table: Table) -> list[BaseRoute]:
     """The dashboard's routes on a gateway whose calls ``guard`` decides over ``table``."""
-    pages = _Pages(guard, table[CONTROL_OPERATION].scope)
+    control = table[CONTROL_OPERATION].scope if CONTROL_OPERATION in table else None
+    pages = _Pages(guard, control)
     return [
         Route("/", pages.page, methods=["GET"]),
         Route("/login", pages.login_form, methods=["GET"]),
@@ -68,7 +69,7 @@ def dashboard_routes(guard: Guard, table: Table) -> list[BaseRoute]:
 class _Pages:
     """The page, the login form and its answer, and the sign-out."""
 
-    def __init__(self, guard: Guard, control: Scope) -> None:
+    def __init__(self, guard: Guard, control: Scope | None) -> None:
         self.guard = guard
         self.control = control
 
@@ -85,7 +86,7 @@ class _Pages:
         )  # fmt: skip
         text = _PAGE.substitute(
             principal=html.escape(principal.name), role=html.escape(str(principal.role)),
-            can_control=str(principal.may(self.control)).lower(),
+            can_control=str(self.control is not None and principal.may(self.control)).lower(),
             auth=str(self.guard.configured).lower(), logout=logout,
         )  # fmt: skip
         return HTMLResponse(text, headers=_HEADERS)
