@@ -39,7 +39,7 @@ class Scope(enum.StrEnum):
     holds ``memory:NAMESPACE`` grants, ``memory:*`` for all)."""
 
     SYSTEM_READ = "system:read"
-    """ping, metrics."""
+    """ping, metrics, alert_list."""
     AGENTS_READ = "agents:read"
     """The registry's agents and swarms, and the checks of one agent."""
     AGENTS_MESSAGE = "agents:message"

@@ -16,8 +16,9 @@ timings: ``wait_ms``, from its submission to its first attempt (or to now, or it
 had none), and ``run_ms``, the time its attempts ran (from each one's start, or assignment,
 to its end, or now). ``coordinator.counts`` -> ``{states: {state: n}, types: {type: {state:
 n}}, agents: {address: {state: n}}, total}``, from the journal: the same after a restart.
-``workflow.status`` gives each step its ``depends_on``, and a ``wait`` (``pool_exhausted``)
-to a ready step of a resource-aware run that waits for its resources.
+``workflow.status`` gives each step its ``depends_on``, and a ``wait``: ``pool_exhausted`` to
+a ready step of a resource-aware run that waits for its resources, its task's to a running
+step whose task waits for an agent.
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ class History:
 
     def run_status(self, body: Wire) -> Wire:
         """``workflow.status``: the run (not its definition), each step with its
-        ``depends_on``, and the wait of a step held back for its resources."""
+        ``depends_on``, and why a step waits: for its resources, or its task for an agent."""
         run = self._engine.run(body)
         workflow = Workflow.parse(run["definition"])
         status = {k: v for k, v in run.items() if k != "definition"}
@@ -179,6 +180,10 @@ class History:
             step_id: {**step, "depends_on": list(workflow.step(step_id).depends_on)}
             for step_id, step in run["steps"].items()
         }
+        for step in status["steps"].values():
+            task = self._table.get(step["task_id"]) if step["task_id"] else None
+            if task is not None and task.state is _PENDING and task.kind is TaskKind.TASK:
+                step["wait"] = self._dispatcher.wait(task).to_wire()
         if run["state"] == RunState.RUNNING and run["chosen"]["strategy"] == "resource-aware":
             _, limit = startable(run, workflow)
             running = sum(1 for s in run["steps"].values() if s["state"] == StepState.RUNNING)
