@@ -302,3 +302,29 @@ def test_the_page_needs_no_login_without_authentication_and_forbids_framing(url:
         assert (script.status_code, script.headers["content-type"].split(";")[0]) == (
             200, "text/javascript",
         )  # fmt: skip
+
+
+def test_a_run_arrives_live_and_its_dag_shows_a_step_waiting_and_why(
+    browser: Browser, url: str
+) -> None:
+    call(url, "workflow_define", {"name": "stuck", "steps": [
+        {"id": "a", "type": "echo", "body": 1, "capabilities": ["echo"]},
+        {"id": "b", "type": "nobody", "depends_on": ["a"]},
+    ]})  # fmt: skip
+    with Tab.open(browser, url) as tab:
+        tab.page.click('#tabs button[data-tab="workflows"]')
+        expect(tab.page.locator("#ws-state")).to_have_text("live")
+        run = call(url, "workflow_execute", {"workflow": "stuck", "input": 1})["run_id"]
+        try:
+            tab.page.locator(f'#runs tr[data-run="{run}"]').click()  # arrived with its events
+            a, b = (tab.page.locator(f'#run-detail g[data-step="{s}"] .step-state') for s in "ab")
+            expect(a).to_have_text("succeeded")
+            expect(b).to_have_text("running")
+            expect(tab.page.locator('#run-detail .waits li[data-step="b"]')).to_have_text(
+                "b: no agent that handles 'nobody' is registered"
+            )
+            tab.shot("dashboard-workflow-waiting")
+        finally:
+            call(url, "workflow_cancel", {"run_id": run})
+        expect(tab.page.locator("#run-detail h3")).to_have_text(f"{run} (stuck): cancelled")
+        assert tab.errors == []

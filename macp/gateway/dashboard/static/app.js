@@ -275,13 +275,17 @@
     }
     for (const id of ids) {
       const g = add(svg, "g", { class: "step state-" + steps[id].state, "data-step": id });
+      if (steps[id].wait) add(g, "title", {}, id + " waits: " + steps[id].wait.reason);
       add(g, "rect", { x: at[id][0], y: at[id][1], width: BW, height: BH, rx: 5 });
       add(g, "text", { x: at[id][0] + 8, y: at[id][1] + 14 }, id);
       add(g, "text", { x: at[id][0] + 8, y: at[id][1] + 28, class: "step-state" },
         steps[id].state);
     }
+    const waits = ids.filter((id) => steps[id].wait).map((id) =>
+      h("li", { "data-step": id }, id + ": " + steps[id].wait.reason));
     document.getElementById("run-detail").replaceChildren(
-      h("h3", {}, run.id + " (" + run.workflow + "): " + run.state), svg);
+      h("h3", {}, run.id + " (" + run.workflow + "): " + run.state), svg,
+      waits.length ? h("ul", { class: "waits" }, waits) : null);
   }
 
   function pipelineProgress(data) {
