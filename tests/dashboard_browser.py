@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from playwright.sync_api import expect
 from procs import QUICK_CLUSTER
 from topology_procs import ROOT, TopologyNodes
 
@@ -36,6 +37,8 @@ __all__ = [
     "serve",
     "start_topology",
 ]
+
+expect.set_options(timeout=10_000)  # a deadline for what the page shows (2 s where it must be)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
