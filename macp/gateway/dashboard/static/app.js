@@ -16,20 +16,7 @@
 
   // -- helpers ---------------------------------------------------------------------------------
 
-  function h(tag, attrs, ...children) {
-    const e = document.createElement(tag);
-    for (const k in attrs || {}) {
-      if (k === "class") e.className = attrs[k];
-      else if (k.startsWith("on")) e.addEventListener(k.slice(2), attrs[k]);
-      else if (attrs[k] !== null && attrs[k] !== undefined && attrs[k] !== false) {
-        e.setAttribute(k, attrs[k] === true ? "" : attrs[k]);
-      }
-    }
-    for (const c of children.flat(Infinity)) {
-      if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
-    }
-    return e;
-  }
+  const h = MacpDom.h;
 
   async function api(path, options) {
     const response = await fetch(API + path, Object.assign({
@@ -235,57 +222,7 @@
   }
 
   function drawRun(run) {
-    const steps = run.steps || {};
-    const ids = Object.keys(steps);
-    const depth = {};
-    const depthOf = (id, seen) => {
-      if (depth[id] !== undefined) return depth[id];
-      if (seen.has(id)) return 0;
-      seen.add(id);
-      const deps = (steps[id].depends_on || []).filter((d) => steps[d]);
-      depth[id] = deps.length ? 1 + Math.max(...deps.map((d) => depthOf(d, seen))) : 0;
-      return depth[id];
-    };
-    ids.forEach((id) => depthOf(id, new Set()));
-    const columns = [];
-    ids.forEach((id) => (columns[depth[id]] = columns[depth[id]] || []).push(id));
-    const NS = "http://www.w3.org/2000/svg";
-    const BW = 150, BH = 34, GX = 60, GY = 18;
-    const at = {};
-    columns.forEach((col, c) => col.forEach((id, r) => {
-      at[id] = [20 + c * (BW + GX), 20 + r * (BH + GY)];
-    }));
-    const height = 40 + Math.max(1, ...columns.map((c) => c.length)) * (BH + GY);
-    const svg = document.createElementNS(NS, "svg");
-    svg.setAttribute("width", 40 + columns.length * (BW + GX));
-    svg.setAttribute("height", height);
-    const add = (parent, tag, attrs, text) => {
-      const e = document.createElementNS(NS, tag);
-      for (const k in attrs) e.setAttribute(k, attrs[k]);
-      if (text !== undefined) e.textContent = text;
-      parent.appendChild(e);
-      return e;
-    };
-    for (const id of ids) {
-      for (const d of steps[id].depends_on || []) {
-        if (!at[d]) continue;
-        add(svg, "line", { x1: at[d][0] + BW, y1: at[d][1] + BH / 2, x2: at[id][0],
-          y2: at[id][1] + BH / 2, class: "edge" });
-      }
-    }
-    for (const id of ids) {
-      const g = add(svg, "g", { class: "step state-" + steps[id].state, "data-step": id });
-      if (steps[id].wait) add(g, "title", {}, id + " waits: " + steps[id].wait.reason);
-      add(g, "rect", { x: at[id][0], y: at[id][1], width: BW, height: BH, rx: 5 });
-      add(g, "text", { x: at[id][0] + 8, y: at[id][1] + 14 }, id);
-      add(g, "text", { x: at[id][0] + 8, y: at[id][1] + 28, class: "step-state" },
-        steps[id].state);
-    }
-    const waits = ids.filter((id) => steps[id].wait).map((id) =>
-      h("li", { "data-step": id }, id + ": " + steps[id].wait.reason));
-    document.getElementById("run-detail").replaceChildren(
-      h("h3", {}, run.id + " (" + run.workflow + "): " + run.state), svg,
-      waits.length ? h("ul", { class: "waits" }, waits) : null);
+    document.getElementById("run-detail").replaceChildren(...MacpDag.draw(run));
   }
 
   function pipelineProgress(data) {
@@ -373,33 +310,7 @@
   }
 
   function drawTask(t) {
-    const fields = [["state", t.state], ["type", t.type], ["agent", t.agent],
-      ["attempts", t.attempts], ["progress", t.progress !== undefined && t.progress !== null
-        ? Math.round(t.progress * 100) + "%" + (t.progress_message ? " " +
-        t.progress_message : "") : ""],
-      ["waited", t.wait_ms !== undefined ? t.wait_ms + " ms" : ""],
-      ["ran", t.run_ms !== undefined ? t.run_ms + " ms" : ""],
-      ["created", when(t.created_ms)], ["finished", when(t.finished_ms)],
-      ["why waiting", t.wait ? t.wait.reason : t.wait_reason]];
-    const list = h("dl", {}, fields.filter((f) => f[1] !== undefined && f[1] !== null &&
-      f[1] !== "").map((f) => [h("dt", {}, f[0]), h("dd", {}, String(f[1]))]));
-    const parts = [h("h3", {}, "task " + t.id), list];
-    if (t.attempt_history && t.attempt_history.length) {
-      parts.push(h("table", { class: "grid attempts" },
-        h("thead", {}, h("tr", {}, ["#", "agent", "node", "outcome", "started", "ended",
-          "error"].map((c) => h("th", {}, c)))),
-        h("tbody", {}, t.attempt_history.map((a) => h("tr", {},
-          h("td", {}, a.attempt), h("td", {}, a.agent || ""), h("td", {}, a.node || ""),
-          h("td", { class: "state-" + a.outcome }, a.outcome), h("td", {}, when(a.started_ms)),
-          h("td", {}, when(a.ended_ms)), h("td", {}, a.error ? a.error.message || "" : ""))))));
-    }
-    if (t.error) parts.push(h("h4", {}, "error"), h("pre", { class: "error" },
-      JSON.stringify(t.error, null, 2)));
-    if (t.result !== undefined && t.result !== null) {
-      parts.push(h("h4", {}, "result"), h("pre", { class: "result" },
-        JSON.stringify(t.result, null, 2)));
-    }
-    document.getElementById("task-detail").replaceChildren(...parts);
+    document.getElementById("task-detail").replaceChildren(...MacpTask.detail(t, when));
   }
 
   // -- alerts ------------------------------------------------------------------------------------
