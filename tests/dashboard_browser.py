@@ -33,9 +33,11 @@ __all__ = [
     "NODES",
     "Tab",
     "artifacts",
+    "environment",
     "launch",
     "serve",
     "start_topology",
+    "topology_file",
 ]
 
 expect.set_options(timeout=10_000)  # a deadline for what the page shows (2 s where it must be)
@@ -84,17 +86,29 @@ def artifacts() -> Path:
     return where
 
 
-def start_topology(folder: Path, extra_agents: str = "") -> TopologyNodes:
-    """The 3-node topology (its file written in ``folder``) as node processes, every agent
-    registered and available; ``extra_agents``: more YAML lines under ``agents:``."""
+def topology_file(folder: Path, extra_agents: str = "", extra: str = "") -> Path:
+    """The 3-node topology's file, written in ``folder``; ``extra_agents``: more YAML lines
+    under ``agents:``, ``extra``: more top-level YAML."""
     text = textwrap.dedent(TOPOLOGY)
     if extra_agents:
         text = text.replace("topology: {", extra_agents + "topology: {", 1)
     file = folder / "dash.yaml"
-    file.write_text(text)
+    file.write_text(text + extra)
+    return file
+
+
+def environment(folder: Path) -> dict[str, str]:
+    """The environment of the topology's processes: a data folder in ``folder``, tests/agents.py
+    importable as ``agents``."""
     path = os.pathsep.join(p for p in [str(ROOT / "tests"), os.environ.get("PYTHONPATH")] if p)
-    env = {**os.environ, "MACP_DATA_DIR": str(folder / "data"), "PYTHONPATH": path}
-    nodes = TopologyNodes(str(file), NODES, env)
+    return {**os.environ, "MACP_DATA_DIR": str(folder / "data"), "PYTHONPATH": path}
+
+
+def start_topology(folder: Path, extra_agents: str = "") -> TopologyNodes:
+    """The 3-node topology (its file written in ``folder``) as node processes, every agent
+    registered and available; ``extra_agents``: more YAML lines under ``agents:``."""
+    file = topology_file(folder, extra_agents)
+    nodes = TopologyNodes(str(file), NODES, environment(folder))
     try:
         return nodes.start(AGENTS)
     except BaseException:

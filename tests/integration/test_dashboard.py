@@ -8,19 +8,33 @@ agents turning offline. Screenshots of each view are kept as artifacts."""
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
+import threading
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from dashboard_browser import AGENTS, Tab, launch, serve, start_topology
+from dashboard_browser import (
+    AGENTS,
+    Tab,
+    environment,
+    launch,
+    serve,
+    start_topology,
+    topology_file,
+)
 from playwright.sync_api import expect, sync_playwright
+from topology_procs import ROOT, free_ports
 
 from macp.testing import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from playwright.sync_api import Browser
     from topology_procs import TopologyNodes
@@ -328,3 +342,34 @@ def test_a_run_arrives_live_and_its_dag_shows_a_step_waiting_and_why(
             call(url, "workflow_cancel", {"run_id": run})
         expect(tab.page.locator("#run-detail h3")).to_have_text(f"{run} (stuck): cancelled")
         assert tab.errors == []
+
+
+def test_macp_up_serves_the_dashboard_of_the_topology_it_started(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """`macp up` of a file with a gateway: its head records the shape, its gateway draws it."""
+    (port,) = free_ports(1)
+    file = topology_file(tmp_path, extra=f'gateway: {{http: "127.0.0.1:{port}"}}\n')
+    env = environment(tmp_path)
+    err: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, "-m", "macp", "up", str(file)], cwd=ROOT, env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    ) as proc:  # fmt: skip
+        reader = threading.Thread(target=lambda: err.extend(proc.stderr or []), daemon=True)
+        reader.start()
+        try:
+            wait_until(lambda: err, 60, "macp up did not say it is up")
+            assert f", gateway http at http://127.0.0.1:{port};" in err[0], err
+            with Tab.open(browser, f"http://127.0.0.1:{port}") as tab:
+                expect(tab.page.locator("#topology-name")).to_have_text("dash (hub-and-spoke)")
+                expect(tab.page.locator("circle.agent")).to_have_count(len(AGENTS))
+                expect(tab.page.locator("#graph path.edge")).to_have_count(2)
+                assert drawn(tab) == AGENTS
+                assert tab.errors == []
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            reader.join(10)
