@@ -23,7 +23,7 @@ from test_gateway_auth import self_signed
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from macp.gateway import Auth, Gateway, Guard, JwtKey, JwtVerifier, issue_token
+from macp.gateway import Auth, Gateway, Guard, JwtKey, JwtVerifier, KeyStore, issue_token
 from macp.gateway.auth import Tls
 
 if TYPE_CHECKING:
@@ -53,11 +53,15 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def url(member: Member) -> Iterator[str]:
-    gateway = Gateway(
-        member, jsonrpc=None, http="127.0.0.1:0", guard=Guard(Auth(jwt=JwtVerifier(KEY)))
-    )
-    with gateway:
+def keys(tmp_path: Path) -> Iterator[KeyStore]:
+    with KeyStore(tmp_path / "keys.sqlite3") as store:
+        yield store
+
+
+@pytest.fixture
+def url(member: Member, keys: KeyStore) -> Iterator[str]:
+    guard = Guard(Auth(jwt=JwtVerifier(KEY), keys=keys))
+    with Gateway(member, jsonrpc=None, http="127.0.0.1:0", guard=guard) as gateway:
         yield gateway.addresses["http"]
 
 
@@ -173,6 +177,21 @@ def test_a_cookie_request_that_changes_state_needs_the_csrf_header(url: str) -> 
     with httpx.Client(base_url=url, timeout=10) as anonymous:
         assert anonymous.get("/api/v1/agents").status_code == 401
         assert anonymous.get("/", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_an_api_key_signs_in_and_its_revocation_ends_the_session(url: str, keys: KeyStore) -> None:
+    record, key = keys.create("svc", "operator")
+    with signed_in(url, key) as http:
+        page = http.get("/")
+        assert page.status_code == 200
+        assert 'data-principal="svc" data-role="operator" data-can-control="true"' in page.text
+        keys.revoke(record.id)
+        refused = http.get("/api/v1/agents")
+        assert refused.status_code == 401
+        assert refused.json()["error"]["message"].startswith(f"API key {record.id} was revoked at ")
+        again = http.get("/", follow_redirects=False)
+        assert again.status_code == 401
+        assert "sign in again" in again.text
 
 
 def test_sign_out_clears_the_cookie(url: str) -> None:
