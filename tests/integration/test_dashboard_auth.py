@@ -194,6 +194,19 @@ def test_an_api_key_signs_in_and_its_revocation_ends_the_session(url: str, keys:
         assert "sign in again" in again.text
 
 
+def test_a_login_form_sent_from_another_site_is_refused(url: str) -> None:
+    with httpx.Client(base_url=url, timeout=10) as http:
+        answer = http.post(
+            "/login", data={"credential": token("admin")},
+            headers={"Origin": "http://elsewhere.example"},
+        )  # fmt: skip
+        assert answer.status_code == 403
+        assert "another site sent this form" in answer.text
+        assert "macp_session" not in http.cookies
+        own = http.post("/login", data={"credential": token("admin")}, headers={"Origin": url})
+        assert (own.status_code, "macp_session" in http.cookies) == (303, True)
+
+
 def test_sign_out_clears_the_cookie(url: str) -> None:
     with signed_in(url, token("viewer")) as http:
         out = http.post("/logout")

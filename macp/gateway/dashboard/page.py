@@ -48,7 +48,7 @@ _HEADERS: Final = {
         "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # "no-referrer" would make a form's Origin "null"
     "Cache-Control": "no-store",
 }
 
@@ -97,9 +97,13 @@ class _Pages:
         return _login("", 200)
 
     async def login(self, request: Request) -> Response:
-        """Check the form's credential with the guard; if good, set it as the cookie."""
+        """Check the form's credential with the guard; if good, set it as the cookie. A form
+        another site's page sent (its ``Origin`` not the gateway's) is refused: it would sign
+        the browser in as someone else."""
         if not self.guard.configured:
             return RedirectResponse("/", 303)
+        if "origin" in request.headers and not session.own_origin(request):
+            return _login("Sign in from this gateway's own page: another site sent this form.", 403)
         raw = await request.body()
         form = parse_qs(raw[:_MAX_FORM].decode(errors="replace"))
         credential = (form.get("credential") or [""])[0].strip()

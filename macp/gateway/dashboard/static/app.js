@@ -374,7 +374,10 @@
       const s = document.getElementById("ws-state");
       s.textContent = "reconnecting" + (c.reason ? ": " + c.reason : "");
       s.className = "ws-down";
-      if (c.code === 4401 || c.code === 4403) return;  // a refused credential: sign in again
+      if (c.code === 4401 || c.code === 4403) {  // a refused credential: sign in again
+        if (document.body.dataset.auth === "true") location.assign("/login");
+        return;
+      }
       setTimeout(() => { connect(); loadTopology().catch(failed("agents")); }, state.backoff);
       state.backoff = Math.min(state.backoff * 2, 10000);
     };
