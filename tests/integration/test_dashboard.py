@@ -303,6 +303,23 @@ def test_metrics_history_reads_several_series_at_once(url: str) -> None:
     )
 
 
+def test_without_authentication_another_sites_page_cannot_change_state(url: str) -> None:
+    pause = {"command": "pause", "target": "echo-1@head"}
+    with httpx.Client(base_url=url, timeout=10) as http:
+        refused = http.post(
+            "/api/v1/operations/agent_control", json=pause,
+            headers={"Origin": "http://elsewhere.example"},
+        )  # fmt: skip
+        assert refused.status_code == 401
+        assert refused.json()["error"]["message"] == (
+            "a request from another site's page (http://elsewhere.example) may not change "
+            "state on this gateway; send it from the gateway's own dashboard"
+        )
+        assert http.get("/api/v1/agents", headers={"Origin": "http://elsewhere.example"}).is_success
+        status = call(url, "agent_status", {"agent": "echo-1@head"})
+        assert status["live"]["state"] != "paused"
+
+
 def test_the_page_needs_no_login_without_authentication_and_forbids_framing(url: str) -> None:
     with httpx.Client(base_url=url, timeout=10) as http:
         assert http.get("/login", follow_redirects=False).headers["location"] == "/"

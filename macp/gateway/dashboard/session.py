@@ -10,6 +10,10 @@ token or a revoked key ends the session. Two more rules keep another site from a
   must carry the header :data:`CSRF_HEADER` (a cross-site form cannot send a custom header);
 - the WebSocket takes the cookie at the handshake only when the ``Origin`` header is the
   gateway's own address.
+
+On a gateway with no authentication, every request is the local user's: one that changes
+state sent by another site's page (a browser's ``Origin`` not the gateway's) is refused
+(:func:`check_local`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ __all__ = [
     "CSRF_HEADER",
     "SAFE_METHODS",
     "check_csrf",
+    "check_local",
     "clear_cookie",
     "credential_of",
     "own_origin",
@@ -59,6 +64,23 @@ def check_csrf(method: str, connection: HTTPConnection) -> None:
         f"a request authenticated by the session cookie that changes state must carry the "
         f"header '{CSRF_HEADER}: 1' (or send 'Authorization: Bearer TOKEN' instead)"
     )
+
+
+def check_local(method: str, connection: HTTPConnection) -> None:
+    """Refuse a request that changes state, with no credential, on a gateway with no
+    authentication, when another site's page sent it (its ``Origin`` is not the gateway's):
+    a browser on this host must not let any site act as the local user.
+
+    Raises:
+        Unauthorized: it changes state and came from another site's page.
+    """
+    if method.upper() in SAFE_METHODS or "origin" not in connection.headers:
+        return
+    if not own_origin(connection):
+        raise Unauthorized(
+            f"a request from another site's page ({connection.headers['origin'][:80]}) may "
+            "not change state on this gateway; send it from the gateway's own dashboard"
+        )
 
 
 def own_origin(connection: HTTPConnection) -> bool:

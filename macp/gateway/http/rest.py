@@ -109,8 +109,9 @@ def principal_of(request: Request, guard: Guard) -> Principal:
     gateway with no authentication, :meth:`Principal.local`.
 
     Raises:
-        Unauthorized: the credential is refused, malformed, or missing where one is needed; or
-            a cookie-authenticated request that changes state lacks the CSRF header.
+        Unauthorized: the credential is refused, malformed, or missing where one is needed; a
+            cookie-authenticated request that changes state lacks the CSRF header; or, with no
+            authentication, another site's page sent a request that changes state.
     """
     header = request.headers.get("authorization")
     if header is not None:
@@ -132,6 +133,7 @@ def principal_of(request: Request, guard: Guard) -> Principal:
             "this gateway needs a credential: send 'Authorization: Bearer TOKEN' (a JWT, or an "
             "API key from macp gateway keys)"
         )
+    session.check_local(request.method, request)
     return Principal.local()
 
 
