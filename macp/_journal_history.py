@@ -25,11 +25,12 @@ __all__ = ["HistoryTables", "TaskQuery", "add_history_columns", "history_columns
 
 _INDEXES: Final = """
 CREATE INDEX IF NOT EXISTS tasks_by_created ON tasks (created_ms);
-CREATE INDEX IF NOT EXISTS tasks_by_type ON tasks (type, created_ms);
-CREATE INDEX IF NOT EXISTS tasks_by_agent ON tasks (agent, state);
+CREATE INDEX IF NOT EXISTS tasks_by_type ON tasks (type, created_ms, state);
+CREATE INDEX IF NOT EXISTS tasks_by_agent ON tasks (agent, created_ms, state);
 CREATE INDEX IF NOT EXISTS tasks_by_update ON tasks (updated_ms)
 """
 _FIELDS: Final = ("type", "agent", "created_ms")
+_LAST: Final = "\U0010ffff"  # sorts after any character of a node's name
 
 
 def history_columns(record: Any) -> tuple[str | None, str | None, int | None]:
@@ -42,26 +43,28 @@ def history_columns(record: Any) -> tuple[str | None, str | None, int | None]:
     )
 
 
-def _field(blob: object, index: int) -> str | int | None:
+def _columns(blob: object) -> str:
+    """A stored record's history columns, as a JSON array (nulls for a blob that cannot be
+    read: the reader sets that row aside when it meets it)."""
     try:
         record = unpack(blob, max_bytes=len(blob)) if isinstance(blob, bytes) else None
     except Exception:  # noqa: BLE001 - a migration must not stop on one bad row
-        return None
-    return history_columns(record)[index]
+        record = None
+    return json.dumps(history_columns(record))
 
 
 def add_history_columns(conn: sqlite3.Connection) -> None:
     """Schema 3 to 4: the ``type``, ``agent`` and ``created_ms`` columns of ``tasks``, filled
-    from the stored records, and their indexes."""
-    conn.create_function("macp_task_field", 2, _field, deterministic=True)
+    from the stored records (each read once), and their indexes."""
+    conn.create_function("macp_task_columns", 1, _columns, deterministic=True)
     for statement in (
         "ALTER TABLE tasks ADD COLUMN type TEXT",
         "ALTER TABLE tasks ADD COLUMN agent TEXT",
         "ALTER TABLE tasks ADD COLUMN created_ms INTEGER",
         (
-            "UPDATE tasks SET type = macp_task_field(record, 0), "
-            "agent = macp_task_field(record, 1), "
-            "created_ms = coalesce(macp_task_field(record, 2), updated_ms)"
+            "UPDATE tasks SET (type, agent, created_ms) = (SELECT json_extract(c, '$[0]'), "
+            "json_extract(c, '$[1]'), coalesce(json_extract(c, '$[2]'), tasks.updated_ms) "
+            "FROM (SELECT macp_task_columns(record) AS c))"
         ),
         *_INDEXES.split(";"),
     ):
@@ -82,18 +85,18 @@ class TaskQuery:
     def where(self) -> tuple[str, list[object]]:
         """The SQL condition and its parameters."""
         terms, params = ["1"], list[object]()
-        if self.states is not None:
-            terms.append("state IN (SELECT value FROM json_each(?))")
-            params.append(json.dumps(list(self.states)))
+        if self.states is not None:  # one placeholder each: SQLite then uses the state index
+            terms.append(f"state IN ({', '.join('?' * len(self.states))})")
+            params += self.states
         if self.type is not None:
             terms.append("type = ?")
             params.append(self.type)
         if self.agent is not None and "@" in self.agent:
             terms.append("agent = ?")
             params.append(self.agent)
-        elif self.agent is not None:
-            terms.append("substr(agent, 1, ?) = ?")
-            params += [len(self.agent) + 1, f"{self.agent}@"]
+        elif self.agent is not None:  # NAME@ANY_NODE: a range of the agent index
+            terms.append("agent > ? AND agent < ?")
+            params += [f"{self.agent}@", f"{self.agent}@{_LAST}"]
         if self.since_ms is not None:
             terms.append("updated_ms >= ?")
             params.append(self.since_ms)
@@ -109,12 +112,17 @@ class HistoryTables(DeadLetters):
             self, table: str, where: str, params: tuple[object, ...]
         ) -> list[tuple[str, dict[str, Wire]]]: ...
 
-    def task_page(self, query: TaskQuery) -> list[tuple[str, dict[str, Wire]]]:
-        """``(id, record)`` of the newest ``query.limit`` tasks it matches, newest created
-        first; a row that cannot be read back is set aside instead."""
+    def task_page(self, query: TaskQuery, matching: int) -> list[tuple[str, dict[str, Wire]]]:
+        """``(id, record)`` of the newest ``query.limit`` tasks it matches (``matching`` of
+        them, :meth:`task_counts`), newest created first; a row that cannot be read back is
+        set aside instead. SQLite walks an index in creation order (a type's, an agent's, or
+        every task's, skipping those that do not match) and stops at the last row there is:
+        a filter that matches a few recent tasks (the pending ones) reads only those."""
+        if matching <= 0:
+            return []
         where, params = query.where()
         order = f"{where} ORDER BY created_ms DESC, rowid DESC LIMIT ?"
-        return self._records_where("tasks", order, (*params, query.limit))
+        return self._records_where("tasks", order, (*params, min(query.limit, matching)))
 
     def task_counts(self, query: TaskQuery) -> dict[str, int]:
         """How many tasks ``query`` matches, by state (its ``limit`` aside)."""

@@ -16,6 +16,7 @@ import typer
 
 from macp.actors.coordinator import with_counts
 from macp.actors.coordinator.history import MAX_LIMIT
+from macp.actors.coordinator.task import TaskState
 from macp.actors.registry import CONTROL_PLANE
 from macp.cli._support import fail
 from macp.cli._topology import AsJson, Connect, _connect, _failed, _print, _spec
@@ -30,8 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["parse_since", "register"]
 
 FileArg = Annotated[Path | None, typer.Argument(help="The topology file.")]
-_STATES: Final = ("pending", "assigned", "running", "retrying", "succeeded", "failed",
-                  "cancelled")  # fmt: skip
+_STATES: Final = tuple(s.value for s in TaskState)
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION: Final = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 

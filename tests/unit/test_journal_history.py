@@ -39,7 +39,8 @@ def journal(tmp_path: Path) -> Any:
 
 
 def _ids(journal: Journal, query: TaskQuery) -> list[str]:
-    return [task_id for task_id, _ in journal.task_page(query)]
+    matching = sum(journal.task_counts(query).values())
+    return [task_id for task_id, _ in journal.task_page(query, matching)]
 
 
 def test_tasks_come_newest_first_up_to_the_limit(journal: Journal) -> None:
@@ -55,8 +56,11 @@ def test_each_filter_narrows_the_tasks_and_their_counts(journal: Journal) -> Non
     assert _ids(journal, TaskQuery(type="add")) == ["t4", "t2", "t1"]
     assert _ids(journal, TaskQuery(agent="w1@n1")) == ["t1"]
     assert _ids(journal, TaskQuery(agent="w1")) == ["t2", "t1"]  # its name: not w10
+    assert _ids(journal, TaskQuery(agent="w")) == []
     assert _ids(journal, TaskQuery(since_ms=30)) == ["t5", "t4", "t3"]
     assert journal.task_counts(TaskQuery(type="add", since_ms=20)) == {"failed": 1, "pending": 1}
+    assert (journal.task_counts(TaskQuery(states=())), _ids(journal, TaskQuery(states=()))) == (
+        {}, [])  # fmt: skip
 
 
 def test_totals_count_every_task_by_type_and_by_agent(journal: Journal) -> None:

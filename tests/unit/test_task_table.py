@@ -42,9 +42,6 @@ def test_a_submitted_task_waits_indexed_by_its_key_and_is_marked_for_the_journal
     assert (table.get("t1"), table.by_key("k1"), table.by_key("k2")) == (task, task, None)
     assert table.changed() == {"t1": task}
     assert table.changed() == {}  # written: nothing more to write
-    assert table.listing(None) == [{"id": "t1", "type": "work", "state": "pending",
-                                    "attempts": 0, "node_failures": 0, "agent": None,
-                                    "progress": 0.0}]  # fmt: skip
 
 
 def test_assign_then_ack_runs_the_current_attempt(table: TaskTable, clock: Clock) -> None:
@@ -60,6 +57,33 @@ def test_assign_then_ack_runs_the_current_attempt(table: TaskTable, clock: Clock
     assert (task.state, task.started_ms, task.updated_ms) == (TaskState.RUNNING, 1_007, 1_007)
     table.ack(task)  # a second ack changes nothing
     assert task.state is TaskState.RUNNING
+    assert task.attempt_history == [{
+        "attempt": 1, "agent": "a@n", "node": "n", "assigned_ms": 1_005, "started_ms": 1_007,
+        "ended_ms": None, "outcome": "running",
+    }]  # fmt: skip
+
+
+def test_each_attempt_ends_with_its_outcome(table: TaskTable, clock: Clock) -> None:
+    task = _task("t1", clock)
+    table.submit(task)
+    for attempt, (error, lost) in enumerate(
+        [(AskTimeout("no result"), False), (NodeDown("w1 is down"), True),
+         (ValueError("bad"), False)], start=1,
+    ):  # fmt: skip
+        clock.now_ms = 1_000 + 10 * attempt
+        table.assign(task, "a@w1")
+        table.attempt_failed(task, "a@w1", error, node_failure=lost)
+        table.retry(task, error)
+        assert table.requeue(task)
+    table.assign(task, "b@w2")
+    clock.now_ms = 1_100
+    table.complete(task, {"ok": True})
+    assert [(a["attempt"], a["node"], a["outcome"], (a.get("error") or {}).get("code"))
+            for a in task.attempt_history] == [
+        (1, "w1", "timed_out", -32004), (2, "w1", "node_down", NodeDown.code),
+        (3, "w1", "failed", -32001), (4, "w2", "succeeded", None),
+    ]  # fmt: skip
+    assert task.attempt_history[-1]["ended_ms"] == 1_100
 
 
 def test_a_failed_attempt_retries_after_its_backoff(table: TaskTable, clock: Clock) -> None:

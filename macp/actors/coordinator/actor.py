@@ -124,8 +124,7 @@ class Coordinator(Agent):
         self.engine = WorkflowEngine(self.flow, self.ledger.run, self.log)
         self.flow.engine = self.engine
         self.group_commands = Commands(self.node, self.address, self._tell_self)
-        self.history = History(self.table, self.dispatcher, self.engine, self.ledger.journal,
-                               self._flush)  # fmt: skip
+        self.history = History(self.table, self.dispatcher, self.engine, self.ledger, self._flush)
         self.registry_incarnation: str | None = None
         self.ticks = 0
         self._watch_nodes()

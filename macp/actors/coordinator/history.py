@@ -42,10 +42,10 @@ if TYPE_CHECKING:
 
     from macp.actors.coordinator.dispatch import Dispatcher
     from macp.actors.coordinator.engine import WorkflowEngine
+    from macp.actors.coordinator.ledger import Ledger
     from macp.actors.coordinator.table import TaskTable
     from macp.actors.coordinator.task import Task
     from macp.envelope import Wire
-    from macp.store import Journal
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "History", "query_of", "with_counts"]
 
@@ -119,26 +119,26 @@ def timings(task: Task, now: int) -> tuple[int, int]:
 
 class History:
     """The coordinator's answers about what happened (its task table, dispatcher, workflow
-    engine and journal; ``flush`` writes the changes not yet journaled)."""
+    engine and ledger; ``flush`` writes the changes not yet journaled)."""
 
     def __init__(
         self,
         table: TaskTable,
         dispatcher: Dispatcher,
         engine: WorkflowEngine,
-        journal: Journal,
+        ledger: Ledger,
         flush: Callable[[], None],
     ) -> None:
         self._table, self._dispatcher, self._engine = table, dispatcher, engine
-        self._journal, self._flush = journal, flush
+        self._ledger, self._flush = ledger, flush
 
     def tasks(self, body: Wire) -> Wire:
         """``coordinator.tasks``: the tasks a query matches, their total and counts."""
         query = query_of(body)
         self._flush()
-        counts = self._journal.task_counts(query)
+        found, counts = self._ledger.history(query)
         rows: list[Wire] = []
-        for task_id, record in self._journal.task_page(query):
+        for task_id, record in found:
             held = self._table.get(task_id)
             rows.append(self._row(record if held is None else held.to_record(), held))
         return {"tasks": rows, "total": sum(counts.values()), "counts": dict(counts)}
@@ -165,10 +165,8 @@ class History:
     def counts(self) -> Wire:
         """``coordinator.counts``: every task the journal keeps, counted."""
         self._flush()
-        states = self._journal.task_counts(TaskQuery())
-        totals = self._journal.task_totals()
-        return {"states": dict(states), "types": totals["types"], "agents": totals["agents"],
-                "total": sum(states.values())}  # fmt: skip
+        totals: dict[str, Any] = self._ledger.totals()
+        return {**totals, "total": sum(totals["states"].values())}
 
     def run_status(self, body: Wire) -> Wire:
         """``workflow.status``: the run (not its definition), each step with its

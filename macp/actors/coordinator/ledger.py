@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from macp._journal_history import TaskQuery
 from macp.actors.coordinator.engine import KEPT_RUNS
 from macp.actors.coordinator.messages import DEAD_LETTERS
 from macp.actors.coordinator.records import (
@@ -208,6 +209,19 @@ class Ledger:
                 engine.drop(run_id)
                 reason = f"resuming it failed ({type(e).__name__}: {e})"
                 self.journal.set_aside("workflows", (run_id,), reason)
+
+    # -- history ------------------------------------------------------------------------------
+
+    def history(self, query: TaskQuery) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, int]]:
+        """The ``(id, record)`` of the newest tasks ``query`` matches (at most its limit), and
+        how many it matches by state."""
+        counts = self.journal.task_counts(query)
+        return self.journal.task_page(query, sum(counts.values())), counts
+
+    def totals(self) -> dict[str, dict[str, Any]]:
+        """Every task kept, counted: ``{states: {state: n}, types: {type: {state: n}},
+        agents: {address: {state: n}}}``."""
+        return {"states": self.journal.task_counts(TaskQuery()), **self.journal.task_totals()}
 
     # -- retention, dead letters --------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from macp.envelope import now_ms
 from macp.errors import InternalError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from macp.envelope import Wire
 
@@ -96,10 +96,6 @@ class TaskTable:
         one is stale)."""
         task = self._tasks.get(task_id) if isinstance(task_id, str) else None
         return task if task is not None and task.attempts == attempt else None
-
-    def listing(self, states: Collection[str] | None) -> list[dict[str, Wire]]:
-        """Each task held (in ``states``, if given), as ``coordinator.tasks`` lists it."""
-        return [t.listed() for t in self._tasks.values() if states is None or t.state in states]
 
     def overdue(self) -> list[Task]:
         """The pending tasks that have waited longer than their timeout for an agent."""

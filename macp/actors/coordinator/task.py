@@ -282,12 +282,6 @@ class Task:
                 record["reason"] = self.reason
         return record
 
-    def listed(self) -> dict[str, Wire]:
-        """The task as ``coordinator.tasks`` lists it."""
-        return {"id": self.id, "type": self.type, "state": self.state.value,
-                "attempts": self.attempts, "node_failures": self.node_failures,
-                "agent": self.agent, "progress": self.progress}  # fmt: skip
-
     def move(self, to: TaskState) -> None:
         """Go to state ``to``.
 

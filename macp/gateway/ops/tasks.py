@@ -10,12 +10,13 @@ default). A scatter is not retried (each agent answers once) and keeps no idempo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, get_args
 
 from pydantic import Field, model_validator
 
 from macp.actors.coordinator import CANCEL, DEFAULTS, RESULT, SCATTER, STATUS, SUBMIT, TASKS
 from macp.actors.coordinator.history import DEFAULT_LIMIT
+from macp.actors.coordinator.task import TaskState
 from macp.errors import AskTimeout
 from macp.gateway.ops._table import OPERATIONS
 from macp.gateway.table import Params, Scope
@@ -97,6 +98,7 @@ class TaskResult(TaskRef):
 TaskStateName = Literal[
     "pending", "assigned", "running", "retrying", "succeeded", "failed", "cancelled"
 ]
+assert list(get_args(TaskStateName)) == [s.value for s in TaskState]  # the runtime's, in order
 
 
 class TaskList(Params):
