@@ -12,6 +12,7 @@ import itertools
 from typing import TYPE_CHECKING, Any, Final
 
 from macp.actors.memory import MEMORY_PUT
+from macp.topologies import builders
 from macp.topologies.spec import AssemblyLine, Hierarchical, HubAndSpoke
 
 if TYPE_CHECKING:
@@ -28,8 +29,9 @@ KEY: Final = "shape"
 
 
 def shape_of(spec: TopologySpec) -> dict[str, Any]:
-    """``{name, kind, nodes, agents: {declared name: {node?, role, group, instances:
-    [address...]}}, edges: [[from, to]...]}``; ``kind`` ``None`` for a file with no
+    """``{name, kind, nodes, head, agents: {declared name: {role, group, instances:
+    [address...]}}, edges: [[from, to]...]}``, the agents the topology runs itself (an
+    assembly line's ``line``) among the agents; ``kind`` ``None`` for a file with no
     ``topology:`` (then no edges)."""
     head = spec.head.name
     agents = {
@@ -39,6 +41,9 @@ def shape_of(spec: TopologySpec) -> dict[str, Any]:
         }
         for a in spec.agents
     }  # fmt: skip
+    for extra in builders.extras(spec):  # what the topology runs itself (an assembly's line)
+        agents[extra.name] = {"role": None, "group": None,
+                              "instances": [f"{extra.name}@{extra.node}"]}  # fmt: skip
     return {
         "name": spec.name,
         "kind": None if spec.topology is None else spec.topology.kind,

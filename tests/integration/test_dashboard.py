@@ -28,7 +28,7 @@ from dashboard_browser import (
     topology_file,
 )
 from playwright.sync_api import expect, sync_playwright
-from topology_procs import ROOT, free_ports
+from topology_procs import ROOT, TopologyNodes, free_ports
 
 from macp.testing import wait_until
 
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from playwright.sync_api import Browser
-    from topology_procs import TopologyNodes
 
 pytestmark = pytest.mark.integration
 
@@ -390,3 +389,41 @@ def test_macp_up_serves_the_dashboard_of_the_topology_it_started(
             if proc.poll() is None:
                 proc.kill()
             reader.join(10)
+
+
+PIPELINE_AGENTS = {
+    "line@head", "ingest@head", "parse@head", "transform-1@crunch", "transform-2@head",
+    "transform-3@crunch", "transform-4@head", "validate@crunch", "aggregate@head", "output@head",
+}  # fmt: skip
+HIERARCHY_AGENTS = {
+    "director@hq", "lead-a@team-a", "lead-b@team-b", "worker-a-1@team-a", "worker-a-2@team-a",
+    "worker-b-1@team-b", "worker-b-2@team-b",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # the tree: director -> two leads, each lead -> its two workers
+        ("hierarchy", ["hq", "team-a", "team-b"], HIERARCHY_AGENTS, 2 + 2 * 2),
+        # (the line agent that runs the stages is drawn, with no edge)
+        # stages in line: 1 + 4 (parse to each transform) + 4 * 1 + 1 + 1
+        ("pipeline", ["head", "crunch"], PIPELINE_AGENTS, 1 + 4 + 4 + 1 + 1),
+    ],
+    ids=["hierarchy", "pipeline"],
+)
+def test_the_graph_draws_each_kinds_edges(
+    browser: Browser, tmp_path: Path, case: tuple[str, list[str], set[str], int]
+) -> None:
+    example, nodes, agents, edges = case
+    started = TopologyNodes(f"examples/{example}/topology.yaml", nodes, environment(tmp_path))
+    try:
+        started.start(agents)
+        with serve(started) as url, Tab.open(browser, url) as tab:
+            expect(tab.page.locator("circle.agent")).to_have_count(len(agents))
+            assert drawn(tab) == agents
+            expect(tab.page.locator("#graph path.edge")).to_have_count(edges)
+            tab.shot(f"dashboard-{example}")
+            assert tab.errors == []
+    finally:
+        started.kill()

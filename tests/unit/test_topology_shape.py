@@ -41,6 +41,7 @@ def test_an_assembly_line_has_an_edge_from_each_stage_to_the_next() -> None:
         ["ingest", "parse"], ["parse", "transform"], ["transform", "validate"],
         ["validate", "aggregate"], ["aggregate", "output"],
     ]  # fmt: skip
+    assert shape["agents"]["line"]["instances"] == ["line@head"]  # the line runs the stages
 
 
 def test_peers_and_a_file_with_no_topology_have_no_edges() -> None:
