@@ -124,6 +124,7 @@ def test_a_submitted_task_shows_up_in_the_table_completes_and_opens_in_detail(
     browser: Browser, url: str
 ) -> None:
     with Tab.open(browser, url) as tab:
+        expect(tab.page.locator("#agents tbody tr")).to_have_count(len(AGENTS))  # counts read
         tab.page.click('#tabs button[data-tab="tasks"]')
         expect(tab.page.locator("#ws-state")).to_have_text("live")
         task = call(url, "task_orchestrate", {
@@ -140,6 +141,11 @@ def test_a_submitted_task_shows_up_in_the_table_completes_and_opens_in_detail(
         expect(attempt).to_have_count(1)
         expect(attempt.locator("td").nth(3)).to_have_text("succeeded")
         expect(attempt.locator("td").nth(1)).to_have_text(re.compile(r"^echo-\d@(head|n1|n2)$"))
+        agent = attempt.locator("td").nth(1).inner_text()
+        counted = call(url, "agent_list", {})["agents"]
+        (row,) = (a for a in counted if a["address"] == agent)
+        shown = tab.page.locator(f'#agents tr[data-address="{agent}"] td').nth(6)
+        expect(shown).to_have_text(f"{row['succeeded']} / {row['failed']}", use_inner_text=False)
         tab.shot("dashboard-tasks")
         assert tab.errors == []
 

@@ -146,10 +146,24 @@
       scheduleRedraw();
       return;
     }
-    const row = document.querySelector('#agents tr[data-address="' + CSS.escape(record.address) +
-      '"]');
-    if (row) row.replaceWith(agentRow(state.agents.get(record.address)));
+    refreshAgentRow(record.address);
     countAgents();
+  }
+
+  function refreshAgentRow(address) {
+    const row = document.querySelector('#agents tr[data-address="' + CSS.escape(address) + '"]');
+    if (row) row.replaceWith(agentRow(state.agents.get(address)));
+  }
+
+  /* A task that ended counts for the agent of its last attempt, as agent_list counts it. */
+  function countEnded(data) {
+    const agent = state.agents.get(data.agent);
+    const ended = data.state === "succeeded" || data.state === "failed";
+    if (!ended || !agent || agent[data.state] === undefined || data.previous === data.state) {
+      return;
+    }
+    agent[data.state] += 1;
+    refreshAgentRow(data.agent);
   }
 
   async function loadTopology() {
@@ -287,6 +301,7 @@
   });
 
   function taskUpdate(data) {
+    countEnded(data);
     let known = state.tasks.get(data.task_id);
     if (!known && state.total !== undefined && matches(data)) state.total += 1;
     known = known || { id: data.task_id, attempts: 0, created_ms: data.time_ms };
