@@ -142,10 +142,13 @@ def test_a_submitted_task_shows_up_in_the_table_completes_and_opens_in_detail(
         expect(attempt.locator("td").nth(3)).to_have_text("succeeded")
         expect(attempt.locator("td").nth(1)).to_have_text(re.compile(r"^echo-\d@(head|n1|n2)$"))
         agent = attempt.locator("td").nth(1).inner_text()
-        counted = call(url, "agent_list", {})["agents"]
-        (row,) = (a for a in counted if a["address"] == agent)
         shown = tab.page.locator(f'#agents tr[data-address="{agent}"] td').nth(6)
-        expect(shown).to_have_text(f"{row['succeeded']} / {row['failed']}", use_inner_text=False)
+
+        def counted_alike() -> bool:  # the journal's counts catch up with its next flush
+            (row,) = (a for a in call(url, "agent_list", {})["agents"] if a["address"] == agent)
+            return shown.text_content() == f"{row['succeeded']} / {row['failed']}"
+
+        wait_until(counted_alike, 10, f"{agent}'s counts on the page are not agent_list's")
         tab.shot("dashboard-tasks")
         assert tab.errors == []
 
