@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from macp.gateway import Auth, Gateway, Guard, JwtKey, JwtVerifier, KeyStore, issue_token
+from macp.gateway.audit import AuditLog, digest, read_records
 from macp.gateway.auth import Tls
 
 if TYPE_CHECKING:
@@ -254,3 +255,30 @@ def test_the_cookie_is_secure_under_tls(member: Member, tmp_path: Path) -> None:
             assert answer.status_code == 303
             attributes = {a.strip().lower() for a in answer.headers["set-cookie"].split(";")}
             assert {"httponly", "samesite=strict", "secure", "path=/"} <= attributes
+
+
+def test_each_sign_in_attempt_is_audited_without_its_credential(
+    member: Member, tmp_path: Path
+) -> None:
+    audit = AuditLog(tmp_path / "audit.sqlite3", gateway="gw")
+    guard = Guard(Auth(jwt=JwtVerifier(KEY)), audit=audit)
+    with Gateway(member, jsonrpc=None, http="127.0.0.1:0", guard=guard) as gateway:
+        url = gateway.addresses["http"]
+        with signed_in(url, token("viewer", "vera")):
+            pass
+        forged = issue_token(JwtKey.secret("x" * 40), subject="mallory", role="admin")
+        with httpx.Client(base_url=url, timeout=10) as http:
+            assert http.post("/login", data={"credential": forged}).status_code == 401
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        huge = httpx.post(f"{url}/login", content=b"credential=" + b"x" * 20_000, headers=form)
+        assert huge.status_code == 413
+        assert "The form is larger than 16384 bytes" in huge.text
+    audit.close()
+    records = [
+        r for r in read_records(tmp_path / "audit.sqlite3") if r.operation == "dashboard_login"
+    ]
+    assert [(r.principal, r.role, r.outcome, r.code, r.transport) for r in records] == [
+        ("vera", "viewer", "ok", None, "rest"),
+        ("anonymous", "", "denied", -32006, "rest"),
+    ]
+    assert {r.params_sha256 for r in records} == {digest(None)[0]}  # no credential kept

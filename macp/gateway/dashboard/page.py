@@ -2,7 +2,8 @@
 and ``/logout`` (:mod:`.session`'s cookie), and the vendored JavaScript and CSS at
 ``/static``.
 
-The page holds no data: its script reads the REST API and the WebSocket with the same
+Each sign-in attempt is audited as ``dashboard_login`` (who, or ``anonymous`` if refused). The
+page holds no data: its script reads the REST API and the WebSocket with the same
 principal (a bearer header, or the session cookie), so a viewer sees and an operator may also
 pause, resume and restart agents; the page only leaves out the buttons a principal may not
 use (the API refuses them anyway). On a gateway with no authentication the page is the local
@@ -22,8 +23,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from macp.errors import Unauthorized
+from macp.gateway.audit import Outcome
 from macp.gateway.dashboard import session
-from macp.gateway.guard import Principal
+from macp.gateway.guard import Principal, Transport
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -99,23 +101,39 @@ class _Pages:
     async def login(self, request: Request) -> Response:
         """Check the form's credential with the guard; if good, set it as the cookie. A form
         another site's page sent (its ``Origin`` not the gateway's) is refused: it would sign
-        the browser in as someone else."""
+        the browser in as someone else. Each attempt is audited (``dashboard_login``)."""
         if not self.guard.configured:
             return RedirectResponse("/", 303)
         if "origin" in request.headers and not session.own_origin(request):
             return _login("Sign in from this gateway's own page: another site sent this form.", 403)
-        raw = await request.body()
-        form = parse_qs(raw[:_MAX_FORM].decode(errors="replace"))
+        form = await _form(request)
+        if form is None:
+            return _login(
+                f"The form is larger than {_MAX_FORM} bytes; send only a credential.", 413
+            )
         credential = (form.get("credential") or [""])[0].strip()
         if not credential:
             return _login("Give a token or an API key.", 400)
         try:
-            self.guard.authenticate(credential)
+            principal = self.guard.authenticate(credential)
         except Unauthorized as e:
+            self._note(request, None, e)
             return _login(f"Not signed in: {e.message}.", 401)
+        self._note(request, principal, None)
         response = RedirectResponse("/", 303)
         session.set_cookie(response, credential, secure=request.url.scheme == "https")
         return response
+
+    def _note(
+        self, request: Request, principal: Principal | None, error: Unauthorized | None
+    ) -> None:
+        client = request.client
+        self.guard.note(
+            "dashboard_login", principal=principal, transport=Transport.REST,
+            outcome=Outcome.OK if error is None else Outcome.DENIED,
+            code=None if error is None else error.code,
+            connection=None if client is None else f"{client.host}:{client.port}",
+        )  # fmt: skip
 
     async def logout(self, request: Request) -> Response:
         response = RedirectResponse("/login" if self.guard.configured else "/", 303)
@@ -135,6 +153,17 @@ def _principal(request: Request, guard: Guard) -> Principal | None:
     header = request.headers.get("authorization")
     credential = header.partition(" ")[2].strip() if header else session.credential_of(request)
     return None if not credential else guard.authenticate(credential)
+
+
+async def _form(request: Request) -> dict[str, list[str]] | None:
+    """The request's urlencoded form; ``None`` if it is larger than :data:`_MAX_FORM` bytes
+    (read no further)."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > _MAX_FORM:
+            return None
+    return parse_qs(raw.decode(errors="replace"))
 
 
 def _login(error: str, status: int) -> Response:
