@@ -186,7 +186,7 @@ class Cluster:
         self, states: Sequence[str] | None = None, *, type: str | None = None,
         agent: str | None = None, since: float | None = None, limit: int | None = None,
     ) -> list[dict[str, Any]]:  # fmt: skip
-        """:meth:`task_history`'s rows (with no ``limit``, as many as the coordinator holds)."""
+        """:meth:`task_history`'s rows (with no ``limit``, up to 20,000: newest first)."""
         return list(self.task_history(states, type=type, agent=agent, since=since,
                                       limit=limit or _history.MAX_LIMIT)["tasks"])  # fmt: skip
 

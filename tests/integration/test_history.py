@@ -253,6 +253,20 @@ def test_the_task_list_filters_by_state_type_agent_and_since_newest_first(
     assert [t["id"] for t in answer["tasks"]] == newest
 
 
+def test_a_retrying_task_lists_its_last_attempts_error(member: Member) -> None:
+    task = member.cluster.submit("fail", {"n": 3}, agent="runner@w1", max_retries=1,
+                                 backoff_s=60, backoff_max_s=60)  # fmt: skip
+
+    def row() -> dict[str, Any]:
+        return next(t for t in member.cluster.tasks(type="fail") if t["id"] == task.id)
+
+    wait_until(lambda: row()["state"] == "retrying", 15, "the task is not retrying")
+    error = row()["error"]
+    assert error["code"] == -32001
+    assert error["message"] == "ValueError: cannot handle {'n': 3}"
+    assert member.cluster.cancel(task.id) is True
+
+
 @pytest.mark.parametrize(
     ("params", "field", "message"),
     [

@@ -158,6 +158,25 @@ def test_why_a_task_waits(
     task = _queued(table, dispatcher, "t1")
     wait = dispatcher.wait(task)
     assert (wait.code, wait.sentence()) == (code, sentence)
+    wire = wait.to_wire()
+    assert (wire["code"], wire["reason"], wire["need"]) == (code.value, sentence, ["type", "work"])
+
+
+def test_a_wait_as_the_wire_shows_it_names_only_what_its_code_names(table: TaskTable) -> None:
+    dispatcher = _dispatcher(table)
+    for record in (_agent("a@n1", status="paused"), _agent("b@n2")):
+        dispatcher.agent_changed(record)
+    dispatcher.node_down("n2")
+    paused = dispatcher.wait(_queued(table, dispatcher, "t1")).to_wire()
+    assert {k: v for k, v in paused.items() if k != "reason"} == {
+        "code": "all_paused", "need": ["type", "work"], "states": ["paused"], "count": 1,
+        "down": 1,
+    }  # fmt: skip
+    dispatcher.node_down("n1")
+    down = dispatcher.wait(_queued(table, dispatcher, "t2", agent="a@n1")).to_wire()
+    assert {k: v for k, v in down.items() if k != "reason"} == {
+        "code": "node_down", "need": ["agent", "a@n1"], "agents": ["a@n1"], "nodes": ["n1"],
+    }  # fmt: skip
 
 
 def test_a_pinned_task_waits_for_its_agents_node(table: TaskTable) -> None:

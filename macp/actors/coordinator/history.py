@@ -8,8 +8,9 @@ all it matches, the limit aside. ``agent`` is an address, or a name (its agents 
 node); ``since_ms`` keeps the tasks created or updated at or after it. A row is ``{id, type,
 state, attempts, node_failures, agent, progress, created_ms, updated_ms, finished_ms, run,
 step}``, with ``wait`` (:meth:`~.reasons.Wait.to_wire`) while it is pending and ``error``
-``{code, message}`` once it failed. The query reads the journal (written first, so it holds
-every change); a task the coordinator holds is shown as it holds it (its latest progress).
+``{code, message}`` once it failed (or while it is retrying: its last attempt's). The query
+reads the journal (written first, so it holds every change); a task the coordinator holds is
+shown as it holds it (its latest progress).
 
 ``coordinator.status`` adds to a task's record ``wait`` and ``wait_reason`` (pending), and its
 timings: ``wait_ms``, from its submission to its first attempt (or to now, or its end, if it
@@ -54,7 +55,7 @@ MAX_LIMIT: Final = KEPT_TASKS
 """The most rows one query answers (as many as the coordinator holds at most)."""
 _STATES: Final = tuple(s.value for s in TaskState)
 _PENDING: Final = TaskState.PENDING
-_FAILED: Final = TaskState.FAILED.value
+_ERRED: Final = frozenset({TaskState.FAILED.value, TaskState.RETRYING.value})
 _ROW: Final = ("id", "type", "state", "attempts", "node_failures", "agent", "progress",
                "created_ms", "updated_ms", "finished_ms")  # fmt: skip
 
@@ -148,7 +149,7 @@ class History:
         row["run"], row["step"] = record.get("workflow"), record.get("step")
         if held is not None and held.state is _PENDING and held.kind is TaskKind.TASK:
             row["wait"] = self._dispatcher.wait(held).to_wire()
-        if record.get("state") == _FAILED:
+        if record.get("state") in _ERRED:  # why it failed, or why its last attempt did
             row["error"] = short_error(record.get("error"))
         return row
 
