@@ -133,7 +133,16 @@ def serve(nodes: TopologyNodes, guard: Guard | None = None) -> Iterator[str]:
 @contextmanager
 def launch(playwright: Playwright) -> Iterator[Browser]:
     """The system's chromium, headless, with a fresh profile of its own (Playwright makes one
-    for each launch, and each context starts with no cookies)."""
+    for each launch, and each context starts with no cookies).
+
+    Raises:
+        FileNotFoundError: there is no chromium at :data:`CHROMIUM` (the tests fail, never skip).
+    """
+    if not Path(CHROMIUM).exists():
+        raise FileNotFoundError(
+            f"the browser tests drive the system's chromium at {CHROMIUM}, and there is none: "
+            "install it with 'apt-get install -y --no-install-recommends chromium' (.ci/run does)"
+        )
     browser = playwright.chromium.launch(
         executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
     )

@@ -89,6 +89,9 @@ def test_login_with_a_token_sets_the_cookie_and_the_page_api_and_websocket_take_
         sign_in(tab, url, token("viewer"))
         expect(tab.page).to_have_url(f"{url}/")
         expect(tab.page.locator("#principal")).to_have_text("ann (viewer)")
+        expect(tab.page.locator("#topology-name")).to_have_text(  # started by no topology file
+            "no topology recorded: agents grouped by group or role"
+        )
         expect(tab.page.locator("#ws-state")).to_have_text("live")
         expect(tab.page.locator(f'circle[data-address="{AGENT}"]')).to_have_count(1)
         (cookie,) = tab.page.context.cookies()
