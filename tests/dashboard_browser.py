@@ -178,11 +178,20 @@ class Tab:
         if message.type == "error":
             self.errors.append(message.text)
 
-    def shot(self, name: str, *, full_page: bool = True, height: int | None = None) -> Path:
-        """A screenshot of the page as it is (its top ``height`` pixels, if given), saved as an
-        artifact."""
+    def shot(
+        self,
+        name: str,
+        *,
+        view: str | None = None,
+        full_page: bool = True,
+        height: int | None = None,
+    ) -> Path:
+        """A screenshot of the page as it is (of its section ``view`` only, or its top
+        ``height`` pixels, if given), saved as an artifact."""
         path = artifacts() / f"{name}.png"
-        if height is not None:
+        if view is not None:
+            self.page.locator(f"#view-{view}").screenshot(path=str(path))
+        elif height is not None:
             clip: FloatRect = {"x": 0, "y": 0, "width": 1400, "height": height}
             self.page.screenshot(path=str(path), clip=clip)
         else:

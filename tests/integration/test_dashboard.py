@@ -95,7 +95,7 @@ def test_the_page_loads_without_console_errors_and_draws_every_agent_and_edge(
         expect(tab.page.locator("#topology-name")).to_have_text("dash (hub-and-spoke)")
         expect(tab.page.locator("#ws-state")).to_have_text("live")
         expect(tab.page.locator("#agents tbody tr")).to_have_count(len(AGENTS))
-        tab.shot("dashboard-topology")
+        tab.shot("dashboard-topology", view="topology")
         assert tab.errors == []
 
 
@@ -113,7 +113,7 @@ def test_an_agent_paused_through_the_api_turns_paused_on_the_page_within_2_s(
             assert time.monotonic() - paused < PAUSE_SEEN_S
             row = tab.page.locator('#agents tr[data-address="echo-2@n1"] td.status')
             expect(row).to_have_text("paused")
-            tab.shot("dashboard-paused", height=560)  # the README's (docs/images/dashboard.png)
+            tab.shot("dashboard-paused", height=528)  # the README's (docs/images/dashboard.png)
         finally:
             call(url, "agent_control", {"command": "resume", "target": "echo-2@n1"})
         expect(dot).to_have_attribute("data-status", "available", timeout=PAUSE_SEEN_S * 1000)
@@ -125,7 +125,7 @@ def test_a_submitted_task_shows_up_in_the_table_completes_and_opens_in_detail(
 ) -> None:
     with Tab.open(browser, url) as tab:
         expect(tab.page.locator("#agents tbody tr")).to_have_count(len(AGENTS))  # counts read
-        tab.page.click('#tabs button[data-tab="tasks"]')
+        tab.page.click('#views button[data-view="tasks"]')
         expect(tab.page.locator("#ws-state")).to_have_text("live")
         task = call(url, "task_orchestrate", {
             "type": "echo", "body": {"word": "dashboard"}, "capabilities": ["echo"],
@@ -149,7 +149,7 @@ def test_a_submitted_task_shows_up_in_the_table_completes_and_opens_in_detail(
             return shown.text_content() == f"{row['succeeded']} / {row['failed']}"
 
         wait_until(counted_alike, 10, f"{agent}'s counts on the page are not agent_list's")
-        tab.shot("dashboard-tasks")
+        tab.shot("dashboard-tasks", view="tasks")
         assert tab.errors == []
 
 
@@ -161,7 +161,7 @@ def test_the_task_filters_show_only_the_tasks_they_name(browser: Browser, url: s
     for task, state in ((echoed["task_id"], "succeeded"), (failed["task_id"], "failed")):
         wait_until(partial(ended, url, task, state), 10, f"task {task} never {state}")
     with Tab.open(browser, url) as tab:
-        tab.page.click('#tabs button[data-tab="tasks"]')
+        tab.page.click('#views button[data-view="tasks"]')
         tab.page.select_option('#task-filters select[name="state"]', "failed")
         tab.page.click('#task-filters button[type="submit"]')
         rows = tab.page.locator("#tasks tbody tr")
@@ -177,7 +177,7 @@ def test_the_task_filters_show_only_the_tasks_they_name(browser: Browser, url: s
 
 def test_a_waiting_task_shows_why_it_waits_and_arrives_live(browser: Browser, url: str) -> None:
     with Tab.open(browser, url) as tab:
-        tab.page.click('#tabs button[data-tab="tasks"]')
+        tab.page.click('#views button[data-view="tasks"]')
         expect(tab.page.locator("#ws-state")).to_have_text("live")
         task = call(url, "task_orchestrate", {"type": "nobody", "timeout_s": 60})["task_id"]
         row = tab.page.locator(f'#tasks tr[data-task="{task}"]')
@@ -202,20 +202,20 @@ def test_charts_per_task_type_show_throughput_errors_and_latency(
         done = call(url, "task_orchestrate", {"type": "echo", "body": i, "capabilities": ["echo"]})
         call(url, "task_result", {"task_id": done["task_id"], "wait_s": 10})
     with Tab.open(browser, url) as tab:
-        tab.page.click('#tabs button[data-tab="metrics"]')
+        tab.page.click('#views button[data-view="metrics"]')
         echo = tab.page.locator('#charts .task-type[data-type="echo"]')
         expect(echo.locator("figcaption")).to_have_text(
             ["throughput (tasks/s)", "error rate (share)", "latency (ms)"]
         )
         expect(echo.locator("path.series")).to_have_count(5)  # p50, p95, p99 and two
-        tab.shot("dashboard-metrics")
+        tab.shot("dashboard-metrics", view="metrics")
         assert tab.errors == []
 
 
 def test_a_workflow_run_shows_its_dag_with_each_steps_state(browser: Browser, url: str) -> None:
     run = call(url, "workflow_execute", {"workflow": "fan", "input": 5})["run_id"]
     with Tab.open(browser, url) as tab:
-        tab.page.click('#tabs button[data-tab="workflows"]')
+        tab.page.click('#views button[data-view="workflows"]')
         tab.page.locator(f'#runs tr[data-run="{run}"]').click()
         steps = tab.page.locator("#run-detail g.step")
         expect(steps).to_have_count(4)
@@ -232,7 +232,7 @@ def test_a_workflow_run_shows_its_dag_with_each_steps_state(browser: Browser, ur
                 "succeeded"
             )
         expect(tab.page.locator("#run-detail h3")).to_have_text(f"{run} (fan): succeeded")
-        tab.shot("dashboard-workflow")
+        tab.shot("dashboard-workflow", view="workflows")
         assert tab.errors == []
 
 
@@ -240,7 +240,7 @@ def test_an_alert_that_fires_shows_among_the_active_ones(browser: Browser, url: 
     done = call(url, "task_orchestrate", {"type": "echo", "body": 0, "capabilities": ["echo"]})
     call(url, "task_result", {"task_id": done["task_id"], "wait_s": 10})
     with Tab.open(browser, url) as tab:
-        tab.page.click('#tabs button[data-tab="alerts"]')
+        tab.page.click('#views button[data-view="alerts"]')
         active = tab.page.locator("#alerts-active tbody tr")
         expect(active.locator("td").first).to_have_text("echo-done", timeout=10_000)
         expect(active.locator("td").nth(3)).to_have_text("tasks.succeeded{type=echo} >= 1")
@@ -248,7 +248,7 @@ def test_an_alert_that_fires_shows_among_the_active_ones(browser: Browser, url: 
         recent = tab.page.locator("#alerts-recent tbody tr").last  # newest first: the first firing
         expect(recent.locator("td").nth(1)).to_have_text("echo-done")
         expect(recent.locator("td").nth(2)).to_have_text("firing")
-        tab.shot("dashboard-alerts")
+        tab.shot("dashboard-alerts", view="alerts")
         assert tab.errors == []
 
 
@@ -351,7 +351,7 @@ def test_a_run_arrives_live_and_its_dag_shows_a_step_waiting_and_why(
         {"id": "b", "type": "nobody", "depends_on": ["a"]},
     ]})  # fmt: skip
     with Tab.open(browser, url) as tab:
-        tab.page.click('#tabs button[data-tab="workflows"]')
+        tab.page.click('#views button[data-view="workflows"]')
         expect(tab.page.locator("#ws-state")).to_have_text("live")
         run = call(url, "workflow_execute", {"workflow": "stuck", "input": 1})["run_id"]
         try:
@@ -362,7 +362,7 @@ def test_a_run_arrives_live_and_its_dag_shows_a_step_waiting_and_why(
             expect(tab.page.locator('#run-detail .waits li[data-step="b"]')).to_have_text(
                 "b: no agent that handles 'nobody' is registered"
             )
-            tab.shot("dashboard-workflow-waiting")
+            tab.shot("dashboard-workflow-waiting", view="workflows")
         finally:
             call(url, "workflow_cancel", {"run_id": run})
         expect(tab.page.locator("#run-detail h3")).to_have_text(f"{run} (stuck): cancelled")

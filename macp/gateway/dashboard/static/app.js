@@ -7,6 +7,7 @@
   const CAN_CONTROL = document.body.dataset.canControl === "true";
   const TASK_ROWS = 200;
   const AGENT_ROWS = 200;
+  const METRICS_EVERY_MS = 3000;
   const state = {
     agents: new Map(), shape: { nodes: [], agents: {}, edges: [] }, tasks: new Map(),
     filters: { state: "", type: "", agent: "" }, run: null, runs: new Map(),
@@ -51,18 +52,28 @@
     return (e) => notice(what + ": " + e.message, true);
   }
 
-  // -- tabs --------------------------------------------------------------------------------------
+  // -- views (one page, a section each; the header's buttons scroll to them) -------------------
 
   const loaders = {};
-  function show(tab) {
-    for (const b of document.querySelectorAll("#tabs button")) {
-      b.classList.toggle("active", b.dataset.tab === tab);
+  function show(view) {
+    for (const b of document.querySelectorAll("#views button")) {
+      b.classList.toggle("active", b.dataset.view === view);
     }
-    for (const s of document.querySelectorAll("section.tab")) s.hidden = s.id !== "tab-" + tab;
-    if (loaders[tab]) loaders[tab]();
+    document.getElementById("view-" + view).scrollIntoView({ block: "start" });
+    if (loaders[view]) loaders[view]();  // and read it again
   }
-  for (const b of document.querySelectorAll("#tabs button")) {
-    b.addEventListener("click", () => show(b.dataset.tab));
+  for (const b of document.querySelectorAll("#views button")) {
+    b.addEventListener("click", () => show(b.dataset.view));
+  }
+
+  /* fn, called once on the next frame however often it is asked for before then. */
+  function batched(fn) {
+    let asked = false;
+    return () => {
+      if (asked) return;
+      asked = true;
+      requestAnimationFrame(() => { asked = false; fn(); });
+    };
   }
 
   // -- topology and agents ---------------------------------------------------------------------
@@ -225,6 +236,7 @@
       r.state), h("td", {}, when(r.created_ms)))));
   }
   loaders.workflows = () => loadRuns().catch(failed("workflow runs"));
+  const reloadRuns = batched(loaders.workflows);
 
   async function chooseRun(id) {
     state.run = id;
@@ -249,7 +261,7 @@
       }
       if (data.steps_done !== undefined) chooseRun(data.run_id);
     }
-    if (!document.getElementById("tab-workflows").hidden) loaders.workflows();
+    reloadRuns();
   }
 
   // -- tasks -------------------------------------------------------------------------------------
@@ -278,6 +290,8 @@
       : state.total + (state.total === 1 ? " task" : " tasks") + (state.total > rows.length
         ? ", the newest " + rows.length + " shown" : "");
   }
+
+  const redrawTasks = batched(drawTasks);
 
   async function loadTasks() {
     const q = new URLSearchParams();
@@ -311,7 +325,7 @@
     });
     if (data.error) row.error = data.error;
     state.tasks.set(data.task_id, row);
-    if (!document.getElementById("tab-tasks").hidden) drawTasks();
+    redrawTasks();
     if (state.task === data.task_id) chooseTask(data.task_id);
   }
 
@@ -401,9 +415,7 @@
   // -- start -------------------------------------------------------------------------------------
 
   loadTopology().then(() => { state.ready = true; }, failed("topology"));
-  loadAlerts().catch(failed("alerts"));
+  for (const view of ["alerts", "tasks", "workflows", "metrics"]) loaders[view]();
   connect();
-  setInterval(() => {
-    if (!document.getElementById("tab-metrics").hidden) loaders.metrics();
-  }, 2000);
+  setInterval(() => { if (!document.hidden) loaders.metrics(); }, METRICS_EVERY_MS);
 })();
