@@ -44,6 +44,8 @@ CONTROL_OPERATION: Final = "agent_control"
 _PAGE: Final = string.Template((HERE / "page.html").read_text())
 _LOGIN: Final = string.Template((HERE / "login.html").read_text())
 _MAX_FORM: Final = 16_384
+_CREDENTIAL_FIELDS: Final = ("credential", "token", "key")
+"""The login form's field that holds the credential (the page's is ``credential``)."""
 _HEADERS: Final = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -111,7 +113,8 @@ class _Pages:
             return _login(
                 f"The form is larger than {_MAX_FORM} bytes; send only a credential.", 413
             )
-        credential = (form.get("credential") or [""])[0].strip()
+        given = next((form[f] for f in _CREDENTIAL_FIELDS if form.get(f)), [""])
+        credential = given[0].strip()
         if not credential:
             return _login("Give a token or an API key.", 400)
         try:
