@@ -187,6 +187,10 @@ def test_an_api_key_signs_in_and_its_revocation_ends_the_session(url: str, keys:
     record, key = keys.create("svc", "operator")
     with httpx.Client(base_url=url, timeout=10) as http:  # the form's field may be named "key"
         assert http.post("/login", data={"key": key}).headers["location"] == "/"
+    with httpx.Client(base_url=url, timeout=10) as http:  # a header is a credential too
+        assert 'data-principal="svc"' in http.get("/", headers={"X-API-Key": key}).text
+        bearer = http.get("/", headers={"Authorization": f"Bearer {token('viewer', 'bo')}"})
+        assert 'data-principal="bo" data-role="viewer" data-can-control="false"' in bearer.text
     with signed_in(url, key) as http:
         page = http.get("/")
         assert page.status_code == 200

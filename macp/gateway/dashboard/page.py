@@ -145,8 +145,8 @@ class _Pages:
 
 
 def _principal(request: Request, guard: Guard) -> Principal | None:
-    """Who asks for the page: a bearer header or the session cookie; the local user on a
-    gateway with no authentication; ``None`` if it must sign in.
+    """Who asks for the page: a bearer header, an X-API-Key header or the session cookie; the
+    local user on a gateway with no authentication; ``None`` if it must sign in.
 
     Raises:
         Unauthorized: the credential it sent is refused (expired, revoked, ...).
@@ -154,7 +154,10 @@ def _principal(request: Request, guard: Guard) -> Principal | None:
     if not guard.configured:
         return Principal.local()
     header = request.headers.get("authorization")
-    credential = header.partition(" ")[2].strip() if header else session.credential_of(request)
+    if header:
+        credential: str | None = header.partition(" ")[2].strip()
+    else:
+        credential = request.headers.get("x-api-key") or session.credential_of(request)
     return None if not credential else guard.authenticate(credential)
 
 
