@@ -155,6 +155,10 @@ def test_an_operator_pauses_and_resumes_an_agent_from_the_page(browser: Browser,
                 f'#agents tr[data-address="{AGENT}"] button[data-command="resume"]'
             ).click()
             expect(dot).to_have_attribute("data-status", "available", timeout=2000)
+            restart = f'#agents tr[data-address="{AGENT}"] button[data-command="restart"]'
+            tab.page.locator(restart).click()
+            expect(tab.page.locator("#notice")).to_have_text(f"restart {AGENT}: done")
+            expect(dot).to_have_attribute("data-status", "available")
         finally:
             with signed_in(url, token("operator")) as http:
                 http.post("/api/v1/operations/agent_control",
