@@ -359,6 +359,24 @@ CALLS: dict[str, Call] = {
         ),
         wait=True,
     ),
+    "metrics_history": Call(
+        lambda _k: {"names": ["tasks.succeeded{type=square}"], "since_s": 600},
+        lambda r, _k: (
+            list(r["series"]) == ["tasks.succeeded{type=square}"]
+            and r["series"]["tasks.succeeded{type=square}"][-1][1] >= 1
+            and r["since_s"] == 600
+        ),
+        wait=True,
+    ),
+    # -- the topology's shape (this cluster was started by no topology file: by group or role)
+    "topology_shape": Call(
+        lambda _k: {},
+        lambda r, _k: (
+            (r["recorded"], r["kind"], r["edges"]) == (False, None, [])
+            and "w1" in r["nodes"]
+            and any("sq@w1" in g["instances"] for g in r["agents"].values())
+        ),
+    ),
     "alert_list": Call(
         lambda _k: {},
         lambda r, _k: set(r) == {"active", "recent"} and isinstance(r["recent"], list),

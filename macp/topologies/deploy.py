@@ -13,7 +13,7 @@ from macp.errors import ConfigError
 from macp.node import Node
 from macp.settings import Settings
 from macp.supervisor import ChildSpec, SupervisorSpec
-from macp.topologies import builders
+from macp.topologies import builders, shape
 from macp.topologies._common import agent_class
 
 if TYPE_CHECKING:
@@ -111,6 +111,7 @@ def start_node(
             for workflow in spec.workflows:
                 definition = workflow.model_dump(exclude_unset=True)
                 node.ask("coordinator", "workflow.define", definition).get()
+            shape.record(node, spec)  # for the gateway's dashboard
         sup = spec.supervision
         node.start_child(SupervisorSpec(
             "agents", _children(spec, name), strategy=sup.strategy,

@@ -1,5 +1,6 @@
 """The gateway's one HTTP app: REST under ``/api/v1``, ``/health``, ``/ready``, the OpenAPI
-document at ``/api/v1/openapi.json``, and MCP over streamable HTTP at ``/mcp``.
+document at ``/api/v1/openapi.json``, MCP over streamable HTTP at ``/mcp``, and the web
+dashboard at ``/`` (:mod:`macp.gateway.dashboard`: ``/login``, ``/logout``, ``/static``).
 
 ``/health`` answers as long as the process does (liveness); ``/ready`` asks the head's
 registry a cheap question with a short timeout and answers 503 while it gets no answer
@@ -20,6 +21,7 @@ from starlette.routing import Route
 from macp.actors.registry import LOOKUP
 from macp.errors import AskTimeout, MacpError, NodeDown, UnknownMessageType
 from macp.gateway.asgi import serve_asgi
+from macp.gateway.dashboard import dashboard_routes
 from macp.gateway.guard import Guard
 from macp.gateway.http.rest import API, _Json, error_response
 from macp.gateway.http.rest_openapi import openapi
@@ -101,6 +103,7 @@ def http_app(
             Route(f"{API}/openapi.json", served_openapi, methods=["GET"]),
             *(route.route(runtime, guard) for route in rest),
             *routes,
+            *dashboard_routes(guard, table),
             *_guarded(mcp.routes, guard),
         ],
         exception_handlers={HTTPException: _http_error},

@@ -31,6 +31,7 @@ from macp.errors import (
     ResourceUnavailable,
     Unauthorized,
 )
+from macp.gateway.dashboard import session
 from macp.gateway.guard import Principal, Transport
 from macp.gateway.table import error_of
 
@@ -103,11 +104,14 @@ def error_response(
 
 
 def principal_of(request: Request, guard: Guard) -> Principal:
-    """Who sent ``request``: the principal its bearer token or API key proves; with neither,
-    on a gateway with no authentication, :meth:`Principal.local`.
+    """Who sent ``request``: the principal its bearer token or API key proves, else the
+    dashboard's session cookie (:mod:`macp.gateway.dashboard.session`); with none, on a
+    gateway with no authentication, :meth:`Principal.local`.
 
     Raises:
-        Unauthorized: the credential is refused, malformed, or missing where one is needed.
+        Unauthorized: the credential is refused, malformed, or missing where one is needed; a
+            cookie-authenticated request that changes state lacks the CSRF header; or, with no
+            authentication, another site's page sent a request that changes state.
     """
     header = request.headers.get("authorization")
     if header is not None:
@@ -120,11 +124,16 @@ def principal_of(request: Request, guard: Guard) -> Principal:
     key = request.headers.get("x-api-key")
     if key is not None:
         return guard.authenticate(key.strip())
+    cookie = session.credential_of(request)
+    if cookie is not None and guard.configured:
+        session.check_csrf(request.method, request)
+        return guard.authenticate(cookie)
     if guard.configured:
         raise Unauthorized(
             "this gateway needs a credential: send 'Authorization: Bearer TOKEN' (a JWT, or an "
             "API key from macp gateway keys)"
         )
+    session.check_local(request.method, request)
     return Principal.local()
 
 

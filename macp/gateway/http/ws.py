@@ -12,6 +12,8 @@ closed with :data:`UNAUTHENTICATED`):
   [...]}`` (answered ``subscribed`` with the topics it has now) and ``{"type": "ping"}``
   (answered ``pong``); anything else is answered with an ``error`` event, and the session
   goes on. A client too slow to read is closed with :data:`~.events.SLOW_CLOSE_CODE`.
+  Without a token, the dashboard's session cookie is the credential, if the handshake's
+  ``Origin`` is the gateway's own (:mod:`macp.gateway.dashboard.session`).
 - ``{"type": "register", "key" | "token": ..., "name", "capabilities", ...}``: an agent outside
   Python. Its principal must be an ``agent`` or ``admin`` (else :data:`FORBIDDEN`); the
   session is then the register handler's (:data:`RegisterSession`, by default
@@ -37,6 +39,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from macp.errors import InvalidParams, MacpError, RateLimited, Unauthorized, UnknownMessageType
 from macp.gateway.audit import Outcome
+from macp.gateway.dashboard.session import credential_of, own_origin
 from macp.gateway.guard import Principal, Role, Transport
 from macp.gateway.http.events import (
     SLOW_CLOSE_CODE,
@@ -177,23 +180,42 @@ class EventsEndpoint:
                 f"...}}, not type {kind[:30]!r}"
             ))  # fmt: skip
 
-    def _principal(self, credential: object) -> Principal:
+    def _principal(self, credential: object, websocket: WebSocket | None = None) -> Principal:
         """Who ``credential`` proves; the local user on a gateway with no authentication.
+        With no credential, the dashboard's session cookie of ``websocket``'s handshake, if
+        its ``Origin`` is the gateway's own page.
 
         Raises:
             Unauthorized: no credential, or one the guard refuses.
         """
         if not self.guard.configured:
             return Principal.local()
+        if not credential and websocket is not None:
+            credential = self._cookie(websocket)
         if not isinstance(credential, str) or not credential:
             raise Unauthorized(
                 "this gateway needs a credential: give 'token' (or 'key') in the first message"
             )
         return self.guard.authenticate(credential)
 
+    @staticmethod
+    def _cookie(websocket: WebSocket) -> str | None:
+        """The session cookie's credential, taken only from a page of this gateway.
+
+        Raises:
+            Unauthorized: the cookie came with another site's (or no) ``Origin``.
+        """
+        cookie = credential_of(websocket)
+        if cookie is not None and not own_origin(websocket):
+            raise Unauthorized(
+                "the session cookie is taken only from this gateway's own pages (the Origin "
+                "header must be its address); send 'token' in the first message instead"
+            )
+        return cookie
+
     async def _auth(self, websocket: WebSocket, hello: dict[str, Any]) -> None:
         try:
-            principal = self._principal(hello.get("token"))
+            principal = self._principal(hello.get("token"), websocket)
         except Unauthorized as e:
             await self._refuse(websocket, UNAUTHENTICATED, e)
             return

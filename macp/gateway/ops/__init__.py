@@ -21,6 +21,7 @@
   project_status, create_goal, link_to_goal, update_goal, list_goals, goal_status
 - :mod:`~macp.gateway.ops.delegation`: decompose_task, assign_subtasks, delegate_subtask,
   merge_results, task_tree, task_lineage
+- :mod:`~macp.gateway.ops.views`: topology_shape, metrics_history (what the dashboard draws)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from macp.gateway.ops import (
     swarms,
     system,
     tasks,
+    views,
     workflows,
 )
 from macp.gateway.ops._table import OPERATIONS
@@ -53,5 +55,6 @@ del (
     swarms,
     system,
     tasks,
+    views,
     workflows,
 )  # imported for the operations they add
