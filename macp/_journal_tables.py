@@ -97,6 +97,20 @@ def _states(states: Iterable[str]) -> str:
     return json.dumps([states] if isinstance(states, str) else list(states))
 
 
+_RUN_CHANGED: Final = (
+    "ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms, "
+    "record = excluded.record, finished_ms = excluded.finished_ms"
+)
+"""A record written again updates the columns that change, in place: SQLite then rewrites
+only the indexes of those columns (a REPLACE deletes the row and inserts it again, through
+every index of the table), and a task is written several times on its way."""
+_PUT_TASK: Final = (
+    "INSERT INTO tasks (id, state, updated_ms, record, key, finished_ms, type, agent, created_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) " + _RUN_CHANGED + ", agent = excluded.agent"
+)
+"""A task's ``key``, ``type`` and ``created_ms`` never change; its ``agent`` does."""
+
+
 class RecordTables(RetentionTables):
     """Task and workflow records (the coordinator's state), by id."""
 
@@ -163,8 +177,7 @@ class RecordTables(RetentionTables):
         if table == "tasks":
             key = record.get("idempotency_key")
             self._execute(
-                "INSERT OR REPLACE INTO tasks (id, state, updated_ms, record, key, finished_ms, "
-                "type, agent, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _PUT_TASK,
                 (
                     id_,
                     state,
@@ -177,8 +190,8 @@ class RecordTables(RetentionTables):
             )
             return
         self._execute(
-            f"INSERT OR REPLACE INTO {table} (id, state, updated_ms, record, finished_ms) "  # noqa: S608
-            "VALUES (?, ?, ?, ?, ?)",
+            f"INSERT INTO {table} (id, state, updated_ms, record, finished_ms) "  # noqa: S608
+            "VALUES (?, ?, ?, ?, ?) " + _RUN_CHANGED,
             (id_, state, updated_ms, blob, finished_ms),
         )
 

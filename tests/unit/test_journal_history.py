@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 import pytest
 
+from macp import _journal_history as journal_history
 from macp._journal_history import TaskQuery
+from macp.actors.coordinator.task import TaskState
 from macp.store import Journal
 
 if TYPE_CHECKING:
@@ -90,3 +92,7 @@ def test_a_schema_3_journal_gets_the_history_columns_from_its_records(tmp_path: 
     with Journal(path) as journal:
         assert _ids(journal, TaskQuery(type="add", agent="w1")) == ["t7"]
         assert journal.task_counts(TaskQuery()) == {"succeeded": 1, "failed": 1}
+
+
+def test_the_states_a_since_query_ranges_over_are_every_state_a_task_has() -> None:
+    assert set(journal_history._STATES) == {s.value for s in TaskState}
