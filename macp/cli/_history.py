@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
-from macp.actors.coordinator import with_counts
 from macp.actors.coordinator.history import MAX_LIMIT
 from macp.actors.coordinator.task import TaskState
 from macp.actors.registry import CONTROL_PLANE
@@ -234,8 +233,7 @@ def agents(file: FileArg = None, connect: Connect = None, as_json: AsJson = Fals
     """Agents: status, load, and the tasks each succeeded and failed (from the journal)."""
 
     def ask(cluster: macp.Cluster) -> list[dict[str, Any]]:
-        users = [a for a in cluster.agents() if a.get("group") != CONTROL_PLANE]
-        return with_counts(users, cluster.task_counts())
+        return [a for a in cluster.agents() if a.get("group") != CONTROL_PLANE]
 
     listed = _read(file, connect, ask)
     if as_json:

@@ -33,15 +33,10 @@ def gather(cluster: Cluster) -> dict[str, Any]:
             except MacpError:
                 entry["state"] = "unreachable"
         nodes.append(entry)
-    counts = cluster.task_counts()["agents"]  # the journal's: the same after a restart
-    agents = []
-    for record in cluster.agents():
-        done = counts.get(record["address"], {})
-        agents.append({
-            "address": record["address"], "status": record["status"], "load": record["load"],
-            "role": record["role"], "group": record["group"],
-            "done": int(done.get("succeeded", 0)), "failed": int(done.get("failed", 0)),
-        })  # fmt: skip
+    agents = [{  # the counts are the journal's: the same after a restart of the head
+        "address": r["address"], "status": r["status"], "load": r["load"], "role": r["role"],
+        "group": r["group"], "done": r["succeeded"], "failed": r["failed"],
+    } for r in cluster.agents()]  # fmt: skip
     runs = cluster.runs()
     return {
         "nodes": nodes,

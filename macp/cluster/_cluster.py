@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from macp.actors.coordinator import (
@@ -14,15 +15,18 @@ from macp.actors.coordinator import (
     STATUS,
     SUBMIT,
     TASKS,
+    with_counts,
 )
 from macp.actors.registry import FIND, LIST
 from macp.cluster import _history
+from macp.cluster._delegating import Delegating
 from macp.cluster._evaluating import Evaluating
 from macp.cluster._handles import Task
 from macp.cluster._head import head_of
 from macp.cluster._lineage import children, lineage, lineage_spec
 from macp.cluster._observing import Observing
 from macp.cluster._spawn import choose_node, spawn_body
+from macp.cluster._team_ops import TeamOperations
 from macp.cluster._teams import Goals, Projects, Sessions
 from macp.cluster._waiting import wait_routable
 from macp.cluster._workflows import Workflows
@@ -51,7 +55,7 @@ def _listed(values: Sequence[str]) -> Any:
     return values if isinstance(values, str) else list(values)
 
 
-class Cluster(Workflows, Observing, Evaluating):
+class Cluster(Workflows, Observing, Evaluating, Delegating, TeamOperations):
     """The control plane as seen from one node (or from a client of one).
 
     Args:
@@ -264,8 +268,15 @@ class Cluster(Workflows, Observing, Evaluating):
         ``model_type``, ``model_version`` and ``active_within_s``, least loaded first."""
         return list(self._read("registry", FIND, filters))
 
-    def agents(self) -> list[dict[str, Any]]:
-        return list(self._read("registry", LIST))
+    find_agents = find  # the gateway operation's name
+
+    def agents(self, *, counts: bool = True) -> list[dict[str, Any]]:
+        """Every registered agent's record (the control plane's own actors too), each with the
+        tasks it ran last that ``succeeded`` and ``failed``, as the head's journal counts them
+        (the same after a restart of the head); ``counts=False``: the records alone (one ask
+        fewer)."""
+        records = list(self._read("registry", LIST))
+        return with_counts(records, self.task_counts()) if counts else records
 
     def wait_for_agents(
         self,
@@ -289,7 +300,7 @@ class Cluster(Workflows, Observing, Evaluating):
             AskTimeout: some are not routable within ``timeout_s``; the message names them,
                 and so does its ``data["missing"]``.
         """
-        wait_routable(self.agents, addresses, timeout_s, progress)
+        wait_routable(partial(self.agents, counts=False), addresses, timeout_s, progress)
         self._ask("coordinator", TASKS, {"states": []})  # answers nothing, after the news
 
     def memory(self, type: str, **body: Any) -> Any:

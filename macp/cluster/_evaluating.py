@@ -65,6 +65,8 @@ class Evaluating:
         body.update({k: v for k, v in given.items() if v is not None})
         return dict(self._ask("evaluations", ADD, body))
 
+    evaluate_contribution = evaluate  # the gateway operation's name
+
     def evaluations(
         self, *, contributor: str | None = None, task_id: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
@@ -73,6 +75,8 @@ class Evaluating:
         body: dict[str, Wire] = {"limit": limit}
         body.update({k: v for k, v in (("contributor", contributor), ("task_id", task_id)) if v})
         return list(self._read("evaluations", LIST_EVALUATIONS, body)["evaluations"])
+
+    agent_evaluations = evaluations  # the gateway operation's name
 
     def performance_scores(self) -> dict[str, dict[str, Any]]:
         """``{address: {"performance_score", "evaluations"}}`` of every evaluated agent."""

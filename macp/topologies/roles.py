@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple
 from macp.actors.agent import Agent, handler
 from macp.actors.coordinator import RESULT
 from macp.actors.coordinator import SUBMIT as COORDINATOR_SUBMIT
+from macp.actors.coordinator.messages import HUB_DECOMPOSE, HUB_MERGE
 from macp.actors.teams.messages import SESSION_ASSIST, SESSIONS
 from macp.errors import AgentError, InvalidParams, MacpError, error_body
 
@@ -38,9 +39,9 @@ __all__ = ["DECOMPOSE", "MERGE", "SUBMIT", "Hub", "Line", "Peer"]
 _ASSIST_MARGIN_S: Final = 5.0  # the sessions actor answers a timeout itself, this long before
 SUBMIT: Final = "topology.submit"
 """The task type a topology's entry agent (hub, root, line) handles."""
-DECOMPOSE: Final = "hub.decompose"
+DECOMPOSE: Final = HUB_DECOMPOSE
 """A hub's ``decompose`` hook, asked: the task's body -> its parts (nothing is submitted)."""
-MERGE: Final = "hub.merge"
+MERGE: Final = HUB_MERGE
 """A hub's ``merge`` hook, asked: ``{results, body}`` -> the merged result."""
 
 

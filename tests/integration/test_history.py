@@ -14,7 +14,7 @@ import pytest
 from gateway_cluster import call
 from history_cluster import AGENTS, HOLD_GPU, history_nodes, wait_code
 
-from macp import Settings
+from macp import Cluster, Settings
 from macp.errors import PoisonMessage
 from macp.gateway import Gateway, Member
 from macp.testing import wait_until
@@ -355,3 +355,21 @@ def test_counts_and_attempts_are_the_same_after_the_head_is_killed_and_restarted
     assert (after[1]["total"], after[1]["counts"]) == (before[1]["total"], before[1]["counts"])
     assert after[2]["attempt_history"] == before[2]["attempt_history"]
     assert [a["outcome"] for a in after[2]["attempt_history"]] == ["failed", "failed"]
+    wait_until(lambda: _agent_counts(cluster).keys() >= {"sq@w1", "e@w1"}, 20, "not back")
+    assert {a: c for a, c in _agent_counts(cluster).items() if a in {"sq@w1", "e@w1"}} == {
+        "sq@w1": (3, 0),
+        "e@w1": (0, 1),
+    }  # cluster.agents() carries the journal's counts too
+
+
+def _agent_counts(cluster: Cluster) -> dict[str, tuple[int, int]]:
+    return {a["address"]: (a["succeeded"], a["failed"]) for a in cluster.agents()}
+
+
+def test_runs_are_listed_newest_first(local_cluster: Callable[..., LocalCluster]) -> None:
+    cluster = local_cluster({"w1": {"sq": "agents:Squarer"}}).cluster
+    step = {"id": "a", "type": "square", "body": {"x": 2}, "capabilities": ["square"]}
+    runs = [cluster.run({"name": f"one-{i}", "steps": [step]}) for i in range(3)]
+    for run in runs:
+        run.result(timeout_s=20)
+    assert [r["id"] for r in cluster.runs()["runs"]] == [r.id for r in reversed(runs)]

@@ -365,12 +365,13 @@ def test_the_gateway_decomposes_assigns_delegates_and_merges_a_parents_subtasks(
         assert (status["parent"], status["on_child_failure"]) == (parent.id, "ignore")
         assert cluster.result(orchestrated["task_id"])["context"] == [1, 2]
         ids.append(orchestrated["task_id"])
-        with pytest.raises(macp.InvalidParams, match="'parent', 'deadline' and 'context' are for"):
+        lineage_only = "'parent', 'delegated_by', 'run', 'deadline' and 'context' are for"
+        with pytest.raises(macp.InvalidParams, match=lineage_only):
             call(member, "task_orchestrate", {"type": "square", "parallelism": 2, "context": 1})
         tree = call(member, "task_tree", {"task_id": parent.id})
-        # the agent running the parent delegates them
+        # the agent running the parent delegates them, unless told otherwise
         children = [(c["id"], c["delegated_by"]) for c in tree["tree"]["children"]]
-        assert children == [(i, "gate1@w1") for i in ids[:-1]] + [(ids[-1], None)]
+        assert children == [(i, "gate1@w1") for i in ids]
         results = [{"square": 25}, {"square": 36}]
         merged = call(member, "merge_results", {"hub": "hub", "results": results})
         assert merged["merged"]["sum"] == 61
@@ -391,6 +392,38 @@ def test_the_gateway_decomposes_assigns_delegates_and_merges_a_parents_subtasks(
             call(member, "decompose_task", {"body": 1})
         with pytest.raises(macp.ActorNotFound, match="no available hub handles task type 'nah'"):
             call(member, "decompose_task", {"type": "nah", "body": 1})
+    gate.touch()
+    assert parent.result(timeout_s=20)["by"] == "gate1@w1"
+
+
+def test_the_cluster_decomposes_assigns_delegates_merges_and_reads_the_tree(
+    cluster: macp.Cluster, tmp_path: Path
+) -> None:
+    gate = tmp_path / "open"
+    parent = cluster.submit("wait_file", {"path": str(gate)}, agent="gate1@w1")
+    wait_until(lambda: _state(cluster, parent.id) == "running", 20, "the parent did not start")
+    decomposed = cluster.decompose_task({"items": [5, 6]}, type="topology.submit")
+    assert decomposed == {"hub": "hub@w1", "parts": [{"x": 5}, {"x": 6}], "count": 2}
+    assigned = cluster.assign_subtasks(parent.id, "square", decomposed["parts"],
+                                       capabilities=["square"])  # fmt: skip
+    delegated = cluster.delegate_subtask(parent.id, "gate2", "whoami", context={"lang": "fr"})
+    assert [t.result(timeout_s=20)["square"] for t in assigned] == [25, 36]
+    assert delegated.result(timeout_s=20)["context"] == {"lang": "fr"}
+    orchestrated = cluster.submit("whoami", agent="gate2@w2", parent=parent.id,
+                                  delegated_by="planner@w1", run=None)  # fmt: skip
+    orchestrated.result(timeout_s=20)
+
+    tree = cluster.task_tree(parent.id)
+    children = [(c["id"], c["delegated_by"]) for c in tree["tree"]["children"]]
+    ids = [t.id for t in assigned] + [delegated.id]
+    assert children == [(i, "gate1@w1") for i in ids] + [(orchestrated.id, "planner@w1")]
+    assert (tree["count"], tree["truncated"]) == (4, False)
+    assert cluster.merge_results([{"square": 25}, {"square": 36}], hub="hub")["sum"] == 61
+    merged = cluster.merge_results(parent=parent.id, hub="hub@w1")
+    assert (merged["squares"][:2], merged["of"]) == ([25, 36], {"path": str(gate)})
+    assert [r["square"] for r in cluster.merge_results(parent=parent.id)[:2]] == [25, 36]
+    with pytest.raises(macp.ActorNotFound, match="no available hub handles task type 'nah'"):
+        cluster.decompose_task(1, type="nah")
     gate.touch()
     assert parent.result(timeout_s=20)["by"] == "gate1@w1"
 

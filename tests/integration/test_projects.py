@@ -140,6 +140,34 @@ def test_a_run_counts_its_steps_and_a_session_counts_once_closed(
     assert _shown(cluster.goals.status(goal)) == (1.0, "done", ["done", "done"])
 
 
+def test_every_teams_operation_is_a_cluster_method_by_its_name(
+    local_cluster: Callable[..., LocalCluster],
+) -> None:
+    cluster = local_cluster(GATES, head={"lead": "agents:Echo"}).cluster
+    session = cluster.create_collaboration_session("s", ["echo@w1"], "lead@head")["session_id"]
+    assert cluster.join_session(session, "g1@w1")["participants"].keys() >= {"g1@w1"}
+    assert cluster.leave_session(session, "g1@w1")["participants"]["g1@w1"]["status"] == "left"
+    assert cluster.send_session_message(session, "lead@head", {"hi": 1})["seq"] == 1
+    assert [m["body"] for m in cluster.session_messages(session)] == [{"hi": 1}]
+    assert [s["session_id"] for s in cluster.list_sessions()] == [session]
+    project = cluster.create_project("p", "lead@head")["project_id"]
+    assert cluster.update_project(project, status="active")["status"] == "active"
+    goal = cluster.create_goal(project, "g")["goal_id"]
+    task = cluster.submit("square", {"x": 2}, capabilities=["square"])
+    task.result(timeout_s=20)
+    cluster.link_to_goal(goal, task_id=task.id)
+    assert cluster.update_goal(goal, status="active")["status"] == "active"
+    assert cluster.goal_status(goal)["progress"] == 1.0
+    assert [g["goal_id"] for g in cluster.list_goals(project)] == [goal]
+    assert cluster.project_status(project)["progress"] == 1.0
+    assert [p["project_id"] for p in cluster.list_projects()] == [project]
+    assert cluster.close_session(session)["state"] == "closed"
+    assert cluster.session_status(session)["state"] == "closed"
+    assert cluster.find_agents(capabilities=["square"])
+    assert cluster.evaluate_contribution("lead@head", {"accuracy": 0.8}, task_id=task.id)
+    assert len(cluster.agent_evaluations(task_id=task.id)) == 1
+
+
 def test_bad_input_is_refused_in_one_sentence(local_cluster: Callable[..., LocalCluster]) -> None:
     local = local_cluster({"w1": {"echo": "agents:Echo"}})
     cluster = local.cluster

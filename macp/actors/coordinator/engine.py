@@ -187,11 +187,14 @@ class WorkflowEngine:
         return {"cancelled": True, "state": RunState.CANCELLED.value}
 
     def listing(self) -> Wire:
+        """The defined workflows by name, and the runs held, newest first."""
+        held = list(self.runs.values())  # in the order they were made: the last is the newest
+        runs = [held[i] for i in sorted(range(len(held)), key=lambda i: (held[i]["created_ms"], i),
+                                        reverse=True)]  # fmt: skip
         return {
             "definitions": sorted(self.definitions),
-            "runs": [{k: r[k] for k in ("id", "workflow", "state", "created_ms")}
-                     for r in self.runs.values()],
-        }  # fmt: skip
+            "runs": [{k: r[k] for k in ("id", "workflow", "state", "created_ms")} for r in runs],
+        }
 
     # -- running ------------------------------------------------------------------------------
 

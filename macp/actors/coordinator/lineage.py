@@ -94,7 +94,8 @@ class Lineage:
 
     def admit(self, task: Task) -> None:
         """Check a new task's place in its tree (its parent, its run) and hold it there; a
-        subtask with no run of its own inherits its parent's.
+        subtask with no run or delegating agent of its own inherits its parent's run and has
+        the parent's agent as the one that delegated it.
 
         Raises:
             NotFound: its parent or run is not there.
@@ -119,6 +120,8 @@ class Lineage:
                 )
             if task.run is None and task.workflow is None:
                 task.run = parent.workflow or parent.run
+            if task.delegated_by is None:  # the agent running the parent delegates it
+                task.delegated_by = parent.agent
         self.hold(task)
 
     def hold(self, task: Task) -> None:

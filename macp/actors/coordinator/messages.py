@@ -36,7 +36,8 @@ from typing import Final
 from macp.actors.context import RESULT, STATUS, SUBMIT
 
 __all__ = [
-    "CANCEL", "CHILDREN", "CONTROL", "COUNTS", "DEAD_LETTERS", "LINEAGE", "RESULT", "SCATTER",
+    "CANCEL", "CHILDREN", "CONTROL", "COUNTS", "DEAD_LETTERS", "HUB_DECOMPOSE", "HUB_MERGE",
+    "LINEAGE", "RESULT", "SCATTER",
     "STATUS", "SUBMIT", "TASKS", "TASKS_SUBSCRIBE", "TASKS_SUBSCRIBERS", "TASKS_UNSUBSCRIBE",
     "TASK_DONE", "TASK_EVENT",
     "WORKFLOW_CANCEL", "WORKFLOW_DEFINE", "WORKFLOW_LIST", "WORKFLOW_PAUSE",
@@ -48,6 +49,11 @@ TASKS: Final = "coordinator.tasks"
 CHILDREN: Final = "coordinator.children"
 LINEAGE: Final = "coordinator.lineage"
 COUNTS: Final = "coordinator.counts"
+HUB_DECOMPOSE: Final = "hub.decompose"
+"""A hub's ``decompose`` hook, asked of the hub agent: a task's body -> its parts (nothing is
+submitted); the delegation operations ask it (:class:`macp.Hub` answers it)."""
+HUB_MERGE: Final = "hub.merge"
+"""A hub's ``merge`` hook, asked of the hub agent: ``{results, body}`` -> the merged result."""
 TASK_DONE: Final = "task.done"
 SCATTER: Final = "coordinator.scatter"
 CONTROL: Final = "coordinator.control"

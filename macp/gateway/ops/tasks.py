@@ -53,6 +53,10 @@ class TaskOrchestrate(Params):
     """Submitting the same key again answers the first task."""
     parent: str | None = None
     """A task not yet finished that this one is a subtask of (see task_lineage)."""
+    delegated_by: str | None = None
+    """The agent that delegates it (an address); with a parent, default: the parent's agent."""
+    run: str | None = None
+    """The workflow run it belongs to (with a parent, default: the parent's)."""
     deadline: float | None = Field(None, gt=0)
     """A time in epoch seconds: past it the task fails, and is not retried."""
     context: Any = None
@@ -93,10 +97,11 @@ class TaskOrchestrate(Params):
                 "'idempotency_key' is not kept for a task run on several agents at once; "
                 "leave it out, or run it on one agent"
             )
-        if self.parent is not None or self.deadline is not None or self.context is not None:
+        lineage = (self.parent, self.delegated_by, self.run, self.deadline, self.context)
+        if any(field is not None for field in lineage):
             raise ValueError(
-                "'parent', 'deadline' and 'context' are for a task run on one agent; leave "
-                "them out, or run it on one agent"
+                "'parent', 'delegated_by', 'run', 'deadline' and 'context' are for a task run "
+                "on one agent; leave them out, or run it on one agent"
             )
         return self
 

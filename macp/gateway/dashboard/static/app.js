@@ -281,10 +281,14 @@
       (!f.agent || (t.agent || "") === f.agent || (t.agent || "").split("@")[0] === f.agent);
   }
 
+  const newest = (a, b) => (b.updated_ms || b.created_ms || 0) - (a.updated_ms || a.created_ms || 0);
+
   function drawTasks() {
-    const rows = [...state.tasks.values()].filter(matches)
-      .sort((a, b) => (b.updated_ms || b.created_ms || 0) - (a.updated_ms || a.created_ms || 0))
-      .slice(0, TASK_ROWS);
+    if (state.tasks.size > 4 * TASK_ROWS) {  // live updates add rows: keep the newest only
+      state.tasks = new Map([...state.tasks.values()].sort(newest).slice(0, 2 * TASK_ROWS)
+        .map((t) => [t.id, t]));
+    }
+    const rows = [...state.tasks.values()].filter(matches).sort(newest).slice(0, TASK_ROWS);
     document.querySelector("#tasks tbody").replaceChildren(...rows.map(taskRow));
     document.getElementById("task-total").textContent = state.total === undefined ? ""
       : state.total + (state.total === 1 ? " task" : " tasks") + (state.total > rows.length
@@ -299,12 +303,20 @@
     if (f.state) q.append("state", f.state);
     if (f.type) q.append("type", f.type);
     if (f.agent) q.append("agent", f.agent);
-    const answer = await api("/tasks" + (q.toString() ? "?" + q : ""));
+    q.append("limit", String(TASK_ROWS));
+    const answer = await api("/tasks?" + q);
     state.tasks = new Map(answer.tasks.map((t) => [t.id, t]));
     state.total = answer.total;
     drawTasks();
   }
   loaders.tasks = () => loadTasks().catch(failed("tasks"));
+
+  let reloading = null;
+  function reloadTasksSoon() {  // at most one reload a second, however many tasks queue
+    if (reloading === null) {
+      reloading = setTimeout(() => { reloading = null; loaders.tasks(); }, 1000);
+    }
+  }
 
   document.getElementById("task-filters").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -324,8 +336,10 @@
       agent: data.agent || known.agent, attempts: data.attempt ?? known.attempts,
     });
     if (data.error) row.error = data.error;
+    if (data.state !== "pending") delete row.wait;
     state.tasks.set(data.task_id, row);
     redrawTasks();
+    if (data.state === "pending" && !row.wait) reloadTasksSoon();  // why it waits: the API's
     if (state.task === data.task_id) chooseTask(data.task_id);
   }
 
