@@ -188,7 +188,9 @@ class NodeProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def __enter__(self) -> Self:
-        return self.start()
+        """Start the process, unless it was started already (``with NodeProcess(...).start()``
+        is one process, killed at the end of the block)."""
+        return self if self.proc is not None else self.start()
 
     def __exit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None

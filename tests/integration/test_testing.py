@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
 import pytest
 from agents import Squarer
 
@@ -18,6 +19,7 @@ from macp import Agent, Node, handler
 from macp.testing import (
     LocalCluster,
     LogEvents,
+    NodeProcess,
     Probe,
     ProbedAgent,
     capture_logs,
@@ -267,3 +269,14 @@ def test_a_local_cluster_in_this_process_restarts_a_node_and_the_head_with_their
         local.restart("head")  # on its journal: the task it ran is still known
         assert local.cluster.result(local.cluster.tasks()[0]["id"], timeout_s=10) == first
         assert local.cluster.submit("square", {"x": 3}).result(timeout_s=10)["square"] == 9
+
+
+def test_a_node_process_started_then_entered_is_one_process() -> None:
+    started = NodeProcess("solo").start()
+    first = started.proc
+    assert first is not None
+    with started as node:
+        assert node.proc is first  # entering a started process starts no second one
+        mine = [p for p in psutil.Process().children() if "solo" in " ".join(p.cmdline())]
+        assert [p.pid for p in mine] == [first.pid]
+    assert first.poll() is not None
