@@ -42,10 +42,25 @@ def gather(cluster: Cluster) -> dict[str, Any]:
         "nodes": nodes,
         "agents": agents,
         "tasks": cluster.tasks(states=_ACTIVE),
-        "workflows": [r for r in runs["runs"] if r["state"] in {"running", "paused"}],
+        "workflows": [
+            _waiting_steps(cluster, r) for r in runs["runs"] if r["state"] in {"running", "paused"}
+        ],
         "workflow_definitions": runs["definitions"],
         "dead_letters": cluster.dead_letters(limit=_DEAD_LETTERS_SHOWN),
     }
+
+
+def _waiting_steps(cluster: Cluster, run: dict[str, Any]) -> dict[str, Any]:
+    """``run`` with ``waiting``: each of its steps that waits, and why (``{step: wait}``: a
+    step whose task waits for an agent, or that waits for a lease of an exhausted pool)."""
+    try:
+        steps = cluster.run_status(run["id"])["steps"]
+    except MacpError:  # ended and gone meanwhile: nothing waits
+        steps = {}
+    waits = {
+        name: step["wait"] for name, step in steps.items() if isinstance(step.get("wait"), dict)
+    }
+    return {**run, "waiting": waits}
 
 
 def render(report: dict[str, Any]) -> None:
@@ -61,7 +76,7 @@ def render(report: dict[str, Any]) -> None:
             "tasks",
             ["id", "type", "state", "attempts", "node_failures", "agent", "progress", "waiting"],
         ),
-        ("workflows", ["id", "workflow", "state"]),
+        ("workflows", ["id", "workflow", "state", "waiting"]),
     ]
     for title, columns in sections:
         table = Table(title=f"{title} ({len(report[title])})", title_justify="left")
@@ -71,6 +86,14 @@ def render(report: dict[str, Any]) -> None:
             row = dict(given)
             if isinstance(row.get("wait"), dict):  # why a pending task waits
                 row["waiting"] = f"{row['wait']['code']}: {row['wait']['reason']}"
+            elif isinstance(row.get("waiting"), dict):  # a run's steps that wait, and why
+                row["waiting"] = (
+                    "; ".join(
+                        f"{step}: {wait['code']}: {wait['reason']}"
+                        for step, wait in row["waiting"].items()
+                    )
+                    or None
+                )
             table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
         console.print(table)
     letters = report["dead_letters"]

@@ -107,7 +107,7 @@ def test_a_task_behind_busy_agents_waits_all_busy_until_one_frees(
     row = wait_code(lambda: _get(api, f"/tasks/{second}"), "all_busy", "the second gate task")
     assert row["wait"] == {
         "code": "all_busy", "need": ["type", "wait_file"], "count": 1, "down": 0, "limit": 1,
-        "reason": "all 1 capable agents are busy (at most 1 tasks each)",
+        "reason": "the pool of capable agents is exhausted: all 1 are busy (at most 1 tasks each)",
     }  # fmt: skip
     listed = _get(api, "/tasks", type="wait_file", state=["running", "pending"])
     assert [t["id"] for t in listed["tasks"]] == [second, first]  # newest first

@@ -116,10 +116,13 @@ def test_status_shows_why_each_pending_task_waits(scene: Scene) -> None:
     report = scene.json("status")
     pending = {t["type"]: t["wait"]["code"] for t in report["tasks"] if t["state"] == "pending"}
     assert pending == REASONS
+    # a resource-aware run's step waiting for a lease of the exhausted pool: its run's row
+    runs = {r["id"]: r["waiting"] for r in report["workflows"]}
+    assert runs[scene.run_id]["train"]["code"] == "pool_exhausted"
     table = scene.cli("status")
     assert table.returncode == 0, table.stderr
     assert "waiting" in table.stdout
-    for code in REASONS.values():  # (a reason's sentence folds over the cell's lines)
+    for code in [*REASONS.values(), "pool_exhausted"]:  # (a sentence folds over the lines)
         assert f"{code}:" in table.stdout
 
 

@@ -140,7 +140,7 @@ def test_an_external_agent_lost_with_its_program_is_lost_not_failed(table: TaskT
          ("waiting: node down: the agents that can run it (a@n1, b@n2) are on nodes that are "
           "down ('n1', 'n2'); it runs once one is back")),
         ([_agent("a@n")], [], WaitCode.ALL_BUSY,
-         "all 1 capable agents are busy (at most 1 tasks each)"),
+         "the pool of capable agents is exhausted: all 1 are busy (at most 1 tasks each)"),
     ],
 )  # fmt: skip
 def test_why_a_task_waits(

@@ -95,7 +95,8 @@ class Wait:
             return f"{describe(self.need)} is available ({self.count} {verb} {states}{down})"
         if code is WaitCode.BREAKERS_OPEN:
             return f"the circuit breaker is open for every capable agent: {', '.join(self.agents)}"
-        return f"all {self.count} capable agents are busy (at most {self.limit} tasks each)"
+        return (f"the pool of capable agents is exhausted: all {self.count} are busy (at most "
+                f"{self.limit} tasks each)")  # fmt: skip
 
     def to_wire(self) -> dict[str, Wire]:
         """The wait as ``status`` and ``coordinator.tasks`` show it: ``{code, reason, need,
