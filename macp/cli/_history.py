@@ -141,6 +141,9 @@ def tasks(
     _table(title, ["id", "type", "state", "attempts", "agent", "created", "why"], rows)
 
 
+_TREE_SHOWN = 200  # the most descendants ``macp task`` shows (``macp lineage --limit``: more)
+
+
 def task(
     task_id: Annotated[str, typer.Argument(help="The task's id.")],
     file: FileArg = None,
@@ -149,7 +152,13 @@ def task(
 ) -> None:
     """One task: its attempts (agent, node, times, outcome), timings, progress, result or
     error, and why it waits."""
-    status = _read(file, connect, lambda c: {**c.status(task_id), "children": c.children(task_id)})
+
+    def ask(c: macp.Cluster) -> dict[str, Any]:
+        tree = c.lineage(task_id, limit=_TREE_SHOWN)
+        return {**c.status(task_id), "children": c.children(task_id),
+                **{k: tree[k] for k in ("ancestors", "descendants", "truncated")}}  # fmt: skip
+
+    status = _read(file, connect, ask)
     if as_json:
         _print(status)
         return

@@ -40,14 +40,23 @@ def lineage(
 
 
 def tree_lines(status: dict[str, Any]) -> list[str]:
-    """What ``macp task`` shows of a task's tree: its parent, delegating agent and run (the
-    children are a table of their own)."""
+    """What ``macp task`` shows of a task's tree: its parent, delegating agent and run, its
+    ancestors up to the root, and the tree below it, indented by depth (its children are also
+    a table of their own)."""
     lines = []
     if status.get("parent"):
         by = f" (delegated by {status['delegated_by']})" if status.get("delegated_by") else ""
         lines.append(f"  parent: {status['parent']}{by}")
     if status.get("run"):
         lines.append(f"  run: {status['run']}")
+    ancestors = status.get("ancestors") or []
+    if len(ancestors) > 1:
+        lines.append(f"  ancestors: {' <- '.join(a['id'] for a in ancestors)} (the root last)")
+    below = status.get("descendants") or []
+    if below:
+        more = " (truncated: macp lineage --limit shows more)" if status.get("truncated") else ""
+        lines.append(f"  tree below ({len(below)} tasks){more}:")
+        lines.extend(f"  {'  ' * d['depth']}{_line(d)}" for d in _tree_order(below, status["id"]))
     return lines
 
 

@@ -464,6 +464,13 @@ def test_macp_lineage_and_macp_task_print_the_parent_children_and_contributors(
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert "children (3)" in of_parent.stdout, of_parent.stderr
+    assert "  tree below (3 tasks):\n" in of_parent.stdout  # each child indented under it
+    child_json = subprocess.run(
+        [sys.executable, "-m", "macp", "task", child, "--connect", processes.address, "--json"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    shown = json.loads(child_json.stdout)
+    assert ([a["id"] for a in shown["ancestors"]], shown["descendants"]) == ([task.id], [])
     rows = [r for r in (line.split() for line in of_parent.stdout.splitlines())
             if r[3:4] == ["square"]]  # fmt: skip
     assert [(r[1], r[5], r[7]) for r in rows] == [
