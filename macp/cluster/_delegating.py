@@ -11,6 +11,7 @@ from macp.actors.coordinator import CHILDREN, LINEAGE, RESULT, STATUS
 from macp.actors.coordinator.messages import HUB_DECOMPOSE as DECOMPOSE
 from macp.actors.coordinator.messages import HUB_MERGE as MERGE
 from macp.actors.registry import FIND, LOOKUP
+from macp.cluster._asks import Asks
 from macp.errors import ActorNotFound
 
 if TYPE_CHECKING:
@@ -23,16 +24,11 @@ if TYPE_CHECKING:
 __all__ = ["Delegating"]
 
 
-class Delegating:
+class Delegating(Asks):
     """Delegation, for a class that asks the control plane (``_ask``, ``_read``), asks agents
     (``ask``) and submits tasks (``submit``)."""
 
     if TYPE_CHECKING:
-
-        def _read(
-            self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None
-        ) -> Any: ...
-
         ask: Callable[..., AskFuture]
         timeout_s: float
         submit: Callable[..., Task]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from macp.actors.evaluations import ADD, LIST_EVALUATIONS, SCORES_OF
 from macp.actors.monitor import MODEL_HEALTH, MODEL_METRICS
+from macp.cluster._asks import Asks
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -16,18 +17,9 @@ if TYPE_CHECKING:
 __all__ = ["Evaluating"]
 
 
-class Evaluating:
+class Evaluating(Asks):
     """Evaluations and model figures, for a class that asks the control plane (``_ask``, and
     ``_read`` for an ask safe to send again)."""
-
-    if TYPE_CHECKING:
-
-        def _ask(
-            self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None
-        ) -> Any: ...
-        def _read(
-            self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None
-        ) -> Any: ...
 
     def evaluate(
         self,

@@ -17,6 +17,7 @@ from macp.actors.monitor import METRICS as MONITOR_METRICS
 from macp.actors.monitor import RATES as MONITOR_RATES
 from macp.actors.task_events import DEFAULT_LEASE_S
 from macp.cluster import _history
+from macp.cluster._asks import Asks
 
 if TYPE_CHECKING:
     from macp.envelope import Wire
@@ -24,18 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["Observing"]
 
 
-class Observing:
+class Observing(Asks):
     """Dead letters, metrics, alerts, message rates and task events, for a class that asks the
     control plane (``_ask``, and ``_read`` for an ask safe to send again)."""
-
-    if TYPE_CHECKING:
-
-        def _ask(
-            self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None
-        ) -> Any: ...
-        def _read(
-            self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None
-        ) -> Any: ...
 
     # -- the journal --------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from macp.actors.coordinator import WORKFLOW_DEFINE, WORKFLOW_LIST, WORKFLOW_RUN
 from macp.cluster import _history
+from macp.cluster._asks import Asks
 from macp.cluster._handles import Run
 
 if TYPE_CHECKING:
@@ -17,18 +18,9 @@ if TYPE_CHECKING:
 __all__ = ["Workflows"]
 
 
-class Workflows:
+class Workflows(Asks):
     """Workflows, for a class that asks the control plane (``_ask``, and ``_read`` for an ask
     safe to send again)."""
-
-    if TYPE_CHECKING:
-
-        def _ask(
-            self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None
-        ) -> Any: ...
-        def _read(
-            self, actor: str, type: str, body: Wire = None, timeout_s: float | None = None
-        ) -> Any: ...
 
     def define(self, definition: Mapping[str, Any]) -> list[str]:
         """Define (or redefine) a workflow; its step ids. A cycle, a dangling dependency or a
