@@ -138,9 +138,10 @@ def test_a_worker_killed_while_gateway_tasks_run_loses_no_task_and_runs_none_twi
         assert (status["node_failures"], status["agent"][-3:]) == (1, "@w0"), status
         assert [a[-3:] for a in _assigned(status)] == ["@w1", "@w0"], status
     # each task running on w1 at the last look before the kill either finished there before
-    # the kill, or was lost with it and ran elsewhere; at least one was lost
+    # the kill, or was lost with it and ran elsewhere (which of the two is a race: a look is a
+    # round trip through the gateway, about as long as one of these tasks); `lost` above
+    # shows that some were lost
     assert in_flight <= kept | lost, in_flight - kept - lost
-    assert in_flight & lost, (in_flight, lost)
 
 
 def _assigned(status: dict[str, Any]) -> list[str]:
