@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint type pytest bench bench-smoke check clean
+.PHONY: setup browser run test lint type pytest bench bench-smoke check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,15 @@ lint: setup
 type: setup
 	$(BIN)/mypy macp tests examples bench
 
-pytest: setup
+## browser: the dashboard's tests drive Debian's chromium (Playwright's own browser download is
+## not used): installed with apt where it is missing (as root, else through sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	    sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	    $$sudo apt-get update && \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends chromium; }
+
+pytest: setup browser
 	$(BIN)/pytest
 
 check: test
